@@ -1,0 +1,222 @@
+//! Typed configuration, read once at cold start. A missing or malformed value stops the
+//! function there, with a message naming the variable, instead of failing per request.
+
+use crate::error::{Error, Result};
+use time::UtcOffset;
+
+/// Where the JWT signing secret comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A Secrets Manager secret (ARN or name) holding the secret string. Used when deployed.
+    SecretsManager(String),
+    /// The secret itself, from `JWT_SECRET`. For local runs only.
+    Inline(Vec<u8>),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::SecretsManager(id) => write!(f, "SecretsManager({id})"),
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+/// Tunables of the chat protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Page size when a frame gives no `limit`.
+    pub page_default: usize,
+    /// Largest `limit` a frame may ask for.
+    pub page_max: usize,
+    /// Largest `chat_content`, in UTF-8 bytes.
+    pub max_content_bytes: usize,
+    /// Largest frame the server posts (API Gateway refuses more than 128 KB).
+    pub max_frame_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            page_default: 20,
+            page_max: 100,
+            max_content_bytes: 4096,
+            max_frame_bytes: 128 * 1024,
+        }
+    }
+}
+
+/// Everything the functions read from their environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub messages_table: String,
+    pub connections_table: String,
+    /// `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`; required by `$default`.
+    pub management_endpoint: Option<String>,
+    /// Required by `$connect`.
+    pub jwt_secret: Option<SecretSource>,
+    /// Offset in which `created_date` is written (the seed's clients expect +08:00).
+    pub display_offset: UtcOffset,
+    /// How long a connection record lives without a `$disconnect` (API Gateway's 2 h cap plus
+    /// slack).
+    pub connection_ttl_secs: i64,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let required = |k: &str| match get(k) {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            _ => Err(Error::Config(format!("{k} must be set"))),
+        };
+        let number = |k: &str, default: usize, min: usize, max: usize| -> Result<usize> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(Error::Config(format!(
+                        "{k} must be a whole number from {min} to {max}"
+                    ))),
+                },
+            }
+        };
+        let defaults = Limits::default();
+        let page_max = number("PAGE_SIZE_MAX", defaults.page_max, 1, 500)?;
+        let limits = Limits {
+            page_default: number("PAGE_SIZE_DEFAULT", defaults.page_default, 1, page_max)?,
+            page_max,
+            max_content_bytes: number("MAX_CONTENT_BYTES", defaults.max_content_bytes, 1, 16384)?,
+            max_frame_bytes: number(
+                "MAX_FRAME_BYTES",
+                defaults.max_frame_bytes,
+                16 * 1024,
+                128 * 1024,
+            )?,
+        };
+        let jwt_secret = match (get("JWT_SECRET_ARN"), get("JWT_SECRET")) {
+            (Some(arn), _) if !arn.trim().is_empty() => Some(SecretSource::SecretsManager(arn)),
+            (_, Some(s)) if !s.is_empty() => Some(SecretSource::Inline(s.into_bytes())),
+            _ => None,
+        };
+        let display_offset = match get("DISPLAY_UTC_OFFSET") {
+            None => UtcOffset::from_hms(8, 0, 0).expect("+08:00 is a valid offset"),
+            Some(v) => parse_offset(&v).ok_or_else(|| {
+                Error::Config("DISPLAY_UTC_OFFSET must look like +08:00 or -05:30".into())
+            })?,
+        };
+        Ok(Config {
+            messages_table: required("MESSAGES_TABLE")?,
+            connections_table: required("CONNECTIONS_TABLE")?,
+            management_endpoint: get("MANAGEMENT_ENDPOINT").filter(|v| !v.trim().is_empty()),
+            jwt_secret,
+            display_offset,
+            connection_ttl_secs: number("CONNECTION_TTL_SECONDS", 7500, 60, 86400)? as i64,
+            limits,
+        })
+    }
+
+    /// The management endpoint, or a start-up error for the function that needs it.
+    pub fn require_management_endpoint(&self) -> Result<&str> {
+        self.management_endpoint
+            .as_deref()
+            .ok_or_else(|| Error::Config("MANAGEMENT_ENDPOINT must be set".into()))
+    }
+
+    /// The secret source, or a start-up error for the function that needs it.
+    pub fn require_jwt_secret(&self) -> Result<&SecretSource> {
+        self.jwt_secret
+            .as_ref()
+            .ok_or_else(|| Error::Config("JWT_SECRET_ARN (or JWT_SECRET locally) must be set".into()))
+    }
+}
+
+/// `+HH:MM` / `-HH:MM` (also `Z`).
+fn parse_offset(v: &str) -> Option<UtcOffset> {
+    let v = v.trim();
+    if v == "Z" || v == "+00:00" {
+        return Some(UtcOffset::UTC);
+    }
+    let (sign, rest) = match v.as_bytes().first()? {
+        b'+' => (1i8, &v[1..]),
+        b'-' => (-1i8, &v[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 14 || m > 59 {
+        return None; // real offsets run from -12:00 to +14:00
+    }
+    UtcOffset::from_hms(sign * h, sign * m, 0).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const TABLES: [(&str, &str); 2] = [("MESSAGES_TABLE", "m"), ("CONNECTIONS_TABLE", "c")];
+
+    #[test]
+    fn defaults_apply_when_only_tables_are_set() {
+        let c = load(&TABLES).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.display_offset, UtcOffset::from_hms(8, 0, 0).unwrap());
+        assert!(c.require_management_endpoint().is_err());
+        assert!(c.require_jwt_secret().is_err());
+    }
+
+    #[test]
+    fn missing_or_empty_table_fails_loudly() {
+        let e = load(&[("MESSAGES_TABLE", "m"), ("CONNECTIONS_TABLE", " ")]).unwrap_err();
+        assert!(e.to_string().contains("CONNECTIONS_TABLE"));
+    }
+
+    #[test]
+    fn bad_numbers_and_offsets_are_refused() {
+        for (k, v) in [
+            ("PAGE_SIZE_MAX", "0"),
+            ("PAGE_SIZE_MAX", "ten"),
+            ("MAX_FRAME_BYTES", "200000"),
+            ("DISPLAY_UTC_OFFSET", "8"),
+            ("DISPLAY_UTC_OFFSET", "+25:00"),
+        ] {
+            let mut pairs = TABLES.to_vec();
+            pairs.push((k, v));
+            assert!(load(&pairs).is_err(), "{k}={v} must be refused");
+        }
+    }
+
+    #[test]
+    fn secret_arn_wins_and_inline_secret_is_never_printed() {
+        let mut pairs = TABLES.to_vec();
+        pairs.push(("JWT_SECRET", "super-secret-value"));
+        let c = load(&pairs).unwrap();
+        assert!(!format!("{c:?}").contains("super-secret-value"));
+        pairs.push(("JWT_SECRET_ARN", "arn:aws:secretsmanager:x"));
+        let c = load(&pairs).unwrap();
+        assert!(matches!(c.require_jwt_secret().unwrap(), SecretSource::SecretsManager(_)));
+    }
+
+    #[test]
+    fn offsets_parse_both_signs() {
+        assert_eq!(parse_offset("-05:30"), UtcOffset::from_hms(-5, -30, 0).ok());
+        assert_eq!(parse_offset("Z"), Some(UtcOffset::UTC));
+    }
+}

@@ -1,0 +1,187 @@
+//! In-memory fakes of the ports, for unit tests of the domain flows and handlers.
+
+use crate::error::{Error, Result};
+use crate::model::{Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile};
+use crate::ports::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct State {
+    pub connections: HashMap<String, ConnectionRecord>,
+    /// conversation key → (message id → message)
+    pub messages: HashMap<String, BTreeMap<String, Message>>,
+    pub profiles: HashMap<(String, String), Profile>,
+    pub dedup: HashMap<(String, String, String), Message>,
+    /// When set, every call fails like an unreachable database.
+    pub down: bool,
+}
+
+#[derive(Default)]
+pub struct FakeStore {
+    pub state: Mutex<State>,
+}
+
+impl FakeStore {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T> {
+        let mut s = self.state.lock().unwrap();
+        if s.down {
+            return Err(Error::Store("connection refused".into()));
+        }
+        Ok(f(&mut s))
+    }
+    pub fn message_count(&self) -> usize {
+        self.state.lock().unwrap().messages.values().map(BTreeMap::len).sum()
+    }
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+    pub fn has_connection(&self, id: &str) -> bool {
+        self.state.lock().unwrap().connections.contains_key(id)
+    }
+}
+
+impl ConnectionRegister for FakeStore {
+    async fn register(&self, r: &ConnectionRecord) -> Result<()> {
+        self.with(|s| {
+            s.connections.insert(r.connection_id.clone(), r.clone());
+        })
+    }
+}
+
+impl ConnectionRemove for FakeStore {
+    async fn remove(&self, id: &str) -> Result<()> {
+        self.with(|s| {
+            s.connections.remove(id);
+        })
+    }
+}
+
+impl ConnectionLookup for FakeStore {
+    async fn get(&self, id: &str, now_s: i64) -> Result<Option<ConnectionRecord>> {
+        self.with(|s| s.connections.get(id).filter(|r| r.expires_at > now_s).cloned())
+    }
+    async fn in_conversation(&self, c: &Conversation, now_s: i64) -> Result<Vec<Peer>> {
+        self.with(|s| {
+            let mut peers: Vec<Peer> = s
+                .connections
+                .values()
+                .filter(|r| r.conversation() == *c && r.expires_at > now_s)
+                .map(|r| Peer {
+                    connection_id: r.connection_id.clone(),
+                    user: r.user.clone(),
+                })
+                .collect();
+            peers.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+            peers
+        })
+    }
+}
+
+impl ProfileWrite for FakeStore {
+    async fn put_profile(&self, c: &Conversation, user: &str, p: &Profile) -> Result<()> {
+        self.with(|s| {
+            s.profiles.insert((c.key(), user.to_owned()), p.clone());
+        })
+    }
+}
+
+fn page(s: &State, c: &Conversation, newest_first: Vec<Message>, limit: usize) -> Page {
+    let has_more = newest_first.len() > limit;
+    let mut messages: Vec<Message> = newest_first.into_iter().take(limit).collect();
+    messages.reverse();
+    let profiles = c
+        .members()
+        .iter()
+        .filter_map(|u| {
+            s.profiles
+                .get(&(c.key(), u.to_string()))
+                .map(|p| (u.to_string(), p.clone()))
+        })
+        .collect();
+    Page {
+        messages,
+        has_more,
+        profiles,
+    }
+}
+
+impl MessageStore for FakeStore {
+    async fn append(&self, m: &Message) -> Result<Appended> {
+        self.with(|s| {
+            let conv = m.conversation().key();
+            if let Some(cmid) = &m.client_msg_id {
+                let key = (conv.clone(), m.sender.clone(), cmid.clone());
+                if let Some(old) = s.dedup.get(&key) {
+                    return Appended::Duplicate(old.clone());
+                }
+                s.dedup.insert(key, m.clone());
+            }
+            s.messages.entry(conv).or_default().insert(m.id.clone(), m.clone());
+            Appended::Stored(m.clone())
+        })
+    }
+    async fn latest(&self, c: &Conversation, limit: usize) -> Result<Page> {
+        self.with(|s| {
+            let newest_first = s
+                .messages
+                .get(&c.key())
+                .map(|ms| ms.values().rev().take(limit + 1).cloned().collect())
+                .unwrap_or_default();
+            page(s, c, newest_first, limit)
+        })
+    }
+    async fn before(&self, c: &Conversation, before: &Cursor, limit: usize) -> Result<Page> {
+        self.with(|s| {
+            let newest_first = s
+                .messages
+                .get(&c.key())
+                .map(|ms| {
+                    ms.range(..before.as_str().to_owned())
+                        .rev()
+                        .take(limit + 1)
+                        .map(|(_, m)| m.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            page(s, c, newest_first, limit)
+        })
+    }
+}
+
+/// Records every post; connections in `gone` answer 410, in `failing` a 5xx.
+#[derive(Default)]
+pub struct FakeNotifier {
+    pub posts: Mutex<Vec<(String, String)>>,
+    pub gone: Mutex<HashSet<String>>,
+    pub failing: Mutex<HashSet<String>>,
+}
+
+impl FakeNotifier {
+    /// Frames delivered to `id`, parsed.
+    pub fn frames_to(&self, id: &str) -> Vec<serde_json::Value> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| c == id)
+            .map(|(_, f)| serde_json::from_str(f).unwrap())
+            .collect()
+    }
+    pub fn clear(&self) {
+        self.posts.lock().unwrap().clear();
+    }
+}
+
+impl Notifier for FakeNotifier {
+    async fn post(&self, id: &str, frame: &str) -> std::result::Result<(), PostError> {
+        if self.gone.lock().unwrap().contains(id) {
+            return Err(PostError::Gone);
+        }
+        if self.failing.lock().unwrap().contains(id) {
+            return Err(PostError::Other("503".into()));
+        }
+        self.posts.lock().unwrap().push((id.to_owned(), frame.to_owned()));
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! Lambda entry points: API Gateway WebSocket events in, a status code out. Each `main.rs`
+//! builds its dependencies once and hands every event to one of these.
+
+use crate::auth::TokenVerifier;
+use crate::chat::{self, ConnectRequest};
+use crate::config::Config;
+use crate::dynamo::DynamoStore;
+use crate::notify::ApiGatewayNotifier;
+use crate::ports::{
+    ConnectionLookup, ConnectionRegister, ConnectionRemove, MessageStore, Notifier, ProfileWrite,
+};
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use lambda_runtime::LambdaEvent;
+
+/// The event type every route receives.
+pub type WsEvent = LambdaEvent<ApiGatewayWebsocketProxyRequest>;
+/// Handler result; an `Err` is an invocation error (never used for client mistakes).
+pub type HandlerResult = Result<ApiGatewayProxyResponse, lambda_runtime::Error>;
+
+/// Dependencies of a function, built once per cold start.
+pub struct Deps<S, N = ()> {
+    pub store: S,
+    pub notifier: N,
+    pub config: Config,
+}
+
+/// What `$connect` needs besides storage.
+pub struct ConnectDeps<S> {
+    pub store: S,
+    pub verifier: TokenVerifier,
+    pub config: Config,
+}
+
+impl ConnectDeps<DynamoStore> {
+    /// Loads the signing secret and builds the DynamoDB client. Fails at cold start.
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        let secret = crate::auth::load_secret(config.require_jwt_secret()?, aws).await?;
+        Ok(ConnectDeps {
+            store: dynamo_store(aws, &config),
+            verifier: TokenVerifier::new(&secret)?,
+            config,
+        })
+    }
+}
+
+impl Deps<DynamoStore, ApiGatewayNotifier> {
+    /// The `$default` function's clients.
+    pub fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        let notifier = ApiGatewayNotifier::new(aws, config.require_management_endpoint()?);
+        Ok(Deps {
+            store: dynamo_store(aws, &config),
+            notifier,
+            config,
+        })
+    }
+}
+
+impl Deps<DynamoStore> {
+    /// The `$disconnect` function's client.
+    pub fn storage_only(aws: &aws_config::SdkConfig, config: Config) -> Self {
+        Deps {
+            store: dynamo_store(aws, &config),
+            notifier: (),
+            config,
+        }
+    }
+}
+
+fn dynamo_store(aws: &aws_config::SdkConfig, config: &Config) -> DynamoStore {
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        &config.messages_table,
+        &config.connections_table,
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A response with a status and a small JSON body (API Gateway shows neither to a WebSocket
+/// client after the handshake; on `$connect` the status decides the handshake).
+pub fn response(status: u16, reason: &str) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status.into();
+    r.body = Some(Body::Text(
+        serde_json::json!({ "message": reason }).to_string(),
+    ));
+    r
+}
+
+fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
+    event
+        .request_context
+        .connection_id
+        .as_deref()
+        .filter(|c| !c.is_empty())
+}
+
+/// `$connect`: authenticate, then record the connection. 400/401/403 refuse the handshake.
+#[tracing::instrument(skip_all, fields(connection_id))]
+pub async fn connect<S: ConnectionRegister + ProfileWrite>(
+    deps: &ConnectDeps<S>,
+    event: WsEvent,
+) -> HandlerResult {
+    let ev = &event.payload;
+    let Some(cid) = connection_id(ev) else {
+        return Ok(response(400, "no connection id"));
+    };
+    tracing::Span::current().record("connection_id", cid);
+    let query = &ev.query_string_parameters;
+    let header_token = ev
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let req = ConnectRequest {
+        connection_id: cid,
+        userphone: query.first("userphone"),
+        friendphone: query.first("friendphone"),
+        app_sid: query.first("app_sid"),
+        token: query.first("token").filter(|t| !t.is_empty()).or(header_token),
+        now_ms: now_ms(),
+    };
+    match chat::connect(&deps.store, &deps.verifier, &deps.config, &req).await {
+        Ok(outcome) => {
+            if outcome.status() != 200 {
+                tracing::info!(status = outcome.status(), reason = outcome.reason(), "handshake refused");
+            }
+            Ok(response(outcome.status(), outcome.reason()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "connect failed");
+            Ok(response(500, "internal error"))
+        }
+    }
+}
+
+/// `$default`: one client frame.
+#[tracing::instrument(skip_all, fields(connection_id))]
+pub async fn default<S, N>(deps: &Deps<S, N>, event: WsEvent) -> HandlerResult
+where
+    S: ConnectionLookup + ConnectionRemove + MessageStore,
+    N: Notifier,
+{
+    let ev = &event.payload;
+    let Some(cid) = connection_id(ev) else {
+        return Ok(response(400, "no connection id"));
+    };
+    tracing::Span::current().record("connection_id", cid);
+    // API Gateway hands binary frames over base64-encoded: they are not JSON text frames.
+    let body = if ev.is_base64_encoded {
+        ""
+    } else {
+        ev.body.as_deref().unwrap_or_default()
+    };
+    match chat::on_frame(&deps.store, &deps.notifier, &deps.config, cid, body, now_ms()).await {
+        Ok(outcome) => {
+            tracing::debug!(?outcome, "frame handled");
+            Ok(response(200, "ok"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "frame failed");
+            Ok(response(500, "internal error"))
+        }
+    }
+}
+
+/// `$disconnect`: forget the connection.
+#[tracing::instrument(skip_all, fields(connection_id))]
+pub async fn disconnect<S: ConnectionRemove, N>(deps: &Deps<S, N>, event: WsEvent) -> HandlerResult {
+    let Some(cid) = connection_id(&event.payload) else {
+        return Ok(response(400, "no connection id"));
+    };
+    tracing::Span::current().record("connection_id", cid);
+    match chat::disconnect(&deps.store, cid).await {
+        Ok(()) => Ok(response(200, "ok")),
+        // A failure here is retried by nobody; TTL removes the record within hours.
+        Err(e) => {
+            tracing::error!(error = %e, "disconnect failed");
+            Ok(response(500, "internal error"))
+        }
+    }
+}

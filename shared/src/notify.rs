@@ -1,0 +1,48 @@
+//! The API Gateway management API (`POST /@connections/{id}`) as a [`Notifier`].
+
+use crate::ports::{Notifier, PostError};
+use aws_sdk_apigatewaymanagement::error::SdkError;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use aws_sdk_apigatewaymanagement::Client;
+
+/// Posts through one management client, built once per cold start.
+#[derive(Clone, Debug)]
+pub struct ApiGatewayNotifier {
+    client: Client,
+}
+
+impl ApiGatewayNotifier {
+    /// `endpoint` is `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, built from
+    /// the API id in the template, never from the event's domain name (custom domains differ).
+    pub fn new(aws: &aws_config::SdkConfig, endpoint: &str) -> Self {
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(aws)
+            .endpoint_url(endpoint)
+            .build();
+        ApiGatewayNotifier {
+            client: Client::from_conf(config),
+        }
+    }
+}
+
+impl Notifier for ApiGatewayNotifier {
+    async fn post(&self, connection_id: &str, frame: &str) -> Result<(), PostError> {
+        let result = self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id)
+            .data(Blob::new(frame.as_bytes()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(ctx))
+                if ctx.err().is_gone_exception() || ctx.raw().status().as_u16() == 410 =>
+            {
+                Err(PostError::Gone)
+            }
+            Err(e) => Err(PostError::Other(
+                aws_sdk_apigatewaymanagement::Error::from(e).to_string(),
+            )),
+        }
+    }
+}

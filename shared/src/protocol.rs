@@ -1,0 +1,509 @@
+//! The wire contract of `docs/protocol.md`: client frames in, server frames out.
+
+use crate::config::Limits;
+use crate::model::{ChatType, Cursor, Message, Page, Profile};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use time::{OffsetDateTime, UtcOffset};
+
+/// Longest `client_msg_id` accepted.
+pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;
+/// Longest media URL accepted for image and video messages.
+pub const MAX_MEDIA_URL_BYTES: usize = 2048;
+
+/// A valid client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Latest page, for this connection only.
+    Sync { limit: usize },
+    /// The page before `before` (or the latest page without a cursor).
+    History {
+        before: Option<Cursor>,
+        limit: usize,
+    },
+    Send(SendRequest),
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRequest {
+    pub client_msg_id: Option<String>,
+    pub chat_type: ChatType,
+    pub content: String,
+}
+
+/// A refused frame: machine code plus human text, sent back as an error frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub error: &'static str,
+    pub msg: String,
+    pub client_msg_id: Option<String>,
+}
+
+impl Rejection {
+    fn new(error: &'static str, msg: impl Into<String>) -> Self {
+        Rejection {
+            error,
+            msg: msg.into(),
+            client_msg_id: None,
+        }
+    }
+}
+
+/// Parses and validates one client frame. Never echoes parser text: a client learns what was
+/// wrong from the code and message, not from serde internals.
+pub fn parse_request(body: &str, limits: &Limits) -> Result<Request, Rejection> {
+    let obj: Map<String, Value> = match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(o)) => o,
+        _ => return Err(Rejection::new("bad_json", "a frame must be a JSON object")),
+    };
+    // Echo a well-formed client_msg_id on any rejection of the frame that carried it.
+    let cmid = match obj.get("client_msg_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if valid_client_msg_id(s) => Some(s.clone()),
+        Some(_) => {
+            return Err(Rejection::new(
+                "bad_client_msg_id",
+                format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} of A-Z a-z 0-9 _ - . :"),
+            ))
+        }
+    };
+    parse_object(&obj, cmid.clone(), limits).map_err(|mut r| {
+        r.client_msg_id = cmid;
+        r
+    })
+}
+
+fn parse_object(
+    obj: &Map<String, Value>,
+    client_msg_id: Option<String>,
+    limits: &Limits,
+) -> Result<Request, Rejection> {
+    let action = match obj.get("action") {
+        Some(Value::String(a)) => Some(a.as_str()),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(Rejection::new("unknown_action", "action must be a string")),
+    };
+    match action {
+        Some("sync") => Ok(Request::Sync {
+            limit: parse_limit(obj, limits)?,
+        }),
+        Some("history") => {
+            let before = match obj.get("before") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(
+                    Cursor::parse(s)
+                        .ok_or_else(|| Rejection::new("bad_cursor", "before is not a cursor"))?,
+                ),
+                Some(_) => return Err(Rejection::new("bad_cursor", "before is not a cursor")),
+            };
+            Ok(Request::History {
+                before,
+                limit: parse_limit(obj, limits)?,
+            })
+        }
+        Some("send") => parse_send(obj, client_msg_id, limits),
+        // The seed client's `chatInfo` has no action but carries chat_type and chat_content.
+        None if obj.contains_key("chat_type") && obj.contains_key("chat_content") => {
+            parse_send(obj, client_msg_id, limits)
+        }
+        Some("ping") => Ok(Request::Ping),
+        _ => Err(Rejection::new(
+            "unknown_action",
+            "action must be one of sync, history, send, ping",
+        )),
+    }
+}
+
+fn parse_limit(obj: &Map<String, Value>, limits: &Limits) -> Result<usize, Rejection> {
+    let bad = || {
+        Rejection::new(
+            "bad_limit",
+            format!("limit must be a whole number from 1 to {}", limits.page_max),
+        )
+    };
+    match obj.get("limit") {
+        None | Some(Value::Null) => Ok(limits.page_default),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) if n >= 1 && n <= limits.page_max as u64 => Ok(n as usize),
+            _ => Err(bad()),
+        },
+        Some(_) => Err(bad()),
+    }
+}
+
+fn parse_send(
+    obj: &Map<String, Value>,
+    client_msg_id: Option<String>,
+    limits: &Limits,
+) -> Result<Request, Rejection> {
+    // userInfo / friendInfo (the seed's self-declared identity) are ignored on purpose: the
+    // sender is the authenticated connection's account, the receiver its peer.
+    let chat_type = obj
+        .get("chat_type")
+        .and_then(Value::as_i64)
+        .and_then(ChatType::from_i64)
+        .ok_or_else(|| {
+            Rejection::new(
+                "bad_chat_type",
+                "chat_type must be 0 (text), 1 (image) or 2 (video)",
+            )
+        })?;
+    let content = match obj.get("chat_content") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(Rejection::new("empty_content", "chat_content must be a string")),
+    };
+    if content.trim().is_empty() {
+        return Err(Rejection::new("empty_content", "chat_content is empty"));
+    }
+    match chat_type {
+        ChatType::Text if content.len() > limits.max_content_bytes => Err(Rejection::new(
+            "content_too_long",
+            format!("text is limited to {} bytes", limits.max_content_bytes),
+        )),
+        ChatType::Image | ChatType::Video if !valid_media_url(&content) => Err(Rejection::new(
+            "bad_media_url",
+            format!("image and video messages carry an http(s) URL of at most {MAX_MEDIA_URL_BYTES} bytes"),
+        )),
+        _ => Ok(Request::Send(SendRequest {
+            client_msg_id,
+            chat_type,
+            content,
+        })),
+    }
+}
+
+fn valid_client_msg_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_CLIENT_MSG_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+fn valid_media_url(s: &str) -> bool {
+    s.len() <= MAX_MEDIA_URL_BYTES
+        && (s.starts_with("https://") || s.starts_with("http://"))
+        && !s.chars().any(char::is_whitespace)
+}
+
+/// One history row, with the seed's field names (`userphone` is the sender).
+#[derive(Debug, Serialize)]
+pub struct Row<'a> {
+    pub id: &'a str,
+    pub friendphone: &'a str,
+    pub friendname: &'a str,
+    pub friendavatar: &'a str,
+    pub app_sid: &'a str,
+    pub created_date: String,
+    pub userphone: &'a str,
+    pub username: &'a str,
+    pub useravatar: &'a str,
+    pub content: &'a str,
+    pub chat_type: u8,
+    pub created_at: i64,
+    pub client_msg_id: Option<&'a str>,
+}
+
+/// Formats epoch ms as the seed's `YYYY-MM-DD HH:MM:SS` in `offset`.
+pub fn created_date(ms: i64, offset: UtcOffset) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(offset);
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    t.format(&fmt).unwrap_or_default()
+}
+
+/// The row for `m`, with names and avatars from the participants' current profiles.
+pub fn row<'a>(
+    m: &'a Message,
+    profiles: &'a std::collections::HashMap<String, Profile>,
+    offset: UtcOffset,
+) -> Row<'a> {
+    static NONE: Profile = Profile {
+        name: String::new(),
+        avatar: String::new(),
+    };
+    let sender = profiles.get(&m.sender).unwrap_or(&NONE);
+    let receiver = profiles.get(&m.receiver).unwrap_or(&NONE);
+    Row {
+        id: &m.id,
+        friendphone: &m.receiver,
+        friendname: &receiver.name,
+        friendavatar: &receiver.avatar,
+        app_sid: &m.app_sid,
+        created_date: created_date(m.created_at_ms, offset),
+        userphone: &m.sender,
+        username: &sender.name,
+        useravatar: &sender.avatar,
+        content: &m.content,
+        chat_type: m.chat_type.as_u8(),
+        created_at: m.created_at_ms,
+        client_msg_id: m.client_msg_id.as_deref(),
+    }
+}
+
+#[derive(Serialize)]
+struct HistoryFrame<'a> {
+    code: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: &'a [&'a RawValue],
+    cursor: Option<&'a str>,
+    has_more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_msg_id: Option<&'a str>,
+}
+
+/// What goes with a page besides its rows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageExtras<'a> {
+    /// The cursor the client paged from (older pages only).
+    pub before: Option<&'a str>,
+    /// The message just sent, for clients that append instead of replace.
+    pub message: Option<&'a Message>,
+    /// Acknowledgement for the sender's connection.
+    pub client_msg_id: Option<&'a str>,
+}
+
+/// Serializes a history frame no larger than `max_bytes`. When the page does not fit, the
+/// oldest rows are left out and `cursor` / `has_more` point at them, so paging still returns
+/// every row exactly once.
+pub fn history_frame(page: &Page, extras: PageExtras<'_>, offset: UtcOffset, max_bytes: usize) -> String {
+    let to_raw = |m: &Message| -> Box<RawValue> {
+        serde_json::value::to_raw_value(&row(m, &page.profiles, offset))
+            .expect("a row of strings and numbers always serializes")
+    };
+    let rows: Vec<Box<RawValue>> = page.messages.iter().map(to_raw).collect();
+    let message = extras.message.map(to_raw);
+    let frame_with = |first: usize| -> String {
+        let data: Vec<&RawValue> = rows[first..].iter().map(AsRef::as_ref).collect();
+        let has_more = page.has_more || first > 0;
+        let frame = HistoryFrame {
+            code: 1,
+            kind: "history",
+            data: &data,
+            cursor: if has_more {
+                page.messages.get(first).map(|m| m.id.as_str())
+            } else {
+                None
+            },
+            has_more,
+            before: extras.before,
+            message: message.as_deref(),
+            client_msg_id: extras.client_msg_id,
+        };
+        serde_json::to_string(&frame).expect("a history frame always serializes")
+    };
+    // Rows are bounded (content, names and URLs all have caps), so the first fit is found after
+    // dropping few rows; each row's size is known, so skip straight to a candidate.
+    let envelope = frame_with(rows.len()).len();
+    let mut first = rows.len();
+    let mut total = envelope;
+    while first > 0 && total + rows[first - 1].get().len() + 1 <= max_bytes {
+        first -= 1;
+        total += rows[first].get().len() + 1;
+    }
+    let mut out = frame_with(first);
+    while out.len() > max_bytes && first < rows.len() {
+        first += 1;
+        out = frame_with(first);
+    }
+    out
+}
+
+/// `{"code":0,"type":"error",...}`
+pub fn error_frame(error: &str, msg: &str, client_msg_id: Option<&str>) -> String {
+    let mut v = serde_json::json!({"code": 0, "type": "error", "error": error, "msg": msg});
+    if let Some(id) = client_msg_id {
+        v["client_msg_id"] = Value::String(id.to_owned());
+    }
+    v.to_string()
+}
+
+/// `{"code":1,"type":"pong"}`
+pub fn pong_frame() -> String {
+    r#"{"code":1,"type":"pong"}"#.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::new_message_id;
+    use std::collections::HashMap;
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    fn parse(s: &str) -> Result<Request, Rejection> {
+        parse_request(s, &limits())
+    }
+
+    fn code(s: &str) -> &'static str {
+        parse(s).unwrap_err().error
+    }
+
+    #[test]
+    fn actions_parse_with_defaults() {
+        assert_eq!(parse(r#"{"action":"sync"}"#), Ok(Request::Sync { limit: 20 }));
+        assert_eq!(parse(r#"{"action":"sync","limit":5}"#), Ok(Request::Sync { limit: 5 }));
+        assert_eq!(parse(r#"{"action":"ping"}"#), Ok(Request::Ping));
+        let id = new_message_id(1_700_000_000_000);
+        assert_eq!(
+            parse(&format!(r#"{{"action":"history","before":"{id}","limit":3}}"#)),
+            Ok(Request::History {
+                before: Cursor::parse(&id),
+                limit: 3
+            })
+        );
+        assert_eq!(
+            parse(r#"{"action":"send","client_msg_id":"c-1","chat_type":0,"chat_content":"hi"}"#),
+            Ok(Request::Send(SendRequest {
+                client_msg_id: Some("c-1".into()),
+                chat_type: ChatType::Text,
+                content: "hi".into()
+            }))
+        );
+    }
+
+    #[test]
+    fn the_seed_clients_chat_info_is_a_send_and_its_identity_claims_are_ignored() {
+        // GIVEN the seed client's chatInfo, claiming to be someone else
+        let frame = r#"{"friendInfo":{"account":"x"},"userInfo":{"account":"victim"},
+                        "chat_content":"https://x/y.png","chat_type":1}"#;
+        // THEN it is a send whose only inputs are type and content
+        assert_eq!(
+            parse(frame),
+            Ok(Request::Send(SendRequest {
+                client_msg_id: None,
+                chat_type: ChatType::Image,
+                content: "https://x/y.png".into()
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_frames_get_specific_codes() {
+        assert_eq!(code("not json"), "bad_json");
+        assert_eq!(code("[1,2]"), "bad_json");
+        assert_eq!(code(r#""sync""#), "bad_json");
+        assert_eq!(code(r#"{"action":"dance"}"#), "unknown_action");
+        assert_eq!(code(r#"{"action":7}"#), "unknown_action");
+        assert_eq!(code(r#"{}"#), "unknown_action");
+        assert_eq!(code(r#"{"action":"send","chat_type":3,"chat_content":"x"}"#), "bad_chat_type");
+        assert_eq!(code(r#"{"action":"send","chat_type":"0","chat_content":"x"}"#), "bad_chat_type");
+        assert_eq!(code(r#"{"action":"send","chat_type":0,"chat_content":"  "}"#), "empty_content");
+        assert_eq!(code(r#"{"action":"send","chat_type":0}"#), "empty_content");
+        assert_eq!(code(r#"{"action":"send","chat_type":1,"chat_content":"javascript:x"}"#), "bad_media_url");
+        assert_eq!(code(r#"{"action":"sync","limit":0}"#), "bad_limit");
+        assert_eq!(code(r#"{"action":"sync","limit":101}"#), "bad_limit");
+        assert_eq!(code(r#"{"action":"sync","limit":2.5}"#), "bad_limit");
+        assert_eq!(code(r#"{"action":"history","before":"zzz"}"#), "bad_cursor");
+        assert_eq!(code(r#"{"action":"send","client_msg_id":"a b","chat_type":0,"chat_content":"x"}"#), "bad_client_msg_id");
+    }
+
+    #[test]
+    fn content_limit_counts_utf8_bytes_and_rejections_echo_the_client_msg_id() {
+        let max = limits().max_content_bytes;
+        let ok = "字".repeat(max / 3);
+        let over = "字".repeat(max / 3 + 1);
+        let frame = |c: &str| format!(r#"{{"action":"send","client_msg_id":"k1","chat_type":0,"chat_content":"{c}"}}"#);
+        assert!(parse(&frame(&ok)).is_ok());
+        let r = parse(&frame(&over)).unwrap_err();
+        assert_eq!(r.error, "content_too_long");
+        assert_eq!(r.client_msg_id.as_deref(), Some("k1"));
+    }
+
+    #[test]
+    fn parser_text_never_reaches_the_client() {
+        let r = parse(r#"{"action": "#).unwrap_err();
+        assert!(!r.msg.contains("EOF") && !r.msg.contains("line"));
+    }
+
+    fn message(i: i64, sender: &str, content: &str) -> Message {
+        Message {
+            id: new_message_id(1_700_000_000_000 + i),
+            app_sid: "app".into(),
+            sender: sender.into(),
+            receiver: if sender == "a" { "b".into() } else { "a".into() },
+            chat_type: ChatType::Text,
+            content: content.into(),
+            created_at_ms: 1_700_000_000_000 + i,
+            client_msg_id: None,
+        }
+    }
+
+    #[test]
+    fn rows_carry_the_seeds_fields_with_current_profiles() {
+        // GIVEN a message from a to b and both profiles
+        let m = message(0, "a", "hello");
+        let mut profiles = HashMap::new();
+        profiles.insert("a".to_string(), Profile { name: "Ann".into(), avatar: "https://a".into() });
+        profiles.insert("b".to_string(), Profile { name: "Bob".into(), avatar: "https://b".into() });
+        // WHEN the row is serialized
+        let v = serde_json::to_value(row(&m, &profiles, UtcOffset::from_hms(8, 0, 0).unwrap())).unwrap();
+        // THEN userphone is the sender and friend* the receiver, date in +08:00
+        assert_eq!(v["userphone"], "a");
+        assert_eq!(v["username"], "Ann");
+        assert_eq!(v["friendphone"], "b");
+        assert_eq!(v["friendname"], "Bob");
+        assert_eq!(v["friendavatar"], "https://b");
+        assert_eq!(v["created_date"], "2023-11-15 06:13:20");
+        assert_eq!(v["chat_type"], 0);
+        assert_eq!(v["created_at"], 1_700_000_000_000i64);
+        for f in ["id", "app_sid", "useravatar", "content", "client_msg_id"] {
+            assert!(v.get(f).is_some(), "{f} missing");
+        }
+    }
+
+    #[test]
+    fn an_oversized_page_is_trimmed_from_the_oldest_end_and_the_cursor_follows() {
+        // GIVEN 100 rows of 4 KB each (about 420 KB), more than one frame can carry
+        let page = Page {
+            messages: (0..100).map(|i| message(i, "a", &"x".repeat(4096))).collect(),
+            has_more: false,
+            profiles: HashMap::new(),
+        };
+        let last = page.messages.last().unwrap().clone();
+        let extras = PageExtras { message: Some(&last), client_msg_id: Some("k"), before: None };
+        // WHEN the frame is built with API Gateway's 128 KB limit
+        let s = history_frame(&page, extras, UtcOffset::UTC, 128 * 1024);
+        // THEN it fits, keeps the newest rows, and its cursor is the oldest row it carries
+        assert!(s.len() <= 128 * 1024, "{} bytes", s.len());
+        let v: Value = serde_json::from_str(&s).unwrap();
+        let data = v["data"].as_array().unwrap();
+        assert!(data.len() > 10 && data.len() < 100);
+        assert_eq!(data.last().unwrap()["id"], last.id.as_str());
+        assert_eq!(v["cursor"], data[0]["id"]);
+        assert_eq!(v["has_more"], true);
+        assert_eq!(v["message"]["id"], last.id.as_str());
+        assert_eq!(v["client_msg_id"], "k");
+    }
+
+    #[test]
+    fn a_page_that_fits_is_sent_whole() {
+        let page = Page {
+            messages: (0..3).map(|i| message(i, "b", "hi")).collect(),
+            has_more: false,
+            profiles: HashMap::new(),
+        };
+        let v: Value = serde_json::from_str(&history_frame(&page, PageExtras::default(), UtcOffset::UTC, 128 * 1024)).unwrap();
+        assert_eq!(v["code"], 1);
+        assert_eq!(v["type"], "history");
+        assert_eq!(v["data"].as_array().unwrap().len(), 3);
+        assert_eq!(v["cursor"], Value::Null);
+        assert_eq!(v["has_more"], false);
+        assert!(v.get("message").is_none() && v.get("client_msg_id").is_none());
+    }
+
+    #[test]
+    fn error_frames_echo_the_client_msg_id() {
+        let v: Value = serde_json::from_str(&error_frame("bad_limit", "nope", Some("k"))).unwrap();
+        assert_eq!(v, serde_json::json!({"code":0,"type":"error","error":"bad_limit","msg":"nope","client_msg_id":"k"}));
+    }
+}
