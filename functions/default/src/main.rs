@@ -1,1 +1,13 @@
-fn main() {}
+//! `$default`: every client frame (send, sync, history, ping).
+use lambda_runtime::{run, service_fn, Error};
+use shared::handlers::{self, Deps};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = shared::Config::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    // Built once per cold start: one DynamoDB client, one management API client.
+    let deps = Deps::from_aws(&aws, config)?;
+    run(service_fn(|event| handlers::default(&deps, event))).await
+}

@@ -1,1 +1,12 @@
-fn main() {}
+//! `$disconnect`: forgets the connection (best effort; TTL covers a missed one).
+use lambda_runtime::{run, service_fn, Error};
+use shared::handlers::{self, Deps};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = shared::Config::from_env()?;
+    let aws = aws_config::load_from_env().await;
+    let deps = Deps::storage_only(&aws, config);
+    run(service_fn(|event| handlers::disconnect(&deps, event))).await
+}

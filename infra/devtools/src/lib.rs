@@ -1,1 +1,28 @@
+//! Tools for running and testing the chat locally: DynamoDB Local as a child process, tables
+//! created from `template.yaml` (never a hand-kept copy), and token minting.
+pub mod dynamodb_local;
+pub mod template;
 
+use std::path::PathBuf;
+
+/// The repository root (where `template.yaml` lives), found from this crate's location.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+/// Errors of the local tools. They run on developer machines and in tests, so the text is
+/// meant for a developer.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("template.yaml: {0}")]
+    Template(String),
+    #[error("DynamoDB Local: {0}")]
+    DynamoDbLocal(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("DynamoDB: {0}")]
+    Dynamo(#[from] aws_sdk_dynamodb::Error),
+}

@@ -1,0 +1,216 @@
+//! Reads the DynamoDB tables `template.yaml` declares and creates them on a local endpoint.
+
+use crate::DevError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+use serde_yaml::Value;
+use std::path::Path;
+
+/// One `AWS::DynamoDB::Table` of the template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSpec {
+    /// The resource's logical id (`MessagesTable`), which locally is also the table name.
+    pub logical_id: String,
+    pub attributes: Vec<(String, String)>,
+    pub key_schema: Vec<(String, String)>,
+    pub indexes: Vec<IndexSpec>,
+    pub ttl_attribute: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSpec {
+    pub name: String,
+    pub key_schema: Vec<(String, String)>,
+    pub projection_type: String,
+    pub non_key_attributes: Vec<String>,
+}
+
+fn err(msg: impl Into<String>) -> DevError {
+    DevError::Template(msg.into())
+}
+
+fn str_of<'a>(v: &'a Value, k: &str) -> Result<&'a str, DevError> {
+    v.get(k)
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(format!("{k} missing or not a string")))
+}
+
+fn pairs(v: Option<&Value>, a: &str, b: &str) -> Result<Vec<(String, String)>, DevError> {
+    v.and_then(Value::as_sequence)
+        .ok_or_else(|| err(format!("expected a list of {a}/{b}")))?
+        .iter()
+        .map(|e| Ok((str_of(e, a)?.to_owned(), str_of(e, b)?.to_owned())))
+        .collect()
+}
+
+/// Parses the tables out of template text.
+pub fn tables_from_str(yaml: &str) -> Result<Vec<TableSpec>, DevError> {
+    let doc: Value = serde_yaml::from_str(yaml).map_err(|e| err(e.to_string()))?;
+    let resources = doc
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| err("no Resources"))?;
+    let mut tables = Vec::new();
+    for (id, res) in resources {
+        if res.get("Type").and_then(Value::as_str) != Some("AWS::DynamoDB::Table") {
+            continue;
+        }
+        let id = id.as_str().ok_or_else(|| err("resource id is not a string"))?;
+        let p = res
+            .get("Properties")
+            .ok_or_else(|| err(format!("{id} has no Properties")))?;
+        let indexes = match p.get("GlobalSecondaryIndexes").and_then(Value::as_sequence) {
+            None => Vec::new(),
+            Some(list) => list
+                .iter()
+                .map(|g| {
+                    let projection = g.get("Projection").ok_or_else(|| err("GSI without Projection"))?;
+                    Ok(IndexSpec {
+                        name: str_of(g, "IndexName")?.to_owned(),
+                        key_schema: pairs(g.get("KeySchema"), "AttributeName", "KeyType")?,
+                        projection_type: str_of(projection, "ProjectionType")?.to_owned(),
+                        non_key_attributes: projection
+                            .get("NonKeyAttributes")
+                            .and_then(Value::as_sequence)
+                            .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<_, DevError>>()?,
+        };
+        let ttl_attribute = p.get("TimeToLiveSpecification").and_then(|t| {
+            (t.get("Enabled").and_then(Value::as_bool) == Some(true))
+                .then(|| t.get("AttributeName").and_then(Value::as_str).map(str::to_owned))
+                .flatten()
+        });
+        tables.push(TableSpec {
+            logical_id: id.to_owned(),
+            attributes: pairs(p.get("AttributeDefinitions"), "AttributeName", "AttributeType")?,
+            key_schema: pairs(p.get("KeySchema"), "AttributeName", "KeyType")?,
+            indexes,
+            ttl_attribute,
+        });
+    }
+    Ok(tables)
+}
+
+/// Parses the tables out of a template file.
+pub fn tables_from_file(path: &Path) -> Result<Vec<TableSpec>, DevError> {
+    tables_from_str(&std::fs::read_to_string(path)?)
+}
+
+fn key_schema(pairs: &[(String, String)]) -> Result<Vec<KeySchemaElement>, DevError> {
+    pairs
+        .iter()
+        .map(|(name, kind)| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(KeyType::from(kind.as_str()))
+                .build()
+                .map_err(|e| err(e.to_string()))
+        })
+        .collect()
+}
+
+/// Creates `spec` as table `name` (on-demand, like the template) and enables its TTL.
+pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Result<(), DevError> {
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(&spec.key_schema)?));
+    for (attr, kind) in &spec.attributes {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attr)
+                .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+    }
+    for ix in &spec.indexes {
+        let projection = Projection::builder()
+            .projection_type(ProjectionType::from(ix.projection_type.as_str()))
+            .set_non_key_attributes(
+                (!ix.non_key_attributes.is_empty()).then(|| ix.non_key_attributes.clone()),
+            )
+            .build();
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(&ix.name)
+                .set_key_schema(Some(key_schema(&ix.key_schema)?))
+                .projection(projection)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+    }
+    req.send().await.map_err(aws_sdk_dynamodb::Error::from)?;
+    if let Some(attr) = &spec.ttl_attribute {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(attr)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| err(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(aws_sdk_dynamodb::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Names of the two chat tables once created with `prefix`.
+#[derive(Debug, Clone)]
+pub struct ChatTables {
+    pub messages: String,
+    pub connections: String,
+}
+
+/// Creates every table of the template, named `<prefix><LogicalId>`.
+pub async fn create_chat_tables(client: &Client, prefix: &str) -> Result<ChatTables, DevError> {
+    let specs = tables_from_file(&crate::repo_root().join("template.yaml"))?;
+    for spec in &specs {
+        create_table(client, spec, &format!("{prefix}{}", spec.logical_id)).await?;
+    }
+    Ok(ChatTables {
+        messages: format!("{prefix}MessagesTable"),
+        connections: format!("{prefix}ConnectionsTable"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_templates_tables_are_read_with_keys_index_and_ttl() {
+        // GIVEN the project's own template
+        let specs = tables_from_file(&crate::repo_root().join("template.yaml")).unwrap();
+        // THEN both chat tables are there with the layout the adapters rely on
+        let by_id = |id: &str| specs.iter().find(|s| s.logical_id == id).unwrap();
+        let messages = by_id("MessagesTable");
+        assert_eq!(
+            messages.key_schema,
+            vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]
+        );
+        let connections = by_id("ConnectionsTable");
+        assert_eq!(connections.ttl_attribute.as_deref(), Some("expires_at"));
+        let ix = &connections.indexes[0];
+        assert_eq!(ix.name, shared::dynamo::BY_CONVERSATION_INDEX);
+        assert!(ix.non_key_attributes.contains(&"user".to_string()));
+        assert!(ix.non_key_attributes.contains(&"expires_at".to_string()));
+    }
+
+    #[test]
+    fn a_table_without_keys_is_an_error() {
+        let yaml = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties: {}\n";
+        assert!(tables_from_str(yaml).is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! Shared set-up for tests against the real DynamoDB Local.
+#![allow(dead_code)]
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use devtools::dynamodb_local::DynamoDbLocal;
+use devtools::template::{create_chat_tables, ChatTables};
+use shared::dynamo::DynamoStore;
+use shared::ports::{Notifier, PostError};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// One DynamoDB Local per test binary, started on first use, killed when the binary exits.
+pub fn dynamodb() -> &'static DynamoDbLocal {
+    static LOCAL: OnceLock<DynamoDbLocal> = OnceLock::new();
+    LOCAL.get_or_init(|| DynamoDbLocal::start().expect("DynamoDB Local starts"))
+}
+
+/// Counts the DynamoDB requests that go on the wire, by operation (`x-amz-target`).
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<String>>>);
+
+impl RequestLog {
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for RequestLog {
+    fn name(&self) -> &'static str {
+        "RequestLog"
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = ctx.request().headers().get("x-amz-target").unwrap_or("?");
+        let op = target.rsplit('.').next().unwrap_or(target).to_owned();
+        self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+}
+
+/// A DynamoDB client for `endpoint` with dummy credentials, short timeouts and a request log.
+pub fn client(endpoint: &str, log: &RequestLog) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(5))
+                .connect_timeout(Duration::from_secs(1))
+                .build(),
+        )
+        .interceptor(log.clone())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// Fresh tables (named after the template's resources, with a unique prefix) and a store.
+pub struct Fixture {
+    pub store: DynamoStore,
+    pub tables: ChatTables,
+    pub log: RequestLog,
+    pub client: aws_sdk_dynamodb::Client,
+}
+
+pub async fn fixture() -> Fixture {
+    fixture_on(&dynamodb().endpoint()).await
+}
+
+pub async fn fixture_on(endpoint: &str) -> Fixture {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let log = RequestLog::default();
+    let client = client(endpoint, &log);
+    let prefix = format!("t{}_", N.fetch_add(1, Ordering::SeqCst));
+    let tables = create_chat_tables(&client, &prefix).await.expect("tables from template.yaml");
+    log.take();
+    let store = DynamoStore::new(client.clone(), &tables.messages, &tables.connections);
+    Fixture { store, tables, log, client }
+}
+
+/// Records posts; ids in `gone` answer 410.
+#[derive(Default)]
+pub struct RecordingNotifier {
+    pub posts: Mutex<Vec<(String, serde_json::Value)>>,
+    pub gone: Mutex<HashSet<String>>,
+}
+
+impl RecordingNotifier {
+    pub fn to(&self, id: &str) -> Vec<serde_json::Value> {
+        self.posts.lock().unwrap().iter().filter(|(c, _)| c == id).map(|(_, f)| f.clone()).collect()
+    }
+    pub fn count(&self) -> usize {
+        self.posts.lock().unwrap().len()
+    }
+}
+
+impl Notifier for RecordingNotifier {
+    async fn post(&self, id: &str, frame: &str) -> Result<(), PostError> {
+        if self.gone.lock().unwrap().contains(id) {
+            return Err(PostError::Gone);
+        }
+        let v = serde_json::from_str(frame).expect("frames are JSON");
+        self.posts.lock().unwrap().push((id.to_owned(), v));
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn config(tables: &ChatTables) -> shared::Config {
+    let (m, c) = (tables.messages.clone(), tables.connections.clone());
+    shared::Config::from_lookup(move |k| match k {
+        "MESSAGES_TABLE" => Some(m.clone()),
+        "CONNECTIONS_TABLE" => Some(c.clone()),
+        _ => None,
+    })
+    .unwrap()
+}
