@@ -187,3 +187,117 @@ pub async fn disconnect<S: ConnectionRemove, N>(deps: &Deps<S, N>, event: WsEven
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Handlers on the sample events in `events/` (the same files `sam local invoke` uses).
+    use super::*;
+    use crate::auth::{mint, Claims};
+    use crate::fakes::{FakeNotifier, FakeStore};
+    use lambda_runtime::Context;
+
+    const SECRET: &[u8] = b"local-dev-secret-at-least-32-bytes-long!!";
+
+    fn event(json: &str) -> WsEvent {
+        LambdaEvent::new(serde_json::from_str(json).expect("sample event parses"), Context::default())
+    }
+
+    fn config() -> Config {
+        Config::from_lookup(|k| match k {
+            "MESSAGES_TABLE" => Some("m".into()),
+            "CONNECTIONS_TABLE" => Some("c".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    fn connect_event(token: &str) -> WsEvent {
+        let json = include_str!("../../events/connect.json")
+            .replace("REPLACE_WITH_A_TOKEN_FROM_mint-token", token);
+        event(&json)
+    }
+
+    fn token(sub: &str) -> String {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        mint(SECRET, &Claims { sub: sub.into(), app: "wxdemo".into(), exp, name: None, avatar: None })
+            .unwrap()
+    }
+
+    fn connect_deps() -> ConnectDeps<FakeStore> {
+        ConnectDeps {
+            store: FakeStore::default(),
+            verifier: TokenVerifier::new(SECRET).unwrap(),
+            config: config(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sample_connect_event_is_accepted_with_a_valid_token() {
+        let deps = connect_deps();
+        let r = connect(&deps, connect_event(&token("13800000001"))).await.unwrap();
+        assert_eq!(r.status_code, 200);
+        assert!(deps.store.has_connection("L0SM9cOFvHcCIhw="));
+    }
+
+    #[tokio::test]
+    async fn the_token_may_come_as_a_bearer_header() {
+        let deps = connect_deps();
+        let mut ev = connect_event("");
+        ev.payload.headers.insert(
+            "authorization",
+            format!("Bearer {}", token("13800000001")).parse().unwrap(),
+        );
+        assert_eq!(connect(&deps, ev).await.unwrap().status_code, 200);
+    }
+
+    #[tokio::test]
+    async fn refused_handshakes_answer_their_status_and_store_nothing() {
+        let deps = connect_deps();
+        assert_eq!(connect(&deps, connect_event("")).await.unwrap().status_code, 401);
+        assert_eq!(connect(&deps, connect_event(&token("13800000009"))).await.unwrap().status_code, 403);
+        let json = include_str!("../../events/connect.json").replace("\"wxdemo\"", "\"\"");
+        assert_eq!(connect(&deps, event(&json)).await.unwrap().status_code, 400);
+        assert!(!deps.store.has_connection("L0SM9cOFvHcCIhw="));
+    }
+
+    #[tokio::test]
+    async fn the_seed_clients_frame_and_the_disconnect_event_run_through_their_handlers() {
+        // GIVEN a connected sample connection
+        let cdeps = connect_deps();
+        connect(&cdeps, connect_event(&token("13800000001"))).await.unwrap();
+        let deps = Deps { store: cdeps.store, notifier: FakeNotifier::default(), config: config() };
+        // WHEN the seed client's chatInfo arrives on $default
+        let r = default(&deps, event(include_str!("../../events/default-seed-chatinfo.json"))).await.unwrap();
+        // THEN it is stored and the sender gets the history frame
+        assert_eq!(r.status_code, 200);
+        assert_eq!(deps.store.message_count(), 1);
+        let frame = &deps.notifier.frames_to("L0SM9cOFvHcCIhw=")[0];
+        assert_eq!(frame["data"][0]["content"], "hello from the seed client");
+        for sample in [
+            include_str!("../../events/default-send.json"),
+            include_str!("../../events/default-sync.json"),
+            include_str!("../../events/default-ping.json"),
+        ] {
+            assert_eq!(default(&deps, event(sample)).await.unwrap().status_code, 200);
+        }
+        assert_eq!(deps.store.message_count(), 2);
+        // AND $disconnect forgets the connection
+        let r = disconnect(&deps, event(include_str!("../../events/disconnect.json"))).await.unwrap();
+        assert_eq!(r.status_code, 200);
+        assert!(!deps.store.has_connection("L0SM9cOFvHcCIhw="));
+    }
+
+    #[tokio::test]
+    async fn a_storage_failure_answers_500_without_details() {
+        let deps = connect_deps();
+        deps.store.set_down(true);
+        let r = connect(&deps, connect_event(&token("13800000001"))).await.unwrap();
+        assert_eq!(r.status_code, 500);
+        let Some(Body::Text(body)) = r.body else { panic!("a text body") };
+        assert!(!body.contains("refused"));
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command (`make test`; .ci/run runs exactly this): lint, unit and handler
+# tests, adapter tests against a real DynamoDB Local, template checks, and `sam build`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source infra/lib.sh
+bash infra/install.sh
+tools_on_path
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "template: cfn-lint, sam validate --lint"
+cfn-lint template.yaml
+sam validate --lint
+step "build the tests"
+cargo test --workspace --locked --no-run
+step "tests (DynamoDB Local runs inside a loopback-only network namespace)"
+run_loopback_only cargo test --workspace --locked --offline
+step "sam build (release, arm64, through cargo-lambda)"
+sam build --beta-features
+for fn in ConnectFunction DefaultFunction DisconnectFunction; do
+  test -x ".aws-sam/build/$fn/bootstrap" || { echo "sam build made no bootstrap for $fn" >&2; exit 1; }
+done
+echo "sam build: a bootstrap for each of the 3 functions"
