@@ -150,7 +150,10 @@ mod tests {
         let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
         let body = "eyJzdWIiOiIxIiwiYXBwIjoiYSIsImV4cCI6OTk5OTk5OTk5OX0"; // sub 1, app a
         let v = TokenVerifier::new(SECRET).unwrap();
-        assert_eq!(v.verify(&format!("{header}.{body}.")), Err(TokenError::Invalid));
+        assert_eq!(
+            v.verify(&format!("{header}.{body}.")),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub async fn connect<S: ConnectionRegister + ProfileWrite>(
         ));
     };
     if user == friend {
-        return Ok(ConnectOutcome::BadRequest("userphone and friendphone must differ"));
+        return Ok(ConnectOutcome::BadRequest(
+            "userphone and friendphone must differ",
+        ));
     }
     let claims = match verifier.verify(req.token.unwrap_or_default()) {
         Ok(c) => c,
@@ -90,7 +92,9 @@ pub async fn connect<S: ConnectionRegister + ProfileWrite>(
         Err(TokenError::Invalid) => return Ok(ConnectOutcome::Unauthorized("token invalid")),
     };
     if claims.sub != user || claims.app != app {
-        return Ok(ConnectOutcome::Forbidden("token is for another account or app"));
+        return Ok(ConnectOutcome::Forbidden(
+            "token is for another account or app",
+        ));
     }
     let profile = Profile {
         name: claims
@@ -281,9 +285,7 @@ where
     let page = store
         .latest(&conversation, config.limits.page_default)
         .await?;
-    let mut peers = store
-        .in_conversation(&conversation, now_ms / 1000)
-        .await?;
+    let mut peers = store.in_conversation(&conversation, now_ms / 1000).await?;
     // The index behind in_conversation is eventually consistent: never miss the sender.
     if !peers.iter().any(|p| p.connection_id == me.connection_id) {
         peers.push(Peer {

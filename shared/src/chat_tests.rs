@@ -65,7 +65,9 @@ impl World {
             token: Some(&t),
             now_ms: now(),
         };
-        connect(&self.store, &self.verifier, &self.config, &req).await.unwrap()
+        connect(&self.store, &self.verifier, &self.config, &req)
+            .await
+            .unwrap()
     }
 
     async fn frame(&self, cid: &str, body: &str) -> Result<FrameOutcome> {
@@ -77,7 +79,10 @@ impl World {
     }
 
     fn last_to(&self, cid: &str) -> Value {
-        self.notifier.frames_to(cid).pop().expect("a frame was posted")
+        self.notifier
+            .frames_to(cid)
+            .pop()
+            .expect("a frame was posted")
     }
 }
 
@@ -99,15 +104,53 @@ async fn handshake_parameters_are_checked_before_the_token() {
         now_ms: now(),
     };
     let cases = [
-        (ConnectRequest { userphone: None, ..base.clone() }, 400),
-        (ConnectRequest { friendphone: Some(""), ..base.clone() }, 400),
-        (ConnectRequest { app_sid: Some("a#b"), ..base.clone() }, 400),
-        (ConnectRequest { friendphone: Some("111"), ..base.clone() }, 400),
-        (ConnectRequest { token: None, ..base.clone() }, 401),
-        (ConnectRequest { token: Some("garbage"), ..base.clone() }, 401),
+        (
+            ConnectRequest {
+                userphone: None,
+                ..base.clone()
+            },
+            400,
+        ),
+        (
+            ConnectRequest {
+                friendphone: Some(""),
+                ..base.clone()
+            },
+            400,
+        ),
+        (
+            ConnectRequest {
+                app_sid: Some("a#b"),
+                ..base.clone()
+            },
+            400,
+        ),
+        (
+            ConnectRequest {
+                friendphone: Some("111"),
+                ..base.clone()
+            },
+            400,
+        ),
+        (
+            ConnectRequest {
+                token: None,
+                ..base.clone()
+            },
+            401,
+        ),
+        (
+            ConnectRequest {
+                token: Some("garbage"),
+                ..base.clone()
+            },
+            401,
+        ),
     ];
     for (req, status) in cases {
-        let out = connect(&w.store, &w.verifier, &w.config, &req).await.unwrap();
+        let out = connect(&w.store, &w.verifier, &w.config, &req)
+            .await
+            .unwrap();
         assert_eq!(out.status(), status, "{req:?}");
     }
     // THEN nothing was stored for any refused handshake
@@ -120,13 +163,24 @@ async fn forged_expired_and_mismatched_tokens_are_refused() {
     let w = World::new();
     let forged = mint(
         b"another-secret-another-secret-!!",
-        &Claims { sub: "111".into(), app: "app".into(), exp: (now() / 1000 + 600) as u64, name: None, avatar: None },
+        &Claims {
+            sub: "111".into(),
+            app: "app".into(),
+            exp: (now() / 1000 + 600) as u64,
+            name: None,
+            avatar: None,
+        },
     )
     .unwrap();
     let expired = token("111", "app", now() / 1000 - 3600);
     let other_user = token("333", "app", now() / 1000 + 600);
     let other_app = token("111", "app2", now() / 1000 + 600);
-    for (t, status) in [(&forged, 401), (&expired, 401), (&other_user, 403), (&other_app, 403)] {
+    for (t, status) in [
+        (&forged, 401),
+        (&expired, 401),
+        (&other_user, 403),
+        (&other_app, 403),
+    ] {
         let req = ConnectRequest {
             connection_id: "c1",
             userphone: Some("111"),
@@ -135,7 +189,9 @@ async fn forged_expired_and_mismatched_tokens_are_refused() {
             token: Some(t),
             now_ms: now(),
         };
-        let out = connect(&w.store, &w.verifier, &w.config, &req).await.unwrap();
+        let out = connect(&w.store, &w.verifier, &w.config, &req)
+            .await
+            .unwrap();
         assert_eq!(out.status(), status);
     }
     assert!(!w.store.has_connection("c1"));
@@ -144,14 +200,26 @@ async fn forged_expired_and_mismatched_tokens_are_refused() {
 #[tokio::test]
 async fn an_accepted_handshake_records_identity_profile_and_ttl() {
     let w = World::new();
-    assert_eq!(w.connect_as("c1", "app", "111", "222").await, ConnectOutcome::Accepted);
+    assert_eq!(
+        w.connect_as("c1", "app", "111", "222").await,
+        ConnectOutcome::Accepted
+    );
     let s = w.store.state.lock().unwrap();
     let r = &s.connections["c1"];
-    assert_eq!((r.user.as_str(), r.friend.as_str(), r.app_sid.as_str()), ("111", "222", "app"));
+    assert_eq!(
+        (r.user.as_str(), r.friend.as_str(), r.app_sid.as_str()),
+        ("111", "222", "app")
+    );
     assert_eq!(r.profile.name, "name-111");
     assert_eq!(r.expires_at, now() / 1000 + w.config.connection_ttl_secs);
-    assert!(r.expires_at - now() / 1000 > 2 * 3600, "outlives API Gateway's 2 h cap");
-    assert_eq!(s.profiles[&(r.conversation().key(), "111".to_string())].avatar, "https://img/111.png");
+    assert!(
+        r.expires_at - now() / 1000 > 2 * 3600,
+        "outlives API Gateway's 2 h cap"
+    );
+    assert_eq!(
+        s.profiles[&(r.conversation().key(), "111".to_string())].avatar,
+        "https://img/111.png"
+    );
 }
 
 #[tokio::test]
@@ -170,15 +238,28 @@ async fn a_send_reaches_every_device_of_both_users_and_nobody_else() {
                    "userInfo":{"account":"222"},"friendInfo":{"account":"333"}}"#;
     let out = w.frame("a1", body).await.unwrap();
     // THEN the three connections of the conversation got it, the others nothing
-    assert_eq!(out, FrameOutcome::Sent { duplicate: false, delivered: 3, gone: 0 });
+    assert_eq!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: false,
+            delivered: 3,
+            gone: 0
+        }
+    );
     for quiet in ["c1", "a-other", "x1"] {
-        assert!(w.notifier.frames_to(quiet).is_empty(), "{quiet} must receive nothing");
+        assert!(
+            w.notifier.frames_to(quiet).is_empty(),
+            "{quiet} must receive nothing"
+        );
     }
     for cid in ["a1", "a2", "b1"] {
         let f = w.last_to(cid);
         assert_eq!(f["type"], "history");
         let row = &f["data"][0];
-        assert_eq!(row["userphone"], "111", "the sender is the authenticated user");
+        assert_eq!(
+            row["userphone"], "111",
+            "the sender is the authenticated user"
+        );
         assert_eq!(row["friendphone"], "222");
         assert_eq!(row["username"], "name-111");
         assert_eq!(row["friendname"], "name-222");
@@ -197,8 +278,17 @@ async fn a_retried_client_msg_id_is_stored_once_and_acknowledged_the_same() {
     w.connect_as("a1", "app", "111", "222").await;
     w.frame("a1", &send("k-1", "once")).await.unwrap();
     let first = w.last_to("a1");
-    let out = w.frame_at("a1", &send("k-1", "once"), now() + 5000).await.unwrap();
-    assert!(matches!(out, FrameOutcome::Sent { duplicate: true, .. }));
+    let out = w
+        .frame_at("a1", &send("k-1", "once"), now() + 5000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: true,
+            ..
+        }
+    ));
     let second = w.last_to("a1");
     assert_eq!(w.store.message_count(), 1);
     assert_eq!(first["message"]["id"], second["message"]["id"]);
@@ -217,31 +307,49 @@ async fn bad_frames_get_an_error_frame_and_change_nothing() {
     let cases = [
         ("not json".to_string(), "bad_json"),
         (r#"{"action":"fly"}"#.to_string(), "unknown_action"),
-        (r#"{"action":"send","chat_type":7,"chat_content":"x"}"#.to_string(), "bad_chat_type"),
+        (
+            r#"{"action":"send","chat_type":7,"chat_content":"x"}"#.to_string(),
+            "bad_chat_type",
+        ),
         (send("k", &long), "content_too_long"),
-        (r#"{"action":"sync","limit":100000}"#.to_string(), "bad_limit"),
+        (
+            r#"{"action":"sync","limit":100000}"#.to_string(),
+            "bad_limit",
+        ),
     ];
     for (body, code) in cases {
         let out = w.frame("a1", &body).await.unwrap();
         assert_eq!(out, FrameOutcome::Rejected(code));
         let f = w.last_to("a1");
-        assert_eq!((f["code"].as_i64(), f["error"].as_str()), (Some(0), Some(code)));
+        assert_eq!(
+            (f["code"].as_i64(), f["error"].as_str()),
+            (Some(0), Some(code))
+        );
     }
     assert_eq!(w.store.message_count(), 0);
     assert_eq!(w.last_to("a1")["type"], "error");
     // AND the connection still works
-    assert_eq!(w.frame("a1", r#"{"action":"ping"}"#).await.unwrap(), FrameOutcome::Ponged);
+    assert_eq!(
+        w.frame("a1", r#"{"action":"ping"}"#).await.unwrap(),
+        FrameOutcome::Ponged
+    );
     assert_eq!(w.last_to("a1"), serde_json::json!({"code":1,"type":"pong"}));
 }
 
 #[tokio::test]
 async fn an_unregistered_or_expired_connection_is_told_to_reconnect() {
     let w = World::new();
-    assert_eq!(w.frame("ghost", &send("k", "x")).await.unwrap(), FrameOutcome::UnknownConnection);
+    assert_eq!(
+        w.frame("ghost", &send("k", "x")).await.unwrap(),
+        FrameOutcome::UnknownConnection
+    );
     assert_eq!(w.last_to("ghost")["error"], "not_connected");
     w.connect_as("a1", "app", "111", "222").await;
     let after_ttl = now() + (w.config.connection_ttl_secs + 1) * 1000;
-    assert_eq!(w.frame_at("a1", &send("k", "x"), after_ttl).await.unwrap(), FrameOutcome::UnknownConnection);
+    assert_eq!(
+        w.frame_at("a1", &send("k", "x"), after_ttl).await.unwrap(),
+        FrameOutcome::UnknownConnection
+    );
     assert_eq!(w.store.message_count(), 0);
 }
 
@@ -254,7 +362,14 @@ async fn a_gone_peer_loses_its_record_and_other_failures_do_not_fail_the_send() 
     w.notifier.gone.lock().unwrap().insert("b1".into());
     w.notifier.failing.lock().unwrap().insert("b2".into());
     let out = w.frame("a1", &send("k", "hi")).await.unwrap();
-    assert_eq!(out, FrameOutcome::Sent { duplicate: false, delivered: 1, gone: 2 });
+    assert_eq!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: false,
+            delivered: 1,
+            gone: 2
+        }
+    );
     // THEN exactly the gone connection's record is deleted — not the sender's, not b2's
     assert!(!w.store.has_connection("b1"));
     assert!(w.store.has_connection("a1"));
@@ -270,10 +385,16 @@ async fn a_storage_outage_sends_an_internal_error_and_stores_nothing() {
     assert!(w.frame("a1", &send("k9", "hi")).await.is_err());
     let f = w.last_to("a1");
     assert_eq!(f["error"], "internal");
-    assert!(!f["msg"].as_str().unwrap().contains("refused"), "no inner error text");
+    assert!(
+        !f["msg"].as_str().unwrap().contains("refused"),
+        "no inner error text"
+    );
     w.store.set_down(false);
     assert_eq!(w.store.message_count(), 0);
-    assert!(matches!(w.frame("a1", &send("k9", "hi")).await.unwrap(), FrameOutcome::Sent { .. }));
+    assert!(matches!(
+        w.frame("a1", &send("k9", "hi")).await.unwrap(),
+        FrameOutcome::Sent { .. }
+    ));
 }
 
 #[tokio::test]
@@ -284,18 +405,26 @@ async fn paging_returns_every_row_exactly_once_in_one_order_for_both_users() {
     w.connect_as("b1", "app", "222", "111").await;
     for i in 0..45 {
         let cid = if i % 2 == 0 { "a1" } else { "b1" };
-        w.frame_at(cid, &send(&format!("k{i}"), &format!("m{i}")), now() + i).await.unwrap();
+        w.frame_at(cid, &send(&format!("k{i}"), &format!("m{i}")), now() + i)
+            .await
+            .unwrap();
     }
     // WHEN each user syncs and pages back 20 at a time
     let mut seen_by = Vec::new();
     for cid in ["a1", "b1"] {
         w.notifier.clear();
-        w.frame(cid, r#"{"action":"sync","limit":20}"#).await.unwrap();
+        w.frame(cid, r#"{"action":"sync","limit":20}"#)
+            .await
+            .unwrap();
         let mut frame = w.last_to(cid);
         let mut all: Vec<String> = Vec::new();
         loop {
-            let mut page: Vec<String> = frame["data"].as_array().unwrap().iter()
-                .map(|r| r["content"].as_str().unwrap().to_owned()).collect();
+            let mut page: Vec<String> = frame["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["content"].as_str().unwrap().to_owned())
+                .collect();
             page.extend(all);
             all = page;
             if !frame["has_more"].as_bool().unwrap() {

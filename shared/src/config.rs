@@ -130,9 +130,9 @@ impl Config {
 
     /// The secret source, or a start-up error for the function that needs it.
     pub fn require_jwt_secret(&self) -> Result<&SecretSource> {
-        self.jwt_secret
-            .as_ref()
-            .ok_or_else(|| Error::Config("JWT_SECRET_ARN (or JWT_SECRET locally) must be set".into()))
+        self.jwt_secret.as_ref().ok_or_else(|| {
+            Error::Config("JWT_SECRET_ARN (or JWT_SECRET locally) must be set".into())
+        })
     }
 }
 
@@ -211,7 +211,10 @@ mod tests {
         assert!(!format!("{c:?}").contains("super-secret-value"));
         pairs.push(("JWT_SECRET_ARN", "arn:aws:secretsmanager:x"));
         let c = load(&pairs).unwrap();
-        assert!(matches!(c.require_jwt_secret().unwrap(), SecretSource::SecretsManager(_)));
+        assert!(matches!(
+            c.require_jwt_secret().unwrap(),
+            SecretSource::SecretsManager(_)
+        ));
     }
 
     #[test]

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::model::{
     Appended, ChatType, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
 };
-use crate::ports::{ConnectionLookup, ConnectionRegister, ConnectionRemove, MessageStore, ProfileWrite};
+use crate::ports::{
+    ConnectionLookup, ConnectionRegister, ConnectionRemove, MessageStore, ProfileWrite,
+};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -63,7 +65,9 @@ fn n(v: i64) -> AttributeValue {
 fn get_s(item: &Item, k: &str) -> Result<String> {
     match item.get(k) {
         Some(AttributeValue::S(v)) => Ok(v.clone()),
-        _ => Err(Error::Corrupt(format!("attribute {k} missing or not a string"))),
+        _ => Err(Error::Corrupt(format!(
+            "attribute {k} missing or not a string"
+        ))),
     }
 }
 
@@ -79,7 +83,9 @@ fn get_n(item: &Item, k: &str) -> Result<i64> {
         Some(AttributeValue::N(v)) => v
             .parse()
             .map_err(|_| Error::Corrupt(format!("attribute {k} is not an integer"))),
-        _ => Err(Error::Corrupt(format!("attribute {k} missing or not a number"))),
+        _ => Err(Error::Corrupt(format!(
+            "attribute {k} missing or not a number"
+        ))),
     }
 }
 
@@ -121,12 +127,20 @@ fn message_from(item: &Item) -> Result<Message> {
             .ok_or_else(|| Error::Corrupt("unknown chat_type".into()))?,
         content: get_s(item, "content")?,
         created_at_ms: get_n(item, "created_at")?,
-        client_msg_id: item.get("client_msg_id").and_then(|v| v.as_s().ok()).cloned(),
+        client_msg_id: item
+            .get("client_msg_id")
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
     })
 }
 
 fn dedup_key(m: &Message, client_msg_id: &str) -> String {
-    format!("d#{}#{}#{}", m.conversation().key(), m.sender, client_msg_id)
+    format!(
+        "d#{}#{}#{}",
+        m.conversation().key(),
+        m.sender,
+        client_msg_id
+    )
 }
 
 fn profile_entry(item: &Item) -> Option<(String, Profile)> {
@@ -252,7 +266,12 @@ impl ConnectionLookup for DynamoStore {
 }
 
 impl ProfileWrite for DynamoStore {
-    async fn put_profile(&self, conversation: &Conversation, user: &str, p: &Profile) -> Result<()> {
+    async fn put_profile(
+        &self,
+        conversation: &Conversation,
+        user: &str,
+        p: &Profile,
+    ) -> Result<()> {
         self.client
             .put_item()
             .table_name(&self.messages_table)
@@ -358,7 +377,12 @@ impl MessageStore for DynamoStore {
         Ok(page_from(newest_first, limit, profiles))
     }
 
-    async fn before(&self, conversation: &Conversation, before: &Cursor, limit: usize) -> Result<Page> {
+    async fn before(
+        &self,
+        conversation: &Conversation,
+        before: &Cursor,
+        limit: usize,
+    ) -> Result<Page> {
         let query = self
             .client
             .query()
@@ -461,7 +485,10 @@ mod tests {
     #[test]
     fn key_ranges_keep_item_kinds_apart() {
         // Messages sort below profiles, profiles below the range end, nothing below "m#".
-        let m = format!("{MESSAGE_PREFIX}{}", crate::model::new_message_id(i64::MAX / 2));
+        let m = format!(
+            "{MESSAGE_PREFIX}{}",
+            crate::model::new_message_id(i64::MAX / 2)
+        );
         let p = format!("{PROFILE_PREFIX}zzzzzzzz");
         assert!(MESSAGE_PREFIX < m.as_str() && m.as_str() < p.as_str());
         assert!(p.as_str() < PROFILE_RANGE_END);

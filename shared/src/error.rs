@@ -56,6 +56,9 @@ mod tests {
         // THEN nothing of the inner text leaks
         assert_eq!(code, "internal");
         assert!(!msg.contains("arn:") && !msg.contains("Resource"));
-        assert!(e.to_string().contains("ResourceNotFound"), "logs keep the detail");
+        assert!(
+            e.to_string().contains("ResourceNotFound"),
+            "logs keep the detail"
+        );
     }
 }

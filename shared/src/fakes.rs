@@ -1,7 +1,9 @@
 //! In-memory fakes of the ports, for unit tests of the domain flows and handlers.
 
 use crate::error::{Error, Result};
-use crate::model::{Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile};
+use crate::model::{
+    Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
+};
 use crate::ports::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -31,7 +33,13 @@ impl FakeStore {
         Ok(f(&mut s))
     }
     pub fn message_count(&self) -> usize {
-        self.state.lock().unwrap().messages.values().map(BTreeMap::len).sum()
+        self.state
+            .lock()
+            .unwrap()
+            .messages
+            .values()
+            .map(BTreeMap::len)
+            .sum()
     }
     pub fn set_down(&self, down: bool) {
         self.state.lock().unwrap().down = down;
@@ -59,7 +67,12 @@ impl ConnectionRemove for FakeStore {
 
 impl ConnectionLookup for FakeStore {
     async fn get(&self, id: &str, now_s: i64) -> Result<Option<ConnectionRecord>> {
-        self.with(|s| s.connections.get(id).filter(|r| r.expires_at > now_s).cloned())
+        self.with(|s| {
+            s.connections
+                .get(id)
+                .filter(|r| r.expires_at > now_s)
+                .cloned()
+        })
     }
     async fn in_conversation(&self, c: &Conversation, now_s: i64) -> Result<Vec<Peer>> {
         self.with(|s| {
@@ -117,7 +130,10 @@ impl MessageStore for FakeStore {
                 }
                 s.dedup.insert(key, m.clone());
             }
-            s.messages.entry(conv).or_default().insert(m.id.clone(), m.clone());
+            s.messages
+                .entry(conv)
+                .or_default()
+                .insert(m.id.clone(), m.clone());
             Appended::Stored(m.clone())
         })
     }
@@ -181,7 +197,10 @@ impl Notifier for FakeNotifier {
         if self.failing.lock().unwrap().contains(id) {
             return Err(PostError::Other("503".into()));
         }
-        self.posts.lock().unwrap().push((id.to_owned(), frame.to_owned()));
+        self.posts
+            .lock()
+            .unwrap()
+            .push((id.to_owned(), frame.to_owned()));
         Ok(())
     }
 }

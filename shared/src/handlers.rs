@@ -117,20 +117,30 @@ pub async fn connect<S: ConnectionRegister + ProfileWrite>(
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let req = ConnectRequest {
         connection_id: cid,
         userphone: query.first("userphone"),
         friendphone: query.first("friendphone"),
         app_sid: query.first("app_sid"),
-        token: query.first("token").filter(|t| !t.is_empty()).or(header_token),
+        token: query
+            .first("token")
+            .filter(|t| !t.is_empty())
+            .or(header_token),
         now_ms: now_ms(),
     };
     match chat::connect(&deps.store, &deps.verifier, &deps.config, &req).await {
         Ok(outcome) => {
             if outcome.status() != 200 {
-                tracing::info!(status = outcome.status(), reason = outcome.reason(), "handshake refused");
+                tracing::info!(
+                    status = outcome.status(),
+                    reason = outcome.reason(),
+                    "handshake refused"
+                );
             }
             Ok(response(outcome.status(), outcome.reason()))
         }
@@ -159,7 +169,16 @@ where
     } else {
         ev.body.as_deref().unwrap_or_default()
     };
-    match chat::on_frame(&deps.store, &deps.notifier, &deps.config, cid, body, now_ms()).await {
+    match chat::on_frame(
+        &deps.store,
+        &deps.notifier,
+        &deps.config,
+        cid,
+        body,
+        now_ms(),
+    )
+    .await
+    {
         Ok(outcome) => {
             tracing::debug!(?outcome, "frame handled");
             Ok(response(200, "ok"))
@@ -173,7 +192,10 @@ where
 
 /// `$disconnect`: forget the connection.
 #[tracing::instrument(skip_all, fields(connection_id))]
-pub async fn disconnect<S: ConnectionRemove, N>(deps: &Deps<S, N>, event: WsEvent) -> HandlerResult {
+pub async fn disconnect<S: ConnectionRemove, N>(
+    deps: &Deps<S, N>,
+    event: WsEvent,
+) -> HandlerResult {
     let Some(cid) = connection_id(&event.payload) else {
         return Ok(response(400, "no connection id"));
     };
@@ -199,7 +221,10 @@ mod tests {
     const SECRET: &[u8] = b"local-dev-secret-at-least-32-bytes-long!!";
 
     fn event(json: &str) -> WsEvent {
-        LambdaEvent::new(serde_json::from_str(json).expect("sample event parses"), Context::default())
+        LambdaEvent::new(
+            serde_json::from_str(json).expect("sample event parses"),
+            Context::default(),
+        )
     }
 
     fn config() -> Config {
@@ -223,8 +248,17 @@ mod tests {
             .unwrap()
             .as_secs()
             + 600;
-        mint(SECRET, &Claims { sub: sub.into(), app: "wxdemo".into(), exp, name: None, avatar: None })
-            .unwrap()
+        mint(
+            SECRET,
+            &Claims {
+                sub: sub.into(),
+                app: "wxdemo".into(),
+                exp,
+                name: None,
+                avatar: None,
+            },
+        )
+        .unwrap()
     }
 
     fn connect_deps() -> ConnectDeps<FakeStore> {
@@ -238,7 +272,9 @@ mod tests {
     #[tokio::test]
     async fn the_sample_connect_event_is_accepted_with_a_valid_token() {
         let deps = connect_deps();
-        let r = connect(&deps, connect_event(&token("13800000001"))).await.unwrap();
+        let r = connect(&deps, connect_event(&token("13800000001")))
+            .await
+            .unwrap();
         assert_eq!(r.status_code, 200);
         assert!(deps.store.has_connection("L0SM9cOFvHcCIhw="));
     }
@@ -257,8 +293,17 @@ mod tests {
     #[tokio::test]
     async fn refused_handshakes_answer_their_status_and_store_nothing() {
         let deps = connect_deps();
-        assert_eq!(connect(&deps, connect_event("")).await.unwrap().status_code, 401);
-        assert_eq!(connect(&deps, connect_event(&token("13800000009"))).await.unwrap().status_code, 403);
+        assert_eq!(
+            connect(&deps, connect_event("")).await.unwrap().status_code,
+            401
+        );
+        assert_eq!(
+            connect(&deps, connect_event(&token("13800000009")))
+                .await
+                .unwrap()
+                .status_code,
+            403
+        );
         let json = include_str!("../../events/connect.json").replace("\"wxdemo\"", "\"\"");
         assert_eq!(connect(&deps, event(&json)).await.unwrap().status_code, 400);
         assert!(!deps.store.has_connection("L0SM9cOFvHcCIhw="));
@@ -268,10 +313,21 @@ mod tests {
     async fn the_seed_clients_frame_and_the_disconnect_event_run_through_their_handlers() {
         // GIVEN a connected sample connection
         let cdeps = connect_deps();
-        connect(&cdeps, connect_event(&token("13800000001"))).await.unwrap();
-        let deps = Deps { store: cdeps.store, notifier: FakeNotifier::default(), config: config() };
+        connect(&cdeps, connect_event(&token("13800000001")))
+            .await
+            .unwrap();
+        let deps = Deps {
+            store: cdeps.store,
+            notifier: FakeNotifier::default(),
+            config: config(),
+        };
         // WHEN the seed client's chatInfo arrives on $default
-        let r = default(&deps, event(include_str!("../../events/default-seed-chatinfo.json"))).await.unwrap();
+        let r = default(
+            &deps,
+            event(include_str!("../../events/default-seed-chatinfo.json")),
+        )
+        .await
+        .unwrap();
         // THEN it is stored and the sender gets the history frame
         assert_eq!(r.status_code, 200);
         assert_eq!(deps.store.message_count(), 1);
@@ -282,11 +338,16 @@ mod tests {
             include_str!("../../events/default-sync.json"),
             include_str!("../../events/default-ping.json"),
         ] {
-            assert_eq!(default(&deps, event(sample)).await.unwrap().status_code, 200);
+            assert_eq!(
+                default(&deps, event(sample)).await.unwrap().status_code,
+                200
+            );
         }
         assert_eq!(deps.store.message_count(), 2);
         // AND $disconnect forgets the connection
-        let r = disconnect(&deps, event(include_str!("../../events/disconnect.json"))).await.unwrap();
+        let r = disconnect(&deps, event(include_str!("../../events/disconnect.json")))
+            .await
+            .unwrap();
         assert_eq!(r.status_code, 200);
         assert!(!deps.store.has_connection("L0SM9cOFvHcCIhw="));
     }
@@ -295,9 +356,13 @@ mod tests {
     async fn a_storage_failure_answers_500_without_details() {
         let deps = connect_deps();
         deps.store.set_down(true);
-        let r = connect(&deps, connect_event(&token("13800000001"))).await.unwrap();
+        let r = connect(&deps, connect_event(&token("13800000001")))
+            .await
+            .unwrap();
         assert_eq!(r.status_code, 500);
-        let Some(Body::Text(body)) = r.body else { panic!("a text body") };
+        let Some(Body::Text(body)) = r.body else {
+            panic!("a text body")
+        };
         assert!(!body.contains("refused"));
     }
 }

@@ -3,7 +3,9 @@
 //! Gateway adapters implement them; unit tests use in-memory fakes.
 
 use crate::error::Result;
-use crate::model::{Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile};
+use crate::model::{
+    Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
+};
 use std::future::Future;
 
 /// Records a new connection (at `$connect`).

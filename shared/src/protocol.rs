@@ -16,7 +16,9 @@ pub const MAX_MEDIA_URL_BYTES: usize = 2048;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Latest page, for this connection only.
-    Sync { limit: usize },
+    Sync {
+        limit: usize,
+    },
     /// The page before `before` (or the latest page without a cursor).
     History {
         before: Option<Cursor>,
@@ -65,7 +67,9 @@ pub fn parse_request(body: &str, limits: &Limits) -> Result<Request, Rejection> 
         Some(_) => {
             return Err(Rejection::new(
                 "bad_client_msg_id",
-                format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} of A-Z a-z 0-9 _ - . :"),
+                format!(
+                    "client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} of A-Z a-z 0-9 _ - . :"
+                ),
             ))
         }
     };
@@ -152,7 +156,12 @@ fn parse_send(
         })?;
     let content = match obj.get("chat_content") {
         Some(Value::String(s)) => s.clone(),
-        _ => return Err(Rejection::new("empty_content", "chat_content must be a string")),
+        _ => {
+            return Err(Rejection::new(
+                "empty_content",
+                "chat_content must be a string",
+            ))
+        }
     };
     if content.trim().is_empty() {
         return Err(Rejection::new("empty_content", "chat_content is empty"));
@@ -273,7 +282,12 @@ pub struct PageExtras<'a> {
 /// Serializes a history frame no larger than `max_bytes`. When the page does not fit, the
 /// oldest rows are left out and `cursor` / `has_more` point at them, so paging still returns
 /// every row exactly once.
-pub fn history_frame(page: &Page, extras: PageExtras<'_>, offset: UtcOffset, max_bytes: usize) -> String {
+pub fn history_frame(
+    page: &Page,
+    extras: PageExtras<'_>,
+    offset: UtcOffset,
+    max_bytes: usize,
+) -> String {
     let to_raw = |m: &Message| -> Box<RawValue> {
         serde_json::value::to_raw_value(&row(m, &page.profiles, offset))
             .expect("a row of strings and numbers always serializes")
@@ -304,7 +318,7 @@ pub fn history_frame(page: &Page, extras: PageExtras<'_>, offset: UtcOffset, max
     let envelope = frame_with(rows.len()).len();
     let mut first = rows.len();
     let mut total = envelope;
-    while first > 0 && total + rows[first - 1].get().len() + 1 <= max_bytes {
+    while first > 0 && total + rows[first - 1].get().len() < max_bytes {
         first -= 1;
         total += rows[first].get().len() + 1;
     }
@@ -350,12 +364,20 @@ mod tests {
 
     #[test]
     fn actions_parse_with_defaults() {
-        assert_eq!(parse(r#"{"action":"sync"}"#), Ok(Request::Sync { limit: 20 }));
-        assert_eq!(parse(r#"{"action":"sync","limit":5}"#), Ok(Request::Sync { limit: 5 }));
+        assert_eq!(
+            parse(r#"{"action":"sync"}"#),
+            Ok(Request::Sync { limit: 20 })
+        );
+        assert_eq!(
+            parse(r#"{"action":"sync","limit":5}"#),
+            Ok(Request::Sync { limit: 5 })
+        );
         assert_eq!(parse(r#"{"action":"ping"}"#), Ok(Request::Ping));
         let id = new_message_id(1_700_000_000_000);
         assert_eq!(
-            parse(&format!(r#"{{"action":"history","before":"{id}","limit":3}}"#)),
+            parse(&format!(
+                r#"{{"action":"history","before":"{id}","limit":3}}"#
+            )),
             Ok(Request::History {
                 before: Cursor::parse(&id),
                 limit: 3
@@ -395,16 +417,31 @@ mod tests {
         assert_eq!(code(r#"{"action":"dance"}"#), "unknown_action");
         assert_eq!(code(r#"{"action":7}"#), "unknown_action");
         assert_eq!(code(r#"{}"#), "unknown_action");
-        assert_eq!(code(r#"{"action":"send","chat_type":3,"chat_content":"x"}"#), "bad_chat_type");
-        assert_eq!(code(r#"{"action":"send","chat_type":"0","chat_content":"x"}"#), "bad_chat_type");
-        assert_eq!(code(r#"{"action":"send","chat_type":0,"chat_content":"  "}"#), "empty_content");
+        assert_eq!(
+            code(r#"{"action":"send","chat_type":3,"chat_content":"x"}"#),
+            "bad_chat_type"
+        );
+        assert_eq!(
+            code(r#"{"action":"send","chat_type":"0","chat_content":"x"}"#),
+            "bad_chat_type"
+        );
+        assert_eq!(
+            code(r#"{"action":"send","chat_type":0,"chat_content":"  "}"#),
+            "empty_content"
+        );
         assert_eq!(code(r#"{"action":"send","chat_type":0}"#), "empty_content");
-        assert_eq!(code(r#"{"action":"send","chat_type":1,"chat_content":"javascript:x"}"#), "bad_media_url");
+        assert_eq!(
+            code(r#"{"action":"send","chat_type":1,"chat_content":"javascript:x"}"#),
+            "bad_media_url"
+        );
         assert_eq!(code(r#"{"action":"sync","limit":0}"#), "bad_limit");
         assert_eq!(code(r#"{"action":"sync","limit":101}"#), "bad_limit");
         assert_eq!(code(r#"{"action":"sync","limit":2.5}"#), "bad_limit");
         assert_eq!(code(r#"{"action":"history","before":"zzz"}"#), "bad_cursor");
-        assert_eq!(code(r#"{"action":"send","client_msg_id":"a b","chat_type":0,"chat_content":"x"}"#), "bad_client_msg_id");
+        assert_eq!(
+            code(r#"{"action":"send","client_msg_id":"a b","chat_type":0,"chat_content":"x"}"#),
+            "bad_client_msg_id"
+        );
     }
 
     #[test]
@@ -412,7 +449,11 @@ mod tests {
         let max = limits().max_content_bytes;
         let ok = "字".repeat(max / 3);
         let over = "字".repeat(max / 3 + 1);
-        let frame = |c: &str| format!(r#"{{"action":"send","client_msg_id":"k1","chat_type":0,"chat_content":"{c}"}}"#);
+        let frame = |c: &str| {
+            format!(
+                r#"{{"action":"send","client_msg_id":"k1","chat_type":0,"chat_content":"{c}"}}"#
+            )
+        };
         assert!(parse(&frame(&ok)).is_ok());
         let r = parse(&frame(&over)).unwrap_err();
         assert_eq!(r.error, "content_too_long");
@@ -430,7 +471,11 @@ mod tests {
             id: new_message_id(1_700_000_000_000 + i),
             app_sid: "app".into(),
             sender: sender.into(),
-            receiver: if sender == "a" { "b".into() } else { "a".into() },
+            receiver: if sender == "a" {
+                "b".into()
+            } else {
+                "a".into()
+            },
             chat_type: ChatType::Text,
             content: content.into(),
             created_at_ms: 1_700_000_000_000 + i,
@@ -443,10 +488,23 @@ mod tests {
         // GIVEN a message from a to b and both profiles
         let m = message(0, "a", "hello");
         let mut profiles = HashMap::new();
-        profiles.insert("a".to_string(), Profile { name: "Ann".into(), avatar: "https://a".into() });
-        profiles.insert("b".to_string(), Profile { name: "Bob".into(), avatar: "https://b".into() });
+        profiles.insert(
+            "a".to_string(),
+            Profile {
+                name: "Ann".into(),
+                avatar: "https://a".into(),
+            },
+        );
+        profiles.insert(
+            "b".to_string(),
+            Profile {
+                name: "Bob".into(),
+                avatar: "https://b".into(),
+            },
+        );
         // WHEN the row is serialized
-        let v = serde_json::to_value(row(&m, &profiles, UtcOffset::from_hms(8, 0, 0).unwrap())).unwrap();
+        let v = serde_json::to_value(row(&m, &profiles, UtcOffset::from_hms(8, 0, 0).unwrap()))
+            .unwrap();
         // THEN userphone is the sender and friend* the receiver, date in +08:00
         assert_eq!(v["userphone"], "a");
         assert_eq!(v["username"], "Ann");
@@ -465,12 +523,18 @@ mod tests {
     fn an_oversized_page_is_trimmed_from_the_oldest_end_and_the_cursor_follows() {
         // GIVEN 100 rows of 4 KB each (about 420 KB), more than one frame can carry
         let page = Page {
-            messages: (0..100).map(|i| message(i, "a", &"x".repeat(4096))).collect(),
+            messages: (0..100)
+                .map(|i| message(i, "a", &"x".repeat(4096)))
+                .collect(),
             has_more: false,
             profiles: HashMap::new(),
         };
         let last = page.messages.last().unwrap().clone();
-        let extras = PageExtras { message: Some(&last), client_msg_id: Some("k"), before: None };
+        let extras = PageExtras {
+            message: Some(&last),
+            client_msg_id: Some("k"),
+            before: None,
+        };
         // WHEN the frame is built with API Gateway's 128 KB limit
         let s = history_frame(&page, extras, UtcOffset::UTC, 128 * 1024);
         // THEN it fits, keeps the newest rows, and its cursor is the oldest row it carries
@@ -492,7 +556,13 @@ mod tests {
             has_more: false,
             profiles: HashMap::new(),
         };
-        let v: Value = serde_json::from_str(&history_frame(&page, PageExtras::default(), UtcOffset::UTC, 128 * 1024)).unwrap();
+        let v: Value = serde_json::from_str(&history_frame(
+            &page,
+            PageExtras::default(),
+            UtcOffset::UTC,
+            128 * 1024,
+        ))
+        .unwrap();
         assert_eq!(v["code"], 1);
         assert_eq!(v["type"], "history");
         assert_eq!(v["data"].as_array().unwrap().len(), 3);
@@ -504,6 +574,9 @@ mod tests {
     #[test]
     fn error_frames_echo_the_client_msg_id() {
         let v: Value = serde_json::from_str(&error_frame("bad_limit", "nope", Some("k"))).unwrap();
-        assert_eq!(v, serde_json::json!({"code":0,"type":"error","error":"bad_limit","msg":"nope","client_msg_id":"k"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"code":0,"type":"error","error":"bad_limit","msg":"nope","client_msg_id":"k"})
+        );
     }
 }

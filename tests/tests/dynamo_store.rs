@@ -13,7 +13,10 @@ fn record(cid: &str, app: &str, user: &str, friend: &str, expires_at: i64) -> Co
         app_sid: app.into(),
         user: user.into(),
         friend: friend.into(),
-        profile: Profile { name: format!("n-{user}"), avatar: format!("https://a/{user}") },
+        profile: Profile {
+            name: format!("n-{user}"),
+            avatar: format!("https://a/{user}"),
+        },
         connected_at_ms: now_ms(),
         expires_at,
     }
@@ -33,7 +36,10 @@ fn message(app: &str, from: &str, to: &str, at: i64, cmid: Option<&str>, text: &
 }
 
 async fn connect(f: &Fixture, r: &ConnectionRecord) {
-    f.store.put_profile(&r.conversation(), &r.user, &r.profile).await.unwrap();
+    f.store
+        .put_profile(&r.conversation(), &r.user, &r.profile)
+        .await
+        .unwrap();
     f.store.register(r).await.unwrap();
 }
 
@@ -47,13 +53,30 @@ async fn connections_are_found_by_conversation_and_expire_by_ttl() {
     connect(&f, &record("c1", "app", "111", "333", now_s + 100)).await;
     connect(&f, &record("x1", "app2", "111", "222", now_s + 100)).await;
     let conv = Conversation::new("app", "222", "111");
-    let mut ids: Vec<String> =
-        f.store.in_conversation(&conv, now_s).await.unwrap().into_iter().map(|p| p.connection_id).collect();
+    let mut ids: Vec<String> = f
+        .store
+        .in_conversation(&conv, now_s)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.connection_id)
+        .collect();
     ids.sort();
-    assert_eq!(ids, ["a1", "b1"], "same conversation and app only, expired excluded");
+    assert_eq!(
+        ids,
+        ["a1", "b1"],
+        "same conversation and app only, expired excluded"
+    );
     let got = f.store.get("a1", now_s).await.unwrap().unwrap();
-    assert_eq!(got, record("a1", "app", "111", "222", now_s + 100).clone_with_time(got.connected_at_ms));
-    assert_eq!(f.store.get("old", now_s).await.unwrap(), None, "expired but not yet swept by TTL");
+    assert_eq!(
+        got,
+        record("a1", "app", "111", "222", now_s + 100).clone_with_time(got.connected_at_ms)
+    );
+    assert_eq!(
+        f.store.get("old", now_s).await.unwrap(),
+        None,
+        "expired but not yet swept by TTL"
+    );
     f.store.remove("a1").await.unwrap();
     f.store.remove("a1").await.unwrap(); // idempotent
     assert_eq!(f.store.get("a1", now_s).await.unwrap(), None);
@@ -64,7 +87,10 @@ trait CloneWithTime {
 }
 impl CloneWithTime for ConnectionRecord {
     fn clone_with_time(&self, ms: i64) -> Self {
-        ConnectionRecord { connected_at_ms: ms, ..self.clone() }
+        ConnectionRecord {
+            connected_at_ms: ms,
+            ..self.clone()
+        }
     }
 }
 
@@ -73,16 +99,32 @@ async fn a_client_msg_id_is_stored_once_per_sender_and_conversation() {
     let f = fixture().await;
     let t = now_ms();
     let first = message("app", "111", "222", t, Some("k1"), "hello");
-    assert_eq!(f.store.append(&first).await.unwrap(), Appended::Stored(first.clone()));
+    assert_eq!(
+        f.store.append(&first).await.unwrap(),
+        Appended::Stored(first.clone())
+    );
     // A retry gets a new server id and time, but the same client_msg_id
     let retry = message("app", "111", "222", t + 50, Some("k1"), "hello");
-    assert_eq!(f.store.append(&retry).await.unwrap(), Appended::Duplicate(first.clone()));
+    assert_eq!(
+        f.store.append(&retry).await.unwrap(),
+        Appended::Duplicate(first.clone())
+    );
     // The same id from the other participant, or in another app, is another message
     let other_sender = message("app", "222", "111", t + 60, Some("k1"), "hi");
-    assert!(matches!(f.store.append(&other_sender).await.unwrap(), Appended::Stored(_)));
+    assert!(matches!(
+        f.store.append(&other_sender).await.unwrap(),
+        Appended::Stored(_)
+    ));
     let other_app = message("app2", "111", "222", t + 70, Some("k1"), "x");
-    assert!(matches!(f.store.append(&other_app).await.unwrap(), Appended::Stored(_)));
-    let page = f.store.latest(&Conversation::new("app", "111", "222"), 10).await.unwrap();
+    assert!(matches!(
+        f.store.append(&other_app).await.unwrap(),
+        Appended::Stored(_)
+    ));
+    let page = f
+        .store
+        .latest(&Conversation::new("app", "111", "222"), 10)
+        .await
+        .unwrap();
     assert_eq!(page.messages.len(), 2);
     assert_eq!(page.messages[0], first);
 }
@@ -95,11 +137,21 @@ async fn paging_returns_every_message_once_oldest_first_with_profiles() {
     connect(&f, &record("b1", "app", "222", "111", now_s + 100)).await;
     let t0 = now_ms();
     for i in 0..45 {
-        let (from, to) = if i % 3 == 0 { ("222", "111") } else { ("111", "222") };
-        f.store.append(&message("app", from, to, t0 + i, None, &format!("m{i}"))).await.unwrap();
+        let (from, to) = if i % 3 == 0 {
+            ("222", "111")
+        } else {
+            ("111", "222")
+        };
+        f.store
+            .append(&message("app", from, to, t0 + i, None, &format!("m{i}")))
+            .await
+            .unwrap();
     }
     // Another tenant with the same numbers must not show up
-    f.store.append(&message("app2", "111", "222", t0, None, "other tenant")).await.unwrap();
+    f.store
+        .append(&message("app2", "111", "222", t0, None, "other tenant"))
+        .await
+        .unwrap();
     let conv = Conversation::new("app", "111", "222");
     let mut page = f.store.latest(&conv, 20).await.unwrap();
     assert_eq!(page.profiles["111"].name, "n-111");
@@ -127,19 +179,36 @@ async fn requests_for_one_send(connections_per_user: usize, history: usize) -> V
     let notifier = RecordingNotifier::default();
     let now_s = now_ms() / 1000;
     for i in 0..connections_per_user {
-        connect(&f, &record(&format!("a{i}"), "app", "111", "222", now_s + 600)).await;
-        connect(&f, &record(&format!("b{i}"), "app", "222", "111", now_s + 600)).await;
+        connect(
+            &f,
+            &record(&format!("a{i}"), "app", "111", "222", now_s + 600),
+        )
+        .await;
+        connect(
+            &f,
+            &record(&format!("b{i}"), "app", "222", "111", now_s + 600),
+        )
+        .await;
     }
     let t0 = now_ms() - 10_000;
     for i in 0..history {
-        f.store.append(&message("app", "111", "222", t0 + i as i64, None, "old")).await.unwrap();
+        f.store
+            .append(&message("app", "111", "222", t0 + i as i64, None, "old"))
+            .await
+            .unwrap();
     }
     f.log.take();
     let body = r#"{"action":"send","client_msg_id":"count-me","chat_type":0,"chat_content":"hi"}"#;
-    let out = on_frame(&f.store, &notifier, &config, "a0", body, now_ms()).await.unwrap();
+    let out = on_frame(&f.store, &notifier, &config, "a0", body, now_ms())
+        .await
+        .unwrap();
     assert_eq!(
         out,
-        FrameOutcome::Sent { duplicate: false, delivered: 2 * connections_per_user, gone: 0 }
+        FrameOutcome::Sent {
+            duplicate: false,
+            delivered: 2 * connections_per_user,
+            gone: 0
+        }
     );
     f.log.take()
 }
@@ -165,8 +234,17 @@ async fn a_gone_connection_loses_its_record_and_only_that_one() {
     connect(&f, &record("b2", "app", "222", "111", now_s + 600)).await;
     notifier.gone.lock().unwrap().insert("b1".into());
     let body = r#"{"action":"send","chat_type":0,"chat_content":"hi"}"#;
-    let out = on_frame(&f.store, &notifier, &config, "a1", body, now_ms()).await.unwrap();
-    assert_eq!(out, FrameOutcome::Sent { duplicate: false, delivered: 2, gone: 1 });
+    let out = on_frame(&f.store, &notifier, &config, "a1", body, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: false,
+            delivered: 2,
+            gone: 1
+        }
+    );
     assert!(f.store.get("b1", now_s).await.unwrap().is_none());
     assert!(f.store.get("a1", now_s).await.unwrap().is_some());
     assert!(f.store.get("b2", now_s).await.unwrap().is_some());
@@ -183,7 +261,11 @@ async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
     let f = fixture_on(&local.endpoint()).await;
     let config = config(&f.tables);
     let notifier = RecordingNotifier::default();
-    connect(&f, &record("a1", "app", "111", "222", now_ms() / 1000 + 600)).await;
+    connect(
+        &f,
+        &record("a1", "app", "111", "222", now_ms() / 1000 + 600),
+    )
+    .await;
     // WHEN it stops and the user sends
     local.kill();
     let body = r#"{"action":"send","client_msg_id":"k","chat_type":0,"chat_content":"hi"}"#;
@@ -195,5 +277,8 @@ async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
     assert_eq!(frames[0]["error"], "internal");
     assert_eq!(frames[0]["code"], 0);
     let text = frames[0].to_string();
-    assert!(!text.contains("127.0.0.1") && !text.contains("dispatch"), "{text}");
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("dispatch"),
+        "{text}"
+    );
 }

@@ -63,7 +63,9 @@ impl DynamoDbLocal {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
-                return Err(DevError::DynamoDbLocal(format!("exited at start ({status})")));
+                return Err(DevError::DynamoDbLocal(format!(
+                    "exited at start ({status})"
+                )));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());

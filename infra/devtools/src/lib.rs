@@ -24,5 +24,11 @@ pub enum DevError {
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("DynamoDB: {0}")]
-    Dynamo(#[from] aws_sdk_dynamodb::Error),
+    Dynamo(Box<aws_sdk_dynamodb::Error>),
+}
+
+impl From<aws_sdk_dynamodb::Error> for DevError {
+    fn from(e: aws_sdk_dynamodb::Error) -> Self {
+        DevError::Dynamo(Box::new(e))
+    }
 }

@@ -58,7 +58,9 @@ pub fn tables_from_str(yaml: &str) -> Result<Vec<TableSpec>, DevError> {
         if res.get("Type").and_then(Value::as_str) != Some("AWS::DynamoDB::Table") {
             continue;
         }
-        let id = id.as_str().ok_or_else(|| err("resource id is not a string"))?;
+        let id = id
+            .as_str()
+            .ok_or_else(|| err("resource id is not a string"))?;
         let p = res
             .get("Properties")
             .ok_or_else(|| err(format!("{id} has no Properties")))?;
@@ -67,7 +69,9 @@ pub fn tables_from_str(yaml: &str) -> Result<Vec<TableSpec>, DevError> {
             Some(list) => list
                 .iter()
                 .map(|g| {
-                    let projection = g.get("Projection").ok_or_else(|| err("GSI without Projection"))?;
+                    let projection = g
+                        .get("Projection")
+                        .ok_or_else(|| err("GSI without Projection"))?;
                     Ok(IndexSpec {
                         name: str_of(g, "IndexName")?.to_owned(),
                         key_schema: pairs(g.get("KeySchema"), "AttributeName", "KeyType")?,
@@ -75,7 +79,12 @@ pub fn tables_from_str(yaml: &str) -> Result<Vec<TableSpec>, DevError> {
                         non_key_attributes: projection
                             .get("NonKeyAttributes")
                             .and_then(Value::as_sequence)
-                            .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                            .map(|s| {
+                                s.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_owned)
+                                    .collect()
+                            })
                             .unwrap_or_default(),
                     })
                 })
@@ -83,12 +92,20 @@ pub fn tables_from_str(yaml: &str) -> Result<Vec<TableSpec>, DevError> {
         };
         let ttl_attribute = p.get("TimeToLiveSpecification").and_then(|t| {
             (t.get("Enabled").and_then(Value::as_bool) == Some(true))
-                .then(|| t.get("AttributeName").and_then(Value::as_str).map(str::to_owned))
+                .then(|| {
+                    t.get("AttributeName")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .flatten()
         });
         tables.push(TableSpec {
             logical_id: id.to_owned(),
-            attributes: pairs(p.get("AttributeDefinitions"), "AttributeName", "AttributeType")?,
+            attributes: pairs(
+                p.get("AttributeDefinitions"),
+                "AttributeName",
+                "AttributeType",
+            )?,
             key_schema: pairs(p.get("KeySchema"), "AttributeName", "KeyType")?,
             indexes,
             ttl_attribute,

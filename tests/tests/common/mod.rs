@@ -84,10 +84,17 @@ pub async fn fixture_on(endpoint: &str) -> Fixture {
     let log = RequestLog::default();
     let client = client(endpoint, &log);
     let prefix = format!("t{}_", N.fetch_add(1, Ordering::SeqCst));
-    let tables = create_chat_tables(&client, &prefix).await.expect("tables from template.yaml");
+    let tables = create_chat_tables(&client, &prefix)
+        .await
+        .expect("tables from template.yaml");
     log.take();
     let store = DynamoStore::new(client.clone(), &tables.messages, &tables.connections);
-    Fixture { store, tables, log, client }
+    Fixture {
+        store,
+        tables,
+        log,
+        client,
+    }
 }
 
 /// Records posts; ids in `gone` answer 410.
@@ -99,7 +106,13 @@ pub struct RecordingNotifier {
 
 impl RecordingNotifier {
     pub fn to(&self, id: &str) -> Vec<serde_json::Value> {
-        self.posts.lock().unwrap().iter().filter(|(c, _)| c == id).map(|(_, f)| f.clone()).collect()
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| c == id)
+            .map(|(_, f)| f.clone())
+            .collect()
     }
     pub fn count(&self) -> usize {
         self.posts.lock().unwrap().len()

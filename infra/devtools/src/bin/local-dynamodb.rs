@@ -26,7 +26,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = std::env::args().nth(1) {
         std::fs::write(&path, &env)?;
     }
-    println!("DynamoDB Local is up at {} with tables from template.yaml:\n{env}", local.endpoint());
+    println!(
+        "DynamoDB Local is up at {} with tables from template.yaml:\n{env}",
+        local.endpoint()
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
