@@ -36,4 +36,9 @@ if [ ! -x "$TOOLS/venv/bin/sam" ] || [ ! -x "$TOOLS/venv/bin/cargo-lambda" ] || 
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
 fi
+# s3s-fs: the local S3 that enforces SigV4 and POST policies (0.15+ needs a newer rustc).
+if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+  say "s3s-fs 0.14.1 (cargo install, a few minutes)"
+  cargo install -q s3s-fs --version 0.14.1 --locked --features binary --root "$TOOLS"
+fi
 say "tools ready in $TOOLS/"

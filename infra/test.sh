@@ -14,13 +14,18 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "template: cfn-lint, sam validate --lint"
 cfn-lint template.yaml
 sam validate --lint
-step "build the tests"
+step "build the function binaries and the tests"
+cargo build --workspace --bins --locked
 cargo test --workspace --locked --no-run
-step "tests (DynamoDB Local runs inside a loopback-only network namespace)"
-run_loopback_only cargo test --workspace --locked --offline
+step "tests: unit, handler, adapter (DynamoDB Local) and end-to-end (local stack), in a loopback-only network namespace"
+mkdir -p .tools
+run_loopback_only cargo test --workspace --locked --offline 2>&1 | tee .tools/test-output.log
+summary=$(awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed", p, f}' .tools/test-output.log)
 step "sam build (release, arm64, through cargo-lambda)"
 sam build --beta-features
 for fn in ConnectFunction DefaultFunction DisconnectFunction; do
   test -x ".aws-sam/build/$fn/bootstrap" || { echo "sam build made no bootstrap for $fn" >&2; exit 1; }
 done
 echo "sam build: a bootstrap for each of the 3 functions"
+echo
+echo "tests: $summary"

@@ -24,8 +24,17 @@ impl DynamoDbLocal {
     /// Starts DynamoDB Local in memory on a free loopback port and waits until it answers.
     /// The jar directory comes from `DYNAMODB_LOCAL_DIR` or [`DEFAULT_DIR`].
     pub fn start() -> Result<Self, DevError> {
+        Self::start_with(None, None)
+    }
+
+    /// Starts on `port` (or a free one), in memory or, with `db_dir`, in files there that
+    /// survive a restart (for outage tests).
+    pub fn start_with(port: Option<u16>, db_dir: Option<&Path>) -> Result<Self, DevError> {
         let dir = jar_dir()?;
-        let port = free_port()?;
+        let port = match port {
+            Some(p) => p,
+            None => free_port()?,
+        };
         let mut cmd = Command::new("java");
         cmd.arg(format!(
             "-Djava.library.path={}",
@@ -33,10 +42,14 @@ impl DynamoDbLocal {
         ))
         .arg("-jar")
         .arg(dir.join("DynamoDBLocal.jar"))
-        .args(["-inMemory", "-disableTelemetry", "-port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .args(["-disableTelemetry", "-port", &port.to_string()]);
+        match db_dir {
+            Some(d) => cmd.arg("-sharedDb").arg("-dbPath").arg(d),
+            None => cmd.arg("-inMemory"),
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let child = spawn_tied_to_process(cmd)?;
         let mut local = DynamoDbLocal { child, port };
         local.wait_ready(Duration::from_secs(30))?;
@@ -159,4 +172,18 @@ fn spawn_with_parent_death_signal(cmd: &mut Command) -> std::io::Result<Child> {
         });
     }
     cmd.spawn()
+}
+
+/// Makes a tokio-spawned child die with the thread that spawns it (a runtime worker, which
+/// lives as long as the runtime), so that no function process outlives the local stack.
+pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }

@@ -1,6 +1,11 @@
 //! Tools for running and testing the chat locally: DynamoDB Local as a child process, tables
 //! created from `template.yaml` (never a hand-kept copy), and token minting.
+pub mod apigw;
 pub mod dynamodb_local;
+pub mod runtime;
+pub mod s3_local;
+pub mod sam;
+pub mod stack;
 pub mod template;
 
 use std::path::PathBuf;
@@ -21,6 +26,10 @@ pub enum DevError {
     Template(String),
     #[error("DynamoDB Local: {0}")]
     DynamoDbLocal(String),
+    #[error("local S3: {0}")]
+    S3(String),
+    #[error("local gateway: {0}")]
+    Gateway(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("DynamoDB: {0}")]

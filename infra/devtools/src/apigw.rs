@@ -1,0 +1,554 @@
+//! A local API Gateway WebSocket API: `ws://127.0.0.1:<port>/<stage>` for clients and
+//! `POST|GET|DELETE /<stage>/@connections/{id}` for the functions, driven by the routes of
+//! `template.yaml` and running the real function binaries through [`crate::runtime`].
+//!
+//! Emulated: handshake refused with `$connect`'s status; API Gateway's event shapes; route
+//! selection on `$request.body.<field>`; `$disconnect` when a socket goes away; 410 for gone
+//! connections; the message size limit (close 1009 inbound, 413 on posts); idle timeout and
+//! maximum connection lifetime (close 1001). Not emulated: see README "Local stack".
+
+use crate::runtime::{InvokeError, Invoker};
+use crate::sam::{ApiSpec, LOCAL_ACCOUNT, LOCAL_API_ID};
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// API Gateway's limits, configurable so tests can reach them quickly.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(7200),
+            max_message_bytes: 128 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub limits: Limits,
+    /// `$disconnect` is best effort on AWS. `false` drops it when a client vanishes without a
+    /// close frame, to exercise the 410 and TTL paths.
+    pub disconnect_on_abrupt_close: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            disconnect_on_abrupt_close: true,
+        }
+    }
+}
+
+enum Outbound {
+    Text(String),
+    Binary(Vec<u8>),
+    Close(u16, String),
+}
+
+struct Conn {
+    id: String,
+    tx: mpsc::UnboundedSender<Outbound>,
+    connected_at_ms: i64,
+    last_active_ms: AtomicI64,
+    source_ip: String,
+    user_agent: String,
+}
+
+impl Conn {
+    fn touch(&self) {
+        self.last_active_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// The gateway's state, shared by its handlers.
+pub struct Gateway {
+    api: ApiSpec,
+    invoker: Arc<Invoker>,
+    options: Options,
+    domain: String,
+    conns: Mutex<HashMap<String, Arc<Conn>>>,
+    seq: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn iso(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn request_time(ms: i64) -> String {
+    let fmt = time::macros::format_description!(
+        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+impl Gateway {
+    /// Binds nothing; [`Gateway::serve`] does. `domain` is what events report (`127.0.0.1:port`).
+    pub fn new(api: ApiSpec, invoker: Arc<Invoker>, options: Options, domain: String) -> Arc<Self> {
+        Arc::new(Gateway {
+            api,
+            invoker,
+            options,
+            domain,
+            conns: Mutex::default(),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Serves clients and the management API on `listener` until the task is aborted.
+    pub fn serve(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+    ) -> tokio::task::JoinHandle<()> {
+        let stage = &self.api.stage;
+        let app = Router::new()
+            .route(&format!("/{stage}"), get(handshake))
+            .route(
+                &format!("/{stage}/@connections/{{id}}"),
+                get(get_connection)
+                    .post(post_to_connection)
+                    .delete(delete_connection),
+            )
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        })
+    }
+
+    /// Invokes a function of the template directly, as `sam local invoke` would.
+    pub async fn invoke(&self, function: &str, event: &Value) -> Result<Value, InvokeError> {
+        self.invoker.invoke(function, event, "direct").await
+    }
+
+    /// Open connections right now.
+    pub fn connection_count(&self) -> usize {
+        self.conns.lock().expect("lock").len()
+    }
+
+    fn next_id(&self) -> String {
+        // Real ids look like base64 of 11 bytes: 15 characters and '='.
+        let mut bytes = ulid::Ulid::new().to_bytes()[5..].to_vec();
+        bytes.truncate(11);
+        base64::engine::general_purpose::URL_SAFE.encode(bytes)
+    }
+
+    fn request_id(&self) -> String {
+        format!(
+            "{}{:06}=",
+            &ulid::Ulid::new().to_string()[..10],
+            self.seq.fetch_add(1, Ordering::Relaxed) % 1_000_000
+        )
+    }
+
+    fn context(
+        &self,
+        route: &str,
+        event_type: &str,
+        conn_id: &str,
+        connected_at: i64,
+        ip: &str,
+        ua: &str,
+    ) -> Map<String, Value> {
+        let now = now_ms();
+        let rid = self.request_id();
+        let mut c = Map::new();
+        c.insert("routeKey".into(), json!(route));
+        c.insert("eventType".into(), json!(event_type));
+        c.insert("extendedRequestId".into(), json!(rid));
+        c.insert("requestTime".into(), json!(request_time(now)));
+        c.insert("messageDirection".into(), json!("IN"));
+        c.insert("stage".into(), json!(self.api.stage));
+        c.insert("connectedAt".into(), json!(connected_at));
+        c.insert("requestTimeEpoch".into(), json!(now));
+        c.insert("identity".into(), json!({"sourceIp": ip, "userAgent": ua}));
+        c.insert("requestId".into(), json!(rid));
+        c.insert("domainName".into(), json!(self.domain));
+        c.insert("connectionId".into(), json!(conn_id));
+        c.insert("apiId".into(), json!(LOCAL_API_ID));
+        c.insert("accountId".into(), json!(LOCAL_ACCOUNT));
+        c
+    }
+
+    /// `$request.body.a.b` → the route whose key equals that string field, else `$default`.
+    fn select_route(&self, body: Option<&str>) -> Option<String> {
+        let picked = self
+            .api
+            .route_selection_expression
+            .strip_prefix("$request.body.")
+            .and_then(|path| {
+                let mut v: Value = serde_json::from_str(body?).ok()?;
+                for part in path.split('.') {
+                    v = v.get(part)?.clone();
+                }
+                v.as_str().map(str::to_owned)
+            })
+            .filter(|k| !k.starts_with('$') && self.api.routes.contains_key(k));
+        picked.or_else(|| {
+            self.api
+                .routes
+                .contains_key("$default")
+                .then(|| "$default".to_owned())
+        })
+    }
+
+    async fn on_message(self: Arc<Self>, conn: Arc<Conn>, body: String, base64: bool) {
+        let text = (!base64).then_some(body.as_str());
+        let Some(route) = self.select_route(text) else {
+            let _ = conn.tx.send(Outbound::Text(json!({"message": "Forbidden", "connectionId": conn.id, "requestId": self.request_id()}).to_string()));
+            return;
+        };
+        let mut ctx = self.context(
+            &route,
+            "MESSAGE",
+            &conn.id,
+            conn.connected_at_ms,
+            &conn.source_ip,
+            &conn.user_agent,
+        );
+        ctx.insert("messageId".into(), json!(self.request_id()));
+        let event = json!({"requestContext": ctx, "body": body, "isBase64Encoded": base64});
+        let function = &self.api.routes[&route];
+        if let Err(e) = self.invoker.invoke(function, &event, &route).await {
+            // What API Gateway sends a client whose integration failed.
+            tracing_log(&format!("{route} failed: {e}"));
+            let _ = conn.tx.send(Outbound::Text(json!({"message": "Internal server error", "connectionId": conn.id, "requestId": ctx["requestId"]}).to_string()));
+        }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        socket: WebSocket,
+        mut rx: mpsc::UnboundedReceiver<Outbound>,
+        headers: Value,
+    ) {
+        let (mut sink, mut stream) = socket.split();
+        let writer = tokio::spawn(async move {
+            while let Some(out) = rx.recv().await {
+                let sent = match out {
+                    Outbound::Text(s) => sink.send(Message::Text(s.into())).await,
+                    Outbound::Binary(b) => sink.send(Message::Binary(b.into())).await,
+                    Outbound::Close(code, reason) => {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        break;
+                    }
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        });
+        let limits = self.options.limits.clone();
+        let (code, reason, abrupt) = loop {
+            let idle_end = conn.last_active_ms.load(Ordering::Relaxed)
+                + limits.idle_timeout.as_millis() as i64;
+            let life_end = conn.connected_at_ms + limits.max_lifetime.as_millis() as i64;
+            let wait = Duration::from_millis((idle_end.min(life_end) - now_ms()).max(0) as u64);
+            match tokio::time::timeout(wait, stream.next()).await {
+                Err(_) => {
+                    let now = now_ms();
+                    let idle = conn.last_active_ms.load(Ordering::Relaxed)
+                        + limits.idle_timeout.as_millis() as i64;
+                    if now >= idle || now >= life_end {
+                        let _ = conn.tx.send(Outbound::Close(1001, "Going away".into()));
+                        break (1001, "Going away".to_owned(), false);
+                    }
+                }
+                Ok(None) | Ok(Some(Err(_))) => break (1006, String::new(), true),
+                Ok(Some(Ok(msg))) => match msg {
+                    Message::Text(t) if t.len() > limits.max_message_bytes => {
+                        let _ = conn
+                            .tx
+                            .send(Outbound::Close(1009, "Message too big".into()));
+                        break (1009, "Message too big".to_owned(), false);
+                    }
+                    Message::Binary(b) if b.len() > limits.max_message_bytes => {
+                        let _ = conn
+                            .tx
+                            .send(Outbound::Close(1009, "Message too big".into()));
+                        break (1009, "Message too big".to_owned(), false);
+                    }
+                    Message::Text(t) => {
+                        conn.touch();
+                        tokio::spawn(self.clone().on_message(conn.clone(), t.to_string(), false));
+                    }
+                    Message::Binary(b) => {
+                        conn.touch();
+                        let body = base64::engine::general_purpose::STANDARD.encode(&b);
+                        tokio::spawn(self.clone().on_message(conn.clone(), body, true));
+                    }
+                    Message::Close(frame) => {
+                        let (code, reason) = frame
+                            .map(|f| (f.code, f.reason.to_string()))
+                            .unwrap_or((1005, String::new()));
+                        let _ = conn.tx.send(Outbound::Close(code, reason.clone()));
+                        break (code, reason, false);
+                    }
+                    Message::Ping(_) | Message::Pong(_) => conn.touch(),
+                },
+            }
+        };
+        self.conns.lock().expect("lock").remove(&conn.id);
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        if abrupt && !self.options.disconnect_on_abrupt_close {
+            return;
+        }
+        let Some(function) = self.api.routes.get("$disconnect") else {
+            return;
+        };
+        let mut ctx = self.context(
+            "$disconnect",
+            "DISCONNECT",
+            &conn.id,
+            conn.connected_at_ms,
+            &conn.source_ip,
+            &conn.user_agent,
+        );
+        ctx.insert("disconnectStatusCode".into(), json!(code));
+        ctx.insert("disconnectReason".into(), json!(reason));
+        let event = json!({"headers": headers, "multiValueHeaders": {}, "requestContext": ctx, "isBase64Encoded": false});
+        if let Err(e) = self.invoker.invoke(function, &event, "$disconnect").await {
+            tracing_log(&format!("$disconnect failed: {e}"));
+        }
+    }
+}
+
+fn tracing_log(line: &str) {
+    eprintln!("[gateway] {line}");
+}
+
+fn header_maps(h: &HeaderMap) -> (Value, Value) {
+    let mut single = Map::new();
+    let mut multi: Map<String, Value> = Map::new();
+    for (k, v) in h {
+        let v = v.to_str().unwrap_or_default().to_owned();
+        single.insert(k.as_str().to_owned(), json!(v));
+        multi
+            .entry(k.as_str().to_owned())
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .expect("array")
+            .push(json!(v));
+    }
+    (Value::Object(single), Value::Object(multi))
+}
+
+async fn handshake(
+    State(g): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let id = g.next_id();
+    let connected_at = now_ms();
+    let ip = peer.ip().to_string();
+    let ua = headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let (single, multi) = header_maps(&headers);
+    if let Some(function) = g.api.routes.get("$connect") {
+        let mut qs = Map::new();
+        let mut mqs: Map<String, Value> = Map::new();
+        for (k, v) in &query {
+            qs.insert(k.clone(), json!(v));
+            mqs.entry(k.clone())
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+                .expect("array")
+                .push(json!(v));
+        }
+        let mut event = json!({
+            "headers": single, "multiValueHeaders": multi,
+            "requestContext": g.context("$connect", "CONNECT", &id, connected_at, &ip, &ua),
+            "isBase64Encoded": false,
+        });
+        if !qs.is_empty() {
+            event["queryStringParameters"] = Value::Object(qs);
+            event["multiValueQueryStringParameters"] = Value::Object(mqs);
+        }
+        match g.invoker.invoke(function, &event, "$connect").await {
+            Ok(resp) => {
+                let status = resp
+                    .get("statusCode")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(200);
+                if !(200..300).contains(&status) {
+                    return StatusCode::from_u16(status as u16)
+                        .unwrap_or(StatusCode::FORBIDDEN)
+                        .into_response();
+                }
+            }
+            Err(e) => {
+                tracing_log(&format!("$connect failed: {e}"));
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        }
+    }
+    let max = g.options.limits.max_message_bytes;
+    let gateway = g.clone();
+    ws.max_message_size(max.saturating_mul(2).max(1 << 20))
+        .on_upgrade(move |socket| async move {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let conn = Arc::new(Conn {
+                id: id.clone(),
+                tx,
+                connected_at_ms: connected_at,
+                last_active_ms: AtomicI64::new(now_ms()),
+                source_ip: ip,
+                user_agent: ua,
+            });
+            gateway.conns.lock().expect("lock").insert(id, conn.clone());
+            gateway.run(conn, socket, rx, single).await;
+        })
+}
+
+fn aws_error(status: StatusCode, kind: &str, message: Option<&str>) -> Response {
+    let mut r = (status, json!({ "message": message }).to_string()).into_response();
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_str(kind).expect("ascii"),
+    );
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The management API is SigV4-signed on AWS; locally any signature passes, none does not.
+fn unsigned(headers: &HeaderMap) -> Option<Response> {
+    let signed = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+    (!signed).then(|| {
+        aws_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            Some("Missing Authentication Token"),
+        )
+    })
+}
+
+fn lookup(g: &Gateway, id: &str) -> Option<Arc<Conn>> {
+    g.conns.lock().expect("lock").get(id).cloned()
+}
+
+async fn post_to_connection(
+    State(g): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = unsigned(&headers) {
+        return r;
+    }
+    let Some(conn) = lookup(&g, &id) else {
+        return aws_error(StatusCode::GONE, "GoneException", None);
+    };
+    if body.len() > g.options.limits.max_message_bytes {
+        return aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            Some("Message too long"),
+        );
+    }
+    let out = match String::from_utf8(body.to_vec()) {
+        Ok(s) => Outbound::Text(s),
+        Err(e) => Outbound::Binary(e.into_bytes()),
+    };
+    if conn.tx.send(out).is_err() {
+        return aws_error(StatusCode::GONE, "GoneException", None);
+    }
+    conn.touch();
+    StatusCode::OK.into_response()
+}
+
+async fn get_connection(
+    State(g): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unsigned(&headers) {
+        return r;
+    }
+    let Some(c) = lookup(&g, &id) else {
+        return aws_error(StatusCode::GONE, "GoneException", None);
+    };
+    let body = json!({
+        "ConnectedAt": iso(c.connected_at_ms),
+        "Identity": {"SourceIp": c.source_ip, "UserAgent": c.user_agent},
+        "LastActiveAt": iso(c.last_active_ms.load(Ordering::Relaxed)),
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn delete_connection(
+    State(g): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unsigned(&headers) {
+        return r;
+    }
+    let Some(c) = lookup(&g, &id) else {
+        return aws_error(StatusCode::GONE, "GoneException", None);
+    };
+    let _ = c.tx.send(Outbound::Close(
+        1000,
+        "Connection closed by the server".into(),
+    ));
+    StatusCode::NO_CONTENT.into_response()
+}

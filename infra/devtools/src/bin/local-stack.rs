@@ -1,0 +1,79 @@
+//! The whole chat on loopback: `local-stack [--port N]`. Prints the wss URL, two demo users'
+//! tokens and how to chat from a terminal; runs until Ctrl-C / SIGTERM.
+use devtools::runtime::Logs;
+use devtools::stack::{Stack, StackOptions};
+use shared::auth::{mint, Claims};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut port = 3001;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next()) {
+            ("--port", Some(p)) => port = p.parse()?,
+            _ => return Err("usage: local-stack [--port N]".into()),
+        }
+    }
+    let secret =
+        std::env::var("JWT_SECRET").unwrap_or_else(|_| format!("dev-secret-{}", ulid::Ulid::new()));
+    let stack = Stack::start(StackOptions {
+        port,
+        jwt_secret: secret.clone(),
+        logs: Logs::Print,
+        ..Default::default()
+    })
+    .await?;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 24 * 3600;
+    let token = |sub: &str, name: &str| {
+        mint(
+            secret.as_bytes(),
+            &Claims {
+                sub: sub.into(),
+                app: "wxdemo".into(),
+                exp,
+                name: Some(name.into()),
+                avatar: None,
+            },
+        )
+    };
+    let (a, b) = ("13800000001", "13800000002");
+    let url = |me: &str, friend: &str, t: &str| {
+        format!(
+            "{}?userphone={me}&friendphone={friend}&app_sid=wxdemo&token={t}",
+            stack.ws_url
+        )
+    };
+    let url_a = url(a, b, &token(a, "Ann")?);
+    let url_b = url(b, a, &token(b, "Bob")?);
+    println!(
+        r#"
+Local chat is up (Ctrl-C stops everything).
+  WebSocket:   {ws}
+  @connections {mgmt}
+  DynamoDB     {ddb}   S3 {s3}
+Two demo users in app wxdemo (tokens valid 24 h; JWT_SECRET={secret}):
+  Ann: {url_a}
+  Bob: {url_b}
+Chat from two terminals:
+  npx -y wscat -c '{url_a}'
+  npx -y wscat -c '{url_b}'
+then type  {{"action":"sync"}}  and  {{"action":"send","client_msg_id":"m1","chat_type":0,"chat_content":"hi"}}
+Mint more tokens: JWT_SECRET={secret} target/debug/mint-token <account> wxdemo [name]
+"#,
+        ws = stack.ws_url,
+        mgmt = stack.management_url,
+        ddb = stack.dynamodb_endpoint(),
+        s3 = stack.s3_endpoint().unwrap_or_default(),
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    println!("stopping");
+    drop(stack);
+    Ok(())
+}

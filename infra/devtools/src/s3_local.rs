@@ -1,0 +1,79 @@
+//! `s3s-fs` (0.14.1, installed by `infra/install.sh` into `.tools/bin`): a local S3 that
+//! enforces SigV4 and POST policies, on 127.0.0.1, storing under a folder.
+
+use crate::dynamodb_local::{free_port, spawn_tied_to_process};
+use crate::DevError;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Credentials the local S3 accepts (and the functions are given).
+pub const ACCESS_KEY: &str = "local";
+pub const SECRET_KEY: &str = "local-secret-key";
+
+pub struct S3Local {
+    child: Child,
+    port: u16,
+}
+
+fn binary() -> PathBuf {
+    std::env::var_os("S3S_FS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join(".tools/bin/s3s-fs"))
+}
+
+impl S3Local {
+    /// Starts s3s-fs on a free loopback port with one folder per bucket under `root`.
+    pub fn start(root: &Path, buckets: &[String]) -> Result<Self, DevError> {
+        let bin = binary();
+        if !bin.is_file() {
+            return Err(DevError::S3(format!(
+                "{} not found; run `bash infra/install.sh`",
+                bin.display()
+            )));
+        }
+        std::fs::create_dir_all(root)?;
+        for b in buckets {
+            std::fs::create_dir_all(root.join(b))?;
+        }
+        let port = free_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            ACCESS_KEY,
+            "--secret-key",
+            SECRET_KEY,
+        ])
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let mut child = spawn_tied_to_process(cmd)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            if child.try_wait()?.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(DevError::S3("s3s-fs did not start".into()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(S3Local { child, port })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3Local {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,201 @@
+//! The whole system on loopback: DynamoDB Local with the template's tables, s3s-fs with the
+//! template's buckets, and the local API Gateway running the function binaries.
+
+use crate::apigw::{self, Gateway};
+use crate::dynamodb_local::DynamoDbLocal;
+use crate::runtime::{Invoker, Logs};
+use crate::s3_local::{self, S3Local};
+use crate::sam::{self, SamApp};
+use crate::template::{create_chat_tables, ChatTables};
+use crate::DevError;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How to start a [`Stack`].
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Gateway port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Folder with the function binaries.
+    pub functions_dir: PathBuf,
+    pub gateway: apigw::Options,
+    pub logs: Logs,
+    /// HS256 secret given to the functions as `JWT_SECRET` (Secrets Manager is not emulated).
+    pub jwt_secret: String,
+    /// Start s3s-fs (needs `.tools/bin/s3s-fs`).
+    pub with_s3: bool,
+    /// Template parameter overrides.
+    pub parameters: HashMap<String, String>,
+    /// Extra variables for every function (after the template's).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            port: 0,
+            functions_dir: std::env::var_os("CHAT_FUNCTIONS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| crate::repo_root().join("target/debug")),
+            gateway: apigw::Options::default(),
+            logs: Logs::Print,
+            jwt_secret: String::new(),
+            with_s3: true,
+            parameters: HashMap::new(),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// A running local stack. Dropping it stops every process it started.
+pub struct Stack {
+    pub app: SamApp,
+    pub tables: ChatTables,
+    /// `ws://127.0.0.1:<port>/<stage>`
+    pub ws_url: String,
+    /// `http://127.0.0.1:<port>/<stage>` (the @connections endpoint the functions use)
+    pub management_url: String,
+    pub gateway: Arc<Gateway>,
+    dynamodb: Option<DynamoDbLocal>,
+    dynamodb_port: u16,
+    s3: Option<S3Local>,
+    server: tokio::task::JoinHandle<()>,
+    data_dir: PathBuf,
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Result<Self, DevError> {
+        let mut app =
+            sam::app_from_file(&crate::repo_root().join("template.yaml"), &opts.parameters)?;
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let data_dir = std::env::temp_dir().join(format!(
+            "chat-local-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(data_dir.join("dynamodb"))?;
+        let dynamodb = DynamoDbLocal::start_with(None, Some(&data_dir.join("dynamodb")))?;
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(sam::LOCAL_REGION))
+                .endpoint_url(dynamodb.endpoint())
+                .credentials_provider(Credentials::new(
+                    s3_local::ACCESS_KEY,
+                    s3_local::SECRET_KEY,
+                    None,
+                    None,
+                    "local",
+                ))
+                .build(),
+        );
+        let tables = create_chat_tables(&client, "").await?;
+        let buckets: Vec<String> = app.buckets.iter().map(|b| b.to_lowercase()).collect();
+        let s3 = if opts.with_s3 {
+            Some(S3Local::start(&data_dir.join("s3"), &buckets)?)
+        } else {
+            None
+        };
+
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+            .await
+            .map_err(|e| {
+                DevError::Gateway(format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))
+            })?;
+        let addr = listener.local_addr()?;
+        let http = format!("http://{addr}");
+        let stage = app.api.stage.clone();
+
+        // The template points functions at https://{api}.execute-api.{region}.amazonaws.com;
+        // locally that is this gateway.
+        let aws_base = format!(
+            "https://{}.execute-api.{}.amazonaws.com",
+            sam::LOCAL_API_ID,
+            sam::LOCAL_REGION
+        );
+        for f in app.functions.values_mut() {
+            for v in f.env.values_mut() {
+                if v.contains(&aws_base) {
+                    *v = v.replace(&aws_base, &http);
+                }
+            }
+        }
+        let mut env = BTreeMap::from([
+            ("AWS_ENDPOINT_URL_DYNAMODB".to_string(), dynamodb.endpoint()),
+            (
+                "AWS_ACCESS_KEY_ID".to_string(),
+                s3_local::ACCESS_KEY.to_string(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                s3_local::SECRET_KEY.to_string(),
+            ),
+            ("JWT_SECRET".to_string(), opts.jwt_secret.clone()),
+            // Secrets Manager is not emulated: the secret comes inline.
+            ("JWT_SECRET_ARN".to_string(), String::new()),
+        ]);
+        if let Some(s3) = &s3 {
+            env.insert("AWS_ENDPOINT_URL_S3".into(), s3.endpoint());
+        }
+        env.extend(opts.env.clone());
+        let invoker = Arc::new(Invoker::new(
+            app.functions.clone(),
+            opts.functions_dir.clone(),
+            env,
+            opts.logs,
+        ));
+        let gateway = Gateway::new(
+            app.api.clone(),
+            invoker,
+            opts.gateway.clone(),
+            addr.to_string(),
+        );
+        let server = gateway.serve(listener);
+        Ok(Stack {
+            ws_url: format!("ws://{addr}/{stage}"),
+            management_url: format!("{http}/{stage}"),
+            app,
+            tables,
+            gateway,
+            dynamodb_port: dynamodb.port(),
+            dynamodb: Some(dynamodb),
+            s3,
+            server,
+            data_dir,
+        })
+    }
+
+    pub fn dynamodb_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.dynamodb_port)
+    }
+
+    pub fn s3_endpoint(&self) -> Option<String> {
+        self.s3.as_ref().map(S3Local::endpoint)
+    }
+
+    /// Stops DynamoDB Local (an outage). Its data stays on disk.
+    pub fn stop_dynamodb(&mut self) {
+        self.dynamodb = None;
+    }
+
+    /// Starts DynamoDB Local again on the same port with the same data.
+    pub fn restart_dynamodb(&mut self) -> Result<(), DevError> {
+        self.dynamodb = None;
+        self.dynamodb = Some(DynamoDbLocal::start_with(
+            Some(self.dynamodb_port),
+            Some(&self.data_dir.join("dynamodb")),
+        )?);
+        Ok(())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.dynamodb = None;
+        self.s3 = None;
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}

@@ -1,0 +1,539 @@
+//! End to end: real WebSocket clients → local API Gateway → the real function binaries →
+//! DynamoDB Local. Needs `cargo build --workspace --bins` first (`make test` does it).
+
+use devtools::apigw;
+use devtools::runtime::Logs;
+use devtools::stack::{Stack, StackOptions};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use shared::auth::{mint, Claims};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn options() -> StackOptions {
+    StackOptions {
+        jwt_secret: SECRET.into(),
+        logs: Logs::Quiet,
+        ..Default::default()
+    }
+}
+
+/// One stack shared by the tests that need no special options, on its own runtime so that it
+/// outlives each test's runtime. Tests keep apart by using their own app ids.
+fn shared_stack() -> &'static Stack {
+    struct Shared {
+        _rt: tokio::runtime::Runtime,
+        stack: Stack,
+    }
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    &SHARED
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let stack = rt
+                    .block_on(Stack::start(options()))
+                    .expect("local stack starts");
+                Shared { _rt: rt, stack }
+            })
+            .join()
+            .unwrap()
+        })
+        .stack
+}
+
+fn token(sub: &str, app: &str, ttl: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    mint(
+        SECRET.as_bytes(),
+        &Claims {
+            sub: sub.into(),
+            app: app.into(),
+            exp: (now + ttl) as u64,
+            name: Some(format!("name-{sub}")),
+            avatar: None,
+        },
+    )
+    .unwrap()
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Client {
+    ws: Ws,
+}
+
+impl Client {
+    async fn open(stack: &Stack, query: &str) -> Result<Client, u16> {
+        match tokio_tungstenite::connect_async(format!("{}?{query}", stack.ws_url)).await {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("handshake failed without a status: {e}"),
+        }
+    }
+
+    async fn connect(stack: &Stack, app: &str, me: &str, friend: &str) -> Client {
+        let q = format!(
+            "userphone={me}&friendphone={friend}&app_sid={app}&token={}",
+            token(me, app, 600)
+        );
+        Client::open(stack, &q).await.expect("handshake accepted")
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    async fn send_raw(&mut self, s: &str) {
+        self.ws
+            .send(Message::Text(s.to_owned().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next text frame, parsed.
+    async fn frame(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("socket open")
+                .unwrap();
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Close(f) => panic!("closed: {f:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends and waits for this connection's own answer of the given type.
+    async fn ask(&mut self, v: Value) -> Value {
+        self.send(v).await;
+        self.frame().await
+    }
+
+    /// Sends a message and returns the acknowledgement frame.
+    async fn say(&mut self, cmid: &str, text: &str) -> Value {
+        let f = self
+            .ask(json!({"action":"send","client_msg_id":cmid,"chat_type":0,"chat_content":text}))
+            .await;
+        assert_eq!(f["client_msg_id"], cmid, "ack: {f}");
+        f
+    }
+
+    async fn silent_for(&mut self, d: Duration) {
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(d, self.ws.next()).await {
+            panic!("expected silence, got {t}");
+        }
+    }
+
+    async fn close_code(&mut self) -> u16 {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("closed in time")
+            {
+                Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
+                Some(Ok(Message::Close(None))) | None => return 1005,
+                Some(Err(_)) => return 1006,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}
+
+fn contents(frame: &Value) -> Vec<String> {
+    frame["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_users_exchange_messages_and_see_one_order_with_the_seeds_fields() {
+    let s = shared_stack();
+    let mut ann = Client::connect(s, "e2e1", "111", "222").await;
+    let mut bob = Client::connect(s, "e2e1", "222", "111").await;
+    assert_eq!(ann.ask(json!({"action":"sync"})).await["data"], json!([]));
+    bob.ask(json!({"action":"sync"})).await;
+
+    ann.say("a1", "hello bob").await;
+    let at_bob = bob.frame().await;
+    assert_eq!(contents(&at_bob), ["hello bob"]);
+    assert!(
+        at_bob.get("client_msg_id").is_none(),
+        "only the sender's frame is an ack"
+    );
+    bob.say("b1", "hi ann").await;
+    let at_ann = ann.frame().await;
+    ann.say("a2", "how are you").await;
+    let last_at_bob = { bob.frame().await };
+    assert_eq!(contents(&at_ann), ["hello bob", "hi ann"]);
+    assert_eq!(
+        contents(&last_at_bob),
+        ["hello bob", "hi ann", "how are you"]
+    );
+
+    let row = &last_at_bob["data"][0];
+    assert_eq!(row["userphone"], "111");
+    assert_eq!(row["username"], "name-111");
+    assert_eq!(row["friendphone"], "222");
+    assert_eq!(row["friendname"], "name-222");
+    assert_eq!(row["app_sid"], "e2e1");
+    assert_eq!(row["chat_type"], 0);
+    assert!(row["created_date"].as_str().unwrap().len() == 19);
+    let sync_a = ann.ask(json!({"action":"sync"})).await;
+    let sync_b = bob.ask(json!({"action":"sync"})).await;
+    assert_eq!(sync_a["data"], sync_b["data"], "both users see one order");
+}
+
+#[tokio::test]
+async fn every_device_of_both_users_receives_and_other_conversations_do_not() {
+    let s = shared_stack();
+    let mut a1 = Client::connect(s, "e2e2", "111", "222").await;
+    let mut a2 = Client::connect(s, "e2e2", "111", "222").await;
+    let mut b1 = Client::connect(s, "e2e2", "222", "111").await;
+    let mut c1 = Client::connect(s, "e2e2", "333", "111").await;
+    let mut other_app = Client::connect(s, "e2e2x", "222", "111").await;
+    a1.say("m1", "to both devices").await;
+    assert_eq!(contents(&a2.frame().await), ["to both devices"]);
+    assert_eq!(contents(&b1.frame().await), ["to both devices"]);
+    c1.silent_for(Duration::from_millis(800)).await;
+    other_app.silent_for(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn refused_handshakes_carry_their_status() {
+    let s = shared_stack();
+    let good = token("111", "e2e3", 600);
+    let cases = [
+        (format!("friendphone=222&app_sid=e2e3&token={good}"), 400),
+        (
+            format!("userphone=111&friendphone=111&app_sid=e2e3&token={good}"),
+            400,
+        ),
+        (
+            "userphone=111&friendphone=222&app_sid=e2e3".to_string(),
+            401,
+        ),
+        (
+            "userphone=111&friendphone=222&app_sid=e2e3&token=not.a.jwt".to_string(),
+            401,
+        ),
+        (
+            format!(
+                "userphone=111&friendphone=222&app_sid=e2e3&token={}",
+                token("111", "e2e3", -3600)
+            ),
+            401,
+        ),
+        (
+            format!(
+                "userphone=111&friendphone=222&app_sid=e2e3&token={}",
+                token("999", "e2e3", 600)
+            ),
+            403,
+        ),
+        (
+            format!(
+                "userphone=111&friendphone=222&app_sid=e2e3&token={}",
+                token("111", "other", 600)
+            ),
+            403,
+        ),
+    ];
+    for (q, status) in cases {
+        assert_eq!(Client::open(s, &q).await.err(), Some(status), "{q}");
+    }
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_change_nothing_and_leave_the_socket_usable() {
+    let s = shared_stack();
+    let mut a = Client::connect(s, "e2e4", "111", "222").await;
+    let long = "x".repeat(5000);
+    let cases = [
+        ("not json".to_string(), "bad_json"),
+        (json!({"action":"dance"}).to_string(), "unknown_action"),
+        (
+            json!({"action":"send","chat_type":5,"chat_content":"x"}).to_string(),
+            "bad_chat_type",
+        ),
+        (
+            json!({"action":"send","client_msg_id":"k","chat_type":0,"chat_content":long})
+                .to_string(),
+            "content_too_long",
+        ),
+        (
+            json!({"action":"history","limit":1000}).to_string(),
+            "bad_limit",
+        ),
+    ];
+    for (body, code) in cases {
+        a.send_raw(&body).await;
+        let f = a.frame().await;
+        assert_eq!(
+            (f["code"].clone(), f["error"].clone()),
+            (json!(0), json!(code)),
+            "{body:.40}"
+        );
+    }
+    assert_eq!(
+        a.ask(json!({"action":"ping"})).await,
+        json!({"code":1,"type":"pong"})
+    );
+    assert_eq!(
+        a.ask(json!({"action":"sync"})).await["data"],
+        json!([]),
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_client_msg_id_is_stored_once() {
+    let s = shared_stack();
+    let mut a = Client::connect(s, "e2e5", "111", "222").await;
+    let first = a.say("same-id", "once").await;
+    let again = a.say("same-id", "once").await;
+    assert_eq!(first["message"]["id"], again["message"]["id"]);
+    assert_eq!(contents(&a.ask(json!({"action":"sync"})).await), ["once"]);
+}
+
+#[tokio::test]
+async fn paging_returns_every_row_exactly_once() {
+    let s = shared_stack();
+    let mut a = Client::connect(s, "e2e6", "111", "222").await;
+    for i in 0..25 {
+        a.say(&format!("p{i}"), &format!("m{i:02}")).await;
+    }
+    let mut frame = a.ask(json!({"action":"sync","limit":10})).await;
+    let mut all = contents(&frame);
+    while frame["has_more"] == json!(true) {
+        frame = a
+            .ask(json!({"action":"history","before":frame["cursor"],"limit":10}))
+            .await;
+        let mut older = contents(&frame);
+        older.extend(all);
+        all = older;
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(all, expected);
+}
+
+#[tokio::test]
+async fn the_sample_events_run_through_the_real_binaries() {
+    let s = shared_stack();
+    let connect = std::fs::read_to_string(devtools::repo_root().join("events/connect.json"))
+        .unwrap()
+        .replace(
+            "REPLACE_WITH_A_TOKEN_FROM_mint-token",
+            &token("13800000001", "wxdemo", 600),
+        );
+    let event = |name: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(devtools::repo_root().join("events").join(name)).unwrap(),
+        )
+        .unwrap()
+    };
+    let status = |v: Value| v["statusCode"].as_i64().unwrap();
+    assert_eq!(
+        status(
+            s.gateway
+                .invoke("ConnectFunction", &serde_json::from_str(&connect).unwrap())
+                .await
+                .unwrap()
+        ),
+        200
+    );
+    for name in [
+        "default-sync.json",
+        "default-send.json",
+        "default-seed-chatinfo.json",
+        "default-ping.json",
+    ] {
+        assert_eq!(
+            status(
+                s.gateway
+                    .invoke("DefaultFunction", &event(name))
+                    .await
+                    .unwrap()
+            ),
+            200,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        status(
+            s.gateway
+                .invoke("DisconnectFunction", &event("disconnect.json"))
+                .await
+                .unwrap()
+        ),
+        200
+    );
+    // And a refused one: the sample connect event without a token
+    assert_eq!(
+        status(
+            s.gateway
+                .invoke("ConnectFunction", &event("connect.json"))
+                .await
+                .unwrap()
+        ),
+        401
+    );
+}
+
+/// Connections of `user` in conversation (app, 111, 222), read straight from DynamoDB Local.
+async fn live_connections(stack: &Stack, app: &str, user: &str) -> usize {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .endpoint_url(stack.dynamodb_endpoint())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "t",
+        ))
+        .build();
+    let out = aws_sdk_dynamodb::Client::from_conf(config)
+        .query()
+        .table_name(&stack.tables.connections)
+        .index_name("by_conversation")
+        .key_condition_expression("conversation = :c")
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("c#{app}#111#222")),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .filter(|i| {
+            i.get("user")
+                .and_then(|u| u.as_s().ok())
+                .map(String::as_str)
+                == Some(user)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_client_that_vanishes_is_removed_by_the_next_post_410() {
+    // GIVEN a gateway that, like AWS at times, delivers no $disconnect for a dropped socket
+    let mut opts = options();
+    opts.gateway.disconnect_on_abrupt_close = false;
+    let stack = Stack::start(opts).await.unwrap();
+    let mut ann = Client::connect(&stack, "e2e7", "111", "222").await;
+    let bob = Client::connect(&stack, "e2e7", "222", "111").await;
+    assert_eq!(live_connections(&stack, "e2e7", "222").await, 1);
+    // WHEN Bob's socket vanishes without a close frame
+    drop(bob);
+    for _ in 0..50 {
+        if stack.gateway.connection_count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        live_connections(&stack, "e2e7", "222").await,
+        1,
+        "no $disconnect arrived"
+    );
+    // THEN Ann's next message meets a 410 for Bob, and his record goes
+    ann.say("x", "anyone?").await;
+    let mut gone = false;
+    for _ in 0..50 {
+        if live_connections(&stack, "e2e7", "222").await == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the gone connection's record was deleted");
+    assert_eq!(
+        live_connections(&stack, "e2e7", "111").await,
+        1,
+        "the sender's stays"
+    );
+}
+
+#[tokio::test]
+async fn a_dynamodb_outage_gives_error_frames_and_recovery_loses_and_duplicates_nothing() {
+    let mut stack = Stack::start(options()).await.unwrap();
+    let mut ann = Client::connect(&stack, "e2e8", "111", "222").await;
+    let mut bob = Client::connect(&stack, "e2e8", "222", "111").await;
+    ann.say("before", "before the outage").await;
+    bob.frame().await;
+    // WHEN DynamoDB Local goes away
+    stack.stop_dynamodb();
+    let f = ann
+        .ask(
+            json!({"action":"send","client_msg_id":"during","chat_type":0,"chat_content":"during"}),
+        )
+        .await;
+    // THEN the sender gets an error frame that says nothing internal, and Bob nothing
+    assert_eq!(
+        (f["code"].clone(), f["error"].clone()),
+        (json!(0), json!("internal")),
+        "{f}"
+    );
+    bob.silent_for(Duration::from_millis(300)).await;
+    // WHEN it is back, the client retries the same message
+    stack.restart_dynamodb().unwrap();
+    ann.say("during", "during").await;
+    assert_eq!(
+        contents(&bob.frame().await),
+        ["before the outage", "during"]
+    );
+    assert_eq!(
+        contents(&ann.ask(json!({"action":"sync"})).await),
+        ["before the outage", "during"]
+    );
+}
+
+#[tokio::test]
+async fn api_gateway_limits_close_idle_oversized_and_old_connections() {
+    let mut opts = options();
+    opts.gateway.limits = apigw::Limits {
+        idle_timeout: Duration::from_millis(1500),
+        max_lifetime: Duration::from_secs(4),
+        max_message_bytes: 2048,
+    };
+    let stack = Stack::start(opts).await.unwrap();
+    // Idle: closed with 1001 after the idle timeout
+    let mut idle = Client::connect(&stack, "e2e9", "111", "222").await;
+    assert_eq!(idle.close_code().await, 1001);
+    // Oversized: a frame over the limit closes with 1009
+    let mut big = Client::connect(&stack, "e2e9", "111", "222").await;
+    big.send_raw(&"x".repeat(3000)).await;
+    assert_eq!(big.close_code().await, 1009);
+    // Lifetime: pinging keeps it from idling, but not past the maximum
+    let mut old = Client::connect(&stack, "e2e9", "111", "222").await;
+    let started = std::time::Instant::now();
+    let code = loop {
+        tokio::select! {
+            code = old.close_code() => break code,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        old.send(json!({"action":"ping"})).await;
+    };
+    assert_eq!(code, 1001);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
