@@ -6,6 +6,7 @@ use common::*;
 use shared::chat::{on_frame, FrameOutcome};
 use shared::model::{Appended, ChatType, ConnectionRecord, Conversation, Cursor, Message, Profile};
 use shared::ports::*;
+use std::time::Duration;
 
 fn record(cid: &str, app: &str, user: &str, friend: &str, expires_at: i64) -> ConnectionRecord {
     ConnectionRecord {
@@ -281,4 +282,22 @@ async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
         !text.contains("127.0.0.1") && !text.contains("dispatch"),
         "{text}"
     );
+}
+
+#[test]
+fn dynamodb_local_is_reachable_only_through_the_loopback_forwarder() {
+    // GIVEN a machine that grants private network namespaces (root, or user namespaces)
+    if devtools::dynamodb_local::isolated().is_none() {
+        eprintln!("no network namespace here: DynamoDB Local runs on the host network");
+        return;
+    }
+    // WHEN DynamoDB Local starts
+    let local = dynamodb();
+    // THEN it lives in the namespace: its own port is closed on this network, the forwarder's
+    // on 127.0.0.1 answers
+    assert!(local.is_isolated());
+    let inner = std::net::SocketAddr::from(([127, 0, 0, 1], local.inner_port()));
+    assert!(std::net::TcpStream::connect_timeout(&inner, Duration::from_millis(300)).is_err());
+    let outer = std::net::SocketAddr::from(([127, 0, 0, 1], local.port()));
+    assert!(std::net::TcpStream::connect_timeout(&outer, Duration::from_millis(300)).is_ok());
 }

