@@ -537,3 +537,117 @@ async fn api_gateway_limits_close_idle_oversized_and_old_connections() {
     assert_eq!(code, 1001);
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn the_browser_demo_is_served_from_the_gateways_origin() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = shared_stack();
+    let addr = s
+        .ws_url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    tcp.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"));
+    assert!(page.contains("text/html"));
+    assert!(
+        page.contains(r#"JSON.stringify({action: "sync"})"#),
+        "the demo syncs after connecting"
+    );
+}
+
+/// One HTTP/1.1 request to the gateway; returns (status, body).
+async fn http(stack: &Stack, method: &str, path: &str, signed: bool, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = stack
+        .ws_url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    let auth = if signed {
+        "Authorization: AWS4-HMAC-SHA256 Credential=local/20261125/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=00\r\n"
+    } else {
+        ""
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_management_api_posts_describes_and_deletes_connections() {
+    let s = shared_stack();
+    let mut ann = Client::connect(s, "e2e10", "111", "222").await;
+    ann.ask(json!({"action":"ping"})).await;
+    // The connection id, as the functions know it, from the connections table
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .endpoint_url(s.dynamodb_endpoint())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "t",
+        ))
+        .build();
+    let items = aws_sdk_dynamodb::Client::from_conf(config)
+        .query()
+        .table_name(&s.tables.connections)
+        .index_name("by_conversation")
+        .key_condition_expression("conversation = :c")
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S("c#e2e10#111#222".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let id = items.items()[0]["connection_id"].as_s().unwrap().clone();
+    let path = format!("/prod/@connections/{}", id.replace('=', "%3D"));
+
+    assert_eq!(
+        http(s, "POST", &path, false, "x").await.0,
+        403,
+        "unsigned calls are refused"
+    );
+    let (status, body) = http(s, "GET", &path, true, "").await;
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");
+    assert!(info["ConnectedAt"].as_str().unwrap().starts_with("20"));
+    assert_eq!(http(s, "POST", &path, true, r#"{"hello":1}"#).await.0, 200);
+    assert_eq!(ann.frame().await, json!({"hello":1}));
+    assert_eq!(
+        http(s, "POST", &path, true, &"y".repeat(129 * 1024))
+            .await
+            .0,
+        413
+    );
+    assert_eq!(http(s, "DELETE", &path, true, "").await.0, 204);
+    assert_eq!(ann.close_code().await, 1000);
+    let mut gone = 0;
+    for _ in 0..50 {
+        gone = http(s, "GET", &path, true, "").await.0;
+        if gone == 410 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gone, 410);
+    assert_eq!(http(s, "POST", &path, true, "x").await.0, 410);
+}

@@ -74,6 +74,8 @@ struct Conn {
     last_active_ms: AtomicI64,
     source_ip: String,
     user_agent: String,
+    /// Set by `DELETE @connections/{id}`: the connection ends without waiting for the client.
+    deleted: tokio::sync::Notify,
 }
 
 impl Conn {
@@ -139,6 +141,7 @@ impl Gateway {
     ) -> tokio::task::JoinHandle<()> {
         let stage = &self.api.stage;
         let app = Router::new()
+            .route("/", get(demo_page))
             .route(&format!("/{stage}"), get(handshake))
             .route(
                 &format!("/{stage}/@connections/{{id}}"),
@@ -290,7 +293,11 @@ impl Gateway {
                 + limits.idle_timeout.as_millis() as i64;
             let life_end = conn.connected_at_ms + limits.max_lifetime.as_millis() as i64;
             let wait = Duration::from_millis((idle_end.min(life_end) - now_ms()).max(0) as u64);
-            match tokio::time::timeout(wait, stream.next()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout(wait, stream.next()) => next,
+                _ = conn.deleted.notified() => break (1000, "Connection closed by the server".to_owned(), false),
+            };
+            match next {
                 Err(_) => {
                     let now = now_ms();
                     let idle = conn.last_active_ms.load(Ordering::Relaxed)
@@ -445,10 +452,17 @@ async fn handshake(
                 last_active_ms: AtomicI64::new(now_ms()),
                 source_ip: ip,
                 user_agent: ua,
+                deleted: tokio::sync::Notify::new(),
             });
             gateway.conns.lock().expect("lock").insert(id, conn.clone());
             gateway.run(conn, socket, rx, single).await;
         })
+}
+
+/// The browser demo (`clients/browser/index.html`), same origin as the WebSocket endpoint.
+async fn demo_page() -> Response {
+    let page = include_str!("../../../clients/browser/index.html");
+    ([("content-type", "text/html; charset=utf-8")], page).into_response()
 }
 
 fn aws_error(status: StatusCode, kind: &str, message: Option<&str>) -> Response {
@@ -543,12 +557,13 @@ async fn delete_connection(
     if let Some(r) = unsigned(&headers) {
         return r;
     }
-    let Some(c) = lookup(&g, &id) else {
+    let Some(c) = g.conns.lock().expect("lock").remove(&id) else {
         return aws_error(StatusCode::GONE, "GoneException", None);
     };
     let _ = c.tx.send(Outbound::Close(
         1000,
         "Connection closed by the server".into(),
     ));
+    c.deleted.notify_one();
     StatusCode::NO_CONTENT.into_response()
 }

@@ -46,8 +46,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             stack.ws_url
         )
     };
-    let url_a = url(a, b, &token(a, "Ann")?);
-    let url_b = url(b, a, &token(b, "Bob")?);
+    let (ta, tb) = (token(a, "Ann")?, token(b, "Bob")?);
+    let url_a = url(a, b, &ta);
+    let url_b = url(b, a, &tb);
+    let page = stack
+        .ws_url
+        .replace("ws://", "http://")
+        .replace(&format!("/{}", stack.app.api.stage), "/");
     println!(
         r#"
 Local chat is up (Ctrl-C stops everything).
@@ -57,7 +62,10 @@ Local chat is up (Ctrl-C stops everything).
 Two demo users in app wxdemo (tokens valid 24 h; JWT_SECRET={secret}):
   Ann: {url_a}
   Bob: {url_b}
-Chat from two terminals:
+In a browser (Ann and Bob in two tabs):
+  {page}?userphone={a}&friendphone={b}&app_sid=wxdemo&token={ta}
+  {page}?userphone={b}&friendphone={a}&app_sid=wxdemo&token={tb}
+Or from two terminals:
   npx -y wscat -c '{url_a}'
   npx -y wscat -c '{url_b}'
 then type  {{"action":"sync"}}  and  {{"action":"send","client_msg_id":"m1","chat_type":0,"chat_content":"hi"}}
