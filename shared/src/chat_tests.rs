@@ -1,6 +1,6 @@
 use super::*;
 use crate::auth::{mint, Claims};
-use crate::fakes::{FakeNotifier, FakeStore};
+use crate::fakes::{config, FakeNotifier, FakeStore};
 use serde_json::Value;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -13,15 +13,6 @@ fn now() -> i64 {
             .unwrap()
             .as_millis() as i64
     })
-}
-
-fn config() -> Config {
-    Config::from_lookup(|k| match k {
-        "MESSAGES_TABLE" => Some("m".into()),
-        "CONNECTIONS_TABLE" => Some("c".into()),
-        _ => None,
-    })
-    .unwrap()
 }
 
 fn token(sub: &str, app: &str, exp_s: i64) -> String {

@@ -1,5 +1,6 @@
 //! In-memory fakes of the ports, for unit tests of the domain flows and handlers.
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{
     Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
@@ -203,4 +204,14 @@ impl Notifier for FakeNotifier {
             .push((id.to_owned(), frame.to_owned()));
         Ok(())
     }
+}
+
+/// A configuration with the defaults and two table names, for unit tests.
+pub fn config() -> Config {
+    Config::from_lookup(|k| match k {
+        "MESSAGES_TABLE" => Some("m".into()),
+        "CONNECTIONS_TABLE" => Some("c".into()),
+        _ => None,
+    })
+    .expect("a valid test configuration")
 }

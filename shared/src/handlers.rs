@@ -215,7 +215,7 @@ mod tests {
     //! Handlers on the sample events in `events/` (the same files `sam local invoke` uses).
     use super::*;
     use crate::auth::{mint, Claims};
-    use crate::fakes::{FakeNotifier, FakeStore};
+    use crate::fakes::{config, FakeNotifier, FakeStore};
     use lambda_runtime::Context;
 
     const SECRET: &[u8] = b"local-dev-secret-at-least-32-bytes-long!!";
@@ -225,15 +225,6 @@ mod tests {
             serde_json::from_str(json).expect("sample event parses"),
             Context::default(),
         )
-    }
-
-    fn config() -> Config {
-        Config::from_lookup(|k| match k {
-            "MESSAGES_TABLE" => Some("m".into()),
-            "CONNECTIONS_TABLE" => Some("c".into()),
-            _ => None,
-        })
-        .unwrap()
     }
 
     fn connect_event(token: &str) -> WsEvent {

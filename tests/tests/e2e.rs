@@ -401,8 +401,9 @@ async fn the_sample_events_run_through_the_real_binaries() {
     );
 }
 
-/// Connections of `user` in conversation (app, 111, 222), read straight from DynamoDB Local.
-async fn live_connections(stack: &Stack, app: &str, user: &str) -> usize {
+/// `(connection_id, user)` of every connection record of conversation (app, 111, 222), read
+/// straight from DynamoDB Local.
+async fn connection_records(stack: &Stack, app: &str) -> Vec<(String, String)> {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
@@ -423,14 +424,25 @@ async fn live_connections(stack: &Stack, app: &str, user: &str) -> usize {
         .send()
         .await
         .unwrap();
+    let text = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+                k: &str| {
+        i.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
     out.items()
         .iter()
-        .filter(|i| {
-            i.get("user")
-                .and_then(|u| u.as_s().ok())
-                .map(String::as_str)
-                == Some(user)
-        })
+        .map(|i| (text(i, "connection_id"), text(i, "user")))
+        .collect()
+}
+
+/// How many connection records `user` has in conversation (app, 111, 222).
+async fn live_connections(stack: &Stack, app: &str, user: &str) -> usize {
+    connection_records(stack, app)
+        .await
+        .iter()
+        .filter(|(_, u)| u == user)
         .count()
 }
 
@@ -597,27 +609,7 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
     let mut ann = Client::connect(s, "e2e10", "111", "222").await;
     ann.ask(json!({"action":"ping"})).await;
     // The connection id, as the functions know it, from the connections table
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .endpoint_url(s.dynamodb_endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "t",
-        ))
-        .build();
-    let items = aws_sdk_dynamodb::Client::from_conf(config)
-        .query()
-        .table_name(&s.tables.connections)
-        .index_name("by_conversation")
-        .key_condition_expression("conversation = :c")
-        .expression_attribute_values(
-            ":c",
-            aws_sdk_dynamodb::types::AttributeValue::S("c#e2e10#111#222".into()),
-        )
-        .send()
-        .await
-        .unwrap();
-    let id = items.items()[0]["connection_id"].as_s().unwrap().clone();
+    let id = connection_records(s, "e2e10").await[0].0.clone();
     let path = format!("/prod/@connections/{}", id.replace('=', "%3D"));
 
     assert_eq!(

@@ -383,18 +383,23 @@ async fn next(State(s): State<Arc<RuntimeApiState>>) -> impl IntoResponse {
     (StatusCode::OK, h, job.payload)
 }
 
+/// Hands an invocation's outcome to the waiting invoker.
+fn settle(s: &RuntimeApiState, id: &str, outcome: Result<Vec<u8>, InvokeError>) -> StatusCode {
+    match s.pending.lock().expect("lock").remove(id) {
+        Some(reply) => {
+            let _ = reply.send(outcome);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::BAD_REQUEST,
+    }
+}
+
 async fn respond(
     State(s): State<Arc<RuntimeApiState>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
-    match s.pending.lock().expect("lock").remove(&id) {
-        Some(reply) => {
-            let _ = reply.send(Ok(body.to_vec()));
-            StatusCode::ACCEPTED
-        }
-        None => StatusCode::BAD_REQUEST,
-    }
+    settle(&s, &id, Ok(body.to_vec()))
 }
 
 async fn fail(
@@ -402,15 +407,8 @@ async fn fail(
     Path(id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
-    match s.pending.lock().expect("lock").remove(&id) {
-        Some(reply) => {
-            let _ = reply.send(Err(InvokeError::Function(
-                String::from_utf8_lossy(&body).into_owned(),
-            )));
-            StatusCode::ACCEPTED
-        }
-        None => StatusCode::BAD_REQUEST,
-    }
+    let message = String::from_utf8_lossy(&body).into_owned();
+    settle(&s, &id, Err(InvokeError::Function(message)))
 }
 
 async fn init_error(body: Bytes) -> StatusCode {
