@@ -52,6 +52,10 @@ impl TokenVerifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 30;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // `nbf`, when present, is honoured; `aud` is not part of this contract and is ignored
+        // (a login service may set one for its own purposes).
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
         Ok(TokenVerifier {
             key: DecodingKey::from_secret(secret),
             validation,
@@ -154,6 +158,36 @@ mod tests {
             v.verify(&format!("{header}.{body}.")),
             Err(TokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_refused_and_an_audience_is_ignored() {
+        #[derive(serde::Serialize)]
+        struct Extra {
+            sub: &'static str,
+            app: &'static str,
+            exp: u64,
+            nbf: u64,
+            aud: &'static str,
+        }
+        let v = TokenVerifier::new(SECRET).unwrap();
+        let sign = |nbf| {
+            let c = Extra {
+                sub: "1",
+                app: "a",
+                exp: now() + 600,
+                nbf,
+                aud: "login-service",
+            };
+            encode(
+                &Header::new(Algorithm::HS256),
+                &c,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap()
+        };
+        assert_eq!(v.verify(&sign(now() + 3600)), Err(TokenError::Invalid));
+        assert_eq!(v.verify(&sign(now() - 10)).unwrap().sub, "1");
     }
 
     #[test]

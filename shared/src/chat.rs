@@ -166,24 +166,9 @@ where
     S: ConnectionLookup + ConnectionRemove + MessageStore,
     N: Notifier,
 {
-    let reply = |frame: String| reply(store, notifier, connection_id, frame);
-    let me = match store.get(connection_id, now_ms / 1000).await {
-        Ok(Some(me)) => me,
-        Ok(None) => {
-            reply(protocol::error_frame(
-                "not_connected",
-                "this connection is not registered; reconnect",
-                None,
-            ))
-            .await;
-            return Ok(FrameOutcome::UnknownConnection);
-        }
-        Err(e) => {
-            let (code, msg) = e.client_view();
-            reply(protocol::error_frame(code, msg, None)).await;
-            return Err(e);
-        }
-    };
+    let poster = Poster::new(store, notifier, config, now_ms);
+    let reply = |frame: String| async move { poster.post(connection_id, &frame).await };
+    // Parsing first lets every later error frame echo the frame's client_msg_id.
     let request = match protocol::parse_request(body, &config.limits) {
         Ok(r) => r,
         Err(rej) => {
@@ -199,6 +184,23 @@ where
     let client_msg_id = match &request {
         Request::Send(s) => s.client_msg_id.clone(),
         _ => None,
+    };
+    let me = match store.get(connection_id, now_ms / 1000).await {
+        Ok(Some(me)) => me,
+        Ok(None) => {
+            reply(protocol::error_frame(
+                "not_connected",
+                "this connection is not registered; reconnect",
+                client_msg_id.as_deref(),
+            ))
+            .await;
+            return Ok(FrameOutcome::UnknownConnection);
+        }
+        Err(e) => {
+            let (code, msg) = e.client_view();
+            reply(protocol::error_frame(code, msg, client_msg_id.as_deref())).await;
+            return Err(e);
+        }
     };
     let result = match request {
         Request::Ping => {
@@ -233,7 +235,7 @@ where
                 Err(e) => Err(e),
             }
         }
-        Request::Send(send) => send_message(store, notifier, config, &me, send, now_ms).await,
+        Request::Send(send) => send_message(store, &poster, config, &me, send, now_ms).await,
     };
     if let Err(e) = &result {
         let (code, msg) = e.client_view();
@@ -256,7 +258,7 @@ fn frame_for(config: &Config, page: &crate::model::Page, extras: PageExtras<'_>)
 /// connection query, plus one delete per connection found gone.
 async fn send_message<S, N>(
     store: &S,
-    notifier: &N,
+    poster: &Poster<'_, S, N>,
     config: &Config,
     me: &ConnectionRecord,
     send: SendRequest,
@@ -310,14 +312,15 @@ where
             ..PageExtras::default()
         },
     );
-    let (delivered, gone) = fan_out(store, notifier, &peers, |p| {
-        if p.connection_id == me.connection_id {
-            &ack
-        } else {
-            &plain
-        }
-    })
-    .await;
+    let (delivered, gone) = poster
+        .fan_out(&peers, |p| {
+            if p.connection_id == me.connection_id {
+                &ack
+            } else {
+                &plain
+            }
+        })
+        .await;
     tracing::info!(
         connection_id = %me.connection_id,
         message_id = %stored.id,
@@ -333,60 +336,76 @@ where
     })
 }
 
-/// Posts to every peer, a bounded number at a time. Returns (delivered, gone).
-async fn fan_out<'f, S, N>(
-    store: &S,
-    notifier: &N,
-    peers: &[Peer],
-    frame: impl Fn(&Peer) -> &'f String,
-) -> (usize, usize)
-where
-    S: ConnectionRemove,
-    N: Notifier,
-{
-    let outcomes: Vec<bool> = futures::stream::iter(peers)
-        .map(|p| {
-            let frame = frame(p);
-            async move { post(store, notifier, &p.connection_id, frame).await }
-        })
-        .buffer_unordered(FANOUT_CONCURRENCY)
-        .collect()
-        .await;
-    let delivered = outcomes.iter().filter(|ok| **ok).count();
-    (delivered, peers.len() - delivered)
+/// Posts frames, removing the records of connections API Gateway reports gone.
+struct Poster<'a, S, N> {
+    store: &'a S,
+    notifier: &'a N,
+    /// Only records of connections made before this (epoch ms) are removed on a 410: API
+    /// Gateway also answers 410 while a connection's `$connect` is still running, and that
+    /// connection's brand-new record must survive.
+    gone_before_ms: i64,
 }
 
-async fn reply<S: ConnectionRemove, N: Notifier>(
-    store: &S,
-    notifier: &N,
-    connection_id: &str,
-    frame: String,
-) {
-    post(store, notifier, connection_id, &frame).await;
+impl<S, N> Clone for Poster<'_, S, N> {
+    fn clone(&self) -> Self {
+        *self
+    }
 }
+impl<S, N> Copy for Poster<'_, S, N> {}
 
-/// Posts one frame. A 410 removes exactly that connection's record; any other failure is
-/// logged and left alone (the message is stored; the client gets it with its next sync).
-/// Returns whether the frame was delivered.
-async fn post<S: ConnectionRemove, N: Notifier>(
-    store: &S,
-    notifier: &N,
-    connection_id: &str,
-    frame: &str,
-) -> bool {
-    match notifier.post(connection_id, frame).await {
-        Ok(()) => true,
-        Err(PostError::Gone) => {
-            if let Err(e) = store.remove(connection_id).await {
-                tracing::warn!(connection_id, error = %e, "could not remove a gone connection");
-            } else {
-                tracing::info!(connection_id, "removed a gone connection");
-            }
-            false
+impl<'a, S: ConnectionRemove, N: Notifier> Poster<'a, S, N> {
+    fn new(store: &'a S, notifier: &'a N, config: &Config, now_ms: i64) -> Self {
+        Poster {
+            store,
+            notifier,
+            gone_before_ms: now_ms - config.gone_grace_secs * 1000,
         }
-        Err(PostError::Other(e)) => {
-            tracing::warn!(connection_id, error = %e, "post to connection failed");
-            false
+    }
+
+    /// Posts to every peer, a bounded number at a time. Returns (delivered, not delivered).
+    async fn fan_out<'f>(
+        &self,
+        peers: &[Peer],
+        frame: impl Fn(&Peer) -> &'f String,
+    ) -> (usize, usize) {
+        let outcomes: Vec<bool> = futures::stream::iter(peers)
+            .map(|p| {
+                let frame = frame(p);
+                async move { self.post(&p.connection_id, frame).await }
+            })
+            .buffer_unordered(FANOUT_CONCURRENCY)
+            .collect()
+            .await;
+        let delivered = outcomes.iter().filter(|ok| **ok).count();
+        (delivered, peers.len() - delivered)
+    }
+
+    /// Posts one frame. A 410 removes exactly that connection's record (if it is older than
+    /// the grace period); any other failure is logged and left alone (the message is stored;
+    /// the client gets it with its next sync). Returns whether the frame was delivered.
+    async fn post(&self, connection_id: &str, frame: &str) -> bool {
+        match self.notifier.post(connection_id, frame).await {
+            Ok(()) => true,
+            Err(PostError::Gone) => {
+                match self
+                    .store
+                    .remove_gone(connection_id, self.gone_before_ms)
+                    .await
+                {
+                    Ok(true) => tracing::info!(connection_id, "removed a gone connection"),
+                    Ok(false) => {
+                        tracing::info!(connection_id, "gone connection kept: still connecting")
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection_id, error = %e, "could not remove a gone connection")
+                    }
+                }
+                false
+            }
+            Err(PostError::Other(e)) => {
+                tracing::warn!(connection_id, error = %e, "post to connection failed");
+                false
+            }
         }
     }
 }

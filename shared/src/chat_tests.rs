@@ -346,25 +346,45 @@ async fn an_unregistered_or_expired_connection_is_told_to_reconnect() {
 
 #[tokio::test]
 async fn a_gone_peer_loses_its_record_and_other_failures_do_not_fail_the_send() {
+    // GIVEN b1 (gone) and b2 (failing) connected a minute ago, and b3 (gone: API Gateway says
+    // so while $connect still runs) connecting right now
     let w = World::new();
     w.connect_as("a1", "app", "111", "222").await;
     w.connect_as("b1", "app", "222", "111").await;
     w.connect_as("b2", "app", "222", "111").await;
-    w.notifier.gone.lock().unwrap().insert("b1".into());
+    let later = now() + 60_000;
+    let fresh = token("222", "app", later / 1000 + 600);
+    let req = ConnectRequest {
+        connection_id: "b3",
+        userphone: Some("222"),
+        friendphone: Some("111"),
+        app_sid: Some("app"),
+        token: Some(&fresh),
+        now_ms: later,
+    };
+    connect(&w.store, &w.verifier, &w.config, &req)
+        .await
+        .unwrap();
+    for id in ["b1", "b3"] {
+        w.notifier.gone.lock().unwrap().insert(id.into());
+    }
     w.notifier.failing.lock().unwrap().insert("b2".into());
-    let out = w.frame("a1", &send("k", "hi")).await.unwrap();
+    // WHEN a1 sends a minute later
+    let out = w.frame_at("a1", &send("k", "hi"), later).await.unwrap();
     assert_eq!(
         out,
         FrameOutcome::Sent {
             duplicate: false,
             delivered: 1,
-            gone: 2
+            gone: 3
         }
     );
-    // THEN exactly the gone connection's record is deleted — not the sender's, not b2's
+    // THEN exactly the old gone connection's record is deleted — not the sender's, not the
+    // failing one's, not the one still connecting
     assert!(!w.store.has_connection("b1"));
     assert!(w.store.has_connection("a1"));
     assert!(w.store.has_connection("b2"));
+    assert!(w.store.has_connection("b3"));
     assert_eq!(w.store.message_count(), 1);
 }
 

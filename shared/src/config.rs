@@ -60,6 +60,9 @@ pub struct Config {
     /// How long a connection record lives without a `$disconnect` (API Gateway's 2 h cap plus
     /// slack).
     pub connection_ttl_secs: i64,
+    /// A connection younger than this is not removed on a 410 (it may still be in
+    /// `$connect`, which API Gateway also answers with 410). The integration timeout is 29 s.
+    pub gone_grace_secs: i64,
     pub limits: Limits,
 }
 
@@ -99,6 +102,13 @@ impl Config {
                 128 * 1024,
             )?,
         };
+        // A row is at most ~6 bytes per content byte (JSON escapes) plus names and URLs: one
+        // must always fit in a frame.
+        if limits.max_frame_bytes < 6 * limits.max_content_bytes + 16 * 1024 {
+            return Err(Error::Config(
+                "MAX_FRAME_BYTES must be at least 6 × MAX_CONTENT_BYTES + 16384".into(),
+            ));
+        }
         let jwt_secret = match (get("JWT_SECRET_ARN"), get("JWT_SECRET")) {
             (Some(arn), _) if !arn.trim().is_empty() => Some(SecretSource::SecretsManager(arn)),
             (_, Some(s)) if !s.is_empty() => Some(SecretSource::Inline(s.into_bytes())),
@@ -117,6 +127,7 @@ impl Config {
             jwt_secret,
             display_offset,
             connection_ttl_secs: number("CONNECTION_TTL_SECONDS", 7500, 60, 86400)? as i64,
+            gone_grace_secs: number("GONE_GRACE_SECONDS", 30, 0, 600)? as i64,
             limits,
         })
     }

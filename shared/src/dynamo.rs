@@ -25,8 +25,7 @@ use crate::ports::{
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, Select,
-    TransactWriteItem,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, Select, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
@@ -203,6 +202,28 @@ impl ConnectionRemove for DynamoStore {
             .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
         Ok(())
     }
+
+    async fn remove_gone(&self, connection_id: &str, connected_before_ms: i64) -> Result<bool> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.connections_table)
+            .key("connection_id", s(connection_id))
+            .condition_expression("connected_at < :cutoff")
+            .expression_attribute_values(":cutoff", n(connected_before_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Absent, or too young to be judged gone.
+            Err(SdkError::ServiceError(ctx))
+                if ctx.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::from(aws_sdk_dynamodb::Error::from(e))),
+        }
+    }
 }
 
 impl ConnectionLookup for DynamoStore {
@@ -296,15 +317,25 @@ impl MessageStore for DynamoStore {
             .map_err(Error::store)?;
         let Some(client_msg_id) = &m.client_msg_id else {
             // Without a client_msg_id (the seed's client) there is nothing to deduplicate on.
-            self.client
+            let put = self
+                .client
                 .put_item()
                 .table_name(&self.messages_table)
                 .set_item(Some(message_item(m)))
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
-                .await
-                .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
-            return Ok(Appended::Stored(m.clone()));
+                .await;
+            return match put {
+                Ok(_) => Ok(Appended::Stored(m.clone())),
+                // The id is fresh from this invocation: the item can only exist because an
+                // SDK retry follows an attempt that succeeded but whose answer was lost.
+                Err(SdkError::ServiceError(ctx))
+                    if ctx.err().is_conditional_check_failed_exception() =>
+                {
+                    Ok(Appended::Stored(m.clone()))
+                }
+                Err(e) => Err(Error::from(aws_sdk_dynamodb::Error::from(e))),
+            };
         };
         let mut marker = message_attributes(m);
         marker.insert("pk".into(), s(dedup_key(m, client_msg_id)));
@@ -319,6 +350,8 @@ impl MessageStore for DynamoStore {
         let result = self
             .client
             .transact_write_items()
+            // SDK retries of this very call are idempotent for 10 minutes.
+            .client_request_token(&m.id)
             .transact_items(TransactWriteItem::builder().put(put_message).build())
             .transact_items(TransactWriteItem::builder().put(put_marker).build())
             .send()
@@ -393,33 +426,19 @@ impl MessageStore for DynamoStore {
             .scan_index_forward(false)
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
             .send();
-        let keys = conversation
-            .members()
-            .iter()
-            .map(|u| {
-                Item::from([
-                    ("pk".to_string(), s(conversation.key())),
-                    ("sk".to_string(), s(format!("{PROFILE_PREFIX}{u}"))),
-                ])
-            })
-            .collect::<Vec<_>>();
         let profiles = self
             .client
-            .batch_get_item()
-            .request_items(
-                &self.messages_table,
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .build()
-                    .map_err(Error::store)?,
-            )
+            .query()
+            .table_name(&self.messages_table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+            .expression_attribute_values(":pk", s(conversation.key()))
+            .expression_attribute_values(":p", s(PROFILE_PREFIX))
             .send();
         let (out, profiles) = futures::join!(query, profiles);
         let out = out.map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
-        let profiles = profiles.map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
         let profiles = profiles
-            .responses
-            .and_then(|mut r| r.remove(&self.messages_table))
+            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?
+            .items
             .unwrap_or_default()
             .iter()
             .filter_map(profile_entry)

@@ -64,6 +64,18 @@ impl ConnectionRemove for FakeStore {
             s.connections.remove(id);
         })
     }
+    async fn remove_gone(&self, id: &str, before_ms: i64) -> Result<bool> {
+        self.with(|s| {
+            let stale = s
+                .connections
+                .get(id)
+                .is_some_and(|r| r.connected_at_ms < before_ms);
+            if stale {
+                s.connections.remove(id);
+            }
+            stale
+        })
+    }
 }
 
 impl ConnectionLookup for FakeStore {

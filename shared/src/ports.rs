@@ -13,9 +13,17 @@ pub trait ConnectionRegister: Send + Sync {
     fn register(&self, record: &ConnectionRecord) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// Forgets a connection (at `$disconnect`, or when a post answers 410 Gone). Idempotent.
+/// Forgets connections. Both calls are idempotent.
 pub trait ConnectionRemove: Send + Sync {
+    /// At `$disconnect`.
     fn remove(&self, connection_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// When a post answered 410 Gone: removes the record only if the connection was made
+    /// before `connected_before_ms`. Returns whether a record was removed.
+    fn remove_gone(
+        &self,
+        connection_id: &str,
+        connected_before_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Finds connections.

@@ -294,7 +294,7 @@ pub fn history_frame(
     };
     let rows: Vec<Box<RawValue>> = page.messages.iter().map(to_raw).collect();
     let message = extras.message.map(to_raw);
-    let frame_with = |first: usize| -> String {
+    let frame_with = |first: usize, message: Option<&RawValue>| -> String {
         let data: Vec<&RawValue> = rows[first..].iter().map(AsRef::as_ref).collect();
         let has_more = page.has_more || first > 0;
         let frame = HistoryFrame {
@@ -308,24 +308,31 @@ pub fn history_frame(
             },
             has_more,
             before: extras.before,
-            message: message.as_deref(),
+            message,
             client_msg_id: extras.client_msg_id,
         };
         serde_json::to_string(&frame).expect("a history frame always serializes")
     };
-    // Rows are bounded (content, names and URLs all have caps), so the first fit is found after
-    // dropping few rows; each row's size is known, so skip straight to a candidate.
-    let envelope = frame_with(rows.len()).len();
-    let mut first = rows.len();
-    let mut total = envelope;
-    while first > 0 && total + rows[first - 1].get().len() < max_bytes {
-        first -= 1;
-        total += rows[first].get().len() + 1;
-    }
-    let mut out = frame_with(first);
-    while out.len() > max_bytes && first < rows.len() {
-        first += 1;
-        out = frame_with(first);
+    // The newest rows that fit; each row's size is known, so skip straight to a candidate.
+    let fit = |message: Option<&RawValue>| -> (usize, String) {
+        let mut first = rows.len();
+        let mut total = frame_with(rows.len(), message).len() + 64; // room for the cursor
+        while first > 0 && total + rows[first - 1].get().len() < max_bytes {
+            first -= 1;
+            total += rows[first].get().len() + 1;
+        }
+        let mut out = frame_with(first, message);
+        while out.len() > max_bytes && first < rows.len() {
+            first += 1;
+            out = frame_with(first, message);
+        }
+        (first, out)
+    };
+    let (first, out) = fit(message.as_deref());
+    if first == rows.len() && !rows.is_empty() {
+        // Not even the newest row fits beside its copy in `message`: drop the copy (it is the
+        // newest row anyway) so that the page always carries a row and a usable cursor.
+        return fit(None).1;
     }
     out
 }
@@ -546,6 +553,38 @@ mod tests {
         assert_eq!(v["cursor"], data[0]["id"]);
         assert_eq!(v["has_more"], true);
         assert_eq!(v["message"]["id"], last.id.as_str());
+        assert_eq!(v["client_msg_id"], "k");
+    }
+
+    #[test]
+    fn a_page_of_huge_escaped_rows_still_carries_a_row_and_a_cursor() {
+        // GIVEN the largest allowed content made of control characters (6 bytes each in JSON)
+        let limits = Limits {
+            max_content_bytes: 16384,
+            ..Limits::default()
+        };
+        let page = Page {
+            messages: (0..3)
+                .map(|i| message(i, "a", &"\u{1}".repeat(limits.max_content_bytes)))
+                .collect(),
+            has_more: false,
+            profiles: HashMap::new(),
+        };
+        let newest = page.messages[2].clone();
+        let extras = PageExtras {
+            message: Some(&newest),
+            client_msg_id: Some("k"),
+            before: None,
+        };
+        // WHEN a send's frame is built
+        let s = history_frame(&page, extras, UtcOffset::UTC, limits.max_frame_bytes);
+        // THEN it fits, carries the newest row, and points at the older ones
+        assert!(s.len() <= limits.max_frame_bytes, "{} bytes", s.len());
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 1);
+        assert_eq!(v["data"][0]["id"], newest.id.as_str());
+        assert_eq!(v["has_more"], true);
+        assert_eq!(v["cursor"], newest.id.as_str());
         assert_eq!(v["client_msg_id"], "k");
     }
 

@@ -231,9 +231,14 @@ async fn a_gone_connection_loses_its_record_and_only_that_one() {
     let notifier = RecordingNotifier::default();
     let now_s = now_ms() / 1000;
     connect(&f, &record("a1", "app", "111", "222", now_s + 600)).await;
-    connect(&f, &record("b1", "app", "222", "111", now_s + 600)).await;
+    // b1 connected a minute ago and is gone; b3 is "gone" because it is still in $connect
+    let mut b1 = record("b1", "app", "222", "111", now_s + 600);
+    b1.connected_at_ms -= 60_000;
+    connect(&f, &b1).await;
     connect(&f, &record("b2", "app", "222", "111", now_s + 600)).await;
+    connect(&f, &record("b3", "app", "222", "111", now_s + 600)).await;
     notifier.gone.lock().unwrap().insert("b1".into());
+    notifier.gone.lock().unwrap().insert("b3".into());
     let body = r#"{"action":"send","chat_type":0,"chat_content":"hi"}"#;
     let out = on_frame(&f.store, &notifier, &config, "a1", body, now_ms())
         .await
@@ -243,12 +248,16 @@ async fn a_gone_connection_loses_its_record_and_only_that_one() {
         FrameOutcome::Sent {
             duplicate: false,
             delivered: 2,
-            gone: 1
+            gone: 2
         }
     );
     assert!(f.store.get("b1", now_s).await.unwrap().is_none());
     assert!(f.store.get("a1", now_s).await.unwrap().is_some());
     assert!(f.store.get("b2", now_s).await.unwrap().is_some());
+    assert!(
+        f.store.get("b3", now_s).await.unwrap().is_some(),
+        "too young to be judged gone"
+    );
     let frame = &notifier.to("b2")[0];
     assert_eq!(frame["data"][0]["userphone"], "111");
     assert_eq!(frame["data"][0]["username"], "n-111");

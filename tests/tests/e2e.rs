@@ -451,6 +451,8 @@ async fn a_client_that_vanishes_is_removed_by_the_next_post_410() {
     // GIVEN a gateway that, like AWS at times, delivers no $disconnect for a dropped socket
     let mut opts = options();
     opts.gateway.disconnect_on_abrupt_close = false;
+    // A 410 removes records older than this grace period (30 s by default)
+    opts.env.insert("GONE_GRACE_SECONDS".into(), "1".into());
     let stack = Stack::start(opts).await.unwrap();
     let mut ann = Client::connect(&stack, "e2e7", "111", "222").await;
     let bob = Client::connect(&stack, "e2e7", "222", "111").await;
@@ -468,7 +470,8 @@ async fn a_client_that_vanishes_is_removed_by_the_next_post_410() {
         1,
         "no $disconnect arrived"
     );
-    // THEN Ann's next message meets a 410 for Bob, and his record goes
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the grace period
+                                                           // THEN Ann's next message meets a 410 for Bob, and his record goes
     ann.say("x", "anyone?").await;
     let mut gone = false;
     for _ in 0..50 {

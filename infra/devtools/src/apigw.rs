@@ -164,6 +164,22 @@ impl Gateway {
         self.invoker.invoke(function, event, "direct").await
     }
 
+    /// Closes every connection (1001, without `$disconnect`) and stops the functions.
+    pub fn shutdown(&self) {
+        let conns: Vec<Arc<Conn>> = self
+            .conns
+            .lock()
+            .expect("lock")
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for c in conns {
+            let _ = c.tx.send(Outbound::Close(1001, "Going away".into()));
+            c.deleted.notify_one();
+        }
+        self.invoker.shutdown();
+    }
+
     /// Open connections right now.
     pub fn connection_count(&self) -> usize {
         self.conns.lock().expect("lock").len()
@@ -343,7 +359,7 @@ impl Gateway {
         };
         self.conns.lock().expect("lock").remove(&conn.id);
         let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-        if abrupt && !self.options.disconnect_on_abrupt_close {
+        if (abrupt && !self.options.disconnect_on_abrupt_close) || self.invoker.is_closed() {
             return;
         }
         let Some(function) = self.api.routes.get("$disconnect") else {
@@ -422,7 +438,14 @@ async fn handshake(
             event["queryStringParameters"] = Value::Object(qs);
             event["multiValueQueryStringParameters"] = Value::Object(mqs);
         }
-        match g.invoker.invoke(function, &event, "$connect").await {
+        // In its own task: a client that gives up on the handshake must not cut the
+        // invocation short (on AWS the Lambda runs to completion either way).
+        let (invoker, function) = (g.invoker.clone(), function.clone());
+        let outcome =
+            tokio::spawn(async move { invoker.invoke(&function, &event, "$connect").await })
+                .await
+                .unwrap_or_else(|e| Err(InvokeError::Crashed(e.to_string())));
+        match outcome {
             Ok(resp) => {
                 let status = resp
                     .get("statusCode")

@@ -13,7 +13,7 @@ use axum::Router;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -94,6 +94,8 @@ pub struct Invoker {
     extra_env: BTreeMap<String, String>,
     logs: Logs,
     next_id: AtomicU64,
+    /// Set by [`Invoker::shutdown`]: no new invocations, no instance kept.
+    closed: AtomicBool,
 }
 
 impl Invoker {
@@ -122,7 +124,32 @@ impl Invoker {
             extra_env,
             logs,
             next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Stops every idle instance and refuses further invocations; busy instances stop when
+    /// their invocation ends.
+    pub fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for pool in self.pools.values() {
+            pool.idle.lock().expect("pool lock").clear();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// A warm instance whose process is still alive, if any.
+    fn take_warm(pool: &Pool) -> Option<Instance> {
+        let mut idle = pool.idle.lock().expect("pool lock");
+        while let Some(mut i) = idle.pop() {
+            if matches!(i.child.try_wait(), Ok(None)) {
+                return Some(i);
+            }
+        }
+        None
     }
 
     /// Invokes `function` with `payload`; `label` (the route) goes into the REPORT line.
@@ -141,8 +168,10 @@ impl Invoker {
             .acquire()
             .await
             .map_err(|_| InvokeError::Start("pool closed".into()))?;
-        let warm = pool.idle.lock().expect("pool lock").pop();
-        let mut instance = match warm {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(InvokeError::Start("the local stack is stopping".into()));
+        }
+        let mut instance = match Self::take_warm(pool) {
             Some(i) => i,
             None => self.spawn(&pool.spec).await?,
         };
@@ -197,7 +226,7 @@ impl Invoker {
             &outcome,
         );
         let healthy = matches!(outcome, Ok(_) | Err(InvokeError::Function(_)));
-        if healthy {
+        if healthy && !self.closed.load(Ordering::SeqCst) {
             pool.idle.lock().expect("pool lock").push(instance);
         }
         let body = outcome?;

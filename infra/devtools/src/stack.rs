@@ -194,6 +194,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.server.abort();
+        self.gateway.shutdown();
         self.dynamodb = None;
         self.s3 = None;
         let _ = std::fs::remove_dir_all(&self.data_dir);
