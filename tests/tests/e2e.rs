@@ -555,31 +555,23 @@ async fn api_gateway_limits_close_idle_oversized_and_old_connections() {
 
 #[tokio::test]
 async fn the_browser_demo_is_served_from_the_gateways_origin() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = shared_stack();
-    let addr = s
-        .ws_url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let mut tcp = TcpStream::connect(&addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut page = String::new();
-    tcp.read_to_string(&mut page).await.unwrap();
-    assert!(page.starts_with("HTTP/1.1 200"));
-    assert!(page.contains("text/html"));
+    let (status, head, page) = http(shared_stack(), "GET", "/", false, "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text/html"));
     assert!(
         page.contains(r#"JSON.stringify({action: "sync"})"#),
         "the demo syncs after connecting"
     );
 }
 
-/// One HTTP/1.1 request to the gateway; returns (status, body).
-async fn http(stack: &Stack, method: &str, path: &str, signed: bool, body: &str) -> (u16, String) {
+/// One HTTP/1.1 request to the gateway; returns (status, head, body).
+async fn http(
+    stack: &Stack,
+    method: &str,
+    path: &str,
+    signed: bool,
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = stack
         .ws_url
@@ -602,8 +594,8 @@ async fn http(stack: &Stack, method: &str, path: &str, signed: bool, body: &str)
     let mut resp = String::new();
     tcp.read_to_string(&mut resp).await.unwrap();
     let status = resp[9..12].parse().unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 #[tokio::test]
@@ -620,7 +612,7 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
         403,
         "unsigned calls are refused"
     );
-    let (status, body) = http(s, "GET", &path, true, "").await;
+    let (status, _, body) = http(s, "GET", &path, true, "").await;
     assert_eq!(status, 200);
     let info: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");

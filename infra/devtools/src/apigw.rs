@@ -514,8 +514,24 @@ fn unsigned(headers: &HeaderMap) -> Option<Response> {
     })
 }
 
-fn lookup(g: &Gateway, id: &str) -> Option<Arc<Conn>> {
-    g.conns.lock().expect("lock").get(id).cloned()
+/// The connection a management call names, if the call is signed and the connection open;
+/// `remove` also takes it out (DELETE). Otherwise the error response API Gateway gives.
+fn target(
+    g: &Gateway,
+    id: &str,
+    headers: &HeaderMap,
+    remove: bool,
+) -> Result<Arc<Conn>, Box<Response>> {
+    if let Some(r) = unsigned(headers) {
+        return Err(Box::new(r));
+    }
+    let mut conns = g.conns.lock().expect("lock");
+    let conn = if remove {
+        conns.remove(id)
+    } else {
+        conns.get(id).cloned()
+    };
+    conn.ok_or_else(|| Box::new(aws_error(StatusCode::GONE, "GoneException", None)))
 }
 
 async fn post_to_connection(
@@ -524,11 +540,9 @@ async fn post_to_connection(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = unsigned(&headers) {
-        return r;
-    }
-    let Some(conn) = lookup(&g, &id) else {
-        return aws_error(StatusCode::GONE, "GoneException", None);
+    let conn = match target(&g, &id, &headers, false) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
     if body.len() > g.options.limits.max_message_bytes {
         return aws_error(
@@ -553,11 +567,9 @@ async fn get_connection(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = unsigned(&headers) {
-        return r;
-    }
-    let Some(c) = lookup(&g, &id) else {
-        return aws_error(StatusCode::GONE, "GoneException", None);
+    let c = match target(&g, &id, &headers, false) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
     let body = json!({
         "ConnectedAt": iso(c.connected_at_ms),
@@ -577,11 +589,9 @@ async fn delete_connection(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = unsigned(&headers) {
-        return r;
-    }
-    let Some(c) = g.conns.lock().expect("lock").remove(&id) else {
-        return aws_error(StatusCode::GONE, "GoneException", None);
+    let c = match target(&g, &id, &headers, true) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
     let _ = c.tx.send(Outbound::Close(
         1000,
