@@ -1,4 +1,7 @@
 //! `$default`: every client frame (send, sync, history, ping).
+// The handler's future (fan-out stream inside the runtime's service stack) is deeper than
+// rustc's default query limit when its layout is computed from scratch.
+#![recursion_limit = "256"]
 use lambda_runtime::{run, service_fn, Error};
 use shared::handlers::{self, Deps};
 
