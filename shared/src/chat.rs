@@ -4,7 +4,7 @@ use crate::auth::{TokenError, TokenVerifier};
 use crate::config::Config;
 use crate::error::Result;
 use crate::model::{
-    new_message_id, valid_ident, Appended, ConnectionRecord, Conversation, Message, Peer, Profile,
+    new_message_id, valid_ident, Appended, ConnectionRecord, Message, Peer, Profile,
 };
 use crate::ports::{
     ConnectionLookup, ConnectionRegister, ConnectionRemove, MessageStore, Notifier, PostError,
@@ -408,11 +408,6 @@ impl<'a, S: ConnectionRemove, N: Notifier> Poster<'a, S, N> {
             }
         }
     }
-}
-
-/// The conversation of a connection, for adapters and tests.
-pub fn conversation_of(record: &ConnectionRecord) -> Conversation {
-    record.conversation()
 }
 
 #[cfg(test)]

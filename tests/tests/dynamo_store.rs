@@ -71,7 +71,10 @@ async fn connections_are_found_by_conversation_and_expire_by_ttl() {
     let got = f.store.get("a1", now_s).await.unwrap().unwrap();
     assert_eq!(
         got,
-        record("a1", "app", "111", "222", now_s + 100).clone_with_time(got.connected_at_ms)
+        ConnectionRecord {
+            connected_at_ms: got.connected_at_ms,
+            ..record("a1", "app", "111", "222", now_s + 100)
+        }
     );
     assert_eq!(
         f.store.get("old", now_s).await.unwrap(),
@@ -81,18 +84,6 @@ async fn connections_are_found_by_conversation_and_expire_by_ttl() {
     f.store.remove("a1").await.unwrap();
     f.store.remove("a1").await.unwrap(); // idempotent
     assert_eq!(f.store.get("a1", now_s).await.unwrap(), None);
-}
-
-trait CloneWithTime {
-    fn clone_with_time(&self, ms: i64) -> Self;
-}
-impl CloneWithTime for ConnectionRecord {
-    fn clone_with_time(&self, ms: i64) -> Self {
-        ConnectionRecord {
-            connected_at_ms: ms,
-            ..self.clone()
-        }
-    }
 }
 
 #[tokio::test]

@@ -270,7 +270,7 @@ impl Gateway {
         let function = &self.api.routes[&route];
         if let Err(e) = self.invoker.invoke(function, &event, &route).await {
             // What API Gateway sends a client whose integration failed.
-            tracing_log(&format!("{route} failed: {e}"));
+            gateway_log(&format!("{route} failed: {e}"));
             let _ = conn.tx.send(Outbound::Text(json!({"message": "Internal server error", "connectionId": conn.id, "requestId": ctx["requestId"]}).to_string()));
         }
     }
@@ -377,12 +377,12 @@ impl Gateway {
         ctx.insert("disconnectReason".into(), json!(reason));
         let event = json!({"headers": headers, "multiValueHeaders": {}, "requestContext": ctx, "isBase64Encoded": false});
         if let Err(e) = self.invoker.invoke(function, &event, "$disconnect").await {
-            tracing_log(&format!("$disconnect failed: {e}"));
+            gateway_log(&format!("$disconnect failed: {e}"));
         }
     }
 }
 
-fn tracing_log(line: &str) {
+fn gateway_log(line: &str) {
     eprintln!("[gateway] {line}");
 }
 
@@ -458,7 +458,7 @@ async fn handshake(
                 }
             }
             Err(e) => {
-                tracing_log(&format!("$connect failed: {e}"));
+                gateway_log(&format!("$connect failed: {e}"));
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
         }
