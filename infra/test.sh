@@ -23,9 +23,9 @@ run_loopback_only cargo test --workspace --locked --offline 2>&1 | tee .tools/te
 summary=$(awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed", p, f}' .tools/test-output.log)
 step "sam build (release, arm64, through cargo-lambda)"
 sam build --beta-features
-for fn in ConnectFunction DefaultFunction DisconnectFunction; do
+for fn in ConnectFunction DefaultFunction DisconnectFunction ThumbnailFunction; do
   test -x ".aws-sam/build/$fn/bootstrap" || { echo "sam build made no bootstrap for $fn" >&2; exit 1; }
 done
-echo "sam build: a bootstrap for each of the 3 functions"
+echo "sam build: a bootstrap for each of the 4 functions"
 echo
 echo "tests: $summary"
