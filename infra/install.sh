@@ -13,6 +13,8 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# Headless Chromium for the browser demo's test (driven by npm playwright-core, below).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   say "apt-get install ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -40,5 +42,13 @@ fi
 if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
   say "s3s-fs 0.14.1 (cargo install, a few minutes)"
   cargo install -q s3s-fs --version 0.14.1 --locked --features binary --root "$TOOLS"
+fi
+# playwright-core drives the system Chromium (it never downloads a browser of its own).
+PW_VERSION=1.65.1
+if [ ! -f "$TOOLS/node/node_modules/playwright-core/package.json" ] ||
+  ! grep -q "\"version\": \"$PW_VERSION\"" "$TOOLS/node/node_modules/playwright-core/package.json"; then
+  say "playwright-core@$PW_VERSION (npm)"
+  mkdir -p "$TOOLS/node"
+  (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund --prefix . "playwright-core@$PW_VERSION" >/dev/null)
 fi
 say "tools ready in $TOOLS/"

@@ -3,14 +3,15 @@
 use crate::auth::{TokenError, TokenVerifier};
 use crate::config::Config;
 use crate::error::Result;
+use crate::media::{self, MediaInfo, MediaKey, ObjectInfo, OwnerKey, TicketRequest};
 use crate::model::{
-    new_message_id, valid_ident, Appended, ConnectionRecord, Message, Peer, Profile,
+    new_message_id, valid_ident, Appended, ConnectionRecord, Message, Page, Peer, Profile,
 };
 use crate::ports::{
-    ConnectionLookup, ConnectionRegister, ConnectionRemove, MessageStore, Notifier, PostError,
-    ProfileWrite,
+    ConnectionLookup, ConnectionRegister, ConnectionRemove, MediaObjects, MediaSigner,
+    MessageStore, Notifier, PostError, ProfileWrite,
 };
-use crate::protocol::{self, PageExtras, Request, SendRequest};
+use crate::protocol::{self, MediaUrls, PageExtras, Request, SendRequest};
 use futures::StreamExt;
 
 /// Longest display name kept from a token (characters).
@@ -134,6 +135,20 @@ pub async fn disconnect<S: ConnectionRemove>(store: &S, connection_id: &str) -> 
     Ok(())
 }
 
+/// What a function needs, built once per cold start. `$disconnect` uses only `store`.
+pub struct Deps<S, N = (), M = ()> {
+    pub store: S,
+    pub notifier: N,
+    pub media: M,
+    pub config: Config,
+}
+
+/// The media bucket as the domain sees it, with the key that derives owner segments.
+pub struct Media<O> {
+    pub objects: O,
+    pub owner_key: OwnerKey,
+}
+
 /// What became of one frame on `$default`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameOutcome {
@@ -144,6 +159,8 @@ pub enum FrameOutcome {
     Synced,
     Paged,
     Ponged,
+    /// An upload ticket was signed.
+    Ticketed,
     /// A message was stored (or was a duplicate) and posted to `delivered` connections.
     Sent {
         duplicate: bool,
@@ -152,12 +169,289 @@ pub enum FrameOutcome {
     },
 }
 
-/// Handles one client frame on `$default`. Internal failures send the client an `internal`
-/// error frame and come back as `Err` (the handler answers 500 and logs them).
-pub async fn on_frame<S, N>(
-    store: &S,
-    notifier: &N,
-    config: &Config,
+/// Why a valid frame was not carried out.
+enum Refusal {
+    /// The client's mistake: an error frame with this code and text; nothing changed.
+    Client(&'static str, String),
+    /// Ours: an `internal` error frame, and the handler fails.
+    Internal(crate::Error),
+}
+
+impl From<crate::Error> for Refusal {
+    fn from(e: crate::Error) -> Self {
+        Refusal::Internal(e)
+    }
+}
+
+/// One frame being handled: who sent it, when, and how to answer.
+struct FrameCtx<'a, S, N, O> {
+    deps: &'a Deps<S, N, Media<O>>,
+    me: ConnectionRecord,
+    now_ms: i64,
+    poster: Poster<'a, S, N>,
+}
+
+impl<S, N, O> FrameCtx<'_, S, N, O>
+where
+    S: ConnectionLookup + ConnectionRemove + MessageStore,
+    N: Notifier,
+    O: MediaObjects + MediaSigner,
+{
+    async fn reply(&self, frame: &str) {
+        self.poster.post(&self.me.connection_id, frame).await;
+    }
+
+    /// Signs the download URLs a frame over `messages` needs.
+    async fn sign<'m>(&self, messages: impl IntoIterator<Item = &'m Message>) -> Result<MediaUrls> {
+        let keys = protocol::keys_to_sign(messages);
+        if keys.is_empty() {
+            return Ok(MediaUrls::default());
+        }
+        let secs = self.deps.config.media.download_secs;
+        let signed = self
+            .deps
+            .media
+            .objects
+            .download_urls(&keys, std::time::Duration::from_secs(secs))
+            .await?;
+        Ok(MediaUrls {
+            urls: keys.into_iter().zip(signed).collect(),
+            expires_at_ms: self.now_ms + secs as i64 * 1000,
+        })
+    }
+
+    async fn page_frame(&self, page: &Page, extras: PageExtras<'_>) -> Result<String> {
+        let urls = self
+            .sign(page.messages.iter().chain(extras.message))
+            .await?;
+        Ok(frame_for(
+            &self.deps.config,
+            page,
+            PageExtras {
+                urls: Some(&urls),
+                ..extras
+            },
+        ))
+    }
+
+    /// Carries out one valid request. Every new action is one arm here.
+    async fn dispatch(&self, request: Request) -> std::result::Result<FrameOutcome, Refusal> {
+        let store = &self.deps.store;
+        let conv = self.me.conversation();
+        match request {
+            Request::Ping => {
+                self.reply(&protocol::pong_frame()).await;
+                Ok(FrameOutcome::Ponged)
+            }
+            Request::Sync { limit } => {
+                let page = store.latest(&conv, limit).await?;
+                self.reply(&self.page_frame(&page, PageExtras::default()).await?)
+                    .await;
+                Ok(FrameOutcome::Synced)
+            }
+            Request::History { before, limit } => {
+                let page = match &before {
+                    Some(c) => store.before(&conv, c, limit).await?,
+                    None => store.latest(&conv, limit).await?,
+                };
+                let extras = PageExtras {
+                    before: before.as_ref().map(|c| c.as_str()),
+                    ..PageExtras::default()
+                };
+                self.reply(&self.page_frame(&page, extras).await?).await;
+                Ok(FrameOutcome::Paged)
+            }
+            Request::Upload(ticket) => self.upload(ticket).await,
+            Request::Send(send) => self.send(send).await,
+        }
+    }
+
+    /// Checks a ticket request against the limits, then signs a PUT and a POST for a fresh key.
+    async fn upload(&self, req: TicketRequest) -> std::result::Result<FrameOutcome, Refusal> {
+        let limits = &self.deps.config.media;
+        if let Err(refusal) = media::check_ticket(&req, limits) {
+            return Err(Refusal::Client(refusal.code(), refusal.message(req.kind)));
+        }
+        let media = &self.deps.media;
+        let owner = media.owner_key.owner(&self.me.app_sid, &self.me.user);
+        let key = MediaKey::new(req.kind, owner, &req.content_type, req.dims, self.now_ms);
+        let upload_key = key.upload_key();
+        let ticket = media
+            .objects
+            .upload_ticket(
+                &upload_key,
+                &req.content_type,
+                req.size,
+                std::time::Duration::from_secs(limits.ticket_secs),
+            )
+            .await?;
+        self.reply(&protocol::upload_frame(
+            &req.req_id,
+            &upload_key,
+            limits.ticket_secs,
+            req.size,
+            &ticket,
+        ))
+        .await;
+        tracing::info!(key = %upload_key, size = req.size, "upload ticket signed");
+        Ok(FrameOutcome::Ticketed)
+    }
+
+    /// Checks an uploaded object named by a send: what S3 holds of it, and whether it still
+    /// has to be copied to the message prefix (a retried send may have copied it already).
+    async fn check_object(
+        &self,
+        key: &MediaKey,
+    ) -> std::result::Result<(ObjectInfo, bool), Refusal> {
+        let objects = &self.deps.media.objects;
+        let (upload, message) = (key.upload_key(), key.message_key());
+        let info = match objects.head(&upload).await? {
+            Some(info) => Some((info, true)),
+            // Already copied: a retry of a send that got that far (the upload may have expired).
+            None => objects.head(&message).await?.map(|i| (i, false)),
+        };
+        let Some((info, needs_copy)) = info else {
+            return Err(Refusal::Client(
+                "media_missing",
+                "nothing was uploaded with this key (or the ticket expired)".into(),
+            ));
+        };
+        let limits = &self.deps.config.media;
+        if !key.matches_type(&info.content_type)
+            || !limits.fits(key.kind, &info.content_type, info.size)
+        {
+            return Err(Refusal::Client(
+                "media_mismatch",
+                format!(
+                    "the uploaded object is not an allowed {} of at most {} bytes",
+                    key.kind.noun(),
+                    limits.max_bytes(key.kind)
+                ),
+            ));
+        }
+        Ok((info, needs_copy))
+    }
+
+    /// Stores the message, then posts the latest page to every live connection of both
+    /// participants in this conversation. Requests: one conditional write, one page query, one
+    /// connection query, plus one delete per connection found gone; a media send adds a
+    /// `HeadObject` and a `CopyObject` per object (the video and its poster in parallel).
+    async fn send(&self, send: SendRequest) -> std::result::Result<FrameOutcome, Refusal> {
+        let (store, config, me) = (&self.deps.store, &self.deps.config, &self.me);
+        let (content, media) = match &send.media {
+            None => (send.content, None),
+            Some(r) => {
+                // Ownership first (no request), then both objects checked, and only then
+                // copied: a refused send leaves nothing behind.
+                let owner = self.deps.media.owner_key.owner(&me.app_sid, &me.user);
+                let keys: Vec<&MediaKey> = std::iter::once(&r.key).chain(&r.poster).collect();
+                if keys.iter().any(|k| k.owner != owner) {
+                    return Err(Refusal::Client(
+                        "bad_media_key",
+                        "this key was not issued to you in this app".into(),
+                    ));
+                }
+                let checked =
+                    futures::future::try_join_all(keys.iter().map(|k| self.check_object(k)))
+                        .await?;
+                let objects = &self.deps.media.objects;
+                futures::future::try_join_all(keys.iter().zip(&checked).filter(|(_, c)| c.1).map(
+                    |(k, _)| async move { objects.copy(&k.upload_key(), &k.message_key()).await },
+                ))
+                .await?;
+                let info = checked
+                    .into_iter()
+                    .next()
+                    .expect("the message's own object")
+                    .0;
+                let (width, height) = r.key.dims().unzip();
+                let media = MediaInfo {
+                    content_type: info.content_type,
+                    size: info.size,
+                    width,
+                    height,
+                    poster: r.poster.as_ref().map(MediaKey::message_key),
+                };
+                (r.key.message_key(), Some(media))
+            }
+        };
+        let message = Message {
+            id: new_message_id(self.now_ms),
+            app_sid: me.app_sid.clone(),
+            sender: me.user.clone(),
+            receiver: me.friend.clone(),
+            chat_type: send.chat_type,
+            content,
+            created_at_ms: self.now_ms,
+            client_msg_id: send.client_msg_id,
+            media,
+        };
+        // A duplicate is posted again like a first send: the retry may be because the first
+        // fan-out never arrived, and clients replace their list, so a repeat is harmless.
+        let appended = store.append(&message).await?;
+        let duplicate = matches!(appended, Appended::Duplicate(_));
+        let stored = appended.message();
+        let conversation = me.conversation();
+        let page = store
+            .latest(&conversation, config.limits.page_default)
+            .await?;
+        let mut peers = store
+            .in_conversation(&conversation, self.now_ms / 1000)
+            .await?;
+        // The index behind in_conversation is eventually consistent: never miss the sender.
+        if !peers.iter().any(|p| p.connection_id == me.connection_id) {
+            peers.push(Peer {
+                connection_id: me.connection_id.clone(),
+                user: me.user.clone(),
+            });
+        }
+        let urls = self.sign(page.messages.iter().chain([stored])).await?;
+        let extras = PageExtras {
+            message: Some(stored),
+            urls: Some(&urls),
+            ..PageExtras::default()
+        };
+        let plain = frame_for(config, &page, extras);
+        let ack = frame_for(
+            config,
+            &page,
+            PageExtras {
+                client_msg_id: stored.client_msg_id.as_deref(),
+                ..extras
+            },
+        );
+        let (delivered, gone) = self
+            .poster
+            .fan_out(&peers, |p| {
+                if p.connection_id == me.connection_id {
+                    &ack
+                } else {
+                    &plain
+                }
+            })
+            .await;
+        tracing::info!(
+            connection_id = %me.connection_id,
+            message_id = %stored.id,
+            duplicate,
+            delivered,
+            gone,
+            "message sent"
+        );
+        Ok(FrameOutcome::Sent {
+            duplicate,
+            delivered,
+            gone,
+        })
+    }
+}
+
+/// Handles one client frame on `$default`: parse, look up the connection, dispatch. A client
+/// mistake gets an error frame naming it and changes nothing; an internal failure sends the
+/// client an `internal` error frame and comes back as `Err` (the handler answers 500 and logs
+/// it).
+pub async fn on_frame<S, N, O>(
+    deps: &Deps<S, N, Media<O>>,
     connection_id: &str,
     body: &str,
     now_ms: i64,
@@ -165,175 +459,63 @@ pub async fn on_frame<S, N>(
 where
     S: ConnectionLookup + ConnectionRemove + MessageStore,
     N: Notifier,
+    O: MediaObjects + MediaSigner,
 {
-    let poster = Poster::new(store, notifier, config, now_ms);
+    let poster = Poster::new(&deps.store, &deps.notifier, &deps.config, now_ms);
     let reply = |frame: String| async move { poster.post(connection_id, &frame).await };
-    // Parsing first lets every later error frame echo the frame's client_msg_id.
-    let request = match protocol::parse_request(body, &config.limits) {
+    // Parsing first lets every later error frame echo the frame's client_msg_id / req_id.
+    let request = match protocol::parse_request(body, &deps.config.limits) {
         Ok(r) => r,
         Err(rej) => {
-            reply(protocol::error_frame(
-                rej.error,
-                &rej.msg,
-                rej.client_msg_id.as_deref(),
-            ))
-            .await;
+            reply(protocol::error_frame(rej.error, &rej.msg, &rej.echo)).await;
             return Ok(FrameOutcome::Rejected(rej.error));
         }
     };
-    let client_msg_id = match &request {
-        Request::Send(s) => s.client_msg_id.clone(),
-        _ => None,
-    };
-    let me = match store.get(connection_id, now_ms / 1000).await {
+    let echo = request.echo();
+    let me = match deps.store.get(connection_id, now_ms / 1000).await {
         Ok(Some(me)) => me,
         Ok(None) => {
             reply(protocol::error_frame(
                 "not_connected",
                 "this connection is not registered; reconnect",
-                client_msg_id.as_deref(),
+                &echo,
             ))
             .await;
             return Ok(FrameOutcome::UnknownConnection);
         }
         Err(e) => {
             let (code, msg) = e.client_view();
-            reply(protocol::error_frame(code, msg, client_msg_id.as_deref())).await;
+            reply(protocol::error_frame(code, msg, &echo)).await;
             return Err(e);
         }
     };
-    let result = match request {
-        Request::Ping => {
-            reply(protocol::pong_frame()).await;
-            Ok(FrameOutcome::Ponged)
-        }
-        Request::Sync { limit } => {
-            let page = store.latest(&me.conversation(), limit).await;
-            match page {
-                Ok(page) => {
-                    reply(frame_for(config, &page, PageExtras::default())).await;
-                    Ok(FrameOutcome::Synced)
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Request::History { before, limit } => {
-            let conv = me.conversation();
-            let page = match &before {
-                Some(c) => store.before(&conv, c, limit).await,
-                None => store.latest(&conv, limit).await,
-            };
-            match page {
-                Ok(page) => {
-                    let extras = PageExtras {
-                        before: before.as_ref().map(|c| c.as_str()),
-                        ..PageExtras::default()
-                    };
-                    reply(frame_for(config, &page, extras)).await;
-                    Ok(FrameOutcome::Paged)
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Request::Send(send) => send_message(store, &poster, config, &me, send, now_ms).await,
+    let ctx = FrameCtx {
+        deps,
+        me,
+        now_ms,
+        poster,
     };
-    if let Err(e) = &result {
-        let (code, msg) = e.client_view();
-        reply(protocol::error_frame(code, msg, client_msg_id.as_deref())).await;
+    match ctx.dispatch(request).await {
+        Ok(outcome) => Ok(outcome),
+        Err(Refusal::Client(code, msg)) => {
+            reply(protocol::error_frame(code, &msg, &echo)).await;
+            Ok(FrameOutcome::Rejected(code))
+        }
+        Err(Refusal::Internal(e)) => {
+            let (code, msg) = e.client_view();
+            reply(protocol::error_frame(code, msg, &echo)).await;
+            Err(e)
+        }
     }
-    result
 }
 
-fn frame_for(config: &Config, page: &crate::model::Page, extras: PageExtras<'_>) -> String {
+fn frame_for(config: &Config, page: &Page, extras: PageExtras<'_>) -> String {
     protocol::history_frame(
         page,
         extras,
         config.display_offset,
         config.limits.max_frame_bytes,
     )
-}
-
-/// Stores the message, then posts the latest page to every live connection of both
-/// participants in this conversation. Requests: one conditional write, one page query, one
-/// connection query, plus one delete per connection found gone.
-async fn send_message<S, N>(
-    store: &S,
-    poster: &Poster<'_, S, N>,
-    config: &Config,
-    me: &ConnectionRecord,
-    send: SendRequest,
-    now_ms: i64,
-) -> Result<FrameOutcome>
-where
-    S: ConnectionLookup + ConnectionRemove + MessageStore,
-    N: Notifier,
-{
-    let message = Message {
-        id: new_message_id(now_ms),
-        app_sid: me.app_sid.clone(),
-        sender: me.user.clone(),
-        receiver: me.friend.clone(),
-        chat_type: send.chat_type,
-        content: send.content,
-        created_at_ms: now_ms,
-        client_msg_id: send.client_msg_id,
-    };
-    // A duplicate is posted again like a first send: the retry may be because the first
-    // fan-out never arrived, and clients replace their list, so a repeat is harmless.
-    let appended = store.append(&message).await?;
-    let duplicate = matches!(appended, Appended::Duplicate(_));
-    let stored = appended.message();
-    let conversation = me.conversation();
-    let page = store
-        .latest(&conversation, config.limits.page_default)
-        .await?;
-    let mut peers = store.in_conversation(&conversation, now_ms / 1000).await?;
-    // The index behind in_conversation is eventually consistent: never miss the sender.
-    if !peers.iter().any(|p| p.connection_id == me.connection_id) {
-        peers.push(Peer {
-            connection_id: me.connection_id.clone(),
-            user: me.user.clone(),
-        });
-    }
-    let plain = frame_for(
-        config,
-        &page,
-        PageExtras {
-            message: Some(stored),
-            ..PageExtras::default()
-        },
-    );
-    let ack = frame_for(
-        config,
-        &page,
-        PageExtras {
-            message: Some(stored),
-            client_msg_id: stored.client_msg_id.as_deref(),
-            ..PageExtras::default()
-        },
-    );
-    let (delivered, gone) = poster
-        .fan_out(&peers, |p| {
-            if p.connection_id == me.connection_id {
-                &ack
-            } else {
-                &plain
-            }
-        })
-        .await;
-    tracing::info!(
-        connection_id = %me.connection_id,
-        message_id = %stored.id,
-        duplicate,
-        delivered,
-        gone,
-        "message sent"
-    );
-    Ok(FrameOutcome::Sent {
-        duplicate,
-        delivered,
-        gone,
-    })
 }
 
 /// Posts frames, removing the records of connections API Gateway reports gone.

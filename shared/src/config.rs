@@ -2,6 +2,7 @@
 //! function there, with a message naming the variable, instead of failing per request.
 
 use crate::error::{Error, Result};
+use crate::media::MediaLimits;
 use time::UtcOffset;
 
 /// Where the JWT signing secret comes from.
@@ -64,6 +65,12 @@ pub struct Config {
     /// `$connect`, which API Gateway also answers with 410). The integration timeout is 29 s.
     pub gone_grace_secs: i64,
     pub limits: Limits,
+    /// Media types, sizes and URL lifetimes.
+    pub media: MediaLimits,
+    /// The private media bucket; required by `$default`.
+    pub media_bucket: Option<String>,
+    /// Path-style S3 URLs (`S3_FORCE_PATH_STYLE=true`), for a local S3 on 127.0.0.1.
+    pub s3_force_path_style: bool,
 }
 
 impl Config {
@@ -120,6 +127,68 @@ impl Config {
                 Error::Config("DISPLAY_UTC_OFFSET must look like +08:00 or -05:30".into())
             })?,
         };
+        let media_defaults = MediaLimits::default();
+        let types = |k: &str, default: &[String]| -> Result<Vec<String>> {
+            let Some(v) = get(k) else {
+                return Ok(default.to_vec());
+            };
+            let list: Vec<String> = v.split(',').map(|t| t.trim().to_owned()).collect();
+            let valid = |t: &String| {
+                t.split_once('/').is_some_and(|(a, b)| {
+                    let ok = |s: &str| {
+                        !s.is_empty()
+                            && s.bytes().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || b".+-".contains(&c)
+                            })
+                    };
+                    ok(a) && ok(b)
+                })
+            };
+            if list.iter().all(valid) {
+                Ok(list)
+            } else {
+                Err(Error::Config(format!(
+                    "{k} must be a comma-separated list of content types like image/jpeg"
+                )))
+            }
+        };
+        let media = MediaLimits {
+            image_types: types("IMAGE_CONTENT_TYPES", &media_defaults.image_types)?,
+            max_image_bytes: number(
+                "MAX_IMAGE_BYTES",
+                media_defaults.max_image_bytes as usize,
+                1,
+                100 << 20,
+            )? as u64,
+            video_types: types("VIDEO_CONTENT_TYPES", &media_defaults.video_types)?,
+            max_video_bytes: number(
+                "MAX_VIDEO_BYTES",
+                media_defaults.max_video_bytes as usize,
+                1,
+                1 << 30,
+            )? as u64,
+            ticket_secs: number(
+                "UPLOAD_TICKET_SECONDS",
+                media_defaults.ticket_secs as usize,
+                30,
+                3600,
+            )? as u64,
+            download_secs: number(
+                "DOWNLOAD_URL_SECONDS",
+                media_defaults.download_secs as usize,
+                60,
+                43200,
+            )? as u64,
+        };
+        let s3_force_path_style = match get("S3_FORCE_PATH_STYLE").as_deref().map(str::trim) {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(Error::Config(
+                    "S3_FORCE_PATH_STYLE must be true or false".into(),
+                ))
+            }
+        };
         Ok(Config {
             messages_table: required("MESSAGES_TABLE")?,
             connections_table: required("CONNECTIONS_TABLE")?,
@@ -129,7 +198,17 @@ impl Config {
             connection_ttl_secs: number("CONNECTION_TTL_SECONDS", 7500, 60, 86400)? as i64,
             gone_grace_secs: number("GONE_GRACE_SECONDS", 30, 0, 600)? as i64,
             limits,
+            media,
+            media_bucket: get("MEDIA_BUCKET").filter(|v| !v.trim().is_empty()),
+            s3_force_path_style,
         })
+    }
+
+    /// The media bucket, or a start-up error for the function that needs it.
+    pub fn require_media_bucket(&self) -> Result<&str> {
+        self.media_bucket
+            .as_deref()
+            .ok_or_else(|| Error::Config("MEDIA_BUCKET must be set".into()))
     }
 
     /// The management endpoint, or a start-up error for the function that needs it.
@@ -191,6 +270,25 @@ mod tests {
         assert_eq!(c.display_offset, UtcOffset::from_hms(8, 0, 0).unwrap());
         assert!(c.require_management_endpoint().is_err());
         assert!(c.require_jwt_secret().is_err());
+        assert!(c.require_media_bucket().is_err());
+        assert_eq!(c.media, MediaLimits::default());
+        assert!(!c.s3_force_path_style);
+    }
+
+    #[test]
+    fn media_limits_come_from_the_template_variables() {
+        let mut pairs = TABLES.to_vec();
+        pairs.extend([
+            ("IMAGE_CONTENT_TYPES", "image/png, image/webp"),
+            ("MAX_VIDEO_BYTES", "1000"),
+            ("MEDIA_BUCKET", "b"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+        ]);
+        let c = load(&pairs).unwrap();
+        assert_eq!(c.media.image_types, vec!["image/png", "image/webp"]);
+        assert_eq!(c.media.max_video_bytes, 1000);
+        assert_eq!(c.require_media_bucket().unwrap(), "b");
+        assert!(c.s3_force_path_style);
     }
 
     #[test]
@@ -207,6 +305,11 @@ mod tests {
             ("MAX_FRAME_BYTES", "200000"),
             ("DISPLAY_UTC_OFFSET", "8"),
             ("DISPLAY_UTC_OFFSET", "+25:00"),
+            ("IMAGE_CONTENT_TYPES", "image/jpeg,,"),
+            ("VIDEO_CONTENT_TYPES", "Video/MP4"),
+            ("MAX_IMAGE_BYTES", "0"),
+            ("UPLOAD_TICKET_SECONDS", "5"),
+            ("S3_FORCE_PATH_STYLE", "yes"),
         ] {
             let mut pairs = TABLES.to_vec();
             pairs.push((k, v));

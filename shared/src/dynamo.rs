@@ -6,7 +6,8 @@
 //!
 //! Messages table, key (`pk`, `sk`):
 //! - message: `pk` = conversation key, `sk` = `m#<ulid>`; `sender`, `receiver`, `app_sid`,
-//!   `chat_type`, `content`, `created_at`, `client_msg_id`?
+//!   `chat_type`, `content`, `created_at`, `client_msg_id`?; for uploaded media also
+//!   `media_type`, `media_size`, `media_w`?, `media_h`?, `poster`? (`content` is then the key).
 //! - profile: `pk` = conversation key, `sk` = `p#<account>`; `name`, `avatar`.
 //! - idempotency marker: `pk` = `d#<conversation key>#<sender>#<client_msg_id>`, `sk` = `d`;
 //!   a copy of the message it guards, so a duplicate is answered without another read.
@@ -16,6 +17,7 @@
 //! cursor" is `sk < m#<cursor>`.
 
 use crate::error::{Error, Result};
+use crate::media::MediaInfo;
 use crate::model::{
     Appended, ChatType, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
 };
@@ -113,7 +115,41 @@ fn message_attributes(m: &Message) -> Item {
     if let Some(c) = &m.client_msg_id {
         item.insert("client_msg_id".into(), s(c));
     }
+    if let Some(media) = &m.media {
+        item.insert("media_type".into(), s(&media.content_type));
+        item.insert("media_size".into(), n(media.size as i64));
+        if let (Some(w), Some(h)) = (media.width, media.height) {
+            item.insert("media_w".into(), n(w.into()));
+            item.insert("media_h".into(), n(h.into()));
+        }
+        if let Some(p) = &media.poster {
+            item.insert("poster".into(), s(p));
+        }
+    }
     item
+}
+
+/// Media attributes, present only on messages whose content is an uploaded object's key.
+fn media_from(item: &Item) -> Result<Option<MediaInfo>> {
+    if !item.contains_key("media_type") {
+        return Ok(None);
+    }
+    let dim = |k: &str| -> Result<Option<u32>> {
+        match item.get(k) {
+            None => Ok(None),
+            Some(_) => u32::try_from(get_n(item, k)?)
+                .map(Some)
+                .map_err(|_| Error::Corrupt(format!("attribute {k} out of range"))),
+        }
+    };
+    Ok(Some(MediaInfo {
+        content_type: get_s(item, "media_type")?,
+        size: u64::try_from(get_n(item, "media_size")?)
+            .map_err(|_| Error::Corrupt("attribute media_size is negative".into()))?,
+        width: dim("media_w")?,
+        height: dim("media_h")?,
+        poster: item.get("poster").and_then(|v| v.as_s().ok()).cloned(),
+    }))
 }
 
 fn message_from(item: &Item) -> Result<Message> {
@@ -130,6 +166,7 @@ fn message_from(item: &Item) -> Result<Message> {
             .get("client_msg_id")
             .and_then(|v| v.as_s().ok())
             .cloned(),
+        media: media_from(item)?,
     })
 }
 
@@ -488,12 +525,25 @@ mod tests {
             content: "https://v/1.mp4".into(),
             created_at_ms: 1_700_000_000_000,
             client_msg_id: cmid.map(str::to_owned),
+            media: None,
         }
     }
 
     #[test]
     fn a_message_survives_its_item_round_trip() {
-        for m in [message(Some("k1")), message(None)] {
+        let mut uploaded = message(Some("k2"));
+        uploaded.content =
+            "m/v/0123456789abcdef0123456789abcdef/01HZ0000000000000000000000.mp4".into();
+        uploaded.media = Some(MediaInfo {
+            content_type: "video/mp4".into(),
+            size: 1234,
+            width: Some(640),
+            height: Some(360),
+            poster: Some(
+                "m/i/0123456789abcdef0123456789abcdef/01HZ0000000000000000000001.jpg".into(),
+            ),
+        });
+        for m in [message(Some("k1")), message(None), uploaded] {
             let item = message_item(&m);
             assert_eq!(message_from(&item).unwrap(), m);
             assert_eq!(item["pk"].as_s().unwrap(), "c#app#a#b");

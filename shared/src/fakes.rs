@@ -197,6 +197,16 @@ impl FakeNotifier {
             .map(|(_, f)| serde_json::from_str(f).unwrap())
             .collect()
     }
+    /// The frames posted to `id`, as sent.
+    pub fn raw_frames_to(&self, id: &str) -> Vec<String> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| c == id)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
     pub fn clear(&self) {
         self.posts.lock().unwrap().clear();
     }
@@ -226,4 +236,83 @@ pub fn config() -> Config {
         _ => None,
     })
     .expect("a valid test configuration")
+}
+
+/// A media bucket in memory: objects by key, with the requests made counted.
+#[derive(Default)]
+pub struct FakeMedia {
+    pub objects: Mutex<HashMap<String, crate::media::ObjectInfo>>,
+    pub heads: Mutex<usize>,
+    pub copies: Mutex<Vec<(String, String)>>,
+}
+
+impl FakeMedia {
+    /// Stores an object as if a client had uploaded it.
+    pub fn put(&self, key: &str, content_type: &str, size: u64) {
+        self.objects.lock().unwrap().insert(
+            key.to_owned(),
+            crate::media::ObjectInfo {
+                content_type: content_type.to_owned(),
+                size,
+            },
+        );
+    }
+    pub fn has(&self, key: &str) -> bool {
+        self.objects.lock().unwrap().contains_key(key)
+    }
+    /// The download URL this fake signs for `key`: as long as a real one signed with a
+    /// Lambda's session token (about 1.3 KB), so frame budgets are tested at real sizes.
+    pub fn url(key: &str) -> String {
+        format!(
+            "https://s3.test/{key}?X-Amz-Security-Token={}",
+            "t".repeat(1200)
+        )
+    }
+}
+
+impl MediaObjects for FakeMedia {
+    async fn head(&self, key: &str) -> Result<Option<crate::media::ObjectInfo>> {
+        *self.heads.lock().unwrap() += 1;
+        Ok(self.objects.lock().unwrap().get(key).cloned())
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let mut objects = self.objects.lock().unwrap();
+        let o = objects
+            .get(from)
+            .cloned()
+            .ok_or_else(|| Error::Corrupt("copy of a missing object".into()))?;
+        objects.insert(to.to_owned(), o);
+        self.copies
+            .lock()
+            .unwrap()
+            .push((from.to_owned(), to.to_owned()));
+        Ok(())
+    }
+}
+
+impl MediaSigner for FakeMedia {
+    async fn upload_ticket(
+        &self,
+        key: &str,
+        content_type: &str,
+        size: u64,
+        _expires: std::time::Duration,
+    ) -> Result<crate::media::UploadTicket> {
+        Ok(crate::media::UploadTicket {
+            put_url: format!("https://s3.test/{key}?put"),
+            put_headers: vec![
+                ("content-type".into(), content_type.into()),
+                ("content-length".into(), size.to_string()),
+            ],
+            post_url: "https://s3.test/".into(),
+            post_fields: vec![("key".into(), key.into())],
+        })
+    }
+    async fn download_urls(
+        &self,
+        keys: &[String],
+        _expires: std::time::Duration,
+    ) -> Result<Vec<String>> {
+        Ok(keys.iter().map(|k| FakeMedia::url(k)).collect())
+    }
 }

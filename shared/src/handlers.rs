@@ -3,12 +3,16 @@
 
 use crate::auth::TokenVerifier;
 use crate::chat::{self, ConnectRequest};
+pub use crate::chat::{Deps, Media};
 use crate::config::Config;
 use crate::dynamo::DynamoStore;
+use crate::media::OwnerKey;
 use crate::notify::ApiGatewayNotifier;
 use crate::ports::{
-    ConnectionLookup, ConnectionRegister, ConnectionRemove, MessageStore, Notifier, ProfileWrite,
+    ConnectionLookup, ConnectionRegister, ConnectionRemove, MediaObjects, MediaSigner,
+    MessageStore, Notifier, ProfileWrite,
 };
+use crate::s3::S3Media;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
@@ -17,13 +21,6 @@ use lambda_runtime::LambdaEvent;
 pub type WsEvent = LambdaEvent<ApiGatewayWebsocketProxyRequest>;
 /// Handler result; an `Err` is an invocation error (never used for client mistakes).
 pub type HandlerResult = Result<ApiGatewayProxyResponse, lambda_runtime::Error>;
-
-/// Dependencies of a function, built once per cold start.
-pub struct Deps<S, N = ()> {
-    pub store: S,
-    pub notifier: N,
-    pub config: Config,
-}
 
 /// What `$connect` needs besides storage.
 pub struct ConnectDeps<S> {
@@ -44,13 +41,24 @@ impl ConnectDeps<DynamoStore> {
     }
 }
 
-impl Deps<DynamoStore, ApiGatewayNotifier> {
-    /// The `$default` function's clients.
-    pub fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
+    /// The `$default` function's clients, and the key that names upload owners (derived from
+    /// the signing secret, loaded once).
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         let notifier = ApiGatewayNotifier::new(aws, config.require_management_endpoint()?);
+        let objects = S3Media::new(
+            aws,
+            config.require_media_bucket()?,
+            config.s3_force_path_style,
+        );
+        let secret = crate::auth::load_secret(config.require_jwt_secret()?, aws).await?;
         Ok(Deps {
             store: dynamo_store(aws, &config),
             notifier,
+            media: Media {
+                objects,
+                owner_key: OwnerKey::from_secret(&secret),
+            },
             config,
         })
     }
@@ -62,6 +70,7 @@ impl Deps<DynamoStore> {
         Deps {
             store: dynamo_store(aws, &config),
             notifier: (),
+            media: (),
             config,
         }
     }
@@ -153,10 +162,11 @@ pub async fn connect<S: ConnectionRegister + ProfileWrite>(
 
 /// `$default`: one client frame.
 #[tracing::instrument(skip_all, fields(connection_id))]
-pub async fn default<S, N>(deps: &Deps<S, N>, event: WsEvent) -> HandlerResult
+pub async fn default<S, N, O>(deps: &Deps<S, N, Media<O>>, event: WsEvent) -> HandlerResult
 where
     S: ConnectionLookup + ConnectionRemove + MessageStore,
     N: Notifier,
+    O: MediaObjects + MediaSigner,
 {
     let ev = &event.payload;
     let Some(cid) = connection_id(ev) else {
@@ -169,16 +179,7 @@ where
     } else {
         ev.body.as_deref().unwrap_or_default()
     };
-    match chat::on_frame(
-        &deps.store,
-        &deps.notifier,
-        &deps.config,
-        cid,
-        body,
-        now_ms(),
-    )
-    .await
-    {
+    match chat::on_frame(deps, cid, body, now_ms()).await {
         Ok(outcome) => {
             tracing::debug!(?outcome, "frame handled");
             Ok(response(200, "ok"))
@@ -192,8 +193,8 @@ where
 
 /// `$disconnect`: forget the connection.
 #[tracing::instrument(skip_all, fields(connection_id))]
-pub async fn disconnect<S: ConnectionRemove, N>(
-    deps: &Deps<S, N>,
+pub async fn disconnect<S: ConnectionRemove, N, M>(
+    deps: &Deps<S, N, M>,
     event: WsEvent,
 ) -> HandlerResult {
     let Some(cid) = connection_id(&event.payload) else {
@@ -310,6 +311,10 @@ mod tests {
         let deps = Deps {
             store: cdeps.store,
             notifier: FakeNotifier::default(),
+            media: Media {
+                objects: crate::fakes::FakeMedia::default(),
+                owner_key: OwnerKey::from_secret(SECRET),
+            },
             config: config(),
         };
         // WHEN the seed client's chatInfo arrives on $default

@@ -6,7 +6,9 @@
 //! - [`chat`]: the domain flows (`connect`, `disconnect`, a frame on `$default`), generic over
 //!   the narrow capability traits in [`ports`]. Free of AWS types; unit-tested with fakes.
 //! - [`protocol`] and [`model`]: the wire contract (`docs/protocol.md`), validation, keys.
-//! - Adapters: [`dynamo`] (DynamoDB) and [`notify`] (API Gateway `@connections`), tested
+//! - [`media`]: media keys, limits and the presigned POST policy.
+//! - Adapters: [`dynamo`] (DynamoDB), [`s3`] (the media bucket) and [`notify`] (API Gateway
+//!   `@connections`), tested
 //!   against the real local servers in `tests/`.
 pub mod auth;
 pub mod chat;
@@ -14,10 +16,12 @@ pub mod config;
 pub mod dynamo;
 pub mod error;
 pub mod handlers;
+pub mod media;
 pub mod model;
 pub mod notify;
 pub mod ports;
 pub mod protocol;
+pub mod s3;
 
 #[cfg(test)]
 pub(crate) mod fakes;

@@ -112,6 +112,9 @@ pub struct Message {
     pub content: String,
     pub created_at_ms: i64,
     pub client_msg_id: Option<String>,
+    /// Set when `content` is a key in the media bucket (an uploaded image or video); `None`
+    /// for text and for media sent as an off-site URL.
+    pub media: Option<crate::media::MediaInfo>,
 }
 
 impl Message {

@@ -3,6 +3,7 @@
 //! Gateway adapters implement them; unit tests use in-memory fakes.
 
 use crate::error::Result;
+use crate::media::{ObjectInfo, UploadTicket};
 use crate::model::{
     Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
 };
@@ -70,6 +71,33 @@ pub trait MessageStore: Send + Sync {
         before: &Cursor,
         limit: usize,
     ) -> impl Future<Output = Result<Page>> + Send;
+}
+
+/// Reads and copies objects in the media bucket.
+pub trait MediaObjects: Send + Sync {
+    /// Type and size of `key`, or `None` when there is no such object.
+    fn head(&self, key: &str) -> impl Future<Output = Result<Option<ObjectInfo>>> + Send;
+    /// Copies `from` to `to` inside the bucket (server side; no bytes pass through here).
+    fn copy(&self, from: &str, to: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Signs URLs for the media bucket. Signing is local work: no request is made.
+pub trait MediaSigner: Send + Sync {
+    /// A presigned PUT (type and length signed) and POST form (exact key and type, a length
+    /// range up to `size`) for one upload.
+    fn upload_ticket(
+        &self,
+        key: &str,
+        content_type: &str,
+        size: u64,
+        expires: std::time::Duration,
+    ) -> impl Future<Output = Result<UploadTicket>> + Send;
+    /// Presigned GET URLs, one per key, in order.
+    fn download_urls(
+        &self,
+        keys: &[String],
+        expires: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
 /// Why a post to a connection failed.

@@ -1,10 +1,12 @@
 //! The wire contract of `docs/protocol.md`: client frames in, server frames out.
 
 use crate::config::Limits;
+use crate::media::{MediaKey, MediaKind, TicketRequest, UploadTicket, MAX_DIMENSION};
 use crate::model::{ChatType, Cursor, Message, Page, Profile};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use time::{OffsetDateTime, UtcOffset};
 
 /// Longest `client_msg_id` accepted.
@@ -25,14 +27,51 @@ pub enum Request {
         limit: usize,
     },
     Send(SendRequest),
+    /// An upload ticket for one image or video.
+    Upload(TicketRequest),
     Ping,
+}
+
+impl Request {
+    /// What an error frame answering this request echoes.
+    pub fn echo(&self) -> Echo {
+        match self {
+            Request::Send(s) => Echo {
+                client_msg_id: s.client_msg_id.clone(),
+                req_id: None,
+            },
+            Request::Upload(u) => Echo {
+                client_msg_id: None,
+                req_id: Some(u.req_id.clone()),
+            },
+            _ => Echo::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRequest {
     pub client_msg_id: Option<String>,
     pub chat_type: ChatType,
+    /// Text, an off-site media URL, or (with `media`) the uploaded object's key.
     pub content: String,
+    /// Set when `content` is a key issued by an upload ticket.
+    pub media: Option<MediaRef>,
+}
+
+/// The uploaded objects a media send names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRef {
+    pub key: MediaKey,
+    /// A video's poster image (uploaded with an image ticket).
+    pub poster: Option<MediaKey>,
+}
+
+/// The request ids an error frame echoes, so a client can match it to what it sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Echo {
+    pub client_msg_id: Option<String>,
+    pub req_id: Option<String>,
 }
 
 /// A refused frame: machine code plus human text, sent back as an error frame.
@@ -40,15 +79,15 @@ pub struct SendRequest {
 pub struct Rejection {
     pub error: &'static str,
     pub msg: String,
-    pub client_msg_id: Option<String>,
+    pub echo: Echo,
 }
 
 impl Rejection {
-    fn new(error: &'static str, msg: impl Into<String>) -> Self {
+    pub fn new(error: &'static str, msg: impl Into<String>) -> Self {
         Rejection {
             error,
             msg: msg.into(),
-            client_msg_id: None,
+            echo: Echo::default(),
         }
     }
 }
@@ -60,30 +99,31 @@ pub fn parse_request(body: &str, limits: &Limits) -> Result<Request, Rejection> 
         Ok(Value::Object(o)) => o,
         _ => return Err(Rejection::new("bad_json", "a frame must be a JSON object")),
     };
-    // Echo a well-formed client_msg_id on any rejection of the frame that carried it.
-    let cmid = match obj.get("client_msg_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if valid_client_msg_id(s) => Some(s.clone()),
-        Some(_) => {
-            return Err(Rejection::new(
-                "bad_client_msg_id",
-                format!(
-                    "client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} of A-Z a-z 0-9 _ - . :"
-                ),
-            ))
-        }
+    // Echo a well-formed client_msg_id / req_id on any rejection of the frame that carried it.
+    let id = |field: &'static str, code: &'static str| match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if valid_client_msg_id(s) => Ok(Some(s.clone())),
+        Some(_) => Err(Rejection::new(
+            code,
+            format!("{field} must be 1 to {MAX_CLIENT_MSG_ID_LEN} of A-Z a-z 0-9 _ - . :"),
+        )),
     };
-    parse_object(&obj, cmid.clone(), limits).map_err(|mut r| {
-        r.client_msg_id = cmid;
+    let echo = Echo {
+        client_msg_id: id("client_msg_id", "bad_client_msg_id")?,
+        req_id: id("req_id", "bad_req_id")?,
+    };
+    parse_object(&obj, &echo, limits).map_err(|mut r| {
+        r.echo = echo.clone();
         r
     })
 }
 
 fn parse_object(
     obj: &Map<String, Value>,
-    client_msg_id: Option<String>,
+    echo: &Echo,
     limits: &Limits,
 ) -> Result<Request, Rejection> {
+    let client_msg_id = echo.client_msg_id.clone();
     let action = match obj.get("action") {
         Some(Value::String(a)) => Some(a.as_str()),
         None | Some(Value::Null) => None,
@@ -112,12 +152,115 @@ fn parse_object(
         None if obj.contains_key("chat_type") && obj.contains_key("chat_content") => {
             parse_send(obj, client_msg_id, limits)
         }
+        Some("upload") => parse_upload(obj, echo.req_id.clone()),
         Some("ping") => Ok(Request::Ping),
         _ => Err(Rejection::new(
             "unknown_action",
-            "action must be one of sync, history, send, ping",
+            "action must be one of sync, history, send, upload, ping",
         )),
     }
+}
+
+fn parse_upload(obj: &Map<String, Value>, req_id: Option<String>) -> Result<Request, Rejection> {
+    let req_id = req_id.ok_or_else(|| {
+        Rejection::new(
+            "bad_req_id",
+            format!("req_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} of A-Z a-z 0-9 _ - . :"),
+        )
+    })?;
+    let kind = obj
+        .get("chat_type")
+        .and_then(Value::as_i64)
+        .and_then(ChatType::from_i64)
+        .and_then(MediaKind::for_chat_type)
+        .ok_or_else(|| {
+            Rejection::new("bad_chat_type", "chat_type must be 1 (image) or 2 (video)")
+        })?;
+    let content_type = match obj.get("content_type") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => s.clone(),
+        _ => {
+            return Err(Rejection::new(
+                "bad_content_type",
+                "content_type must be a media type such as image/jpeg",
+            ))
+        }
+    };
+    let size = obj
+        .get("size")
+        .and_then(Value::as_u64)
+        .filter(|s| *s >= 1)
+        .ok_or_else(|| Rejection::new("bad_size", "size must be the file's size in bytes"))?;
+    let dim = |k: &str| match obj.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=MAX_DIMENSION as u64).contains(n))
+            .map(|n| Some(n as u32))
+            .ok_or(()),
+    };
+    let dims = match (dim("width"), dim("height")) {
+        (Ok(None), Ok(None)) => None,
+        (Ok(Some(w)), Ok(Some(h))) => Some((w, h)),
+        _ => {
+            return Err(Rejection::new(
+                "bad_dimensions",
+                format!(
+                    "width and height go together, each a whole number from 1 to {MAX_DIMENSION}"
+                ),
+            ))
+        }
+    };
+    Ok(Request::Upload(TicketRequest {
+        req_id,
+        kind,
+        content_type,
+        size,
+        dims,
+    }))
+}
+
+/// A media send's `chat_content` (and `poster`): an issued key of the right kind.
+fn parse_media_ref(
+    obj: &Map<String, Value>,
+    kind: MediaKind,
+    content: &str,
+) -> Result<MediaRef, Rejection> {
+    let bad = |what: &str| {
+        Rejection::new(
+            "bad_media_key",
+            format!("{what} is not a key from an upload ticket"),
+        )
+    };
+    let key = MediaKey::parse(content).ok_or_else(|| bad("chat_content"))?;
+    if key.kind != kind {
+        return Err(Rejection::new(
+            "media_mismatch",
+            format!(
+                "chat_content was uploaded with a ticket for another kind than {}",
+                kind.noun()
+            ),
+        ));
+    }
+    let poster = match obj.get("poster") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if kind == MediaKind::Video => {
+            let p = MediaKey::parse(p).ok_or_else(|| bad("poster"))?;
+            if p.kind != MediaKind::Image {
+                return Err(Rejection::new(
+                    "media_mismatch",
+                    "poster must be uploaded with an image ticket",
+                ));
+            }
+            Some(p)
+        }
+        Some(_) => {
+            return Err(Rejection::new(
+                "bad_media_key",
+                "poster is an image key, and only for videos",
+            ))
+        }
+    };
+    Ok(MediaRef { key, poster })
 }
 
 fn parse_limit(obj: &Map<String, Value>, limits: &Limits) -> Result<usize, Rejection> {
@@ -171,16 +314,49 @@ fn parse_send(
             "content_too_long",
             format!("text is limited to {} bytes", limits.max_content_bytes),
         )),
-        ChatType::Image | ChatType::Video if !valid_media_url(&content) => Err(Rejection::new(
-            "bad_media_url",
-            format!("image and video messages carry an http(s) URL of at most {MAX_MEDIA_URL_BYTES} bytes"),
-        )),
-        _ => Ok(Request::Send(SendRequest {
+        ChatType::Image | ChatType::Video if looks_like_url(&content) => {
+            if !valid_media_url(&content) {
+                return Err(Rejection::new(
+                    "bad_media_url",
+                    format!("image and video URLs are http(s) URLs of at most {MAX_MEDIA_URL_BYTES} bytes"),
+                ));
+            }
+            if !matches!(obj.get("poster"), None | Some(Value::Null)) {
+                return Err(Rejection::new(
+                    "bad_media_key",
+                    "poster goes with an uploaded video key, not a URL",
+                ));
+            }
+            Ok(Request::Send(SendRequest {
+                client_msg_id,
+                chat_type,
+                content,
+                media: None,
+            }))
+        }
+        ChatType::Image | ChatType::Video => {
+            let kind = MediaKind::for_chat_type(chat_type).expect("a media chat type");
+            let media = parse_media_ref(obj, kind, &content)?;
+            Ok(Request::Send(SendRequest {
+                client_msg_id,
+                chat_type,
+                content,
+                media: Some(media),
+            }))
+        }
+        ChatType::Text => Ok(Request::Send(SendRequest {
             client_msg_id,
             chat_type,
             content,
+            media: None,
         })),
     }
+}
+
+/// Media sends name either an off-site URL (as the seed did) or an uploaded key.
+/// (Keys never contain a colon.)
+fn looks_like_url(s: &str) -> bool {
+    s.contains(':')
 }
 
 fn valid_client_msg_id(s: &str) -> bool {
@@ -212,6 +388,60 @@ pub struct Row<'a> {
     pub chat_type: u8,
     pub created_at: i64,
     pub client_msg_id: Option<&'a str>,
+    /// Only on messages whose media were uploaded here; `content` is then a download URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaRow<'a>>,
+}
+
+/// What a client needs to show an uploaded image or video.
+#[derive(Debug, Serialize)]
+pub struct MediaRow<'a> {
+    pub content_type: &'a str,
+    pub size: u64,
+    /// When the URLs of this row stop working (epoch ms); sync again for fresh ones.
+    pub expires_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// A JPEG of at most 320 px; may not exist yet for a moment after the upload (fall back to
+    /// `content`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumb_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poster_url: Option<&'a str>,
+}
+
+/// Presigned download URLs for the media keys of the messages in a frame, signed when the
+/// frame is built (a stored URL would die with the credentials that signed it).
+#[derive(Debug, Clone, Default)]
+pub struct MediaUrls {
+    pub urls: HashMap<String, String>,
+    pub expires_at_ms: i64,
+}
+
+impl MediaUrls {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.urls.get(key).map(String::as_str)
+    }
+}
+
+/// The keys a frame with `messages` needs signed: each media message's object, its thumbnail
+/// (images) or its poster and the poster's thumbnail (videos).
+pub fn keys_to_sign<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Vec<String> {
+    let mut keys = Vec::new();
+    for m in messages {
+        let Some(media) = &m.media else { continue };
+        keys.push(m.content.clone());
+        keys.extend(crate::media::thumbnail_key(&m.content));
+        if let Some(p) = &media.poster {
+            keys.push(p.clone());
+            keys.extend(crate::media::thumbnail_key(p));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// Formats epoch ms as the seed's `YYYY-MM-DD HH:MM:SS` in `offset`.
@@ -223,11 +453,13 @@ pub fn created_date(ms: i64, offset: UtcOffset) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
-/// The row for `m`, with names and avatars from the participants' current profiles.
+/// The row for `m`, with names and avatars from the participants' current profiles and, for
+/// uploaded media, download URLs from `urls`.
 pub fn row<'a>(
     m: &'a Message,
-    profiles: &'a std::collections::HashMap<String, Profile>,
+    profiles: &'a HashMap<String, Profile>,
     offset: UtcOffset,
+    urls: &'a MediaUrls,
 ) -> Row<'a> {
     static NONE: Profile = Profile {
         name: String::new(),
@@ -245,10 +477,26 @@ pub fn row<'a>(
         userphone: &m.sender,
         username: &sender.name,
         useravatar: &sender.avatar,
-        content: &m.content,
+        content: match &m.media {
+            Some(_) => urls.get(&m.content).unwrap_or_default(),
+            None => &m.content,
+        },
         chat_type: m.chat_type.as_u8(),
         created_at: m.created_at_ms,
         client_msg_id: m.client_msg_id.as_deref(),
+        media: m.media.as_ref().map(|media| {
+            let thumb_of = |k: &str| crate::media::thumbnail_key(k).and_then(|t| urls.get(&t));
+            MediaRow {
+                content_type: &media.content_type,
+                size: media.size,
+                expires_at: urls.expires_at_ms,
+                width: media.width,
+                height: media.height,
+                thumb_url: thumb_of(&m.content)
+                    .or_else(|| media.poster.as_deref().and_then(thumb_of)),
+                poster_url: media.poster.as_deref().and_then(|p| urls.get(p)),
+            }
+        }),
     }
 }
 
@@ -277,6 +525,8 @@ pub struct PageExtras<'a> {
     pub message: Option<&'a Message>,
     /// Acknowledgement for the sender's connection.
     pub client_msg_id: Option<&'a str>,
+    /// Signed URLs for the media rows.
+    pub urls: Option<&'a MediaUrls>,
 }
 
 /// Serializes a history frame no larger than `max_bytes`. When the page does not fit, the
@@ -288,8 +538,12 @@ pub fn history_frame(
     offset: UtcOffset,
     max_bytes: usize,
 ) -> String {
+    static NO_URLS: std::sync::OnceLock<MediaUrls> = std::sync::OnceLock::new();
+    let urls = extras
+        .urls
+        .unwrap_or_else(|| NO_URLS.get_or_init(MediaUrls::default));
     let to_raw = |m: &Message| -> Box<RawValue> {
-        serde_json::value::to_raw_value(&row(m, &page.profiles, offset))
+        serde_json::value::to_raw_value(&row(m, &page.profiles, offset, urls))
             .expect("a row of strings and numbers always serializes")
     };
     let rows: Vec<Box<RawValue>> = page.messages.iter().map(to_raw).collect();
@@ -337,13 +591,43 @@ pub fn history_frame(
     out
 }
 
-/// `{"code":0,"type":"error",...}`
-pub fn error_frame(error: &str, msg: &str, client_msg_id: Option<&str>) -> String {
+/// `{"code":0,"type":"error",...}`, echoing the request's `client_msg_id` / `req_id`.
+pub fn error_frame(error: &str, msg: &str, echo: &Echo) -> String {
     let mut v = serde_json::json!({"code": 0, "type": "error", "error": error, "msg": msg});
-    if let Some(id) = client_msg_id {
-        v["client_msg_id"] = Value::String(id.to_owned());
+    if let Some(id) = &echo.client_msg_id {
+        v["client_msg_id"] = Value::String(id.clone());
+    }
+    if let Some(id) = &echo.req_id {
+        v["req_id"] = Value::String(id.clone());
     }
     v.to_string()
+}
+
+/// The answer to an `upload` frame.
+pub fn upload_frame(
+    req_id: &str,
+    key: &str,
+    expires_in: u64,
+    max_bytes: u64,
+    t: &UploadTicket,
+) -> String {
+    let object = |pairs: &[(String, String)]| -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    };
+    serde_json::json!({
+        "code": 1,
+        "type": "upload",
+        "req_id": req_id,
+        "key": key,
+        "expires_in": expires_in,
+        "max_bytes": max_bytes,
+        "put": {"url": t.put_url, "headers": object(&t.put_headers)},
+        "post": {"url": t.post_url, "fields": object(&t.post_fields)},
+    })
+    .to_string()
 }
 
 /// `{"code":1,"type":"pong"}`
@@ -395,7 +679,8 @@ mod tests {
             Ok(Request::Send(SendRequest {
                 client_msg_id: Some("c-1".into()),
                 chat_type: ChatType::Text,
-                content: "hi".into()
+                content: "hi".into(),
+                media: None,
             }))
         );
     }
@@ -411,7 +696,8 @@ mod tests {
             Ok(Request::Send(SendRequest {
                 client_msg_id: None,
                 chat_type: ChatType::Image,
-                content: "https://x/y.png".into()
+                content: "https://x/y.png".into(),
+                media: None,
             }))
         );
     }
@@ -464,7 +750,7 @@ mod tests {
         assert!(parse(&frame(&ok)).is_ok());
         let r = parse(&frame(&over)).unwrap_err();
         assert_eq!(r.error, "content_too_long");
-        assert_eq!(r.client_msg_id.as_deref(), Some("k1"));
+        assert_eq!(r.echo.client_msg_id.as_deref(), Some("k1"));
     }
 
     #[test]
@@ -487,6 +773,7 @@ mod tests {
             content: content.into(),
             created_at_ms: 1_700_000_000_000 + i,
             client_msg_id: None,
+            media: None,
         }
     }
 
@@ -510,8 +797,13 @@ mod tests {
             },
         );
         // WHEN the row is serialized
-        let v = serde_json::to_value(row(&m, &profiles, UtcOffset::from_hms(8, 0, 0).unwrap()))
-            .unwrap();
+        let v = serde_json::to_value(row(
+            &m,
+            &profiles,
+            UtcOffset::from_hms(8, 0, 0).unwrap(),
+            &MediaUrls::default(),
+        ))
+        .unwrap();
         // THEN userphone is the sender and friend* the receiver, date in +08:00
         assert_eq!(v["userphone"], "a");
         assert_eq!(v["username"], "Ann");
@@ -541,6 +833,7 @@ mod tests {
             message: Some(&last),
             client_msg_id: Some("k"),
             before: None,
+            urls: None,
         };
         // WHEN the frame is built with API Gateway's 128 KB limit
         let s = history_frame(&page, extras, UtcOffset::UTC, 128 * 1024);
@@ -575,6 +868,7 @@ mod tests {
             message: Some(&newest),
             client_msg_id: Some("k"),
             before: None,
+            urls: None,
         };
         // WHEN a send's frame is built
         let s = history_frame(&page, extras, UtcOffset::UTC, limits.max_frame_bytes);
@@ -612,7 +906,15 @@ mod tests {
 
     #[test]
     fn error_frames_echo_the_client_msg_id() {
-        let v: Value = serde_json::from_str(&error_frame("bad_limit", "nope", Some("k"))).unwrap();
+        let v: Value = serde_json::from_str(&error_frame(
+            "bad_limit",
+            "nope",
+            &Echo {
+                client_msg_id: Some("k".into()),
+                req_id: None,
+            },
+        ))
+        .unwrap();
         assert_eq!(
             v,
             serde_json::json!({"code":0,"type":"error","error":"bad_limit","msg":"nope","client_msg_id":"k"})

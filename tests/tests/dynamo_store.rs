@@ -33,6 +33,7 @@ fn message(app: &str, from: &str, to: &str, at: i64, cmid: Option<&str>, text: &
         content: text.into(),
         created_at_ms: at,
         client_msg_id: cmid.map(str::to_owned),
+        media: None,
     }
 }
 
@@ -167,8 +168,7 @@ async fn paging_returns_every_message_once_oldest_first_with_profiles() {
 /// Sends one message through the real domain flow and returns the DynamoDB requests it made.
 async fn requests_for_one_send(connections_per_user: usize, history: usize) -> Vec<String> {
     let f = fixture().await;
-    let config = config(&f.tables);
-    let notifier = RecordingNotifier::default();
+    let d = frame_deps(&f, RecordingNotifier::default());
     let now_s = now_ms() / 1000;
     for i in 0..connections_per_user {
         connect(
@@ -191,9 +191,7 @@ async fn requests_for_one_send(connections_per_user: usize, history: usize) -> V
     }
     f.log.take();
     let body = r#"{"action":"send","client_msg_id":"count-me","chat_type":0,"chat_content":"hi"}"#;
-    let out = on_frame(&f.store, &notifier, &config, "a0", body, now_ms())
-        .await
-        .unwrap();
+    let out = on_frame(&d, "a0", body, now_ms()).await.unwrap();
     assert_eq!(
         out,
         FrameOutcome::Sent {
@@ -218,8 +216,7 @@ async fn a_send_costs_the_same_requests_whatever_the_audience_and_history() {
 #[tokio::test]
 async fn a_gone_connection_loses_its_record_and_only_that_one() {
     let f = fixture().await;
-    let config = config(&f.tables);
-    let notifier = RecordingNotifier::default();
+    let d = frame_deps(&f, RecordingNotifier::default());
     let now_s = now_ms() / 1000;
     connect(&f, &record("a1", "app", "111", "222", now_s + 600)).await;
     // b1 connected a minute ago and is gone; b3 is "gone" because it is still in $connect
@@ -228,12 +225,10 @@ async fn a_gone_connection_loses_its_record_and_only_that_one() {
     connect(&f, &b1).await;
     connect(&f, &record("b2", "app", "222", "111", now_s + 600)).await;
     connect(&f, &record("b3", "app", "222", "111", now_s + 600)).await;
-    notifier.gone.lock().unwrap().insert("b1".into());
-    notifier.gone.lock().unwrap().insert("b3".into());
+    d.notifier.gone.lock().unwrap().insert("b1".into());
+    d.notifier.gone.lock().unwrap().insert("b3".into());
     let body = r#"{"action":"send","chat_type":0,"chat_content":"hi"}"#;
-    let out = on_frame(&f.store, &notifier, &config, "a1", body, now_ms())
-        .await
-        .unwrap();
+    let out = on_frame(&d, "a1", body, now_ms()).await.unwrap();
     assert_eq!(
         out,
         FrameOutcome::Sent {
@@ -249,7 +244,7 @@ async fn a_gone_connection_loses_its_record_and_only_that_one() {
         f.store.get("b3", now_s).await.unwrap().is_some(),
         "too young to be judged gone"
     );
-    let frame = &notifier.to("b2")[0];
+    let frame = &d.notifier.to("b2")[0];
     assert_eq!(frame["data"][0]["userphone"], "111");
     assert_eq!(frame["data"][0]["username"], "n-111");
     assert_eq!(frame["data"][0]["friendname"], "n-222");
@@ -260,8 +255,7 @@ async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
     // GIVEN a private DynamoDB Local for this test, with a connected user
     let mut local = devtools::dynamodb_local::DynamoDbLocal::start().unwrap();
     let f = fixture_on(&local.endpoint()).await;
-    let config = config(&f.tables);
-    let notifier = RecordingNotifier::default();
+    let d = frame_deps(&f, RecordingNotifier::default());
     connect(
         &f,
         &record("a1", "app", "111", "222", now_ms() / 1000 + 600),
@@ -270,10 +264,10 @@ async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
     // WHEN it stops and the user sends
     local.kill();
     let body = r#"{"action":"send","client_msg_id":"k","chat_type":0,"chat_content":"hi"}"#;
-    let result = on_frame(&f.store, &notifier, &config, "a1", body, now_ms()).await;
+    let result = on_frame(&d, "a1", body, now_ms()).await;
     // THEN the send fails with an error frame that names nothing internal
     assert!(result.is_err());
-    let frames = notifier.to("a1");
+    let frames = d.notifier.to("a1");
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0]["error"], "internal");
     assert_eq!(frames[0]["code"], 0);

@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = shared::Config::from_env()?;
     let aws = aws_config::load_from_env().await;
-    // Built once per cold start: one DynamoDB client, one management API client.
-    let deps = Deps::from_aws(&aws, config)?;
+    // Built once per cold start: DynamoDB, management API and S3 clients, the owner key.
+    let deps = Deps::from_aws(&aws, config).await?;
     run(service_fn(|event| handlers::default(&deps, event))).await
 }

@@ -9,8 +9,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use devtools::dynamodb_local::DynamoDbLocal;
 use devtools::template::{create_chat_tables, ChatTables};
+use shared::chat::{Deps, Media};
 use shared::dynamo::DynamoStore;
+use shared::media::OwnerKey;
 use shared::ports::{Notifier, PostError};
+use shared::s3::S3Media;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -95,6 +98,49 @@ pub async fn fixture_on(endpoint: &str) -> Fixture {
         log,
         client,
     }
+}
+
+/// The `$default` function's dependencies on a fixture's tables: the real DynamoDB adapter,
+/// `notifier`, and the real S3 adapter aimed at `s3` (an endpoint nothing listens on for tests
+/// that send no media).
+pub fn frame_deps<N>(f: &Fixture, notifier: N) -> Deps<DynamoStore, N, Media<S3Media>> {
+    frame_deps_with_s3(f, notifier, "http://127.0.0.1:9", "unused")
+}
+
+pub fn frame_deps_with_s3<N>(
+    f: &Fixture,
+    notifier: N,
+    s3_endpoint: &str,
+    bucket: &str,
+) -> Deps<DynamoStore, N, Media<S3Media>> {
+    Deps {
+        store: f.store.clone(),
+        notifier,
+        media: Media {
+            objects: s3_media(s3_endpoint, bucket),
+            owner_key: OwnerKey::from_secret(b"tests-secret"),
+        },
+        config: config(&f.tables),
+    }
+}
+
+/// The S3 adapter for a local S3 at `endpoint` (path style, the local stack's credentials).
+pub fn s3_media(endpoint: &str, bucket: &str) -> S3Media {
+    let aws = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new(
+                devtools::s3_local::ACCESS_KEY,
+                devtools::s3_local::SECRET_KEY,
+                None,
+                None,
+                "tests",
+            ),
+        ))
+        .build();
+    S3Media::new(&aws, bucket, true)
 }
 
 /// Records posts; ids in `gone` answer 410.
