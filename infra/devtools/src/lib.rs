@@ -2,6 +2,7 @@
 //! created from `template.yaml` (never a hand-kept copy), and token minting.
 pub mod apigw;
 pub mod dynamodb_local;
+pub mod process;
 pub mod runtime;
 pub mod s3_local;
 pub mod sam;

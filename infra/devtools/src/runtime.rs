@@ -335,7 +335,7 @@ impl Invoker {
             Logs::Print => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
             Logs::Quiet => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
         };
-        crate::dynamodb_local::die_with_parent(&mut cmd);
+        crate::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| InvokeError::Start(e.to_string()))?;
         if self.logs == Logs::Print {
             let prefix = format!("[{}]", spec.logical_id);
