@@ -6,7 +6,7 @@ use crate::dynamodb_local::DynamoDbLocal;
 use crate::runtime::{Invoker, Logs};
 use crate::s3_local::{self, S3Local};
 use crate::sam::{self, SamApp};
-use crate::template::{create_chat_tables, ChatTables};
+use crate::template::{create_tables, ChatTables, Template};
 use crate::DevError;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use std::collections::{BTreeMap, HashMap};
@@ -67,8 +67,8 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(opts: StackOptions) -> Result<Self, DevError> {
-        let mut app =
-            sam::app_from_file(&crate::repo_root().join("template.yaml"), &opts.parameters)?;
+        let template = Template::project()?;
+        let mut app = template.app(&opts.parameters)?;
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let data_dir = std::env::temp_dir().join(format!(
             "chat-local-{}-{}",
@@ -91,8 +91,8 @@ impl Stack {
                 ))
                 .build(),
         );
-        let tables = create_chat_tables(&client, "").await?;
-        let buckets: Vec<String> = app.buckets.iter().map(|b| b.to_lowercase()).collect();
+        let tables = create_tables(&client, &template.tables()?, "").await?;
+        let buckets: Vec<String> = app.buckets.iter().map(|b| b.name.clone()).collect();
         let s3 = if opts.with_s3 {
             Some(S3Local::start(&data_dir.join("s3"), &buckets)?)
         } else {
