@@ -4,6 +4,7 @@ pub mod apigw;
 pub mod dynamodb_local;
 pub mod process;
 pub mod runtime;
+pub mod s3_front;
 pub mod s3_local;
 pub mod sam;
 pub mod stack;

@@ -1,9 +1,11 @@
 //! The whole system on loopback: DynamoDB Local with the template's tables, s3s-fs with the
-//! template's buckets, and the local API Gateway running the function binaries.
+//! template's buckets behind the S3 front (CORS, event notifications to the functions), and
+//! the local API Gateway running the function binaries.
 
 use crate::apigw::{self, Gateway};
 use crate::dynamodb_local::DynamoDbLocal;
 use crate::runtime::{Invoker, Logs};
+use crate::s3_front::{Deliveries, S3Front};
 use crate::s3_local::{self, S3Local};
 use crate::sam::{self, SamApp};
 use crate::template::{create_tables, ChatTables, Template};
@@ -24,7 +26,7 @@ pub struct StackOptions {
     pub logs: Logs,
     /// HS256 secret given to the functions as `JWT_SECRET` (Secrets Manager is not emulated).
     pub jwt_secret: String,
-    /// Start s3s-fs (needs `.tools/bin/s3s-fs`).
+    /// Start s3s-fs (needs `.tools/bin/s3s-fs`) and the S3 front before it.
     pub with_s3: bool,
     /// Template parameter overrides.
     pub parameters: HashMap<String, String>,
@@ -61,6 +63,7 @@ pub struct Stack {
     dynamodb: Option<DynamoDbLocal>,
     dynamodb_port: u16,
     s3: Option<S3Local>,
+    s3_front: Option<S3Front>,
     server: tokio::task::JoinHandle<()>,
     data_dir: PathBuf,
 }
@@ -93,10 +96,13 @@ impl Stack {
         );
         let tables = create_tables(&client, &template.tables()?, "").await?;
         let buckets: Vec<String> = app.buckets.iter().map(|b| b.name.clone()).collect();
-        let s3 = if opts.with_s3 {
-            Some(S3Local::start(&data_dir.join("s3"), &buckets)?)
+        let (s3, front_listener) = if opts.with_s3 {
+            (
+                Some(S3Local::start(&data_dir.join("s3"), &buckets)?),
+                Some(S3Front::bind().await?),
+            )
         } else {
-            None
+            (None, None)
         };
 
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
@@ -136,8 +142,14 @@ impl Stack {
             // Secrets Manager is not emulated: the secret comes inline.
             ("JWT_SECRET_ARN".to_string(), String::new()),
         ]);
-        if let Some(s3) = &s3 {
-            env.insert("AWS_ENDPOINT_URL_S3".into(), s3.endpoint());
+        if let Some(listener) = &front_listener {
+            // The front, not s3s-fs: URLs the functions presign reach browsers, which need
+            // CORS, and uploads through them must emit events.
+            env.insert(
+                "AWS_ENDPOINT_URL_S3".into(),
+                format!("http://{}", listener.local_addr()?),
+            );
+            env.insert("S3_FORCE_PATH_STYLE".into(), "true".into());
         }
         env.extend(opts.env.clone());
         let invoker = Arc::new(Invoker::new(
@@ -146,6 +158,15 @@ impl Stack {
             env,
             opts.logs,
         ));
+        let s3_front = match (&s3, front_listener) {
+            (Some(s3), Some(listener)) => Some(S3Front::start_on(
+                listener,
+                s3.endpoint(),
+                app.buckets.clone(),
+                invoker.clone(),
+            )?),
+            _ => None,
+        };
         let gateway = Gateway::new(
             app.api.clone(),
             invoker,
@@ -162,6 +183,7 @@ impl Stack {
             dynamodb_port: dynamodb.port(),
             dynamodb: Some(dynamodb),
             s3,
+            s3_front,
             server,
             data_dir,
         })
@@ -171,8 +193,16 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.dynamodb_port)
     }
 
+    /// The S3 endpoint of the functions (`AWS_ENDPOINT_URL_S3`) and clients: the S3 front,
+    /// path-style. `None` without `with_s3`.
     pub fn s3_endpoint(&self) -> Option<String> {
-        self.s3.as_ref().map(S3Local::endpoint)
+        self.s3_front.as_ref().map(S3Front::endpoint)
+    }
+
+    /// Every S3 event notification delivered to a function so far (with its outcome); wait
+    /// for one with [`Deliveries::wait_for`]. `None` without `with_s3`.
+    pub fn s3_deliveries(&self) -> Option<&Deliveries> {
+        self.s3_front.as_ref().map(S3Front::deliveries)
     }
 
     /// Stops DynamoDB Local (an outage). Its data stays on disk.
@@ -196,6 +226,7 @@ impl Drop for Stack {
         self.server.abort();
         self.gateway.shutdown();
         self.dynamodb = None;
+        self.s3_front = None;
         self.s3 = None;
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
