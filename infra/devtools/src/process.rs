@@ -82,6 +82,24 @@ pub fn die_with_parent(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// Limits the child's address space (`RLIMIT_AS`) to `bytes`: an allocation beyond it fails
+/// in the child, which then usually aborts.
+pub fn limit_address_space(cmd: &mut tokio::process::Command, bytes: u64) {
+    // SAFETY: setrlimit is async-signal-safe and changes only the child's own limits.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 enum NsRequest {
     Spawn(Command, mpsc::Sender<io::Result<Child>>),
     Connect(u16, mpsc::Sender<io::Result<TcpStream>>),
