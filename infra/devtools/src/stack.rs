@@ -231,3 +231,81 @@ impl Drop for Stack {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::fake;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_image_put_through_the_stacks_s3_endpoint_reaches_the_thumbnail_function() {
+        // GIVEN the stack, with a stand-in chat-thumbnail that writes down what it was given
+        let dir = fake::TempDir::new("stack-s3");
+        fake::function(
+            &dir.0,
+            "chat-thumbnail",
+            "seen = {k: os.environ.get(k) for k in ['AWS_ENDPOINT_URL_S3', 'S3_FORCE_PATH_STYLE', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE']}\n\
+             seen['key'] = event['Records'][0]['s3']['object']['key']\n\
+             open(os.path.join(os.environ['SEEN_DIR'], 'seen.json'), 'w').write(json.dumps(seen))",
+        );
+        let stack = Stack::start(StackOptions {
+            functions_dir: dir.0.clone(),
+            logs: Logs::Quiet,
+            jwt_secret: "stack-test-secret-stack-test-secret!!".into(),
+            env: BTreeMap::from([("SEEN_DIR".to_string(), dir.0.display().to_string())]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let endpoint = stack.s3_endpoint().expect("the stack has an S3 endpoint");
+        let bucket = stack.app.functions["DefaultFunction"].env["MEDIA_BUCKET"].clone();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(sam::LOCAL_REGION))
+                .endpoint_url(&endpoint)
+                .force_path_style(true)
+                .credentials_provider(Credentials::new(
+                    s3_local::ACCESS_KEY,
+                    s3_local::SECRET_KEY,
+                    None,
+                    None,
+                    "test",
+                ))
+                .build(),
+        );
+        // WHEN an image and a sent copy of it are put into the media bucket
+        for key in ["u/i/first photo.jpg", "m/first photo.jpg"] {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"jpeg"))
+                .send()
+                .await
+                .unwrap();
+        }
+        // THEN the thumbnail function was invoked with the image's event and returned
+        let d = stack
+            .s3_deliveries()
+            .unwrap()
+            .wait_for(Duration::from_secs(20), |d| d.key == "u/i/first photo.jpg")
+            .await
+            .expect("the upload reached the thumbnail function");
+        assert_eq!(
+            (d.function.as_str(), d.outcome.clone()),
+            ("ThumbnailFunction", Ok(()))
+        );
+        // AND it was pointed at the S3 front, path-style, with its own memory size
+        let seen: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.0.join("seen.json")).unwrap())
+                .unwrap();
+        assert_eq!(seen["AWS_ENDPOINT_URL_S3"], endpoint.as_str());
+        assert_eq!(seen["S3_FORCE_PATH_STYLE"], "true");
+        assert_eq!(seen["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "1024");
+        assert_eq!(seen["key"], "u/i/first+photo.jpg");
+        // AND the copy under m/ was not delivered
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(stack.s3_deliveries().unwrap().len(), 1);
+    }
+}
