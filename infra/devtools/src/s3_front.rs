@@ -900,6 +900,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_large_upload_with_expect_continue_passes_through_whole() {
+        // GIVEN a presigned PUT and a 5 MB body, sent as curl sends large ones
+        let f = fixture().await;
+        let url = presigned_put(&f.front.endpoint(), "u/v/large.bin").await;
+        let body: Vec<u8> = (0..5 << 20).map(|i: u32| (i % 251) as u8).collect();
+        // WHEN it is PUT with `Expect: 100-continue`
+        let (status, _, answer) =
+            http("PUT", &url, &[("expect", "100-continue")], body.clone()).await;
+        // THEN s3s-fs stored every byte
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let got = client(&f.front.endpoint())
+            .get_object()
+            .bucket(BUCKET)
+            .key("u/v/large.bin")
+            .send()
+            .await
+            .unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes() == body);
+    }
+
+    #[tokio::test]
     async fn a_preflight_from_an_allowed_origin_gets_the_rules_cors_headers() {
         // GIVEN the front of a bucket whose rule allows ORIGIN
         let f = fixture().await;
