@@ -638,3 +638,302 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
     assert_eq!(gone, 410);
     assert_eq!(http(s, "POST", &path, true, "x").await.0, 410);
 }
+
+// ---------------------------------------------------------------- media
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, _| image::Rgb([200, (x % 256) as u8, 10]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+fn web() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+}
+
+async fn download(url: &str) -> (u16, Vec<u8>) {
+    let r = web().get(url).send().await.unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+impl Client {
+    /// Asks for a ticket and returns the `upload` frame.
+    async fn ticket(
+        &mut self,
+        chat_type: u8,
+        content_type: &str,
+        size: usize,
+        dims: Option<(u32, u32)>,
+    ) -> Value {
+        let mut f = json!({"action":"upload","req_id":"r1","chat_type":chat_type,
+                           "content_type":content_type,"size":size});
+        if let Some((w, h)) = dims {
+            f["width"] = w.into();
+            f["height"] = h.into();
+        }
+        let t = self.ask(f).await;
+        assert_eq!(t["type"], "upload", "{t}");
+        t
+    }
+}
+
+/// Uploads with the ticket's POST form, as `wx.uploadFile` and the browser demo do.
+async fn post_form(t: &Value, bytes: Vec<u8>) -> u16 {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in t["post"]["fields"].as_object().unwrap() {
+        form = form.text(k.clone(), v.as_str().unwrap().to_owned());
+    }
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name("f"),
+    );
+    let url = t["post"]["url"].as_str().unwrap();
+    web()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Uploads with the ticket's presigned PUT and its signed headers.
+async fn put_object(t: &Value, bytes: Vec<u8>) -> u16 {
+    let mut req = web().put(t["put"]["url"].as_str().unwrap());
+    for (k, v) in t["put"]["headers"].as_object().unwrap() {
+        if !k.eq_ignore_ascii_case("content-length") {
+            req = req.header(k.as_str(), v.as_str().unwrap());
+        }
+    }
+    req.body(bytes).send().await.unwrap().status().as_u16()
+}
+
+/// Waits until the thumbnail function has handled the upload of `key`; returns its outcome.
+async fn thumbnail_ran(s: &Stack, key: &str) -> Result<(), String> {
+    s.s3_deliveries()
+        .expect("the stack runs S3")
+        .wait_for(Duration::from_secs(30), |d| {
+            d.function == "ThumbnailFunction" && d.key == key
+        })
+        .await
+        .expect("the upload's event reached the thumbnail function")
+        .outcome
+}
+
+#[tokio::test]
+async fn an_image_posted_with_the_form_reaches_both_users_with_its_thumbnail() {
+    // GIVEN Ann and Bob in their conversation, and an 800x600 PNG on Ann's phone
+    let s = shared_stack();
+    let mut ann = Client::connect(s, "e2em1", "111", "222").await;
+    let mut bob = Client::connect(s, "e2em1", "222", "111").await;
+    ann.ask(json!({"action":"sync"})).await;
+    bob.ask(json!({"action":"sync"})).await;
+    let bytes = png(800, 600);
+    // WHEN Ann gets a ticket, uploads with the POST form and sends the key
+    let t = ann
+        .ticket(1, "image/png", bytes.len(), Some((800, 600)))
+        .await;
+    let key = t["key"].as_str().unwrap().to_owned();
+    let status = post_form(&t, bytes.clone()).await;
+    assert!((200..300).contains(&status), "upload answered {status}");
+    let ack = ann
+        .ask(json!({"action":"send","client_msg_id":"img1","chat_type":1,"chat_content":key}))
+        .await;
+    assert_eq!(ack["client_msg_id"], "img1", "{ack}");
+    let at_bob = bob.frame().await;
+    // THEN both rows download the same bytes, with type, size and dimensions
+    for f in [&ack, &at_bob] {
+        let row = f["data"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(row["chat_type"], 1);
+        assert_eq!(row["media"]["content_type"], "image/png");
+        assert_eq!(row["media"]["size"], bytes.len());
+        assert_eq!(
+            (
+                row["media"]["width"].clone(),
+                row["media"]["height"].clone()
+            ),
+            (json!(800), json!(600))
+        );
+        assert_eq!(
+            download(row["content"].as_str().unwrap()).await,
+            (200, bytes.clone())
+        );
+    }
+    // AND the thumbnail function wrote a JPEG of at most 320 px where the row points
+    assert_eq!(thumbnail_ran(s, &key).await, Ok(()));
+    let row = &at_bob["data"].as_array().unwrap().last().unwrap().clone();
+    let thumb_url = row["media"]["thumb_url"].as_str().unwrap();
+    let expected = shared::media::thumbnail_key(&key).unwrap();
+    assert!(
+        thumb_url.contains(&expected),
+        "{thumb_url} names {expected}"
+    );
+    let (status, thumb) = download(thumb_url).await;
+    assert_eq!(status, 200);
+    let decoded = image::load_from_memory_with_format(&thumb, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (320, 240));
+}
+
+#[tokio::test]
+async fn a_video_put_with_a_poster_reaches_both_users() {
+    let s = shared_stack();
+    let mut ann = Client::connect(s, "e2em2", "111", "222").await;
+    let mut bob = Client::connect(s, "e2em2", "222", "111").await;
+    bob.ask(json!({"action":"sync"})).await;
+    // GIVEN a "video" and its poster frame, each uploaded with a PUT ticket
+    let video: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let poster = jpeg(640, 360);
+    let tv = ann.ticket(2, "video/mp4", video.len(), None).await;
+    let tp = ann
+        .ticket(1, "image/jpeg", poster.len(), Some((640, 360)))
+        .await;
+    assert_eq!(put_object(&tv, video.clone()).await, 200);
+    assert_eq!(put_object(&tp, poster.clone()).await, 200);
+    // WHEN Ann sends the video naming the poster
+    let ack = ann
+        .ask(json!({"action":"send","client_msg_id":"vid1","chat_type":2,
+                    "chat_content":tv["key"],"poster":tp["key"]}))
+        .await;
+    let at_bob = bob.frame().await;
+    // THEN both sides can play the video and show the poster
+    for f in [&ack, &at_bob] {
+        let row = f["data"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(row["chat_type"], 2, "{row}");
+        assert_eq!(row["media"]["content_type"], "video/mp4");
+        assert_eq!(
+            download(row["content"].as_str().unwrap()).await,
+            (200, video.clone())
+        );
+        let poster_url = row["media"]["poster_url"].as_str().unwrap();
+        assert_eq!(download(poster_url).await, (200, poster.clone()));
+    }
+    assert_eq!(thumbnail_ran(s, tp["key"].as_str().unwrap()).await, Ok(()));
+}
+
+#[tokio::test]
+async fn media_refusals_come_at_ticket_time_or_at_send_and_store_nothing() {
+    let s = shared_stack();
+    let mut ann = Client::connect(s, "e2em3", "111", "222").await;
+    let mut bob = Client::connect(s, "e2em3", "222", "111").await;
+    let mut ann_elsewhere = Client::connect(s, "e2em3b", "111", "222").await;
+    // Ticket time: too large, wrong type
+    for (ct, kind, size, code) in [
+        ("image/jpeg", 1, 10_485_761, "media_too_large"),
+        ("video/mp4", 2, 26_214_401, "media_too_large"),
+        ("text/html", 1, 100, "bad_content_type"),
+    ] {
+        let f = ann
+            .ask(json!({"action":"upload","req_id":"big","chat_type":kind,"content_type":ct,"size":size}))
+            .await;
+        assert_eq!(
+            (f["error"].as_str(), f["req_id"].as_str()),
+            (Some(code), Some("big")),
+            "{f}"
+        );
+    }
+    // Send time: Bob's key, a key from Ann's other app, a key never uploaded, a wrong type
+    let bobs = bob.ticket(1, "image/jpeg", 10, None).await;
+    assert_eq!(put_object(&bobs, vec![1; 10]).await, 200);
+    let other_app = ann_elsewhere.ticket(1, "image/jpeg", 10, None).await;
+    assert_eq!(put_object(&other_app, vec![1; 10]).await, 200);
+    let never = ann.ticket(1, "image/jpeg", 10, None).await;
+    let video = ann.ticket(2, "video/mp4", 10, None).await;
+    assert_eq!(put_object(&video, vec![1; 10]).await, 200);
+    for (i, (key, kind, code)) in [
+        (&bobs["key"], 1, "bad_media_key"),
+        (&other_app["key"], 1, "bad_media_key"),
+        (&never["key"], 1, "media_missing"),
+        (&video["key"], 1, "media_mismatch"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cmid = format!("bad{i}");
+        let f = ann
+            .ask(json!({"action":"send","client_msg_id":cmid,"chat_type":kind,"chat_content":key}))
+            .await;
+        assert_eq!(f["error"], code, "{f}");
+        assert_eq!(f["client_msg_id"], cmid.as_str());
+    }
+    // AND nothing was stored: the conversation is still empty
+    assert_eq!(ann.ask(json!({"action":"sync"})).await["data"], json!([]));
+}
+
+#[tokio::test]
+async fn a_corrupt_image_gets_no_thumbnail_and_its_message_still_works() {
+    let s = shared_stack();
+    let mut ann = Client::connect(s, "e2em4", "111", "222").await;
+    let bytes = b"this is not a PNG at all".to_vec();
+    let t = ann.ticket(1, "image/png", bytes.len(), None).await;
+    assert_eq!(put_object(&t, bytes.clone()).await, 200);
+    let key = t["key"].as_str().unwrap();
+    // The thumbnail function handled the event without failing, and wrote nothing
+    assert_eq!(thumbnail_ran(s, key).await, Ok(()));
+    let ack = ann
+        .ask(json!({"action":"send","client_msg_id":"bad-img","chat_type":1,"chat_content":key}))
+        .await;
+    let row = ack["data"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        download(row["content"].as_str().unwrap()).await,
+        (200, bytes)
+    );
+    let (status, _) = download(row["media"]["thumb_url"].as_str().unwrap()).await;
+    assert_eq!(status, 404, "no thumbnail for a corrupt image");
+}
+
+#[tokio::test]
+async fn the_browser_demo_uploads_an_image_that_the_other_side_shows() {
+    // GIVEN the demo open as Ann and as Bob in headless Chromium
+    let s = shared_stack();
+    let page = s.ws_url.replace("ws://", "http://").replace("/prod", "/");
+    let url = |me: &str, friend: &str| {
+        format!(
+            "{page}?userphone={me}&friendphone={friend}&app_sid=e2eweb&token={}",
+            token(me, "e2eweb", 600)
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("chat-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("photo.png");
+    std::fs::write(&image, png(1000, 500)).unwrap();
+    let root = devtools::repo_root();
+    let shot = root.join(".tools/browser-demo.png");
+    // WHEN Ann picks the image (the script drives both pages; see tests/browser/)
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("node")
+            .arg(root.join("tests/browser/demo-upload.mjs"))
+            .args([url("111", "222"), url("222", "111")])
+            .arg(&image)
+            .arg(&shot)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser test finishes in time")
+    .expect("node runs (infra/install.sh installs Chromium and playwright-core)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = String::from_utf8_lossy(&out.stdout);
+    // THEN Bob's page shows a loaded image, and Ann's shows no error
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(report.trim()).unwrap();
+    assert!(v["image"]["w"].as_u64().unwrap() > 0, "{v}");
+}

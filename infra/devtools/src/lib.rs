@@ -1,8 +1,11 @@
-//! Tools for running and testing the chat locally: DynamoDB Local as a child process, tables
-//! created from `template.yaml` (never a hand-kept copy), and token minting.
+//! Tools for running and testing the chat locally: the local stack (API Gateway WebSocket
+//! emulator, Lambda runtime, DynamoDB Local, s3s-fs behind an S3 front with CORS and events),
+//! all read from `template.yaml` (never a hand-kept copy), and token minting.
 pub mod apigw;
 pub mod dynamodb_local;
+pub mod process;
 pub mod runtime;
+pub mod s3_front;
 pub mod s3_local;
 pub mod sam;
 pub mod stack;

@@ -2,6 +2,8 @@
 //! invocations from its own Lambda Runtime API endpoint (`AWS_LAMBDA_RUNTIME_API`). Instances
 //! are kept warm and reused; a new one starts (a cold start) when all are busy. After every
 //! invocation a `REPORT` line gives duration, init duration on a cold start, and peak memory.
+//! Each instance is held to its function's `MemorySize` (see [`address_space_limit`]): one
+//! that needs more fails, its invocation is an error, and the next invocation gets a new one.
 
 use crate::sam::FunctionSpec;
 use axum::body::Bytes;
@@ -22,6 +24,40 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Most instances of one function at once (Lambda's concurrency limit, locally).
 pub const MAX_INSTANCES: usize = 8;
+
+/// Address space an instance may use beyond its `MemorySize`, per CPU of this machine on top
+/// of [`ADDRESS_SPACE_ALLOWANCE_MB`].
+pub const ADDRESS_SPACE_ALLOWANCE_PER_CPU_MB: u64 = 4;
+/// Address space an instance may use beyond its `MemorySize`.
+pub const ADDRESS_SPACE_ALLOWANCE_MB: u64 = 64;
+
+/// The `RLIMIT_AS` of an instance of a function with `memory_mb` of `MemorySize`, in bytes:
+/// `memory_mb` plus [`ADDRESS_SPACE_ALLOWANCE_MB`] plus
+/// [`ADDRESS_SPACE_ALLOWANCE_PER_CPU_MB`] per CPU.
+///
+/// Lambda limits resident memory (a cgroup); the portable local means is `RLIMIT_AS`, which
+/// counts address space reserved but never touched too. Measured with the debug binaries on
+/// 2 CPUs (`VmPeak` against `VmRSS` of a function that served an invocation):
+///
+/// - glibc gives threads their own malloc arenas, each reserving 64 MB of address space (up to
+///   8 per CPU): `chat-default` peaked at 240 MB of address space for 28 MB resident, so under
+///   a bare 256 MB limit it started only by luck, and would not on a machine with more CPUs.
+///   Instances therefore get `MALLOC_ARENA_MAX=1` (unless the template or the stack's extra
+///   variables set it), which leaves one arena, growing with use: the same binary then peaks
+///   at 44 MB for the same 28 MB resident. The allocator locks more under contention; the
+///   memory a function can use is unchanged.
+/// - What then remains beyond resident memory (16 MB there) is the binary's untouched pages
+///   and thread stacks (2 MB reserved per Tokio worker, one worker per CPU): the allowance
+///   covers it with room to spare.
+///
+/// So an instance fails a little above its `MemorySize` (by at most the allowance), never
+/// below it, and a function that would run out of memory on Lambda fails here too, roughly
+/// where it would.
+pub fn address_space_limit(memory_mb: u32) -> u64 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    (u64::from(memory_mb) + ADDRESS_SPACE_ALLOWANCE_MB + ADDRESS_SPACE_ALLOWANCE_PER_CPU_MB * cpus)
+        << 20
+}
 
 /// Why an invocation produced no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -311,6 +347,8 @@ impl Invoker {
         let mut cmd = Command::new(&binary);
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            // One malloc arena: see `address_space_limit`.
+            .env("MALLOC_ARENA_MAX", "1")
             .envs(&spec.env)
             .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", &spec.logical_id)
@@ -335,7 +373,8 @@ impl Invoker {
             Logs::Print => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
             Logs::Quiet => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
         };
-        crate::dynamodb_local::die_with_parent(&mut cmd);
+        crate::process::die_with_parent(&mut cmd);
+        crate::process::limit_address_space(&mut cmd, address_space_limit(spec.memory_mb));
         let mut child = cmd.spawn().map_err(|e| InvokeError::Start(e.to_string()))?;
         if self.logs == Logs::Print {
             let prefix = format!("[{}]", spec.logical_id);
@@ -443,4 +482,128 @@ async fn fail(
 async fn init_error(body: Bytes) -> StatusCode {
     eprintln!("function init error: {}", String::from_utf8_lossy(&body));
     StatusCode::ACCEPTED
+}
+
+/// Fake function binaries for tests: Python scripts that speak the Runtime API.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::path::Path;
+
+    /// Writes an executable `name` into `dir` that, for every invocation, runs `handle`
+    /// (Python statements with `event` bound, setting `result`) and responds with `result`.
+    pub fn function(dir: &Path, name: &str, handle: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let handle: String = handle.lines().map(|l| format!("    {l}\n")).collect();
+        let script = format!(
+            r#"#!/usr/bin/env python3
+import json, os, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+while True:
+    with urllib.request.urlopen(api + "next") as r:
+        rid = r.headers["lambda-runtime-aws-request-id"]
+        event = json.load(r)
+    result = None
+{handle}
+    body = json.dumps(result).encode()
+    urllib.request.urlopen(urllib.request.Request(api + rid + "/response", data=body, method="POST")).read()
+"#
+        );
+        let path = dir.join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A fresh folder under the system's temporary folder, removed when dropped.
+    pub struct TempDir(pub std::path::PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "devtools-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn invoker(dir: &std::path::Path, memory_mb: u32) -> Invoker {
+        let spec = FunctionSpec {
+            logical_id: "Hungry".into(),
+            binary: "hungry".into(),
+            timeout: Duration::from_secs(10),
+            memory_mb,
+            env: BTreeMap::new(),
+        };
+        Invoker::new(
+            BTreeMap::from([("Hungry".to_string(), spec)]),
+            dir.to_owned(),
+            BTreeMap::new(),
+            Logs::Quiet,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_function_that_exceeds_its_memory_fails_and_the_next_invocation_works() {
+        // GIVEN a function of 64 MB that allocates what each event asks for
+        let dir = fake::TempDir::new("memory");
+        fake::function(
+            &dir.0,
+            "hungry",
+            "import resource\n\
+             data = bytearray(event['mb'] << 20)\n\
+             result = {'limit': resource.getrlimit(resource.RLIMIT_AS)[0], 'arenas': os.environ.get('MALLOC_ARENA_MAX')}",
+        );
+        let inv = invoker(&dir.0, 64);
+        let invoke = |mb: u64| {
+            let inv = &inv;
+            async move {
+                tokio::time::timeout(
+                    Duration::from_secs(20),
+                    inv.invoke("Hungry", &json!({ "mb": mb }), "test"),
+                )
+                .await
+                .expect("the invocation ended in time")
+            }
+        };
+        // WHEN it allocates 16 MB
+        let ok = invoke(16).await.unwrap();
+        // THEN it works, under the limit the runtime computed, with one malloc arena
+        assert_eq!(ok["limit"], address_space_limit(64));
+        assert_eq!(ok["arenas"], "1");
+        // WHEN it allocates more than its MemorySize plus the whole allowance
+        let over = (address_space_limit(64) >> 20) + 16;
+        let failed = invoke(over).await;
+        // THEN the invocation fails as the instance dies
+        assert!(matches!(failed, Err(InvokeError::Crashed(_))), "{failed:?}");
+        // AND the function keeps serving, from a new instance
+        assert!(invoke(16).await.is_ok());
+        inv.shutdown();
+    }
+
+    #[test]
+    fn the_limit_is_memory_plus_the_allowance() {
+        // GIVEN this machine's CPUs
+        let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+        // THEN a 256 MB function gets 256 MB plus the documented allowance
+        assert_eq!(
+            address_space_limit(256),
+            (256 + ADDRESS_SPACE_ALLOWANCE_MB + ADDRESS_SPACE_ALLOWANCE_PER_CPU_MB * cpus) << 20
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! `s3s-fs` (0.14.1, installed by `infra/install.sh` into `.tools/bin`): a local S3 that
 //! enforces SigV4 and POST policies, on 127.0.0.1, storing under a folder.
 
-use crate::dynamodb_local::{free_port, spawn_tied_to_process};
+use crate::process::{free_port, spawn_tied_to_process};
 use crate::DevError;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

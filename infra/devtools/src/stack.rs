@@ -1,12 +1,14 @@
 //! The whole system on loopback: DynamoDB Local with the template's tables, s3s-fs with the
-//! template's buckets, and the local API Gateway running the function binaries.
+//! template's buckets behind the S3 front (CORS, event notifications to the functions), and
+//! the local API Gateway running the function binaries.
 
 use crate::apigw::{self, Gateway};
 use crate::dynamodb_local::DynamoDbLocal;
 use crate::runtime::{Invoker, Logs};
+use crate::s3_front::{Deliveries, S3Front};
 use crate::s3_local::{self, S3Local};
 use crate::sam::{self, SamApp};
-use crate::template::{create_chat_tables, ChatTables};
+use crate::template::{create_tables, ChatTables, Template};
 use crate::DevError;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +26,7 @@ pub struct StackOptions {
     pub logs: Logs,
     /// HS256 secret given to the functions as `JWT_SECRET` (Secrets Manager is not emulated).
     pub jwt_secret: String,
-    /// Start s3s-fs (needs `.tools/bin/s3s-fs`).
+    /// Start s3s-fs (needs `.tools/bin/s3s-fs`) and the S3 front before it.
     pub with_s3: bool,
     /// Template parameter overrides.
     pub parameters: HashMap<String, String>,
@@ -61,14 +63,15 @@ pub struct Stack {
     dynamodb: Option<DynamoDbLocal>,
     dynamodb_port: u16,
     s3: Option<S3Local>,
+    s3_front: Option<S3Front>,
     server: tokio::task::JoinHandle<()>,
     data_dir: PathBuf,
 }
 
 impl Stack {
     pub async fn start(opts: StackOptions) -> Result<Self, DevError> {
-        let mut app =
-            sam::app_from_file(&crate::repo_root().join("template.yaml"), &opts.parameters)?;
+        let template = Template::project()?;
+        let mut app = template.app(&opts.parameters)?;
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let data_dir = std::env::temp_dir().join(format!(
             "chat-local-{}-{}",
@@ -91,12 +94,15 @@ impl Stack {
                 ))
                 .build(),
         );
-        let tables = create_chat_tables(&client, "").await?;
-        let buckets: Vec<String> = app.buckets.iter().map(|b| b.to_lowercase()).collect();
-        let s3 = if opts.with_s3 {
-            Some(S3Local::start(&data_dir.join("s3"), &buckets)?)
+        let tables = create_tables(&client, &template.tables()?, "").await?;
+        let buckets: Vec<String> = app.buckets.iter().map(|b| b.name.clone()).collect();
+        let (s3, front_listener) = if opts.with_s3 {
+            (
+                Some(S3Local::start(&data_dir.join("s3"), &buckets)?),
+                Some(S3Front::bind().await?),
+            )
         } else {
-            None
+            (None, None)
         };
 
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
@@ -136,8 +142,14 @@ impl Stack {
             // Secrets Manager is not emulated: the secret comes inline.
             ("JWT_SECRET_ARN".to_string(), String::new()),
         ]);
-        if let Some(s3) = &s3 {
-            env.insert("AWS_ENDPOINT_URL_S3".into(), s3.endpoint());
+        if let Some(listener) = &front_listener {
+            // The front, not s3s-fs: URLs the functions presign reach browsers, which need
+            // CORS, and uploads through them must emit events.
+            env.insert(
+                "AWS_ENDPOINT_URL_S3".into(),
+                format!("http://{}", listener.local_addr()?),
+            );
+            env.insert("S3_FORCE_PATH_STYLE".into(), "true".into());
         }
         env.extend(opts.env.clone());
         let invoker = Arc::new(Invoker::new(
@@ -146,6 +158,15 @@ impl Stack {
             env,
             opts.logs,
         ));
+        let s3_front = match (&s3, front_listener) {
+            (Some(s3), Some(listener)) => Some(S3Front::start_on(
+                listener,
+                s3.endpoint(),
+                app.buckets.clone(),
+                invoker.clone(),
+            )?),
+            _ => None,
+        };
         let gateway = Gateway::new(
             app.api.clone(),
             invoker,
@@ -162,6 +183,7 @@ impl Stack {
             dynamodb_port: dynamodb.port(),
             dynamodb: Some(dynamodb),
             s3,
+            s3_front,
             server,
             data_dir,
         })
@@ -171,8 +193,16 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.dynamodb_port)
     }
 
+    /// The S3 endpoint of the functions (`AWS_ENDPOINT_URL_S3`) and clients: the S3 front,
+    /// path-style. `None` without `with_s3`.
     pub fn s3_endpoint(&self) -> Option<String> {
-        self.s3.as_ref().map(S3Local::endpoint)
+        self.s3_front.as_ref().map(S3Front::endpoint)
+    }
+
+    /// Every S3 event notification delivered to a function so far (with its outcome); wait
+    /// for one with [`Deliveries::wait_for`]. `None` without `with_s3`.
+    pub fn s3_deliveries(&self) -> Option<&Deliveries> {
+        self.s3_front.as_ref().map(S3Front::deliveries)
     }
 
     /// Stops DynamoDB Local (an outage). Its data stays on disk.
@@ -196,7 +226,86 @@ impl Drop for Stack {
         self.server.abort();
         self.gateway.shutdown();
         self.dynamodb = None;
+        self.s3_front = None;
         self.s3 = None;
         let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::fake;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_image_put_through_the_stacks_s3_endpoint_reaches_the_thumbnail_function() {
+        // GIVEN the stack, with a stand-in chat-thumbnail that writes down what it was given
+        let dir = fake::TempDir::new("stack-s3");
+        fake::function(
+            &dir.0,
+            "chat-thumbnail",
+            "seen = {k: os.environ.get(k) for k in ['AWS_ENDPOINT_URL_S3', 'S3_FORCE_PATH_STYLE', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE']}\n\
+             seen['key'] = event['Records'][0]['s3']['object']['key']\n\
+             open(os.path.join(os.environ['SEEN_DIR'], 'seen.json'), 'w').write(json.dumps(seen))",
+        );
+        let stack = Stack::start(StackOptions {
+            functions_dir: dir.0.clone(),
+            logs: Logs::Quiet,
+            jwt_secret: "stack-test-secret-stack-test-secret!!".into(),
+            env: BTreeMap::from([("SEEN_DIR".to_string(), dir.0.display().to_string())]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let endpoint = stack.s3_endpoint().expect("the stack has an S3 endpoint");
+        let bucket = stack.app.functions["DefaultFunction"].env["MEDIA_BUCKET"].clone();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(sam::LOCAL_REGION))
+                .endpoint_url(&endpoint)
+                .force_path_style(true)
+                .credentials_provider(Credentials::new(
+                    s3_local::ACCESS_KEY,
+                    s3_local::SECRET_KEY,
+                    None,
+                    None,
+                    "test",
+                ))
+                .build(),
+        );
+        // WHEN an image and a sent copy of it are put into the media bucket
+        for key in ["u/i/first photo.jpg", "m/first photo.jpg"] {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"jpeg"))
+                .send()
+                .await
+                .unwrap();
+        }
+        // THEN the thumbnail function was invoked with the image's event and returned
+        let d = stack
+            .s3_deliveries()
+            .unwrap()
+            .wait_for(Duration::from_secs(20), |d| d.key == "u/i/first photo.jpg")
+            .await
+            .expect("the upload reached the thumbnail function");
+        assert_eq!(
+            (d.function.as_str(), d.outcome.clone()),
+            ("ThumbnailFunction", Ok(()))
+        );
+        // AND it was pointed at the S3 front, path-style, with its own memory size
+        let seen: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.0.join("seen.json")).unwrap())
+                .unwrap();
+        assert_eq!(seen["AWS_ENDPOINT_URL_S3"], endpoint.as_str());
+        assert_eq!(seen["S3_FORCE_PATH_STYLE"], "true");
+        assert_eq!(seen["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "1024");
+        assert_eq!(seen["key"], "u/i/first+photo.jpg");
+        // AND the copy under m/ was not delivered
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(stack.s3_deliveries().unwrap().len(), 1);
     }
 }

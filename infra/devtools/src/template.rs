@@ -1,5 +1,7 @@
-//! Reads the DynamoDB tables `template.yaml` declares and creates them on a local endpoint.
+//! `template.yaml`, read and parsed once: the DynamoDB tables it declares (created here on a
+//! local endpoint) and, through [`crate::sam`], the API, functions and buckets.
 
+use crate::sam::SamApp;
 use crate::DevError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -7,7 +9,58 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use serde_yaml::Value;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
+
+/// A parsed template. Everything the local tools read from `template.yaml` comes from one of
+/// these, so the file is read and parsed in one place.
+#[derive(Debug, Clone)]
+pub struct Template {
+    doc: Value,
+}
+
+impl Template {
+    /// Parses template text.
+    pub fn parse(yaml: &str) -> Result<Self, DevError> {
+        let doc: Value = serde_yaml::from_str(yaml).map_err(|e| err(e.to_string()))?;
+        if !doc.is_mapping() {
+            return Err(err("not a mapping"));
+        }
+        Ok(Template { doc })
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, DevError> {
+        Self::parse(&std::fs::read_to_string(path)?)
+    }
+
+    /// The project's `template.yaml`, read and parsed once per process.
+    pub fn project() -> Result<&'static Template, DevError> {
+        static PROJECT: OnceLock<Result<Template, String>> = OnceLock::new();
+        PROJECT
+            .get_or_init(|| {
+                Template::from_file(&crate::repo_root().join("template.yaml"))
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| DevError::Template(e.trim_start_matches("template.yaml: ").to_owned()))
+    }
+
+    /// The parsed document.
+    pub fn doc(&self) -> &Value {
+        &self.doc
+    }
+
+    /// The WebSocket API, functions and buckets, with `overrides` for parameters.
+    pub fn app(&self, overrides: &HashMap<String, String>) -> Result<SamApp, DevError> {
+        crate::sam::app(self, overrides)
+    }
+
+    /// Every `AWS::DynamoDB::Table`.
+    pub fn tables(&self) -> Result<Vec<TableSpec>, DevError> {
+        tables_of(&self.doc)
+    }
+}
 
 /// One `AWS::DynamoDB::Table` of the template.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,9 +99,7 @@ fn pairs(v: Option<&Value>, a: &str, b: &str) -> Result<Vec<(String, String)>, D
         .collect()
 }
 
-/// Parses the tables out of template text.
-pub fn tables_from_str(yaml: &str) -> Result<Vec<TableSpec>, DevError> {
-    let doc: Value = serde_yaml::from_str(yaml).map_err(|e| err(e.to_string()))?;
+fn tables_of(doc: &Value) -> Result<Vec<TableSpec>, DevError> {
     let resources = doc
         .get("Resources")
         .and_then(Value::as_mapping)
@@ -112,11 +163,6 @@ pub fn tables_from_str(yaml: &str) -> Result<Vec<TableSpec>, DevError> {
         });
     }
     Ok(tables)
-}
-
-/// Parses the tables out of a template file.
-pub fn tables_from_file(path: &Path) -> Result<Vec<TableSpec>, DevError> {
-    tables_from_str(&std::fs::read_to_string(path)?)
 }
 
 fn key_schema(pairs: &[(String, String)]) -> Result<Vec<KeySchemaElement>, DevError> {
@@ -190,10 +236,23 @@ pub struct ChatTables {
     pub connections: String,
 }
 
-/// Creates every table of the template, named `<prefix><LogicalId>`.
+/// Creates every table of the project's template, named `<prefix><LogicalId>`.
 pub async fn create_chat_tables(client: &Client, prefix: &str) -> Result<ChatTables, DevError> {
-    let specs = tables_from_file(&crate::repo_root().join("template.yaml"))?;
-    for spec in &specs {
+    create_tables(client, &Template::project()?.tables()?, prefix).await
+}
+
+/// Creates `specs`, named `<prefix><LogicalId>`; the chat's two tables must be among them.
+pub async fn create_tables(
+    client: &Client,
+    specs: &[TableSpec],
+    prefix: &str,
+) -> Result<ChatTables, DevError> {
+    for id in ["MessagesTable", "ConnectionsTable"] {
+        if !specs.iter().any(|s| s.logical_id == id) {
+            return Err(err(format!("no AWS::DynamoDB::Table {id}")));
+        }
+    }
+    for spec in specs {
         create_table(client, spec, &format!("{prefix}{}", spec.logical_id)).await?;
     }
     Ok(ChatTables {
@@ -209,7 +268,7 @@ mod tests {
     #[test]
     fn the_templates_tables_are_read_with_keys_index_and_ttl() {
         // GIVEN the project's own template
-        let specs = tables_from_file(&crate::repo_root().join("template.yaml")).unwrap();
+        let specs = Template::project().unwrap().tables().unwrap();
         // THEN both chat tables are there with the layout the adapters rely on
         let by_id = |id: &str| specs.iter().find(|s| s.logical_id == id).unwrap();
         let messages = by_id("MessagesTable");
@@ -228,6 +287,6 @@ mod tests {
     #[test]
     fn a_table_without_keys_is_an_error() {
         let yaml = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties: {}\n";
-        assert!(tables_from_str(yaml).is_err());
+        assert!(Template::parse(yaml).unwrap().tables().is_err());
     }
 }

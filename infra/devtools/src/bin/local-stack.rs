@@ -58,7 +58,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 Local chat is up (Ctrl-C stops everything).
   WebSocket:   {ws}
   @connections {mgmt}
-  DynamoDB     {ddb}   S3 {s3}
+  DynamoDB     {ddb}
+  S3           {s3} (path-style; buckets: {buckets})
 Two demo users in app wxdemo (tokens valid 24 h; JWT_SECRET={secret}):
   Ann: {url_a}
   Bob: {url_b}
@@ -75,6 +76,13 @@ Mint more tokens: JWT_SECRET={secret} target/debug/mint-token <account> wxdemo [
         mgmt = stack.management_url,
         ddb = stack.dynamodb_endpoint(),
         s3 = stack.s3_endpoint().unwrap_or_default(),
+        buckets = stack
+            .app
+            .buckets
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
