@@ -289,4 +289,57 @@ mod tests {
         let yaml = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties: {}\n";
         assert!(Template::parse(yaml).unwrap().tables().is_err());
     }
+
+    /// s3s-fs has no lifecycle rules, bucket policies or public-access settings, so the
+    /// template's meaning is checked here: abandoned uploads expire, sent media stay, the bucket
+    /// is private and TLS-only, and each function may touch only its own prefixes.
+    #[test]
+    fn the_media_bucket_expires_unsent_uploads_and_stays_private() {
+        let doc = Template::project().unwrap().doc();
+        let res = |id: &str| doc["Resources"][id]["Properties"].clone();
+        let bucket = res("MediaBucket");
+        // GIVEN the lifecycle rules THEN exactly the upload prefix expires, after a day
+        let rules = bucket["LifecycleConfiguration"]["Rules"]
+            .as_sequence()
+            .unwrap();
+        let expiring: Vec<_> = rules
+            .iter()
+            .filter(|r| r.get("ExpirationInDays").is_some())
+            .collect();
+        assert_eq!(expiring.len(), 1);
+        assert_eq!(expiring[0]["Prefix"].as_str(), Some("u/"));
+        assert_eq!(expiring[0]["ExpirationInDays"].as_u64(), Some(1));
+        assert_eq!(expiring[0]["Status"].as_str(), Some("Enabled"));
+        // AND every public access is blocked, objects are encrypted, plain HTTP is denied
+        let block = &bucket["PublicAccessBlockConfiguration"];
+        for k in [
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        ] {
+            assert_eq!(block[k].as_bool(), Some(true), "{k}");
+        }
+        assert!(bucket["BucketEncryption"].is_mapping());
+        let policy = serde_yaml::to_string(&res("MediaBucketPolicy")).unwrap();
+        assert!(policy.contains("aws:SecureTransport") && policy.contains("Deny"));
+        // AND the functions' S3 permissions name only their prefixes
+        let s3_grants = |f: &str| -> Vec<String> {
+            let p = &res(f)["Policies"][0]["Statement"];
+            p.as_sequence()
+                .unwrap()
+                .iter()
+                .filter(|s| serde_yaml::to_string(&s["Action"]).unwrap().contains("s3:"))
+                .map(|s| serde_yaml::to_string(s).unwrap())
+                .collect()
+        };
+        let default = s3_grants("DefaultFunction").join("\n");
+        assert!(!default.contains("DeleteObject") && !default.contains("s3:*"));
+        assert!(default.contains("/u/*") && default.contains("/m/*") && default.contains("/t/*"));
+        let thumb = s3_grants("ThumbnailFunction").join("\n");
+        assert!(thumb.contains("/u/i/*") && thumb.contains("/t/*") && !thumb.contains("/m/*"));
+        for f in ["ConnectFunction", "DisconnectFunction"] {
+            assert!(s3_grants(f).is_empty(), "{f} needs no S3");
+        }
+    }
 }
