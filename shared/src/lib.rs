@@ -28,3 +28,6 @@ pub(crate) mod fakes;
 
 pub use config::Config;
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod frame_props;

@@ -63,13 +63,16 @@ Local chat is up (Ctrl-C stops everything).
 Two demo users in app wxdemo (tokens valid 24 h; JWT_SECRET={secret}):
   Ann: {url_a}
   Bob: {url_b}
-In a browser (Ann and Bob in two tabs):
+In a browser (Ann and Bob in two tabs; "Attach…" sends an image or a video):
   {page}?userphone={a}&friendphone={b}&app_sid=wxdemo&token={ta}
   {page}?userphone={b}&friendphone={a}&app_sid=wxdemo&token={tb}
 Or from two terminals:
   npx -y wscat -c '{url_a}'
   npx -y wscat -c '{url_b}'
 then type  {{"action":"sync"}}  and  {{"action":"send","client_msg_id":"m1","chat_type":0,"chat_content":"hi"}}
+Media from a terminal: {{"action":"upload","req_id":"r1","chat_type":1,"content_type":"image/png","size":<bytes>}}
+  answers a ticket; upload with its POST form, e.g.  curl -F key=... (every post.fields entry) -F file=@photo.png <post.url>
+  then  {{"action":"send","client_msg_id":"m2","chat_type":1,"chat_content":"<key>"}}
 Mint more tokens: JWT_SECRET={secret} target/debug/mint-token <account> wxdemo [name]
 "#,
         ws = stack.ws_url,
