@@ -364,6 +364,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_user_connection_and_its_frames_run_through_their_handlers() {
+        // GIVEN the sample user connection (no friendphone) accepted
+        let cdeps = connect_deps();
+        let json = include_str!("../../events/connect-user.json").replace(
+            "REPLACE_WITH_A_TOKEN_FROM_mint-token",
+            &token("13800000001"),
+        );
+        assert_eq!(
+            connect(&cdeps, event(&json)).await.unwrap().status_code,
+            200
+        );
+        let deps = Deps {
+            store: cdeps.store,
+            notifier: FakeNotifier::default(),
+            media: Media {
+                objects: crate::fakes::FakeMedia::default(),
+                owner_key: OwnerKey::from_secret(SECRET),
+            },
+            config: config(),
+        };
+        // WHEN it sends to a peer and lists its conversations
+        for sample in [
+            include_str!("../../events/default-send-to.json"),
+            include_str!("../../events/default-conversations.json"),
+        ] {
+            assert_eq!(
+                default(&deps, event(sample)).await.unwrap().status_code,
+                200
+            );
+        }
+        // THEN the send was acknowledged and the list shows the conversation
+        let frames = deps.notifier.frames_to("L0SNBdNOvHcCHQg=");
+        assert_eq!(frames[0]["type"], "message");
+        assert_eq!(frames[0]["client_msg_id"], "sample-user-1");
+        assert_eq!(frames[1]["type"], "conversations");
+        assert_eq!(frames[1]["data"][0]["peer"], "13800000002");
+    }
+
+    #[tokio::test]
     async fn a_storage_failure_answers_500_without_details() {
         let deps = connect_deps();
         deps.store.set_down(true);

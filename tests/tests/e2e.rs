@@ -376,11 +376,33 @@ async fn the_sample_events_run_through_the_real_binaries() {
         ),
         200
     );
+    // And a user connection (no friendphone)
+    let connect_user =
+        std::fs::read_to_string(devtools::repo_root().join("events/connect-user.json"))
+            .unwrap()
+            .replace(
+                "REPLACE_WITH_A_TOKEN_FROM_mint-token",
+                &token("13800000001", "wxdemo", 600),
+            );
+    assert_eq!(
+        status(
+            s.gateway
+                .invoke(
+                    "ConnectFunction",
+                    &serde_json::from_str(&connect_user).unwrap()
+                )
+                .await
+                .unwrap()
+        ),
+        200
+    );
     for name in [
         "default-sync.json",
         "default-send.json",
         "default-seed-chatinfo.json",
         "default-ping.json",
+        "default-send-to.json",
+        "default-conversations.json",
     ] {
         assert_eq!(
             status(
