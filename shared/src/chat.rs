@@ -3,16 +3,18 @@
 use crate::auth::{TokenError, TokenVerifier};
 use crate::config::Config;
 use crate::error::Result;
+use crate::inbox::{self, Draft};
 use crate::media::{self, MediaInfo, MediaKey, ObjectInfo, OwnerKey, TicketRequest};
 use crate::model::{
-    new_message_id, valid_ident, Appended, ConnectionRecord, Message, Page, Peer, Profile,
+    valid_ident, Committed, ConnectionRecord, Conversation, Message, Page, Peer, Profile, Registry,
 };
 use crate::ports::{
-    ConnectionLookup, ConnectionRegister, ConnectionRemove, MediaObjects, MediaSigner,
-    MessageStore, Notifier, PostError, ProfileWrite,
+    ConnectionCloser, ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MediaObjects,
+    MediaSigner, MessageStore, Notifier, PostError, ProfileWrite, TypingThrottle,
 };
 use crate::protocol::{self, MediaUrls, PageExtras, Request, SendRequest};
 use futures::StreamExt;
+use std::collections::{BTreeSet, HashMap};
 
 /// Longest display name kept from a token (characters).
 pub const MAX_NAME_CHARS: usize = 64;
@@ -20,12 +22,17 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_AVATAR_BYTES: usize = 1024;
 /// Posts in flight at once while fanning a message out.
 const FANOUT_CONCURRENCY: usize = 16;
+/// Times a send reads and writes again after a concurrent send in its conversation won.
+pub const MAX_SEND_RETRIES: usize = 4;
+/// At most one typing frame per connection is relayed in this many milliseconds.
+pub const TYPING_GAP_MS: i64 = 2000;
 
 /// The parts of a `$connect` request that matter.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectRequest<'a> {
     pub connection_id: &'a str,
     pub userphone: Option<&'a str>,
+    /// Absent: a user connection. Present: a conversation connection with this account.
     pub friendphone: Option<&'a str>,
     pub app_sid: Option<&'a str>,
     /// From `?token=` or `Authorization: Bearer`.
@@ -64,24 +71,35 @@ impl ConnectOutcome {
     }
 }
 
-/// Authenticates a handshake and records the connection and the user's profile.
-pub async fn connect<S: ConnectionRegister + ProfileWrite>(
+/// Authenticates a handshake and records the connection: its record, its entry in the user's
+/// registry (closing the user's oldest connection over the cap), and the user's profile.
+pub async fn connect<S, C>(
     store: &S,
+    closer: &C,
     verifier: &TokenVerifier,
     config: &Config,
     req: &ConnectRequest<'_>,
-) -> Result<ConnectOutcome> {
+) -> Result<ConnectOutcome>
+where
+    S: ConnectionRegister + ProfileWrite,
+    C: ConnectionCloser,
+{
     let param = |v: Option<&'_ str>| v.filter(|s| valid_ident(s)).map(str::to_owned);
-    let (Some(user), Some(friend), Some(app)) = (
-        param(req.userphone),
-        param(req.friendphone),
-        param(req.app_sid),
-    ) else {
+    let (Some(user), Some(app)) = (param(req.userphone), param(req.app_sid)) else {
         return Ok(ConnectOutcome::BadRequest(
-            "userphone, friendphone and app_sid are required (1-64 of A-Z a-z 0-9 _ . @ + -)",
+            "userphone and app_sid are required (1-64 of A-Z a-z 0-9 _ . @ + -)",
         ));
     };
-    if user == friend {
+    let friend = match req.friendphone {
+        None => None,
+        Some(f) if valid_ident(f) => Some(f.to_owned()),
+        Some(_) => {
+            return Ok(ConnectOutcome::BadRequest(
+                "friendphone, when given, is 1-64 of A-Z a-z 0-9 _ . @ + -",
+            ))
+        }
+    };
+    if friend.as_deref() == Some(user.as_str()) {
         return Ok(ConnectOutcome::BadRequest(
             "userphone and friendphone must differ",
         ));
@@ -117,14 +135,85 @@ pub async fn connect<S: ConnectionRegister + ProfileWrite>(
         profile,
         connected_at_ms: req.now_ms,
         expires_at: req.now_ms / 1000 + config.connection_ttl_secs,
+        registered: true,
     };
-    // Profile first: once the connection exists, its profile does too.
-    store
-        .put_profile(&record.conversation(), &record.user, &record.profile)
-        .await?;
-    store.register(&record).await?;
-    tracing::info!(connection_id = req.connection_id, app_sid = %record.app_sid, "connected");
+    // A conversation connection's handshake refreshes the profile its conversation shows at
+    // once (as in the seed); the registry keeps the user's latest for every conversation.
+    let conversation_profile = async {
+        match &record.friend {
+            Some(friend) => {
+                let conversation = Conversation::new(&record.app_sid, &record.user, friend);
+                store
+                    .put_profile(&conversation, &record.user, &record.profile)
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    let (profile, registered, registry) = futures::join!(
+        conversation_profile,
+        store.register(&record),
+        store.enroll(&record)
+    );
+    profile?;
+    registered?;
+    enforce_cap(store, closer, config, &record, &registry?).await;
+    tracing::info!(
+        connection_id = req.connection_id,
+        app_sid = %record.app_sid,
+        kind = if record.friend.is_some() { "conversation" } else { "user" },
+        "connected"
+    );
     Ok(ConnectOutcome::Accepted)
+}
+
+/// Over the cap, the user's oldest live connections leave the registry and are closed; expired
+/// entries (a `$disconnect` that never came) are pruned on the way. A failure here is logged
+/// and does not refuse the handshake.
+async fn enforce_cap<S: ConnectionRegister, C: ConnectionCloser>(
+    store: &S,
+    closer: &C,
+    config: &Config,
+    me: &ConnectionRecord,
+    registry: &Registry,
+) {
+    let now_s = me.connected_at_ms / 1000;
+    let live: Vec<_> = registry.live(now_s).collect(); // oldest first
+    let over = live.len().saturating_sub(config.max_connections_per_user);
+    let victims: Vec<&str> = live
+        .iter()
+        .filter(|e| e.connection_id != me.connection_id)
+        .take(over)
+        .map(|e| e.connection_id.as_str())
+        .collect();
+    let mut drop: Vec<String> = registry
+        .entries
+        .iter()
+        .filter(|e| !e.live(now_s))
+        .map(|e| e.connection_id.clone())
+        .collect();
+    drop.extend(victims.iter().map(|v| v.to_string()));
+    if drop.is_empty() {
+        return;
+    }
+    if let Err(e) = store.prune(&me.app_sid, &me.user, &drop).await {
+        tracing::warn!(error = %e, "could not prune the registry");
+    }
+    let closed = futures::future::join_all(victims.iter().map(|v| closer.close(v))).await;
+    for (victim, result) in victims.iter().zip(closed) {
+        match result {
+            Ok(()) => tracing::info!(
+                connection_id = victim,
+                "closed the oldest connection over the cap"
+            ),
+            Err(PostError::Gone) => {
+                tracing::info!(connection_id = victim, "oldest connection already gone")
+            }
+            Err(PostError::Other(e)) => {
+                tracing::warn!(connection_id = victim, error = %e, "could not close the oldest connection")
+            }
+        }
+    }
 }
 
 /// Forgets a connection. `$disconnect` is best effort on API Gateway's side; TTL and 410
@@ -161,12 +250,26 @@ pub enum FrameOutcome {
     Ponged,
     /// An upload ticket was signed.
     Ticketed,
-    /// A message was stored (or was a duplicate) and posted to `delivered` connections.
+    /// A message was stored (or was a duplicate) and posted to `delivered` connections, after
+    /// `retries` rounds lost to concurrent sends in the same conversation.
     Sent {
         duplicate: bool,
         delivered: usize,
         gone: usize,
+        retries: usize,
     },
+    /// A page of the conversation list was sent.
+    Listed,
+    /// A read position was handled; `moved` when it advanced (and a receipt went out).
+    Read {
+        moved: bool,
+    },
+    /// A typing frame was relayed, or dropped by the throttle.
+    Typed {
+        relayed: bool,
+    },
+    /// A message was recalled (or already was).
+    Recalled,
 }
 
 /// Why a valid frame was not carried out.
@@ -183,6 +286,27 @@ impl From<crate::Error> for Refusal {
     }
 }
 
+impl From<protocol::Rejection> for Refusal {
+    fn from(r: protocol::Rejection) -> Self {
+        Refusal::Client(r.error, r.msg)
+    }
+}
+
+/// What `$default` needs of storage.
+pub trait FrameStore:
+    ConnectionLookup + ConnectionRegister + ConnectionRemove + MessageStore + Inbox + TypingThrottle
+{
+}
+impl<T> FrameStore for T where
+    T: ConnectionLookup
+        + ConnectionRegister
+        + ConnectionRemove
+        + MessageStore
+        + Inbox
+        + TypingThrottle
+{
+}
+
 /// One frame being handled: who sent it, when, and how to answer.
 struct FrameCtx<'a, S, N, O> {
     deps: &'a Deps<S, N, Media<O>>,
@@ -191,14 +315,46 @@ struct FrameCtx<'a, S, N, O> {
     poster: Poster<'a, S, N>,
 }
 
+/// Which frame one connection gets after a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum SendFrame {
+    /// A `message` frame for a user connection, of the sender's side or the receiver's.
+    Message { senders: bool, ack: bool },
+    /// A `history` frame for a conversation connection on this conversation.
+    History { senders: bool, ack: bool },
+}
+
 impl<S, N, O> FrameCtx<'_, S, N, O>
 where
-    S: ConnectionLookup + ConnectionRemove + MessageStore,
+    S: FrameStore,
     N: Notifier,
     O: MediaObjects + MediaSigner,
 {
     async fn reply(&self, frame: &str) {
-        self.poster.post(&self.me.connection_id, frame).await;
+        let me = Peer {
+            user: self.me.user.clone(),
+            connection: self.me.registry_entry(),
+        };
+        self.poster.deliver(&self.me.app_sid, &me, frame).await;
+    }
+
+    fn now_s(&self) -> i64 {
+        self.now_ms / 1000
+    }
+
+    /// The conversation's other party: `to`, which a user connection must name; on a
+    /// conversation connection its friend, which `to` may only repeat.
+    fn peer(&self, to: Option<String>) -> std::result::Result<String, Refusal> {
+        match (&self.me.friend, to) {
+            (Some(friend), None) => Ok(friend.clone()),
+            (Some(friend), Some(to)) if *friend == to => Ok(to),
+            (None, Some(to)) if to != self.me.user => Ok(to),
+            _ => Err(protocol::bad_peer().into()),
+        }
+    }
+
+    fn conversation(&self, peer: &str) -> Conversation {
+        Conversation::new(&self.me.app_sid, &self.me.user, peer)
     }
 
     /// Signs the download URLs a frame over `messages` needs.
@@ -237,24 +393,30 @@ where
     /// Carries out one valid request. Every new action is one arm here.
     async fn dispatch(&self, request: Request) -> std::result::Result<FrameOutcome, Refusal> {
         let store = &self.deps.store;
-        let conv = self.me.conversation();
         match request {
             Request::Ping => {
                 self.reply(&protocol::pong_frame()).await;
                 Ok(FrameOutcome::Ponged)
             }
-            Request::Sync { limit } => {
-                let page = store.latest(&conv, limit).await?;
-                self.reply(&self.page_frame(&page, PageExtras::default()).await?)
-                    .await;
+            Request::Sync { to, limit } => {
+                let peer = self.peer(to)?;
+                let page = store.latest(&self.conversation(&peer), limit).await?;
+                let extras = PageExtras {
+                    peer: Some(&peer),
+                    ..PageExtras::default()
+                };
+                self.reply(&self.page_frame(&page, extras).await?).await;
                 Ok(FrameOutcome::Synced)
             }
-            Request::History { before, limit } => {
+            Request::History { to, before, limit } => {
+                let peer = self.peer(to)?;
+                let conv = self.conversation(&peer);
                 let page = match &before {
                     Some(c) => store.before(&conv, c, limit).await?,
                     None => store.latest(&conv, limit).await?,
                 };
                 let extras = PageExtras {
+                    peer: Some(&peer),
                     before: before.as_ref().map(|c| c.as_str()),
                     ..PageExtras::default()
                 };
@@ -263,6 +425,12 @@ where
             }
             Request::Upload(ticket) => self.upload(ticket).await,
             Request::Send(send) => self.send(send).await,
+            Request::Conversations { before, limit } => {
+                self.conversations(before.as_ref(), limit).await
+            }
+            Request::Read { to, id } => self.read(self.peer(to)?, &id).await,
+            Request::Typing { to } => self.typing(self.peer(to)?).await,
+            Request::Recall { to, id } => self.recall(self.peer(to)?, &id).await,
         }
     }
 
@@ -332,11 +500,16 @@ where
         Ok((info, needs_copy))
     }
 
-    /// Stores the message, then posts the latest page to every live connection of both
-    /// participants in this conversation. Requests: one conditional write, one page query, one
-    /// connection query, plus one delete per connection found gone; a media send adds a
-    /// `HeadObject` and a `CopyObject` per object (the video and its poster in parallel).
+    /// Stores the message with both conversation entries, then tells every live connection of
+    /// both users: user connections get a `message` frame, conversation connections on this
+    /// conversation the latest page. Requests, whatever the number of conversations,
+    /// connections or messages: one `BatchGetItem` (both entries, both registries, both
+    /// profiles), one `TransactWriteItems`, and beside it one page query only when a
+    /// conversation connection of this conversation is listening; plus one delete per
+    /// connection found gone. A media send first adds a `HeadObject` and a `CopyObject` per
+    /// object (the video and its poster in parallel).
     async fn send(&self, send: SendRequest) -> std::result::Result<FrameOutcome, Refusal> {
+        let peer = self.peer(send.to.clone())?;
         let (store, config, me) = (&self.deps.store, &self.deps.config, &self.me);
         let (content, media) = match &send.media {
             None => (send.content, None),
@@ -375,60 +548,114 @@ where
                 (r.key.message_key(), Some(media))
             }
         };
-        let message = Message {
-            id: new_message_id(self.now_ms),
-            app_sid: me.app_sid.clone(),
-            sender: me.user.clone(),
-            receiver: me.friend.clone(),
+        let draft = Draft {
             chat_type: send.chat_type,
             content,
-            created_at_ms: self.now_ms,
-            client_msg_id: send.client_msg_id,
             media,
+            client_msg_id: send.client_msg_id,
         };
-        // A duplicate is posted again like a first send: the retry may be because the first
-        // fan-out never arrived, and clients replace their list, so a repeat is harmless.
-        let appended = store.append(&message).await?;
-        let duplicate = matches!(appended, Appended::Duplicate(_));
-        let stored = appended.message();
-        let conversation = me.conversation();
-        let page = store
-            .latest(&conversation, config.limits.page_default)
+        let conversation = self.conversation(&peer);
+        let limit = config.limits.page_default;
+        let mut retries = 0;
+        let (snap, plan, committed, page) = loop {
+            let snap = store.snapshot(&conversation, &me.user, None).await?;
+            let plan = inbox::plan_send(me, &peer, &snap, &draft, self.now_ms);
+            let audience = inbox::audience(&snap, me, &peer, self.now_s());
+            // The page runs beside the write, bounded by the new id: it is the conversation as
+            // this send leaves it whether it reads before or after the commit (a later send
+            // has a later id; one in between would have failed this commit).
+            let page = async {
+                match audience.iter().any(|p| p.connection.friend.is_some()) {
+                    true => store
+                        .latest_through(&conversation, &plan.message.id, limit)
+                        .await
+                        .map(Some),
+                    false => Ok(None),
+                }
+            };
+            let (committed, page) = futures::join!(store.commit_send(&plan), page);
+            match committed? {
+                Committed::Conflict if retries < MAX_SEND_RETRIES => {
+                    retries += 1;
+                    tracing::info!(connection_id = %me.connection_id, retries, "send lost a race; retrying");
+                }
+                Committed::Conflict => return Err(crate::Error::Contention("conversation").into()),
+                committed => break (snap, plan, committed, page?),
+            }
+        };
+        let profiles = inbox::profiles(&snap, me, &peer);
+        let (stored, duplicate, unread_mine, unread_theirs) = match &committed {
+            Committed::Duplicate(m) => (
+                &**m,
+                true,
+                snap.mine.as_ref().map_or(0, |e| e.unread()),
+                snap.theirs.as_ref().map_or(0, |e| e.unread()),
+            ),
+            _ => (
+                &plan.message,
+                false,
+                plan.sender.unread(),
+                plan.receiver.unread(),
+            ),
+        };
+        let page = page.map(|mut page| {
+            if !duplicate {
+                page.messages.retain(|m| m.id != stored.id);
+                let newest = page.messages.last().map(|m| m.id.as_str());
+                if newest != inbox::last_id(&snap) && inbox::last_id(&snap).is_some() {
+                    // Only a writer outside this protocol (an older function version mid-deploy)
+                    // can make this happen; the page is still a true state of the conversation.
+                    tracing::warn!(message_id = %stored.id, "page does not end at the entry's last message");
+                }
+                page.messages.push(stored.clone());
+                if page.messages.len() > limit {
+                    page.messages.remove(0);
+                    page.has_more = true;
+                }
+            }
+            Page { profiles: profiles.clone(), ..page }
+        });
+        let audience = inbox::audience(&snap, me, &peer, self.now_s());
+        let kind = |p: &Peer| {
+            let senders = p.user == me.user;
+            let ack = p.connection.connection_id == me.connection_id;
+            match p.connection.friend {
+                None => SendFrame::Message { senders, ack },
+                Some(_) => SendFrame::History { senders, ack },
+            }
+        };
+        let needed: BTreeSet<SendFrame> = audience.iter().map(kind).collect();
+        let urls = self
+            .sign(page.iter().flat_map(|p| &p.messages).chain([stored]))
             .await?;
-        let mut peers = store
-            .in_conversation(&conversation, self.now_ms / 1000)
-            .await?;
-        // The index behind in_conversation is eventually consistent: never miss the sender.
-        if !peers.iter().any(|p| p.connection_id == me.connection_id) {
-            peers.push(Peer {
-                connection_id: me.connection_id.clone(),
-                user: me.user.clone(),
-            });
+        let row = protocol::row_value(stored, &profiles, config.display_offset, &urls);
+        let mut frames: HashMap<SendFrame, String> = HashMap::new();
+        for k in needed {
+            let frame = match k {
+                SendFrame::Message { senders, ack } => protocol::message_frame(
+                    if senders { &peer } else { &me.user },
+                    &row,
+                    if senders { unread_mine } else { unread_theirs },
+                    stored.client_msg_id.as_deref().filter(|_| ack),
+                ),
+                SendFrame::History { senders, ack } => frame_for(
+                    config,
+                    page.as_ref()
+                        .expect("a page was read for conversation connections"),
+                    PageExtras {
+                        peer: Some(if senders { &peer } else { &me.user }),
+                        message: Some(stored),
+                        client_msg_id: stored.client_msg_id.as_deref().filter(|_| ack),
+                        urls: Some(&urls),
+                        ..PageExtras::default()
+                    },
+                ),
+            };
+            frames.insert(k, frame);
         }
-        let urls = self.sign(page.messages.iter().chain([stored])).await?;
-        let extras = PageExtras {
-            message: Some(stored),
-            urls: Some(&urls),
-            ..PageExtras::default()
-        };
-        let plain = frame_for(config, &page, extras);
-        let ack = frame_for(
-            config,
-            &page,
-            PageExtras {
-                client_msg_id: stored.client_msg_id.as_deref(),
-                ..extras
-            },
-        );
         let (delivered, gone) = self
             .poster
-            .fan_out(&peers, |p| {
-                if p.connection_id == me.connection_id {
-                    &ack
-                } else {
-                    &plain
-                }
-            })
+            .fan_out(&me.app_sid, &audience, |p| &frames[&kind(p)])
             .await;
         tracing::info!(
             connection_id = %me.connection_id,
@@ -436,12 +663,14 @@ where
             duplicate,
             delivered,
             gone,
+            retries,
             "message sent"
         );
         Ok(FrameOutcome::Sent {
             duplicate,
             delivered,
             gone,
+            retries,
         })
     }
 }
@@ -457,7 +686,7 @@ pub async fn on_frame<S, N, O>(
     now_ms: i64,
 ) -> Result<FrameOutcome>
 where
-    S: ConnectionLookup + ConnectionRemove + MessageStore,
+    S: FrameStore,
     N: Notifier,
     O: MediaObjects + MediaSigner,
 {
@@ -471,24 +700,34 @@ where
             return Ok(FrameOutcome::Rejected(rej.error));
         }
     };
-    let echo = request.echo();
-    let me = match deps.store.get(connection_id, now_ms / 1000).await {
+    let echo = &request.echo();
+    let internal = |e: crate::Error| async move {
+        let (code, msg) = e.client_view();
+        reply(protocol::error_frame(code, msg, echo)).await;
+        Err(e)
+    };
+    let mut me = match deps.store.get(connection_id, now_ms / 1000).await {
         Ok(Some(me)) => me,
         Ok(None) => {
             reply(protocol::error_frame(
                 "not_connected",
                 "this connection is not registered; reconnect",
-                &echo,
+                &request.echo(),
             ))
             .await;
             return Ok(FrameOutcome::UnknownConnection);
         }
-        Err(e) => {
-            let (code, msg) = e.client_view();
-            reply(protocol::error_frame(code, msg, &echo)).await;
-            return Err(e);
-        }
+        Err(e) => return internal(e).await,
     };
+    if !me.registered {
+        // A connection made before the registries existed: enter it once, so that the other
+        // user's sends find it too (it sends a ping at least every 9 minutes).
+        me.registered = true;
+        let (entered, marked) = futures::join!(deps.store.enroll(&me), deps.store.register(&me));
+        if let Err(e) = entered.and(marked) {
+            return internal(e).await;
+        }
+    }
     let ctx = FrameCtx {
         deps,
         me,
@@ -498,14 +737,10 @@ where
     match ctx.dispatch(request).await {
         Ok(outcome) => Ok(outcome),
         Err(Refusal::Client(code, msg)) => {
-            reply(protocol::error_frame(code, &msg, &echo)).await;
+            reply(protocol::error_frame(code, &msg, echo)).await;
             Ok(FrameOutcome::Rejected(code))
         }
-        Err(Refusal::Internal(e)) => {
-            let (code, msg) = e.client_view();
-            reply(protocol::error_frame(code, msg, &echo)).await;
-            Err(e)
-        }
+        Err(Refusal::Internal(e)) => internal(e).await,
     }
 }
 
@@ -518,13 +753,14 @@ fn frame_for(config: &Config, page: &Page, extras: PageExtras<'_>) -> String {
     )
 }
 
-/// Posts frames, removing the records of connections API Gateway reports gone.
+/// Posts frames, removing the records and registry entries of connections API Gateway reports
+/// gone.
 struct Poster<'a, S, N> {
     store: &'a S,
     notifier: &'a N,
-    /// Only records of connections made before this (epoch ms) are removed on a 410: API
-    /// Gateway also answers 410 while a connection's `$connect` is still running, and that
-    /// connection's brand-new record must survive.
+    /// Only connections made before this (epoch ms) are removed on a 410: API Gateway also
+    /// answers 410 while a connection's `$connect` is still running, and that connection's
+    /// brand-new record must survive.
     gone_before_ms: i64,
 }
 
@@ -547,13 +783,14 @@ impl<'a, S: ConnectionRemove, N: Notifier> Poster<'a, S, N> {
     /// Posts to every peer, a bounded number at a time. Returns (delivered, not delivered).
     async fn fan_out<'f>(
         &self,
+        app_sid: &str,
         peers: &[Peer],
         frame: impl Fn(&Peer) -> &'f String,
     ) -> (usize, usize) {
         let outcomes: Vec<bool> = futures::stream::iter(peers)
             .map(|p| {
                 let frame = frame(p);
-                async move { self.post(&p.connection_id, frame).await }
+                async move { self.deliver(app_sid, p, frame).await }
             })
             .buffer_unordered(FANOUT_CONCURRENCY)
             .collect()
@@ -562,16 +799,29 @@ impl<'a, S: ConnectionRemove, N: Notifier> Poster<'a, S, N> {
         (delivered, peers.len() - delivered)
     }
 
-    /// Posts one frame. A 410 removes exactly that connection's record (if it is older than
-    /// the grace period); any other failure is logged and left alone (the message is stored;
-    /// the client gets it with its next sync). Returns whether the frame was delivered.
+    /// Posts one frame to a connection not (yet) known to be anyone's: a failure is logged.
     async fn post(&self, connection_id: &str, frame: &str) -> bool {
+        match self.notifier.post(connection_id, frame).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(connection_id, error = %e, "post to an unknown connection failed");
+                false
+            }
+        }
+    }
+
+    /// Posts one frame. A 410 removes exactly that connection's record and registry entry (if
+    /// it is older than the grace period); any other failure is logged and left alone (what
+    /// changed is stored; the client sees it with its next sync). Returns whether the frame
+    /// was delivered.
+    async fn deliver(&self, app_sid: &str, peer: &Peer, frame: &str) -> bool {
+        let connection_id = peer.connection_id();
         match self.notifier.post(connection_id, frame).await {
             Ok(()) => true,
             Err(PostError::Gone) => {
                 match self
                     .store
-                    .remove_gone(connection_id, self.gone_before_ms)
+                    .remove_gone(app_sid, peer, self.gone_before_ms)
                     .await
                 {
                     Ok(true) => tracing::info!(connection_id, "removed a gone connection"),
@@ -591,6 +841,9 @@ impl<'a, S: ConnectionRemove, N: Notifier> Poster<'a, S, N> {
         }
     }
 }
+
+#[path = "chat_inbox.rs"]
+mod inbox_frames;
 
 #[cfg(test)]
 #[path = "chat_tests.rs"]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::auth::{mint, Claims};
 use crate::fakes::{config, FakeMedia, FakeNotifier, FakeStore};
+use crate::model::Conversation;
 use serde_json::Value;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -50,19 +51,47 @@ impl World {
         }
     }
 
+    /// A conversation connection (the seed's kind), made now.
     async fn connect_as(&self, cid: &str, app: &str, user: &str, friend: &str) -> ConnectOutcome {
-        let t = token(user, app, now() / 1000 + 600);
+        self.connect_at(cid, app, user, Some(friend), now()).await
+    }
+
+    /// A user connection, made now.
+    async fn connect_user(&self, cid: &str, app: &str, user: &str) -> ConnectOutcome {
+        self.connect_at(cid, app, user, None, now()).await
+    }
+
+    async fn connect_at(
+        &self,
+        cid: &str,
+        app: &str,
+        user: &str,
+        friend: Option<&str>,
+        at: i64,
+    ) -> ConnectOutcome {
+        // Tokens are checked against the real clock.
+        let t = token(user, app, at.max(now()) / 1000 + 600);
         let req = ConnectRequest {
             connection_id: cid,
             userphone: Some(user),
-            friendphone: Some(friend),
+            friendphone: friend,
             app_sid: Some(app),
             token: Some(&t),
-            now_ms: now(),
+            now_ms: at,
         };
-        connect(&self.deps.store, &self.verifier, &self.deps.config, &req)
-            .await
-            .unwrap()
+        self.handshake(&req).await
+    }
+
+    async fn handshake(&self, req: &ConnectRequest<'_>) -> ConnectOutcome {
+        connect(
+            &self.deps.store,
+            &self.deps.notifier,
+            &self.verifier,
+            &self.deps.config,
+            req,
+        )
+        .await
+        .unwrap()
     }
 
     async fn frame(&self, cid: &str, body: &str) -> Result<FrameOutcome> {
@@ -144,9 +173,7 @@ async fn handshake_parameters_are_checked_before_the_token() {
         ),
     ];
     for (req, status) in cases {
-        let out = connect(&w.deps.store, &w.verifier, &w.deps.config, &req)
-            .await
-            .unwrap();
+        let out = w.handshake(&req).await;
         assert_eq!(out.status(), status, "{req:?}");
     }
     // THEN nothing was stored for any refused handshake
@@ -185,9 +212,7 @@ async fn forged_expired_and_mismatched_tokens_are_refused() {
             token: Some(t),
             now_ms: now(),
         };
-        let out = connect(&w.deps.store, &w.verifier, &w.deps.config, &req)
-            .await
-            .unwrap();
+        let out = w.handshake(&req).await;
         assert_eq!(out.status(), status);
     }
     assert!(!w.deps.store.has_connection("c1"));
@@ -203,9 +228,10 @@ async fn an_accepted_handshake_records_identity_profile_and_ttl() {
     let s = w.deps.store.state.lock().unwrap();
     let r = &s.connections["c1"];
     assert_eq!(
-        (r.user.as_str(), r.friend.as_str(), r.app_sid.as_str()),
-        ("111", "222", "app")
+        (r.user.as_str(), r.friend.as_deref(), r.app_sid.as_str()),
+        ("111", Some("222"), "app")
     );
+    assert!(r.registered);
     assert_eq!(r.profile.name, "name-111");
     assert_eq!(
         r.expires_at,
@@ -215,10 +241,14 @@ async fn an_accepted_handshake_records_identity_profile_and_ttl() {
         r.expires_at - now() / 1000 > 2 * 3600,
         "outlives API Gateway's 2 h cap"
     );
+    let conversation = Conversation::new("app", "111", "222");
     assert_eq!(
-        s.profiles[&(r.conversation().key(), "111".to_string())].avatar,
+        s.profiles[&(conversation.key(), "111".to_string())].avatar,
         "https://img/111.png"
     );
+    let registry = &s.registries[&("app".to_string(), "111".to_string())];
+    assert_eq!(registry.entries, vec![r.registry_entry()]);
+    assert_eq!(registry.profile.as_ref().unwrap().name, "name-111");
 }
 
 #[tokio::test]
@@ -242,7 +272,8 @@ async fn a_send_reaches_every_device_of_both_users_and_nobody_else() {
         FrameOutcome::Sent {
             duplicate: false,
             delivered: 3,
-            gone: 0
+            gone: 0,
+            retries: 0,
         }
     );
     for quiet in ["c1", "a-other", "x1"] {
@@ -370,9 +401,7 @@ async fn a_gone_peer_loses_its_record_and_other_failures_do_not_fail_the_send() 
         token: Some(&fresh),
         now_ms: later,
     };
-    connect(&w.deps.store, &w.verifier, &w.deps.config, &req)
-        .await
-        .unwrap();
+    w.handshake(&req).await;
     for id in ["b1", "b3"] {
         w.deps.notifier.gone.lock().unwrap().insert(id.into());
     }
@@ -384,7 +413,8 @@ async fn a_gone_peer_loses_its_record_and_other_failures_do_not_fail_the_send() 
         FrameOutcome::Sent {
             duplicate: false,
             delivered: 1,
-            gone: 3
+            gone: 3,
+            retries: 0,
         }
     );
     // THEN exactly the old gone connection's record is deleted — not the sender's, not the
@@ -726,4 +756,526 @@ async fn twenty_media_rows_still_fit_the_frame_budget() {
         .unwrap()
         .iter()
         .all(|r| r["media"]["thumb_url"].is_string()));
+}
+
+// ---------------------------------------------------------------- inbox
+
+impl World {
+    fn with_config(f: impl FnOnce(&mut Config)) -> Self {
+        let mut w = World::new();
+        f(&mut w.deps.config);
+        w
+    }
+
+    /// Frames posted to `cid` since the last clear, parsed.
+    fn frames(&self, cid: &str) -> Vec<Value> {
+        self.deps.notifier.frames_to(cid)
+    }
+
+    fn types(&self, cid: &str) -> Vec<String> {
+        self.frames(cid)
+            .iter()
+            .map(|f| f["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+fn send_to(to: &str, cmid: &str, text: &str) -> String {
+    serde_json::json!({"action":"send","to":to,"client_msg_id":cmid,"chat_type":0,"chat_content":text})
+        .to_string()
+}
+
+fn frame(v: Value) -> String {
+    v.to_string()
+}
+
+#[tokio::test]
+async fn a_url_without_friendphone_opens_a_user_connection() {
+    // GIVEN a handshake without friendphone
+    let w = World::new();
+    // WHEN it is made
+    assert_eq!(
+        w.connect_user("u1", "app", "111").await,
+        ConnectOutcome::Accepted
+    );
+    // THEN the record has no friend, the registry lists it as a user connection, and no
+    // conversation got a profile
+    let s = w.deps.store.state.lock().unwrap();
+    assert_eq!(s.connections["u1"].friend, None);
+    let reg = &s.registries[&("app".to_string(), "111".to_string())];
+    assert!(reg.entries[0].is_user_connection());
+    assert_eq!(reg.profile.as_ref().unwrap().name, "name-111");
+    assert!(s.profiles.is_empty());
+}
+
+#[tokio::test]
+async fn a_user_connection_must_name_its_peer_and_a_conversation_connection_only_its_friend() {
+    let w = World::new();
+    w.connect_user("u1", "app", "111").await;
+    w.connect_as("c1", "app", "111", "222").await;
+    for (cid, body) in [
+        ("u1", frame(serde_json::json!({"action":"sync"}))),
+        ("u1", frame(serde_json::json!({"action":"sync","to":"111"}))),
+        ("u1", frame(serde_json::json!({"action":"sync","to":"a#b"}))),
+        ("u1", frame(serde_json::json!({"action":"history","to":7}))),
+        ("u1", send("k1", "no peer")),
+        ("u1", frame(serde_json::json!({"action":"typing"}))),
+        ("c1", frame(serde_json::json!({"action":"sync","to":"333"}))),
+        ("c1", send_to("333", "k2", "elsewhere")),
+    ] {
+        // WHEN a frame names no peer, itself, a malformed one, or not the connection's friend
+        assert_eq!(
+            w.frame(cid, &body).await.unwrap(),
+            FrameOutcome::Rejected("bad_peer"),
+            "{cid} {body}"
+        );
+        assert_eq!(w.last_to(cid)["error"], "bad_peer");
+    }
+    // THEN nothing was stored; naming the friend on the conversation connection is fine
+    assert_eq!(w.deps.store.message_count(), 0);
+    let f = w.frame("c1", &send_to("222", "k3", "ok")).await.unwrap();
+    assert!(matches!(f, FrameOutcome::Sent { .. }));
+    w.frame(
+        "u1",
+        &frame(serde_json::json!({"action":"sync","to":"222"})),
+    )
+    .await
+    .unwrap();
+    let sync = w.last_to("u1");
+    assert_eq!(
+        (sync["type"].as_str(), sync["peer"].as_str()),
+        (Some("history"), Some("222"))
+    );
+    assert_eq!(sync["data"][0]["content"], "ok");
+}
+
+#[tokio::test]
+async fn a_send_tells_user_connections_with_unread_counts_and_this_conversations_pages() {
+    // GIVEN A on two user connections and a conversation connection with B; B on a user
+    // connection and a conversation connection with A; A's conversation connection with C;
+    // and C
+    let w = World::new();
+    w.connect_user("a-u1", "app", "111").await;
+    w.connect_user("a-u2", "app", "111").await;
+    w.connect_as("a-c", "app", "111", "222").await;
+    w.connect_as("a-c3", "app", "111", "333").await;
+    w.connect_user("b-u", "app", "222").await;
+    w.connect_as("b-c", "app", "222", "111").await;
+    w.connect_user("c-u", "app", "333").await;
+    // WHEN A sends twice from a user connection
+    w.frame("a-u1", &send_to("222", "m1", "one")).await.unwrap();
+    let out = w.frame("a-u1", &send_to("222", "m2", "two")).await.unwrap();
+    // THEN six connections got it each time: both users' user connections and this
+    // conversation's connections
+    assert_eq!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: false,
+            delivered: 5,
+            gone: 0,
+            retries: 0
+        }
+    );
+    let ack = w.last_to("a-u1");
+    assert_eq!(ack["type"], "message");
+    assert_eq!(ack["peer"], "222");
+    assert_eq!(ack["client_msg_id"], "m2");
+    assert_eq!(ack["unread"], 0);
+    assert_eq!(ack["message"]["content"], "two");
+    assert_eq!(ack["message"]["username"], "name-111");
+    let other_device = w.last_to("a-u2");
+    assert_eq!(other_device["type"], "message");
+    assert!(other_device.get("client_msg_id").is_none());
+    let at_b = w.last_to("b-u");
+    assert_eq!(
+        (at_b["peer"].as_str(), at_b["unread"].as_i64()),
+        (Some("111"), Some(2))
+    );
+    assert_eq!(at_b["message"]["friendname"], "name-222");
+    for cid in ["a-c", "b-c"] {
+        let f = w.last_to(cid);
+        assert_eq!(f["type"], "history", "{cid}");
+        assert_eq!(contents_of(&f), ["one", "two"]);
+        assert_eq!(f["message"]["content"], "two");
+    }
+    assert_eq!(w.last_to("a-c")["peer"], "222");
+    assert_eq!(w.last_to("b-c")["peer"], "111");
+    // AND the conversation connection elsewhere and the third user heard nothing
+    assert!(w.frames("a-c3").is_empty());
+    assert!(w.frames("c-u").is_empty());
+    // AND the entries count: A sent 2, B has 2 unread
+    let a = w.deps.store.entry("app", "111", "222").unwrap();
+    let b = w.deps.store.entry("app", "222", "111").unwrap();
+    assert_eq!((a.sent, a.unread(), b.peer_sent, b.unread()), (2, 0, 2, 2));
+    assert_eq!(a.ver, b.ver);
+}
+
+fn contents_of(f: &Value) -> Vec<String> {
+    f["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_duplicate_send_changes_no_counter() {
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.frame("a", &send_to("222", "same", "once")).await.unwrap();
+    let before = w.deps.store.entry("app", "222", "111").unwrap();
+    let out = w.frame("a", &send_to("222", "same", "once")).await.unwrap();
+    assert!(matches!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: true,
+            ..
+        }
+    ));
+    assert_eq!(w.deps.store.entry("app", "222", "111").unwrap(), before);
+    assert_eq!(w.last_to("b")["unread"], 1, "told again, still one unread");
+    assert_eq!(w.last_to("a")["client_msg_id"], "same");
+}
+
+#[tokio::test]
+async fn a_send_that_loses_races_retries_and_reports_them() {
+    // GIVEN two concurrent sends that win first
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.deps.store.conflict_next(2);
+    // WHEN A sends THEN it is stored once, after two retries
+    let out = w.frame("a", &send_to("222", "k", "hi")).await.unwrap();
+    assert_eq!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: false,
+            delivered: 1,
+            gone: 0,
+            retries: 2
+        }
+    );
+    assert_eq!(w.deps.store.message_count(), 1);
+    // AND a send that keeps losing gives up with an internal error and stores nothing
+    w.deps.store.conflict_next(MAX_SEND_RETRIES + 1);
+    assert!(w.frame("a", &send_to("222", "k2", "no")).await.is_err());
+    assert_eq!(w.last_to("a")["error"], "internal");
+    assert_eq!(w.deps.store.message_count(), 1);
+}
+
+#[tokio::test]
+async fn over_the_cap_the_oldest_connection_is_closed_and_expired_ones_pruned() {
+    // GIVEN a cap of 2 and a user with one expired and two live connections
+    let w = World::with_config(|c| c.max_connections_per_user = 2);
+    let t0 = now() - 3_600_000;
+    w.connect_at("expired", "app", "111", None, t0 - 10_000_000)
+        .await;
+    w.connect_at("old", "app", "111", None, t0).await;
+    w.connect_at("mid", "app", "111", Some("222"), t0 + 1).await;
+    assert_eq!(
+        w.deps.store.registered("app", "111"),
+        ["old", "mid"],
+        "expired pruned"
+    );
+    assert!(w.deps.notifier.closed.lock().unwrap().is_empty());
+    // WHEN a third live connection is made
+    w.connect_user("new", "app", "111").await;
+    // THEN the oldest is closed and out of the registry; the others stay
+    assert_eq!(*w.deps.notifier.closed.lock().unwrap(), ["old"]);
+    assert_eq!(w.deps.store.registered("app", "111"), ["mid", "new"]);
+    // AND a message to the user reaches the two that remain, not the closed one
+    w.connect_user("b", "app", "222").await;
+    w.deps.notifier.clear();
+    w.frame("b", &send_to("111", "k", "hi")).await.unwrap();
+    assert!(w.frames("old").is_empty());
+    assert_eq!(w.types("new"), ["message"]);
+    assert_eq!(w.types("mid"), ["history"]);
+}
+
+#[tokio::test]
+async fn disconnect_and_410_take_connections_out_of_the_registry() {
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_at("b-old", "app", "222", None, now() - 60_000)
+        .await;
+    w.connect_user("b-new", "app", "222").await;
+    disconnect(&w.deps.store, "b-new").await.unwrap();
+    assert_eq!(w.deps.store.registered("app", "222"), ["b-old"]);
+    w.deps.notifier.gone.lock().unwrap().insert("b-old".into());
+    let out = w.frame("a", &send_to("222", "k", "hi")).await.unwrap();
+    assert!(matches!(out, FrameOutcome::Sent { gone: 1, .. }));
+    assert!(w.deps.store.registered("app", "222").is_empty());
+    assert!(!w.deps.store.has_connection("b-old"));
+}
+
+#[tokio::test]
+async fn a_connection_from_before_the_registry_joins_it_with_its_next_frame() {
+    // GIVEN a record written before registries existed
+    let w = World::new();
+    w.connect_as("legacy", "app", "222", "111").await;
+    {
+        let mut s = w.deps.store.state.lock().unwrap();
+        s.connections.get_mut("legacy").unwrap().registered = false;
+        s.registries.clear();
+    }
+    w.connect_user("a", "app", "111").await;
+    // WHEN it pings THEN it is in the registry and hears the next message
+    w.frame("legacy", r#"{"action":"ping"}"#).await.unwrap();
+    assert_eq!(w.deps.store.registered("app", "222"), ["legacy"]);
+    w.frame("a", &send_to("222", "k", "found you"))
+        .await
+        .unwrap();
+    assert_eq!(contents_of(&w.last_to("legacy")), ["found you"]);
+}
+
+#[tokio::test]
+async fn the_conversation_list_is_by_last_activity_with_unread_counts_and_pages() {
+    // GIVEN B, C and D each wrote to A, D last, and A answered C
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    for (i, (cid, user)) in [("b", "222"), ("c", "333"), ("d", "444")]
+        .iter()
+        .enumerate()
+    {
+        w.connect_user(cid, "app", user).await;
+        for j in 0..=i {
+            let body = send_to("111", &format!("{cid}{j}"), &format!("from {user} #{j}"));
+            w.frame_at(cid, &body, now() + (i * 10 + j) as i64)
+                .await
+                .unwrap();
+        }
+    }
+    w.frame_at("a", &send_to("333", "a1", "hi C"), now() + 100)
+        .await
+        .unwrap();
+    // WHEN A lists two at a time
+    w.frame("a", r#"{"action":"conversations","limit":2}"#)
+        .await
+        .unwrap();
+    let first = w.last_to("a");
+    // THEN C (answered last) comes first with no unread, then D with 3, and a cursor
+    assert_eq!(first["type"], "conversations");
+    let peers: Vec<&str> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, ["333", "444"]);
+    assert_eq!(first["data"][0]["unread"], 0);
+    assert_eq!(first["data"][0]["last"]["content"], "hi C");
+    assert_eq!(first["data"][0]["last"]["username"], "name-111");
+    assert_eq!(first["data"][0]["peername"], "name-333");
+    assert_eq!(first["data"][1]["unread"], 3);
+    assert_eq!(first["data"][1]["peer_read_id"], Value::Null);
+    assert_eq!(first["has_more"], true);
+    // AND the next page is B, the end
+    let next = serde_json::json!({"action":"conversations","limit":2,"before":first["cursor"]});
+    w.frame("a", &next.to_string()).await.unwrap();
+    let second = w.last_to("a");
+    assert_eq!(second["data"][0]["peer"], "222");
+    assert_eq!(second["data"][0]["unread"], 1);
+    assert_eq!(
+        (second["has_more"].as_bool(), second["cursor"].is_null()),
+        (Some(false), true)
+    );
+    // AND a cursor not handed out is refused
+    w.frame("a", r#"{"action":"conversations","before":"yesterday"}"#)
+        .await
+        .unwrap();
+    assert_eq!(w.last_to("a")["error"], "bad_cursor");
+}
+
+#[tokio::test]
+async fn read_moves_forward_only_clears_unread_and_sends_a_receipt() {
+    // GIVEN B sent A three messages; A on a user connection and B's conversation; B on a
+    // user connection and a conversation connection
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_as("a-c", "app", "111", "222").await;
+    w.connect_user("b", "app", "222").await;
+    w.connect_as("b-c", "app", "222", "111").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        w.frame("b", &send_to("111", &format!("k{i}"), &format!("m{i}")))
+            .await
+            .unwrap();
+        ids.push(w.last_to("b")["message"]["id"].as_str().unwrap().to_owned());
+    }
+    w.deps.notifier.clear();
+    // WHEN A reads up to the second
+    let read = |id: &str| serde_json::json!({"action":"read","to":"222","id":id}).to_string();
+    assert_eq!(
+        w.frame("a", &read(&ids[1])).await.unwrap(),
+        FrameOutcome::Read { moved: true }
+    );
+    // THEN A's user connection gets the entry with one unread, B's user connection a receipt,
+    // and the conversation connections nothing
+    let entry = w.last_to("a");
+    assert_eq!(entry["type"], "conversation");
+    assert_eq!(
+        (
+            entry["data"]["peer"].as_str(),
+            entry["data"]["unread"].as_i64()
+        ),
+        (Some("222"), Some(1))
+    );
+    assert_eq!(
+        w.last_to("b"),
+        serde_json::json!({"code":1,"type":"read","peer":"111","id":ids[1]})
+    );
+    assert!(w.frames("a-c").is_empty() && w.frames("b-c").is_empty());
+    assert_eq!(
+        w.deps
+            .store
+            .entry("app", "222", "111")
+            .unwrap()
+            .peer_read_id
+            .as_deref(),
+        Some(ids[1].as_str())
+    );
+    // WHEN A reads the first again (from the conversation connection): nothing moves back
+    w.deps.notifier.clear();
+    assert_eq!(
+        w.frame("a-c", &read(&ids[0])).await.unwrap(),
+        FrameOutcome::Read { moved: false }
+    );
+    assert_eq!(
+        w.last_to("a-c")["data"]["unread"],
+        1,
+        "the asker is answered"
+    );
+    assert!(w.frames("b").is_empty(), "no receipt for nothing new");
+    // WHEN A reads the last THEN nothing is unread
+    w.frame("a", &read(&ids[2])).await.unwrap();
+    assert_eq!(w.last_to("a")["data"]["unread"], 0);
+    assert_eq!(w.deps.store.entry("app", "111", "222").unwrap().unread(), 0);
+    // AND an unknown id, a malformed one
+    let unknown = crate::model::new_message_id(now());
+    assert_eq!(
+        w.frame("a", &read(&unknown)).await.unwrap(),
+        FrameOutcome::Rejected("not_found")
+    );
+    assert_eq!(
+        w.frame("a", r#"{"action":"read","to":"222","id":"x"}"#)
+            .await
+            .unwrap(),
+        FrameOutcome::Rejected("bad_id")
+    );
+}
+
+#[tokio::test]
+async fn typing_reaches_the_peers_user_connections_at_most_every_two_seconds() {
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.connect_as("b-c", "app", "222", "111").await;
+    w.connect_user("c", "app", "333").await;
+    let typing = r#"{"action":"typing","to":"222"}"#;
+    let t = now() + 1000;
+    assert_eq!(
+        w.frame_at("a", typing, t).await.unwrap(),
+        FrameOutcome::Typed { relayed: true }
+    );
+    assert_eq!(
+        w.frame_at("a", typing, t + 1500).await.unwrap(),
+        FrameOutcome::Typed { relayed: false }
+    );
+    assert_eq!(
+        w.frame_at("a", typing, t + 2000).await.unwrap(),
+        FrameOutcome::Typed { relayed: true }
+    );
+    assert_eq!(
+        w.frames("b"),
+        vec![serde_json::json!({"code":1,"type":"typing","peer":"111"}); 2]
+    );
+    assert!(
+        w.frames("b-c").is_empty(),
+        "conversation connections get only history"
+    );
+    assert!(w.frames("a").is_empty(), "no answer to the typer");
+    assert!(w.frames("c").is_empty());
+    assert_eq!(w.deps.store.message_count(), 0);
+}
+
+#[tokio::test]
+async fn a_recall_inside_the_window_changes_the_row_everywhere() {
+    // GIVEN A sent an uploaded image to B, seen on user and conversation connections
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.connect_as("b-c", "app", "222", "111").await;
+    let key = w.ticket_key("a", 1, "image/jpeg", 100).await;
+    w.deps.media.objects.put(&key, "image/jpeg", 100);
+    let mut body: Value = serde_json::from_str(&media_send("m1", 1, &key, None)).unwrap();
+    body["to"] = "222".into();
+    w.frame("a", &body.to_string()).await.unwrap();
+    let id = w.last_to("a")["message"]["id"].as_str().unwrap().to_owned();
+    w.deps.notifier.clear();
+    // WHEN A recalls it
+    let recall = serde_json::json!({"action":"recall","to":"222","id":id}).to_string();
+    assert_eq!(w.frame("a", &recall).await.unwrap(), FrameOutcome::Recalled);
+    // THEN user connections get a recall frame, the conversation connection a page whose row
+    // is recalled, and every later read shows it recalled
+    assert_eq!(
+        w.last_to("a"),
+        serde_json::json!({"code":1,"type":"recall","peer":"222","id":id})
+    );
+    assert_eq!(
+        w.last_to("b"),
+        serde_json::json!({"code":1,"type":"recall","peer":"111","id":id})
+    );
+    let page = w.last_to("b-c");
+    assert_eq!(page["type"], "history");
+    let row = &page["data"][0];
+    assert_eq!(
+        (row["recalled"].as_bool(), row["content"].as_str()),
+        (Some(true), Some(""))
+    );
+    assert!(row.get("media").is_none());
+    w.frame("b", r#"{"action":"sync","to":"111"}"#)
+        .await
+        .unwrap();
+    assert_eq!(w.last_to("b")["data"][0]["recalled"], true);
+    w.frame("b", r#"{"action":"conversations"}"#).await.unwrap();
+    let last = &w.last_to("b")["data"][0]["last"];
+    assert_eq!(
+        (last["recalled"].as_bool(), last["content"].as_str()),
+        (Some(true), Some(""))
+    );
+    // AND recalling again is harmless
+    assert_eq!(w.frame("a", &recall).await.unwrap(), FrameOutcome::Recalled);
+}
+
+#[tokio::test]
+async fn a_recall_of_anothers_an_old_or_an_unknown_message_is_refused() {
+    let w = World::with_config(|c| c.recall_window_secs = 60);
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.frame("b", &send_to("111", "k1", "theirs")).await.unwrap();
+    let theirs = w.last_to("b")["message"]["id"].as_str().unwrap().to_owned();
+    w.frame("a", &send_to("222", "k2", "mine")).await.unwrap();
+    let mine = w.last_to("a")["message"]["id"].as_str().unwrap().to_owned();
+    let recall = |id: &str| serde_json::json!({"action":"recall","to":"222","id":id}).to_string();
+    for (id, at, code) in [
+        (theirs.as_str(), now() + 1000, "not_yours"),
+        (mine.as_str(), now() + 61_001, "recall_window_passed"),
+        (
+            &crate::model::new_message_id(now()),
+            now() + 1000,
+            "not_found",
+        ),
+    ] {
+        assert_eq!(
+            w.frame_at("a", &recall(id), at).await.unwrap(),
+            FrameOutcome::Rejected(code)
+        );
+        assert_eq!(w.last_to("a")["error"], code);
+    }
+    // AND nothing changed
+    w.frame("a", r#"{"action":"sync","to":"222"}"#)
+        .await
+        .unwrap();
+    assert_eq!(contents_of(&w.last_to("a")), ["theirs", "mine"]);
 }

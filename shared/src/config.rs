@@ -64,6 +64,10 @@ pub struct Config {
     /// A connection younger than this is not removed on a 410 (it may still be in
     /// `$connect`, which API Gateway also answers with 410). The integration timeout is 29 s.
     pub gone_grace_secs: i64,
+    /// Live connections one user may hold; `$connect` closes the oldest over it.
+    pub max_connections_per_user: usize,
+    /// How long after sending a message its sender may recall it.
+    pub recall_window_secs: i64,
     pub limits: Limits,
     /// Media types, sizes and URL lifetimes.
     pub media: MediaLimits,
@@ -197,6 +201,8 @@ impl Config {
             display_offset,
             connection_ttl_secs: number("CONNECTION_TTL_SECONDS", 7500, 60, 86400)? as i64,
             gone_grace_secs: number("GONE_GRACE_SECONDS", 30, 0, 600)? as i64,
+            max_connections_per_user: number("MAX_CONNECTIONS_PER_USER", 20, 1, 100)?,
+            recall_window_secs: number("RECALL_WINDOW_SECONDS", 120, 1, 86400)? as i64,
             limits,
             media,
             media_bucket: get("MEDIA_BUCKET").filter(|v| !v.trim().is_empty()),
@@ -273,6 +279,8 @@ mod tests {
         assert!(c.require_media_bucket().is_err());
         assert_eq!(c.media, MediaLimits::default());
         assert!(!c.s3_force_path_style);
+        assert_eq!(c.max_connections_per_user, 20);
+        assert_eq!(c.recall_window_secs, 120);
     }
 
     #[test]
@@ -310,6 +318,9 @@ mod tests {
             ("MAX_IMAGE_BYTES", "0"),
             ("UPLOAD_TICKET_SECONDS", "5"),
             ("S3_FORCE_PATH_STYLE", "yes"),
+            ("MAX_CONNECTIONS_PER_USER", "0"),
+            ("MAX_CONNECTIONS_PER_USER", "101"),
+            ("RECALL_WINDOW_SECONDS", "0"),
         ] {
             let mut pairs = TABLES.to_vec();
             pairs.push((k, v));

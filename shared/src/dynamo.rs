@@ -1,16 +1,29 @@
 //! DynamoDB adapters for the storage ports. Item layouts (see also docs/architecture.md):
 //!
 //! Connections table, key `connection_id`:
-//!   `conversation` (key of the `by_conversation` index), `app_sid`, `user`, `friend`, `name`,
-//!   `avatar`, `connected_at` (ms), `expires_at` (s, the table's TTL attribute).
+//! - connection record: `app_sid`, `user`, `friend` (conversation connections only), `name`,
+//!   `avatar`, `connected_at` (ms), `expires_at` (s, the table's TTL attribute), `reg` (true
+//!   once it is in its user's registry), `typing_at` (ms, the typing throttle). Records written
+//!   before the registry existed also carry `conversation`, the key of the `by_conversation`
+//!   index, which nothing reads any more.
+//! - registry: `connection_id` = `r#<app>#<user>` (API Gateway's ids never contain `#`);
+//!   `conns` = map of connection id → `{kind: "user"|"conversation", friend?, at, exp}`;
+//!   `name`, `avatar` (the profile of the user's latest handshake), `user`, `app_sid`. No TTL:
+//!   expired entries are ignored and pruned at the user's next `$connect`.
 //!
 //! Messages table, key (`pk`, `sk`):
 //! - message: `pk` = conversation key, `sk` = `m#<ulid>`; `sender`, `receiver`, `app_sid`,
-//!   `chat_type`, `content`, `created_at`, `client_msg_id`?; for uploaded media also
+//!   `chat_type`, `content`, `created_at`, `client_msg_id`?, `seq`? (the sender's count; absent
+//!   on messages from before conversation entries), `recalled`?; for uploaded media also
 //!   `media_type`, `media_size`, `media_w`?, `media_h`?, `poster`? (`content` is then the key).
 //! - profile: `pk` = conversation key, `sk` = `p#<account>`; `name`, `avatar`.
 //! - idempotency marker: `pk` = `d#<conversation key>#<sender>#<client_msg_id>`, `sk` = `d`;
 //!   a copy of the message it guards, so a duplicate is answered without another read.
+//! - conversation entry: `pk` = `i#<app>#<user>`, `sk` = `c#<peer>`; `last` (a map with the
+//!   last message's attributes), `updated_at`, `sent`, `peer_sent`, `read_seq`,
+//!   `peer_read_id`?, `peer_read_seq`?, `ver`, `peer_name`, `peer_avatar`, `user`, `peer`, and
+//!   the keys of the sparse `by_activity` index: `inbox` (= `pk`) and `activity`
+//!   (`<updated_at, 15 digits>#<peer>`).
 //!
 //! Inside a conversation partition `m#…` sorts before `p#…` and nothing sorts before `m#`, so
 //! "latest page plus profiles" is one descending Query over `[m#, p$]`, and "older than
@@ -19,21 +32,30 @@
 use crate::error::{Error, Result};
 use crate::media::MediaInfo;
 use crate::model::{
-    Appended, ChatType, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
+    ChatType, Committed, ConnectionRecord, Conversation, Cursor, Entry, ListCursor, ListPage,
+    Message, Page, Peer, Profile, Registry, RegistryEntry, SendCommit, Snapshot,
 };
 use crate::ports::{
-    ConnectionLookup, ConnectionRegister, ConnectionRemove, MessageStore, ProfileWrite,
+    ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MessageStore, ProfileWrite,
+    TypingThrottle,
 };
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, Select, TransactWriteItem,
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    Select, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 
-/// Name of the connections table's index by conversation (declared in template.yaml).
+/// Name of the connections table's index by conversation (declared in template.yaml; no longer
+/// written or read: receivers come from the registries).
 pub const BY_CONVERSATION_INDEX: &str = "by_conversation";
+/// Name of the messages table's sparse index of conversation entries by last activity.
+pub const BY_ACTIVITY_INDEX: &str = "by_activity";
+/// Attempts at a `BatchGetItem` whose keys come back unprocessed (throttling).
+const BATCH_GET_ATTEMPTS: usize = 4;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -55,11 +77,31 @@ impl DynamoStore {
     }
 }
 
+/// Any SDK error as a storage failure.
+fn ddb<E, R>(e: SdkError<E, R>) -> Error
+where
+    aws_sdk_dynamodb::Error: From<SdkError<E, R>>,
+{
+    Error::from(aws_sdk_dynamodb::Error::from(e))
+}
+
+/// Whether an SDK error is a failed condition (an expected outcome, not a fault).
+fn condition_failed<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    matches!(e, SdkError::ServiceError(ctx) if ctx.err().code() == Some("ConditionalCheckFailedException"))
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
 fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn nu(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -79,6 +121,10 @@ fn get_s_or_empty(item: &Item, k: &str) -> String {
     }
 }
 
+fn get_opt_s(item: &Item, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
 fn get_n(item: &Item, k: &str) -> Result<i64> {
     match item.get(k) {
         Some(AttributeValue::N(v)) => v
@@ -90,15 +136,50 @@ fn get_n(item: &Item, k: &str) -> Result<i64> {
     }
 }
 
+fn get_u_or_zero(item: &Item, k: &str) -> Result<u64> {
+    match item.get(k) {
+        None => Ok(0),
+        Some(_) => u64::try_from(get_n(item, k)?)
+            .map_err(|_| Error::Corrupt(format!("attribute {k} is negative"))),
+    }
+}
+
 const MESSAGE_PREFIX: &str = "m#";
 const PROFILE_PREFIX: &str = "p#";
 /// Upper bound of the "messages and profiles" range (`$` sorts just after `#`).
 const PROFILE_RANGE_END: &str = "p$";
+/// Media attributes a recall removes (from a message and from an entry's `last`).
+const MEDIA_ATTRIBUTES: [&str; 5] = ["media_type", "media_size", "media_w", "media_h", "poster"];
+
+fn message_sk(id: &str) -> String {
+    format!("{MESSAGE_PREFIX}{id}")
+}
+
+fn profile_sk(user: &str) -> String {
+    format!("{PROFILE_PREFIX}{user}")
+}
+
+/// Key of `user`'s entry for the conversation with `peer`.
+fn entry_key(app_sid: &str, user: &str, peer: &str) -> Item {
+    Item::from([
+        ("pk".into(), s(inbox_key(app_sid, user))),
+        ("sk".into(), s(format!("c#{peer}"))),
+    ])
+}
+
+fn inbox_key(app_sid: &str, user: &str) -> String {
+    format!("i#{app_sid}#{user}")
+}
+
+/// Key of `user`'s registry in the connections table.
+fn registry_id(app_sid: &str, user: &str) -> String {
+    format!("r#{app_sid}#{user}")
+}
 
 fn message_item(m: &Message) -> Item {
     let mut item = message_attributes(m);
     item.insert("pk".into(), s(m.conversation().key()));
-    item.insert("sk".into(), s(format!("{MESSAGE_PREFIX}{}", m.id)));
+    item.insert("sk".into(), s(message_sk(&m.id)));
     item
 }
 
@@ -114,6 +195,12 @@ fn message_attributes(m: &Message) -> Item {
     ]);
     if let Some(c) = &m.client_msg_id {
         item.insert("client_msg_id".into(), s(c));
+    }
+    if let Some(seq) = m.seq {
+        item.insert("seq".into(), nu(seq));
+    }
+    if m.recalled {
+        item.insert("recalled".into(), AttributeValue::Bool(true));
     }
     if let Some(media) = &m.media {
         item.insert("media_type".into(), s(&media.content_type));
@@ -148,7 +235,7 @@ fn media_from(item: &Item) -> Result<Option<MediaInfo>> {
             .map_err(|_| Error::Corrupt("attribute media_size is negative".into()))?,
         width: dim("media_w")?,
         height: dim("media_h")?,
-        poster: item.get("poster").and_then(|v| v.as_s().ok()).cloned(),
+        poster: get_opt_s(item, "poster"),
     }))
 }
 
@@ -162,11 +249,13 @@ fn message_from(item: &Item) -> Result<Message> {
             .ok_or_else(|| Error::Corrupt("unknown chat_type".into()))?,
         content: get_s(item, "content")?,
         created_at_ms: get_n(item, "created_at")?,
-        client_msg_id: item
-            .get("client_msg_id")
-            .and_then(|v| v.as_s().ok())
-            .cloned(),
+        client_msg_id: get_opt_s(item, "client_msg_id"),
         media: media_from(item)?,
+        seq: match item.get("seq") {
+            None => None,
+            Some(_) => Some(get_u_or_zero(item, "seq")?),
+        },
+        recalled: matches!(item.get("recalled"), Some(AttributeValue::Bool(true))),
     })
 }
 
@@ -195,6 +284,92 @@ fn is_message(item: &Item) -> bool {
     matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk.starts_with(MESSAGE_PREFIX))
 }
 
+fn entry_from(item: &Item) -> Result<Entry> {
+    let last = match item.get("last") {
+        Some(AttributeValue::M(m)) => Some(message_from(m)?),
+        _ => None,
+    };
+    Ok(Entry {
+        user: get_s(item, "user")?,
+        peer: get_s(item, "peer")?,
+        last,
+        updated_at_ms: get_n(item, "updated_at")?,
+        sent: get_u_or_zero(item, "sent")?,
+        peer_sent: get_u_or_zero(item, "peer_sent")?,
+        read_seq: get_u_or_zero(item, "read_seq")?,
+        peer_read_id: get_opt_s(item, "peer_read_id"),
+        peer_profile: Profile {
+            name: get_s_or_empty(item, "peer_name"),
+            avatar: get_s_or_empty(item, "peer_avatar"),
+        },
+        ver: get_u_or_zero(item, "ver")?,
+    })
+}
+
+fn record_from(item: &Item) -> Result<ConnectionRecord> {
+    Ok(ConnectionRecord {
+        connection_id: get_s(item, "connection_id")?,
+        app_sid: get_s(item, "app_sid")?,
+        user: get_s(item, "user")?,
+        friend: get_opt_s(item, "friend"),
+        profile: Profile {
+            name: get_s_or_empty(item, "name"),
+            avatar: get_s_or_empty(item, "avatar"),
+        },
+        connected_at_ms: get_n(item, "connected_at")?,
+        expires_at: get_n(item, "expires_at")?,
+        registered: matches!(item.get("reg"), Some(AttributeValue::Bool(true))),
+    })
+}
+
+fn registry_entry_value(e: &RegistryEntry) -> AttributeValue {
+    let mut m = Item::from([
+        (
+            "kind".into(),
+            s(if e.friend.is_some() {
+                "conversation"
+            } else {
+                "user"
+            }),
+        ),
+        ("at".into(), n(e.connected_at_ms)),
+        ("exp".into(), n(e.expires_at)),
+    ]);
+    if let Some(f) = &e.friend {
+        m.insert("friend".into(), s(f));
+    }
+    AttributeValue::M(m)
+}
+
+fn registry_from(item: &Item) -> Result<Registry> {
+    let mut entries = Vec::new();
+    if let Some(AttributeValue::M(conns)) = item.get("conns") {
+        for (cid, v) in conns {
+            let AttributeValue::M(e) = v else {
+                return Err(Error::Corrupt("registry entry is not a map".into()));
+            };
+            entries.push(RegistryEntry {
+                connection_id: cid.clone(),
+                friend: get_opt_s(e, "friend"),
+                connected_at_ms: get_n(e, "at")?,
+                expires_at: get_n(e, "exp")?,
+            });
+        }
+    }
+    entries.sort_by(|a, b| {
+        (a.connected_at_ms, &a.connection_id).cmp(&(b.connected_at_ms, &b.connection_id))
+    });
+    let profile = item.contains_key("name").then(|| Profile {
+        name: get_s_or_empty(item, "name"),
+        avatar: get_s_or_empty(item, "avatar"),
+    });
+    Ok(Registry {
+        user: get_s(item, "user")?,
+        profile,
+        entries,
+    })
+}
+
 /// Newest-first items → oldest-first page of at most `limit`.
 fn page_from(newest_first: Vec<Message>, limit: usize, profiles: HashMap<String, Profile>) -> Page {
     let has_more = newest_first.len() > limit;
@@ -209,57 +384,185 @@ fn page_from(newest_first: Vec<Message>, limit: usize, profiles: HashMap<String,
 
 impl ConnectionRegister for DynamoStore {
     async fn register(&self, r: &ConnectionRecord) -> Result<()> {
-        self.client
+        let mut put = self
+            .client
             .put_item()
             .table_name(&self.connections_table)
             .item("connection_id", s(&r.connection_id))
-            .item("conversation", s(r.conversation().key()))
             .item("app_sid", s(&r.app_sid))
             .item("user", s(&r.user))
-            .item("friend", s(&r.friend))
             .item("name", s(&r.profile.name))
             .item("avatar", s(&r.profile.avatar))
             .item("connected_at", n(r.connected_at_ms))
             .item("expires_at", n(r.expires_at))
+            .item("reg", AttributeValue::Bool(r.registered));
+        if let Some(friend) = &r.friend {
+            put = put.item("friend", s(friend));
+        }
+        put.send().await.map_err(ddb)?;
+        Ok(())
+    }
+
+    async fn enroll(&self, r: &ConnectionRecord) -> Result<Registry> {
+        // `SET conns.#c` needs the map to exist and cannot be combined with creating it, so a
+        // user's very first connection takes a second write; a lost race just goes round again.
+        for _ in 0..3 {
+            let update = self
+                .client
+                .update_item()
+                .table_name(&self.connections_table)
+                .key("connection_id", s(registry_id(&r.app_sid, &r.user)))
+                .expression_attribute_names("#name", "name")
+                .expression_attribute_names("#user", "user")
+                .expression_attribute_values(":name", s(&r.profile.name))
+                .expression_attribute_values(":avatar", s(&r.profile.avatar))
+                .expression_attribute_values(":user", s(&r.user))
+                .expression_attribute_values(":app", s(&r.app_sid))
+                .return_values(ReturnValue::AllNew);
+            let added = update
+                .clone()
+                .update_expression(
+                    "SET conns.#c = :e, #name = :name, avatar = :avatar, #user = :user, app_sid = :app",
+                )
+                .condition_expression("attribute_exists(conns)")
+                .expression_attribute_names("#c", &r.connection_id)
+                .expression_attribute_values(":e", registry_entry_value(&r.registry_entry()))
+                .send()
+                .await;
+            match added {
+                Ok(out) => return registry_from(&out.attributes.unwrap_or_default()),
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(ddb(e)),
+            }
+            let conns = AttributeValue::M(Item::from([(
+                r.connection_id.clone(),
+                registry_entry_value(&r.registry_entry()),
+            )]));
+            let created = update
+                .update_expression(
+                    "SET conns = :conns, #name = :name, avatar = :avatar, #user = :user, app_sid = :app",
+                )
+                .condition_expression("attribute_not_exists(conns)")
+                .expression_attribute_values(":conns", conns)
+                .send()
+                .await;
+            match created {
+                Ok(out) => return registry_from(&out.attributes.unwrap_or_default()),
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(ddb(e)),
+            }
+        }
+        Err(Error::Contention("registry"))
+    }
+
+    async fn prune(&self, app_sid: &str, user: &str, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.connections_table)
+            .key("connection_id", s(registry_id(app_sid, user)))
+            .condition_expression("attribute_exists(conns)");
+        let mut paths = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            update = update.expression_attribute_names(format!("#c{i}"), id);
+            paths.push(format!("conns.#c{i}"));
+        }
+        match update
+            .update_expression(format!("REMOVE {}", paths.join(", ")))
             .send()
             .await
-            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(ddb(e)),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Takes one connection out of a registry if the entry is still the one made at
+    /// `connected_at_ms` (and, with `before_ms`, older than that). Whether it was there.
+    async fn unregister(
+        &self,
+        app_sid: &str,
+        user: &str,
+        connection_id: &str,
+        connected_at_ms: i64,
+        before_ms: Option<i64>,
+    ) -> Result<bool> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.connections_table)
+            .key("connection_id", s(registry_id(app_sid, user)))
+            .update_expression("REMOVE conns.#c")
+            .expression_attribute_names("#c", connection_id)
+            // `at` is one of DynamoDB's reserved words.
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":at", n(connected_at_ms));
+        update = match before_ms {
+            Some(cutoff) => update
+                .condition_expression("conns.#c.#at = :at AND conns.#c.#at < :cutoff")
+                .expression_attribute_values(":cutoff", n(cutoff)),
+            None => update.condition_expression("conns.#c.#at = :at"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(ddb(e)),
+        }
     }
 }
 
 impl ConnectionRemove for DynamoStore {
     async fn remove(&self, connection_id: &str) -> Result<()> {
-        self.client
-            .delete_item()
-            .table_name(&self.connections_table)
-            .key("connection_id", s(connection_id))
-            .send()
-            .await
-            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
-        Ok(())
-    }
-
-    async fn remove_gone(&self, connection_id: &str, connected_before_ms: i64) -> Result<bool> {
-        let result = self
+        let out = self
             .client
             .delete_item()
             .table_name(&self.connections_table)
             .key("connection_id", s(connection_id))
-            .condition_expression("connected_at < :cutoff")
-            .expression_attribute_values(":cutoff", n(connected_before_ms))
+            .return_values(ReturnValue::AllOld)
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            // Absent, or too young to be judged gone.
-            Err(SdkError::ServiceError(ctx))
-                if ctx.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(false)
+            .await
+            .map_err(ddb)?;
+        if let Some(old) = out.attributes.filter(|a| a.contains_key("user")) {
+            let r = record_from(&old)?;
+            if r.registered {
+                self.unregister(&r.app_sid, &r.user, connection_id, r.connected_at_ms, None)
+                    .await?;
             }
-            Err(e) => Err(Error::from(aws_sdk_dynamodb::Error::from(e))),
         }
+        Ok(())
+    }
+
+    async fn remove_gone(&self, app_sid: &str, peer: &Peer, before_ms: i64) -> Result<bool> {
+        let id = peer.connection_id();
+        let record = self
+            .client
+            .delete_item()
+            .table_name(&self.connections_table)
+            .key("connection_id", s(id))
+            .condition_expression("connected_at < :cutoff")
+            .expression_attribute_values(":cutoff", n(before_ms))
+            .send();
+        let entry = self.unregister(
+            app_sid,
+            &peer.user,
+            id,
+            peer.connection.connected_at_ms,
+            Some(before_ms),
+        );
+        let (record, entry) = futures::join!(record, entry);
+        let record = match record {
+            Ok(_) => true,
+            // Absent, or too young to be judged gone.
+            Err(e) if condition_failed(&e) => false,
+            Err(e) => return Err(ddb(e)),
+        };
+        Ok(record || entry?)
     }
 }
 
@@ -273,53 +576,50 @@ impl ConnectionLookup for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
+            .map_err(ddb)?;
         let Some(item) = out.item else {
             return Ok(None);
         };
-        let record = ConnectionRecord {
-            connection_id: get_s(&item, "connection_id")?,
-            app_sid: get_s(&item, "app_sid")?,
-            user: get_s(&item, "user")?,
-            friend: get_s(&item, "friend")?,
-            profile: Profile {
-                name: get_s_or_empty(&item, "name"),
-                avatar: get_s_or_empty(&item, "avatar"),
-            },
-            connected_at_ms: get_n(&item, "connected_at")?,
-            expires_at: get_n(&item, "expires_at")?,
-        };
+        let record = record_from(&item)?;
         // TTL deletion lags by up to days: an expired record is already dead.
         Ok((record.expires_at > now_s).then_some(record))
     }
 
-    async fn in_conversation(&self, conversation: &Conversation, now_s: i64) -> Result<Vec<Peer>> {
+    async fn registry(&self, app_sid: &str, user: &str) -> Result<Option<Registry>> {
         let out = self
             .client
-            .query()
+            .get_item()
             .table_name(&self.connections_table)
-            .index_name(BY_CONVERSATION_INDEX)
-            .key_condition_expression("conversation = :c")
-            .filter_expression("expires_at > :now")
-            .expression_attribute_values(":c", s(conversation.key()))
-            .expression_attribute_values(":now", n(now_s))
+            .key("connection_id", s(registry_id(app_sid, user)))
+            .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
-        if out.last_evaluated_key.is_some() {
-            // 1 MB of index entries is thousands of connections for two people.
-            tracing::warn!(conversation = %conversation.key(), "connection list truncated at 1 MB");
+            .map_err(ddb)?;
+        out.item.as_ref().map(registry_from).transpose()
+    }
+}
+
+impl TypingThrottle for DynamoStore {
+    async fn claim_typing(&self, connection_id: &str, now_ms: i64, gap_ms: i64) -> Result<bool> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.connections_table)
+            .key("connection_id", s(connection_id))
+            .update_expression("SET typing_at = :now")
+            .condition_expression(
+                "attribute_exists(connection_id) AND \
+                 (attribute_not_exists(typing_at) OR typing_at <= :cutoff)",
+            )
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":cutoff", n(now_ms - gap_ms))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(ddb(e)),
         }
-        out.items
-            .unwrap_or_default()
-            .iter()
-            .map(|item| {
-                Ok(Peer {
-                    connection_id: get_s(item, "connection_id")?,
-                    user: get_s(item, "user")?,
-                })
-            })
-            .collect()
     }
 }
 
@@ -332,89 +632,184 @@ impl ProfileWrite for DynamoStore {
     ) -> Result<()> {
         self.client
             .put_item()
+            .set_item(Some(self.profile_put(conversation, user, p)))
             .table_name(&self.messages_table)
-            .item("pk", s(conversation.key()))
-            .item("sk", s(format!("{PROFILE_PREFIX}{user}")))
-            .item("name", s(&p.name))
-            .item("avatar", s(&p.avatar))
             .send()
             .await
-            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
+            .map_err(ddb)?;
         Ok(())
     }
 }
 
+impl DynamoStore {
+    fn profile_put(&self, conversation: &Conversation, user: &str, p: &Profile) -> Item {
+        Item::from([
+            ("pk".into(), s(conversation.key())),
+            ("sk".into(), s(profile_sk(user))),
+            ("name".into(), s(&p.name)),
+            ("avatar".into(), s(&p.avatar)),
+        ])
+    }
+
+    /// One `BatchGetItem` over both tables, consistent, with unprocessed keys asked again a
+    /// bounded number of times (they come back only under throttling).
+    async fn batch_get(&self, messages: Vec<Item>, connections: Vec<Item>) -> Result<Vec<Item>> {
+        let mut request: HashMap<String, KeysAndAttributes> = HashMap::new();
+        for (table, keys) in [
+            (&self.messages_table, messages),
+            (&self.connections_table, connections),
+        ] {
+            if !keys.is_empty() {
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(Error::store)?;
+                request.insert(table.clone(), ka);
+            }
+        }
+        let mut items = Vec::new();
+        for attempt in 0..BATCH_GET_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+            let out = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(request))
+                .send()
+                .await
+                .map_err(ddb)?;
+            for (_, table_items) in out.responses.unwrap_or_default() {
+                items.extend(table_items);
+            }
+            request = out.unprocessed_keys.unwrap_or_default();
+            if request.is_empty() {
+                return Ok(items);
+            }
+        }
+        Err(Error::Contention("batch read"))
+    }
+}
+
 impl MessageStore for DynamoStore {
-    async fn append(&self, m: &Message) -> Result<Appended> {
+    async fn snapshot(
+        &self,
+        conversation: &Conversation,
+        me: &str,
+        message_id: Option<&str>,
+    ) -> Result<Snapshot> {
+        let app = &conversation.app_sid;
+        let [a, b] = conversation.members();
+        let peer = if a == me { b } else { a };
+        let key = |pk: String, sk: String| Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))]);
+        let mut messages = vec![
+            entry_key(app, me, peer),
+            entry_key(app, peer, me),
+            key(conversation.key(), profile_sk(me)),
+            key(conversation.key(), profile_sk(peer)),
+        ];
+        if let Some(id) = message_id {
+            messages.push(key(conversation.key(), message_sk(id)));
+        }
+        let connections = [me, peer]
+            .iter()
+            .map(|u| Item::from([("connection_id".into(), s(registry_id(app, u)))]))
+            .collect();
+        let items = self.batch_get(messages, connections).await?;
+        let mut snap = Snapshot::default();
+        let mine_pk = inbox_key(app, me);
+        for item in &items {
+            if item.contains_key("connection_id") {
+                snap.registries.push(registry_from(item)?);
+            } else if is_message(item) {
+                snap.message = Some(message_from(item)?);
+            } else if let Some((user, p)) = profile_entry(item) {
+                snap.profiles.insert(user, p);
+            } else if item.get("pk").and_then(|v| v.as_s().ok()) == Some(&mine_pk) {
+                snap.mine = Some(entry_from(item)?);
+            } else {
+                snap.theirs = Some(entry_from(item)?);
+            }
+        }
+        Ok(snap)
+    }
+
+    async fn commit_send(&self, c: &SendCommit) -> Result<Committed> {
+        let m = &c.message;
         let put_message = Put::builder()
             .table_name(&self.messages_table)
             .set_item(Some(message_item(m)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(Error::store)?;
-        let Some(client_msg_id) = &m.client_msg_id else {
-            // Without a client_msg_id (the seed's client) there is nothing to deduplicate on.
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.messages_table)
-                .set_item(Some(message_item(m)))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            return match put {
-                Ok(_) => Ok(Appended::Stored(m.clone())),
-                // The id is fresh from this invocation: the item can only exist because an
-                // SDK retry follows an attempt that succeeded but whose answer was lost.
-                Err(SdkError::ServiceError(ctx))
-                    if ctx.err().is_conditional_check_failed_exception() =>
-                {
-                    Ok(Appended::Stored(m.clone()))
-                }
-                Err(e) => Err(Error::from(aws_sdk_dynamodb::Error::from(e))),
-            };
+        let mut items = vec![TransactWriteItem::builder().put(put_message).build()];
+        let marker_at = match &m.client_msg_id {
+            None => None,
+            Some(client_msg_id) => {
+                let mut marker = message_attributes(m);
+                marker.insert("pk".into(), s(dedup_key(m, client_msg_id)));
+                marker.insert("sk".into(), s("d"));
+                let put_marker = Put::builder()
+                    .table_name(&self.messages_table)
+                    .set_item(Some(marker))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .map_err(Error::store)?;
+                items.push(TransactWriteItem::builder().put(put_marker).build());
+                Some(items.len() - 1)
+            }
         };
-        let mut marker = message_attributes(m);
-        marker.insert("pk".into(), s(dedup_key(m, client_msg_id)));
-        marker.insert("sk".into(), s("d"));
-        let put_marker = Put::builder()
-            .table_name(&self.messages_table)
-            .set_item(Some(marker))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(Error::store)?;
+        items.push(self.entry_update(&c.sender, c.sender_was, true)?);
+        items.push(self.entry_update(&c.receiver, c.receiver_was, false)?);
+        let conversation = m.conversation();
+        for (user, p) in &c.profiles {
+            let put = Put::builder()
+                .table_name(&self.messages_table)
+                .set_item(Some(self.profile_put(&conversation, user, p)))
+                .build()
+                .map_err(Error::store)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
         let result = self
             .client
             .transact_write_items()
             // SDK retries of this very call are idempotent for 10 minutes.
             .client_request_token(&m.id)
-            .transact_items(TransactWriteItem::builder().put(put_message).build())
-            .transact_items(TransactWriteItem::builder().put(put_marker).build())
+            .set_transact_items(Some(items))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Appended::Stored(m.clone())),
-            Err(SdkError::ServiceError(ctx)) => match ctx.err() {
-                TransactWriteItemsError::TransactionCanceledException(tc) => {
-                    let reasons = tc.cancellation_reasons();
-                    let marker_reason = reasons.get(1);
-                    if marker_reason.and_then(|r| r.code()) != Some("ConditionalCheckFailed") {
-                        return Err(Error::store(aws_sdk_dynamodb::Error::from(
-                            SdkError::ServiceError(ctx),
-                        )));
-                    }
-                    match marker_reason.and_then(|r| r.item()) {
-                        Some(old) => Ok(Appended::Duplicate(message_from(old)?)),
-                        None => self.read_marker(m, client_msg_id).await,
-                    }
-                }
-                _ => Err(Error::store(aws_sdk_dynamodb::Error::from(
-                    SdkError::ServiceError(ctx),
-                ))),
-            },
-            Err(e) => Err(Error::from(aws_sdk_dynamodb::Error::from(e))),
+        let ctx = match result {
+            Ok(_) => return Ok(Committed::Stored),
+            Err(SdkError::ServiceError(ctx)) => ctx,
+            Err(e) => return Err(ddb(e)),
+        };
+        let TransactWriteItemsError::TransactionCanceledException(tc) = ctx.err() else {
+            return Err(ddb(SdkError::ServiceError(ctx)));
+        };
+        let reasons = tc.cancellation_reasons();
+        let code = |i: usize| reasons.get(i).and_then(|r| r.code());
+        if let Some(i) = marker_at.filter(|i| code(*i) == Some("ConditionalCheckFailed")) {
+            let client_msg_id = m.client_msg_id.as_deref().unwrap_or_default();
+            return match reasons[i].item() {
+                Some(old) => Ok(Committed::Duplicate(Box::new(message_from(old)?))),
+                None => self.read_marker(m, client_msg_id).await,
+            };
         }
+        // An entry's version moved, a concurrent transaction holds an item, or a concurrent
+        // send made the same next id: nothing was written; read again.
+        if reasons.iter().any(|r| {
+            matches!(
+                r.code(),
+                Some("ConditionalCheckFailed" | "TransactionConflict")
+            )
+        }) {
+            return Ok(Committed::Conflict);
+        }
+        Err(ddb(SdkError::ServiceError(ctx)))
     }
 
     async fn latest(&self, conversation: &Conversation, limit: usize) -> Result<Page> {
@@ -434,7 +829,7 @@ impl MessageStore for DynamoStore {
             .limit(i32::try_from(limit + 3).unwrap_or(i32::MAX))
             .send()
             .await
-            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
+            .map_err(ddb)?;
         let mut profiles = HashMap::new();
         let mut newest_first = Vec::new();
         for item in out.items.unwrap_or_default() {
@@ -445,6 +840,35 @@ impl MessageStore for DynamoStore {
             }
         }
         Ok(page_from(newest_first, limit, profiles))
+    }
+
+    async fn latest_through(
+        &self,
+        conversation: &Conversation,
+        through: &str,
+        limit: usize,
+    ) -> Result<Page> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.messages_table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(conversation.key()))
+            .expression_attribute_values(":lo", s(MESSAGE_PREFIX))
+            .expression_attribute_values(":hi", s(message_sk(through)))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(ddb)?;
+        let newest_first = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(message_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_from(newest_first, limit, HashMap::new()))
     }
 
     async fn before(
@@ -459,7 +883,7 @@ impl MessageStore for DynamoStore {
             .table_name(&self.messages_table)
             .key_condition_expression("pk = :pk AND sk < :before")
             .expression_attribute_values(":pk", s(conversation.key()))
-            .expression_attribute_values(":before", s(format!("{MESSAGE_PREFIX}{before}")))
+            .expression_attribute_values(":before", s(message_sk(before.as_str())))
             .scan_index_forward(false)
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
             .send();
@@ -472,9 +896,9 @@ impl MessageStore for DynamoStore {
             .expression_attribute_values(":p", s(PROFILE_PREFIX))
             .send();
         let (out, profiles) = futures::join!(query, profiles);
-        let out = out.map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
+        let out = out.map_err(ddb)?;
         let profiles = profiles
-            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?
+            .map_err(ddb)?
             .items
             .unwrap_or_default()
             .iter()
@@ -492,8 +916,75 @@ impl MessageStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// The update of one entry inside a send's transaction. Each side writes only what the
+    /// send decides, so a concurrent `read` (which moves `read_seq` / `peer_read_id` without
+    /// touching `ver`) is never overwritten with an older value.
+    fn entry_update(&self, e: &Entry, was: Option<u64>, sender: bool) -> Result<TransactWriteItem> {
+        let last = e.last.as_ref().ok_or_else(|| {
+            Error::Corrupt("an entry written by a send has a last message".into())
+        })?;
+        let app = &last.app_sid;
+        let mut set = vec![
+            "ver = :ver",
+            "#last = :last",
+            "updated_at = :updated",
+            "inbox = :inbox",
+            "activity = :activity",
+            "peer_name = :pname",
+            "peer_avatar = :pavatar",
+            "#user = :user",
+            "peer = :peer",
+        ];
+        let mut values = Item::from([
+            (":ver".into(), nu(e.ver)),
+            (":last".into(), AttributeValue::M(message_attributes(last))),
+            (":updated".into(), n(e.updated_at_ms)),
+            (":inbox".into(), s(inbox_key(app, &e.user))),
+            (":activity".into(), s(e.activity())),
+            (":pname".into(), s(&e.peer_profile.name)),
+            (":pavatar".into(), s(&e.peer_profile.avatar)),
+            (":user".into(), s(&e.user)),
+            (":peer".into(), s(&e.peer)),
+            (":zero".into(), nu(0)),
+        ]);
+        if sender {
+            set.extend([
+                "sent = :sent",
+                "read_seq = :read",
+                "peer_sent = if_not_exists(peer_sent, :zero)",
+            ]);
+            values.insert(":sent".into(), nu(e.sent));
+            values.insert(":read".into(), nu(e.read_seq));
+        } else {
+            set.extend([
+                "peer_sent = :psent",
+                "sent = if_not_exists(sent, :zero)",
+                "read_seq = if_not_exists(read_seq, :zero)",
+            ]);
+            values.insert(":psent".into(), nu(e.peer_sent));
+        }
+        let condition = match was {
+            Some(v) => {
+                values.insert(":was".into(), nu(v));
+                "ver = :was"
+            }
+            None => "attribute_not_exists(pk)",
+        };
+        let update = Update::builder()
+            .table_name(&self.messages_table)
+            .set_key(Some(entry_key(app, &e.user, &e.peer)))
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(condition)
+            .expression_attribute_names("#last", "last")
+            .expression_attribute_names("#user", "user")
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(Error::store)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     /// Fallback for a duplicate whose cancellation reason carried no item.
-    async fn read_marker(&self, m: &Message, client_msg_id: &str) -> Result<Appended> {
+    async fn read_marker(&self, m: &Message, client_msg_id: &str) -> Result<Committed> {
         let out = self
             .client
             .get_item()
@@ -503,11 +994,163 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::from(aws_sdk_dynamodb::Error::from(e)))?;
+            .map_err(ddb)?;
         let item = out
             .item
             .ok_or_else(|| Error::Corrupt("duplicate marker vanished".into()))?;
-        Ok(Appended::Duplicate(message_from(&item)?))
+        Ok(Committed::Duplicate(Box::new(message_from(&item)?)))
+    }
+}
+
+impl Inbox for DynamoStore {
+    async fn list(
+        &self,
+        app_sid: &str,
+        user: &str,
+        before: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.messages_table)
+            .index_name(BY_ACTIVITY_INDEX)
+            .expression_attribute_values(":inbox", s(inbox_key(app_sid, user)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
+        query = match before {
+            Some(c) => query
+                .key_condition_expression("inbox = :inbox AND activity < :before")
+                .expression_attribute_values(":before", s(c.as_str())),
+            None => query.key_condition_expression("inbox = :inbox"),
+        };
+        let out = query.send().await.map_err(ddb)?;
+        let mut entries = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(entry_from)
+            .collect::<Result<Vec<_>>>()?;
+        let has_more = entries.len() > limit;
+        entries.truncate(limit);
+        Ok(ListPage { entries, has_more })
+    }
+
+    async fn mark_read(&self, user: &str, m: &Message) -> Result<(Option<Entry>, bool)> {
+        let (app, peer) = (&m.app_sid, &m.sender);
+        let seq = m.seq.unwrap_or(0);
+        let mine = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .set_key(Some(entry_key(app, user, peer)))
+            .update_expression("SET read_seq = :seq")
+            .condition_expression("attribute_exists(ver) AND read_seq < :seq")
+            .expression_attribute_values(":seq", nu(seq))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send();
+        let theirs = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .set_key(Some(entry_key(app, peer, user)))
+            .update_expression("SET peer_read_id = :id, peer_read_seq = :seq")
+            .condition_expression(
+                "attribute_exists(ver) AND \
+                 (attribute_not_exists(peer_read_seq) OR peer_read_seq < :seq)",
+            )
+            .expression_attribute_values(":seq", nu(seq))
+            .expression_attribute_values(":id", s(&m.id))
+            .send();
+        let (mine, theirs) = futures::join!(mine, theirs);
+        match theirs {
+            Ok(_) => {}
+            Err(e) if condition_failed(&e) => {}
+            Err(e) => return Err(ddb(e)),
+        }
+        match mine {
+            Ok(out) => Ok((out.attributes.as_ref().map(entry_from).transpose()?, true)),
+            Err(SdkError::ServiceError(ctx))
+                if ctx.err().is_conditional_check_failed_exception() =>
+            {
+                let old = match ctx.err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
+                    _ => None,
+                };
+                Ok((old.map(entry_from).transpose()?, false))
+            }
+            Err(e) => Err(ddb(e)),
+        }
+    }
+
+    async fn recall(
+        &self,
+        conversation: &Conversation,
+        id: &str,
+        sender: &str,
+        not_before_ms: i64,
+        entry_users: &[String],
+    ) -> Result<bool> {
+        let remove_media = |prefix: &str| {
+            MEDIA_ATTRIBUTES
+                .iter()
+                .map(|a| format!("{prefix}{a}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let message = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("pk", s(conversation.key()))
+            .key("sk", s(message_sk(id)))
+            .update_expression(format!(
+                "SET recalled = :t, content = :empty REMOVE {}",
+                remove_media("")
+            ))
+            .condition_expression("sender = :sender AND created_at >= :nb")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":empty", s(""))
+            .expression_attribute_values(":sender", s(sender))
+            .expression_attribute_values(":nb", n(not_before_ms))
+            .send();
+        let [a, b] = conversation.members();
+        let entries = entry_users.iter().map(|user| {
+            let peer = if user == a { b } else { a };
+            self.client
+                .update_item()
+                .table_name(&self.messages_table)
+                .set_key(Some(entry_key(&conversation.app_sid, user, peer)))
+                .update_expression(format!(
+                    "SET #last.recalled = :t, #last.content = :empty REMOVE {}",
+                    remove_media("#last.")
+                ))
+                .condition_expression(
+                    "#last.id = :id AND #last.sender = :sender AND #last.created_at >= :nb",
+                )
+                .expression_attribute_names("#last", "last")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":empty", s(""))
+                .expression_attribute_values(":id", s(id))
+                .expression_attribute_values(":sender", s(sender))
+                .expression_attribute_values(":nb", n(not_before_ms))
+                .send()
+        });
+        let (message, entries) = futures::join!(message, futures::future::join_all(entries));
+        for e in entries {
+            match e {
+                Ok(_) => {}
+                // The entry has moved on to a newer message: nothing of it to recall.
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(ddb(e)),
+            }
+        }
+        match message {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(ddb(e)),
+        }
     }
 }
 
@@ -526,6 +1169,8 @@ mod tests {
             created_at_ms: 1_700_000_000_000,
             client_msg_id: cmid.map(str::to_owned),
             media: None,
+            seq: Some(3),
+            recalled: false,
         }
     }
 
@@ -543,7 +1188,16 @@ mod tests {
                 "m/i/0123456789abcdef0123456789abcdef/01HZ0000000000000000000001.jpg".into(),
             ),
         });
-        for m in [message(Some("k1")), message(None), uploaded] {
+        let old = Message {
+            seq: None,
+            ..message(None)
+        };
+        let recalled = Message {
+            recalled: true,
+            content: String::new(),
+            ..message(Some("k3"))
+        };
+        for m in [message(Some("k1")), message(None), uploaded, old, recalled] {
             let item = message_item(&m);
             assert_eq!(message_from(&item).unwrap(), m);
             assert_eq!(item["pk"].as_s().unwrap(), "c#app#a#b");
@@ -561,6 +1215,75 @@ mod tests {
         let p = format!("{PROFILE_PREFIX}zzzzzzzz");
         assert!(MESSAGE_PREFIX < m.as_str() && m.as_str() < p.as_str());
         assert!(p.as_str() < PROFILE_RANGE_END);
+    }
+
+    #[test]
+    fn an_entry_and_a_registry_survive_their_item_round_trips() {
+        // GIVEN an entry as a send writes it, and a registry with both kinds of connection
+        let e = Entry {
+            last: Some(message(Some("k"))),
+            updated_at_ms: 1_700_000_000_000,
+            sent: 3,
+            peer_sent: 9,
+            read_seq: 4,
+            peer_read_id: Some("01HZ0000000000000000000000".into()),
+            peer_profile: Profile {
+                name: "A".into(),
+                avatar: "https://a".into(),
+            },
+            ver: 12,
+            ..Entry::empty("b", "a")
+        };
+        let mut item = entry_key("app", "b", "a");
+        item.insert("user".into(), s("b"));
+        item.insert("peer".into(), s("a"));
+        item.insert(
+            "last".into(),
+            AttributeValue::M(message_attributes(e.last.as_ref().unwrap())),
+        );
+        for (k, v) in [
+            ("updated_at", 1_700_000_000_000i64),
+            ("sent", 3),
+            ("peer_sent", 9),
+            ("read_seq", 4),
+            ("ver", 12),
+        ] {
+            item.insert(k.into(), n(v));
+        }
+        item.insert("peer_read_id".into(), s("01HZ0000000000000000000000"));
+        item.insert("peer_name".into(), s("A"));
+        item.insert("peer_avatar".into(), s("https://a"));
+        assert_eq!(entry_from(&item).unwrap(), e);
+        let user = RegistryEntry {
+            connection_id: "L0SM9cOFvHcCIhw=".into(),
+            friend: None,
+            connected_at_ms: 1,
+            expires_at: 10,
+        };
+        let conv = RegistryEntry {
+            connection_id: "Zm9vYmFyYmF6cXV4=".into(),
+            friend: Some("a".into()),
+            connected_at_ms: 2,
+            expires_at: 20,
+        };
+        let registry = Item::from([
+            ("connection_id".into(), s(registry_id("app", "b"))),
+            ("user".into(), s("b")),
+            (
+                "conns".into(),
+                AttributeValue::M(Item::from([
+                    (conv.connection_id.clone(), registry_entry_value(&conv)),
+                    (user.connection_id.clone(), registry_entry_value(&user)),
+                ])),
+            ),
+        ]);
+        let r = registry_from(&registry).unwrap();
+        assert_eq!(r.entries, vec![user, conv], "oldest first");
+        assert_eq!(r.profile, None);
+        assert!(
+            registry_id("app", "b").contains('#'),
+            "never an API Gateway id"
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum Error {
     /// A stored item does not have the shape this code writes.
     #[error("corrupt item: {0}")]
     Corrupt(String),
+    /// Concurrent writers kept winning a bounded number of retries (what is named here).
+    #[error("contention: {0}")]
+    Contention(&'static str),
 }
 
 impl Error {

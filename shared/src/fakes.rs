@@ -1,21 +1,34 @@
-//! In-memory fakes of the ports, for unit tests of the domain flows and handlers.
+//! In-memory fakes of the ports, for unit tests of the domain flows and handlers. They keep
+//! the adapters' semantics: conditional writes, versions, registries, idempotency markers.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{
-    Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
+    Committed, ConnectionRecord, Conversation, Cursor, Entry, ListCursor, ListPage, Message, Page,
+    Peer, Profile, Registry, SendCommit, Snapshot,
 };
 use crate::ports::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
+type UserKey = (String, String);
+
 #[derive(Default)]
 pub struct State {
     pub connections: HashMap<String, ConnectionRecord>,
+    /// connection id → when its typing slot was last taken (ms)
+    pub typing_at: HashMap<String, i64>,
+    /// (app, user) → registry
+    pub registries: HashMap<UserKey, Registry>,
     /// conversation key → (message id → message)
     pub messages: HashMap<String, BTreeMap<String, Message>>,
     pub profiles: HashMap<(String, String), Profile>,
     pub dedup: HashMap<(String, String, String), Message>,
+    /// (app, user, peer) → entry, and the seq of the peer_read_id it holds
+    pub entries: HashMap<(String, String, String), (Entry, u64)>,
+    /// Sends to fail with a version conflict before any is written, as if a concurrent send
+    /// had won each time.
+    pub conflicts: usize,
     /// When set, every call fails like an unreachable database.
     pub down: bool,
 }
@@ -48,6 +61,47 @@ impl FakeStore {
     pub fn has_connection(&self, id: &str) -> bool {
         self.state.lock().unwrap().connections.contains_key(id)
     }
+    /// The connection ids in a user's registry.
+    pub fn registered(&self, app: &str, user: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .registries
+            .get(&(app.to_owned(), user.to_owned()))
+            .map(|r| r.entries.iter().map(|e| e.connection_id.clone()).collect())
+            .unwrap_or_default()
+    }
+    /// A user's entry for the conversation with `peer`.
+    pub fn entry(&self, app: &str, user: &str, peer: &str) -> Option<Entry> {
+        self.state
+            .lock()
+            .unwrap()
+            .entries
+            .get(&(app.to_owned(), user.to_owned(), peer.to_owned()))
+            .map(|(e, _)| e.clone())
+    }
+    /// Makes the next `n` sends meet a version conflict.
+    pub fn conflict_next(&self, n: usize) {
+        self.state.lock().unwrap().conflicts = n;
+    }
+}
+
+fn user_key(app: &str, user: &str) -> UserKey {
+    (app.to_owned(), user.to_owned())
+}
+
+fn entry_key(app: &str, user: &str, peer: &str) -> (String, String, String) {
+    (app.to_owned(), user.to_owned(), peer.to_owned())
+}
+
+fn unregister(s: &mut State, app: &str, user: &str, id: &str, pred: impl Fn(i64) -> bool) -> bool {
+    let Some(r) = s.registries.get_mut(&user_key(app, user)) else {
+        return false;
+    };
+    let before = r.entries.len();
+    r.entries
+        .retain(|e| !(e.connection_id == id && pred(e.connected_at_ms)));
+    r.entries.len() < before
 }
 
 impl ConnectionRegister for FakeStore {
@@ -56,16 +110,45 @@ impl ConnectionRegister for FakeStore {
             s.connections.insert(r.connection_id.clone(), r.clone());
         })
     }
+    async fn enroll(&self, r: &ConnectionRecord) -> Result<Registry> {
+        self.with(|s| {
+            let reg = s
+                .registries
+                .entry(user_key(&r.app_sid, &r.user))
+                .or_insert_with(|| Registry {
+                    user: r.user.clone(),
+                    ..Registry::default()
+                });
+            reg.entries.retain(|e| e.connection_id != r.connection_id);
+            reg.entries.push(r.registry_entry());
+            reg.entries.sort_by(|a, b| {
+                (a.connected_at_ms, &a.connection_id).cmp(&(b.connected_at_ms, &b.connection_id))
+            });
+            reg.profile = Some(r.profile.clone());
+            reg.clone()
+        })
+    }
+    async fn prune(&self, app: &str, user: &str, ids: &[String]) -> Result<()> {
+        self.with(|s| {
+            if let Some(r) = s.registries.get_mut(&user_key(app, user)) {
+                r.entries.retain(|e| !ids.contains(&e.connection_id));
+            }
+        })
+    }
 }
 
 impl ConnectionRemove for FakeStore {
     async fn remove(&self, id: &str) -> Result<()> {
         self.with(|s| {
-            s.connections.remove(id);
+            if let Some(r) = s.connections.remove(id) {
+                let at = r.connected_at_ms;
+                unregister(s, &r.app_sid, &r.user, id, |a| a == at);
+            }
         })
     }
-    async fn remove_gone(&self, id: &str, before_ms: i64) -> Result<bool> {
+    async fn remove_gone(&self, app: &str, peer: &Peer, before_ms: i64) -> Result<bool> {
         self.with(|s| {
+            let id = peer.connection_id();
             let stale = s
                 .connections
                 .get(id)
@@ -73,7 +156,9 @@ impl ConnectionRemove for FakeStore {
             if stale {
                 s.connections.remove(id);
             }
-            stale
+            let at = peer.connection.connected_at_ms;
+            let entry = unregister(s, app, &peer.user, id, |a| a == at && a < before_ms);
+            stale || entry
         })
     }
 }
@@ -87,19 +172,24 @@ impl ConnectionLookup for FakeStore {
                 .cloned()
         })
     }
-    async fn in_conversation(&self, c: &Conversation, now_s: i64) -> Result<Vec<Peer>> {
+    async fn registry(&self, app: &str, user: &str) -> Result<Option<Registry>> {
+        self.with(|s| s.registries.get(&user_key(app, user)).cloned())
+    }
+}
+
+impl TypingThrottle for FakeStore {
+    async fn claim_typing(&self, id: &str, now_ms: i64, gap_ms: i64) -> Result<bool> {
         self.with(|s| {
-            let mut peers: Vec<Peer> = s
-                .connections
-                .values()
-                .filter(|r| r.conversation() == *c && r.expires_at > now_s)
-                .map(|r| Peer {
-                    connection_id: r.connection_id.clone(),
-                    user: r.user.clone(),
-                })
-                .collect();
-            peers.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
-            peers
+            if !s.connections.contains_key(id) {
+                return false;
+            }
+            match s.typing_at.get(id) {
+                Some(at) if *at > now_ms - gap_ms => false,
+                _ => {
+                    s.typing_at.insert(id.to_owned(), now_ms);
+                    true
+                }
+            }
         })
     }
 }
@@ -133,21 +223,99 @@ fn page(s: &State, c: &Conversation, newest_first: Vec<Message>, limit: usize) -
 }
 
 impl MessageStore for FakeStore {
-    async fn append(&self, m: &Message) -> Result<Appended> {
+    async fn snapshot(&self, c: &Conversation, me: &str, id: Option<&str>) -> Result<Snapshot> {
         self.with(|s| {
+            let [a, b] = c.members();
+            let peer = if a == me { b } else { a };
+            let app = &c.app_sid;
+            Snapshot {
+                mine: s
+                    .entries
+                    .get(&entry_key(app, me, peer))
+                    .map(|e| e.0.clone()),
+                theirs: s
+                    .entries
+                    .get(&entry_key(app, peer, me))
+                    .map(|e| e.0.clone()),
+                registries: [me, peer]
+                    .iter()
+                    .filter_map(|u| s.registries.get(&user_key(app, u)).cloned())
+                    .collect(),
+                profiles: c
+                    .members()
+                    .iter()
+                    .filter_map(|u| {
+                        s.profiles
+                            .get(&(c.key(), u.to_string()))
+                            .map(|p| (u.to_string(), p.clone()))
+                    })
+                    .collect(),
+                message: id.and_then(|id| s.messages.get(&c.key())?.get(id).cloned()),
+            }
+        })
+    }
+    async fn commit_send(&self, c: &SendCommit) -> Result<Committed> {
+        self.with(|s| {
+            let m = &c.message;
             let conv = m.conversation().key();
             if let Some(cmid) = &m.client_msg_id {
                 let key = (conv.clone(), m.sender.clone(), cmid.clone());
                 if let Some(old) = s.dedup.get(&key) {
-                    return Appended::Duplicate(old.clone());
+                    return Committed::Duplicate(Box::new(old.clone()));
                 }
-                s.dedup.insert(key, m.clone());
+            }
+            if s.conflicts > 0 {
+                s.conflicts -= 1;
+                return Committed::Conflict;
+            }
+            let app = &m.app_sid;
+            let ver = |e: &Entry| {
+                s.entries
+                    .get(&entry_key(app, &e.user, &e.peer))
+                    .map(|x| x.0.ver)
+            };
+            if ver(&c.sender) != c.sender_was || ver(&c.receiver) != c.receiver_was {
+                return Committed::Conflict;
+            }
+            if let Some(cmid) = &m.client_msg_id {
+                s.dedup
+                    .insert((conv.clone(), m.sender.clone(), cmid.clone()), m.clone());
             }
             s.messages
-                .entry(conv)
+                .entry(conv.clone())
                 .or_default()
                 .insert(m.id.clone(), m.clone());
-            Appended::Stored(m.clone())
+            // Only the fields a send owns, as the adapter's updates do.
+            let (sk, rk) = (
+                entry_key(app, &c.sender.user, &c.sender.peer),
+                entry_key(app, &c.receiver.user, &c.receiver.peer),
+            );
+            let mine = s.entries.entry(sk).or_insert_with(|| (c.sender.clone(), 0));
+            mine.0 = Entry {
+                peer_sent: mine.0.peer_sent,
+                peer_read_id: mine.0.peer_read_id.clone(),
+                ..c.sender.clone()
+            };
+            let theirs = s.entries.entry(rk).or_insert_with(|| {
+                (
+                    Entry {
+                        sent: 0,
+                        read_seq: 0,
+                        ..c.receiver.clone()
+                    },
+                    0,
+                )
+            });
+            theirs.0 = Entry {
+                sent: theirs.0.sent,
+                read_seq: theirs.0.read_seq,
+                peer_read_id: theirs.0.peer_read_id.clone(),
+                ..c.receiver.clone()
+            };
+            for (user, p) in &c.profiles {
+                s.profiles.insert((conv.clone(), user.clone()), p.clone());
+            }
+            Committed::Stored
         })
     }
     async fn latest(&self, c: &Conversation, limit: usize) -> Result<Page> {
@@ -158,6 +326,25 @@ impl MessageStore for FakeStore {
                 .map(|ms| ms.values().rev().take(limit + 1).cloned().collect())
                 .unwrap_or_default();
             page(s, c, newest_first, limit)
+        })
+    }
+    async fn latest_through(&self, c: &Conversation, through: &str, limit: usize) -> Result<Page> {
+        self.with(|s| {
+            let newest_first = s
+                .messages
+                .get(&c.key())
+                .map(|ms| {
+                    ms.range(..=through.to_owned())
+                        .rev()
+                        .take(limit + 1)
+                        .map(|(_, m)| m.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Page {
+                profiles: HashMap::new(),
+                ..page(s, c, newest_first, limit)
+            }
         })
     }
     async fn before(&self, c: &Conversation, before: &Cursor, limit: usize) -> Result<Page> {
@@ -178,10 +365,89 @@ impl MessageStore for FakeStore {
     }
 }
 
+impl Inbox for FakeStore {
+    async fn list(
+        &self,
+        app: &str,
+        user: &str,
+        before: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        self.with(|s| {
+            let mut entries: Vec<Entry> = s
+                .entries
+                .iter()
+                .filter(|((a, u, _), _)| a == app && u == user)
+                .map(|(_, (e, _))| e.clone())
+                .filter(|e| before.is_none_or(|c| e.activity().as_str() < c.as_str()))
+                .collect();
+            entries.sort_by_key(|e| std::cmp::Reverse(e.activity()));
+            let has_more = entries.len() > limit;
+            entries.truncate(limit);
+            ListPage { entries, has_more }
+        })
+    }
+    async fn mark_read(&self, user: &str, m: &Message) -> Result<(Option<Entry>, bool)> {
+        self.with(|s| {
+            let seq = m.seq.unwrap_or(0);
+            if let Some((theirs, read)) = s.entries.get_mut(&entry_key(&m.app_sid, &m.sender, user))
+            {
+                if *read < seq {
+                    *read = seq;
+                    theirs.peer_read_id = Some(m.id.clone());
+                }
+            }
+            match s.entries.get_mut(&entry_key(&m.app_sid, user, &m.sender)) {
+                Some((mine, _)) if mine.read_seq < seq => {
+                    mine.read_seq = seq;
+                    (Some(mine.clone()), true)
+                }
+                Some((mine, _)) => (Some(mine.clone()), false),
+                None => (None, false),
+            }
+        })
+    }
+    async fn recall(
+        &self,
+        c: &Conversation,
+        id: &str,
+        sender: &str,
+        not_before_ms: i64,
+        entry_users: &[String],
+    ) -> Result<bool> {
+        self.with(|s| {
+            let recall = |m: &mut Message| {
+                m.recalled = true;
+                m.content.clear();
+                m.media = None;
+            };
+            let ok = |m: &Message| m.sender == sender && m.created_at_ms >= not_before_ms;
+            let [a, b] = c.members();
+            for user in entry_users {
+                let peer = if user == a { b } else { a };
+                if let Some((e, _)) = s.entries.get_mut(&entry_key(&c.app_sid, user, peer)) {
+                    if let Some(last) = e.last.as_mut().filter(|l| l.id == id && ok(l)) {
+                        recall(last);
+                    }
+                }
+            }
+            match s.messages.get_mut(&c.key()).and_then(|ms| ms.get_mut(id)) {
+                Some(m) if ok(m) => {
+                    recall(m);
+                    true
+                }
+                _ => false,
+            }
+        })
+    }
+}
+
 /// Records every post; connections in `gone` answer 410, in `failing` a 5xx.
 #[derive(Default)]
 pub struct FakeNotifier {
     pub posts: Mutex<Vec<(String, String)>>,
+    /// Connections closed with `DELETE @connections`.
+    pub closed: Mutex<Vec<String>>,
     pub gone: Mutex<HashSet<String>>,
     pub failing: Mutex<HashSet<String>>,
 }
@@ -209,6 +475,16 @@ impl FakeNotifier {
     }
     pub fn clear(&self) {
         self.posts.lock().unwrap().clear();
+    }
+}
+
+impl ConnectionCloser for FakeNotifier {
+    async fn close(&self, id: &str) -> std::result::Result<(), PostError> {
+        if self.gone.lock().unwrap().contains(id) {
+            return Err(PostError::Gone);
+        }
+        self.closed.lock().unwrap().push(id.to_owned());
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! builds its dependencies once and hands every event to one of these.
 
 use crate::auth::TokenVerifier;
+use crate::chat::FrameStore;
 use crate::chat::{self, ConnectRequest};
 pub use crate::chat::{Deps, Media};
 use crate::config::Config;
@@ -9,8 +10,8 @@ use crate::dynamo::DynamoStore;
 use crate::media::OwnerKey;
 use crate::notify::ApiGatewayNotifier;
 use crate::ports::{
-    ConnectionLookup, ConnectionRegister, ConnectionRemove, MediaObjects, MediaSigner,
-    MessageStore, Notifier, ProfileWrite,
+    ConnectionCloser, ConnectionRegister, ConnectionRemove, MediaObjects, MediaSigner, Notifier,
+    ProfileWrite,
 };
 use crate::s3::S3Media;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -22,19 +23,23 @@ pub type WsEvent = LambdaEvent<ApiGatewayWebsocketProxyRequest>;
 /// Handler result; an `Err` is an invocation error (never used for client mistakes).
 pub type HandlerResult = Result<ApiGatewayProxyResponse, lambda_runtime::Error>;
 
-/// What `$connect` needs besides storage.
-pub struct ConnectDeps<S> {
+/// What `$connect` needs: storage, the management API (to close a user's oldest connection
+/// over the cap), the token verifier.
+pub struct ConnectDeps<S, C> {
     pub store: S,
+    pub closer: C,
     pub verifier: TokenVerifier,
     pub config: Config,
 }
 
-impl ConnectDeps<DynamoStore> {
-    /// Loads the signing secret and builds the DynamoDB client. Fails at cold start.
+impl ConnectDeps<DynamoStore, ApiGatewayNotifier> {
+    /// Loads the signing secret and builds the DynamoDB and management clients. Fails at cold
+    /// start.
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         let secret = crate::auth::load_secret(config.require_jwt_secret()?, aws).await?;
         Ok(ConnectDeps {
             store: dynamo_store(aws, &config),
+            closer: ApiGatewayNotifier::new(aws, config.require_management_endpoint()?),
             verifier: TokenVerifier::new(&secret)?,
             config,
         })
@@ -112,10 +117,11 @@ fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
 
 /// `$connect`: authenticate, then record the connection. 400/401/403 refuse the handshake.
 #[tracing::instrument(skip_all, fields(connection_id))]
-pub async fn connect<S: ConnectionRegister + ProfileWrite>(
-    deps: &ConnectDeps<S>,
-    event: WsEvent,
-) -> HandlerResult {
+pub async fn connect<S, C>(deps: &ConnectDeps<S, C>, event: WsEvent) -> HandlerResult
+where
+    S: ConnectionRegister + ProfileWrite,
+    C: ConnectionCloser,
+{
     let ev = &event.payload;
     let Some(cid) = connection_id(ev) else {
         return Ok(response(400, "no connection id"));
@@ -142,7 +148,15 @@ pub async fn connect<S: ConnectionRegister + ProfileWrite>(
             .or(header_token),
         now_ms: now_ms(),
     };
-    match chat::connect(&deps.store, &deps.verifier, &deps.config, &req).await {
+    match chat::connect(
+        &deps.store,
+        &deps.closer,
+        &deps.verifier,
+        &deps.config,
+        &req,
+    )
+    .await
+    {
         Ok(outcome) => {
             if outcome.status() != 200 {
                 tracing::info!(
@@ -164,7 +178,7 @@ pub async fn connect<S: ConnectionRegister + ProfileWrite>(
 #[tracing::instrument(skip_all, fields(connection_id))]
 pub async fn default<S, N, O>(deps: &Deps<S, N, Media<O>>, event: WsEvent) -> HandlerResult
 where
-    S: ConnectionLookup + ConnectionRemove + MessageStore,
+    S: FrameStore,
     N: Notifier,
     O: MediaObjects + MediaSigner,
 {
@@ -253,9 +267,10 @@ mod tests {
         .unwrap()
     }
 
-    fn connect_deps() -> ConnectDeps<FakeStore> {
+    fn connect_deps() -> ConnectDeps<FakeStore, FakeNotifier> {
         ConnectDeps {
             store: FakeStore::default(),
+            closer: FakeNotifier::default(),
             verifier: TokenVerifier::new(SECRET).unwrap(),
             config: config(),
         }
@@ -346,6 +361,45 @@ mod tests {
             .unwrap();
         assert_eq!(r.status_code, 200);
         assert!(!deps.store.has_connection("L0SM9cOFvHcCIhw="));
+    }
+
+    #[tokio::test]
+    async fn a_user_connection_and_its_frames_run_through_their_handlers() {
+        // GIVEN the sample user connection (no friendphone) accepted
+        let cdeps = connect_deps();
+        let json = include_str!("../../events/connect-user.json").replace(
+            "REPLACE_WITH_A_TOKEN_FROM_mint-token",
+            &token("13800000001"),
+        );
+        assert_eq!(
+            connect(&cdeps, event(&json)).await.unwrap().status_code,
+            200
+        );
+        let deps = Deps {
+            store: cdeps.store,
+            notifier: FakeNotifier::default(),
+            media: Media {
+                objects: crate::fakes::FakeMedia::default(),
+                owner_key: OwnerKey::from_secret(SECRET),
+            },
+            config: config(),
+        };
+        // WHEN it sends to a peer and lists its conversations
+        for sample in [
+            include_str!("../../events/default-send-to.json"),
+            include_str!("../../events/default-conversations.json"),
+        ] {
+            assert_eq!(
+                default(&deps, event(sample)).await.unwrap().status_code,
+                200
+            );
+        }
+        // THEN the send was acknowledged and the list shows the conversation
+        let frames = deps.notifier.frames_to("L0SNBdNOvHcCHQg=");
+        assert_eq!(frames[0]["type"], "message");
+        assert_eq!(frames[0]["client_msg_id"], "sample-user-1");
+        assert_eq!(frames[1]["type"], "conversations");
+        assert_eq!(frames[1]["data"][0]["peer"], "13800000002");
     }
 
     #[tokio::test]

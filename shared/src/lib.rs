@@ -6,6 +6,7 @@
 //! - [`chat`]: the domain flows (`connect`, `disconnect`, a frame on `$default`), generic over
 //!   the narrow capability traits in [`ports`]. Free of AWS types; unit-tested with fakes.
 //! - [`protocol`] and [`model`]: the wire contract (`docs/protocol.md`), validation, keys.
+//! - [`inbox`]: what a send writes to the conversation entries and who hears about it.
 //! - [`media`]: media keys, limits and the presigned POST policy.
 //! - Adapters: [`dynamo`] (DynamoDB), [`s3`] (the media bucket) and [`notify`] (API Gateway
 //!   `@connections`), tested
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dynamo;
 pub mod error;
 pub mod handlers;
+pub mod inbox;
 pub mod media;
 pub mod model;
 pub mod notify;

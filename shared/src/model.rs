@@ -72,25 +72,81 @@ pub struct ConnectionRecord {
     pub app_sid: String,
     /// The authenticated account (`userphone`).
     pub user: String,
-    /// The peer of this connection's conversation (`friendphone`).
-    pub friend: String,
+    /// A conversation connection's peer (`friendphone`); `None` on a user connection, which
+    /// carries all of the user's conversations.
+    pub friend: Option<String>,
     pub profile: Profile,
     pub connected_at_ms: i64,
     /// Epoch seconds after which the record is dead even if `$disconnect` never came.
     pub expires_at: i64,
+    /// Whether the connection was entered in its user's [`Registry`] (every connection made
+    /// since the registry exists; records from before lack it).
+    pub registered: bool,
 }
 
 impl ConnectionRecord {
-    pub fn conversation(&self) -> Conversation {
-        Conversation::new(&self.app_sid, &self.user, &self.friend)
+    /// The connection as its user's registry lists it.
+    pub fn registry_entry(&self) -> RegistryEntry {
+        RegistryEntry {
+            connection_id: self.connection_id.clone(),
+            friend: self.friend.clone(),
+            connected_at_ms: self.connected_at_ms,
+            expires_at: self.expires_at,
+        }
     }
 }
 
-/// A live connection found for a conversation.
+/// One connection in a user's registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryEntry {
+    pub connection_id: String,
+    /// As in [`ConnectionRecord::friend`]: `None` for a user connection.
+    pub friend: Option<String>,
+    pub connected_at_ms: i64,
+    /// Epoch seconds; an entry past it is ignored (and pruned at the user's next `$connect`).
+    pub expires_at: i64,
+}
+
+impl RegistryEntry {
+    pub fn live(&self, now_s: i64) -> bool {
+        self.expires_at > now_s
+    }
+    pub fn is_user_connection(&self) -> bool {
+        self.friend.is_none()
+    }
+    /// Whether this is a conversation connection opened on the conversation with `peer`.
+    pub fn is_conversation_with(&self, peer: &str) -> bool {
+        self.friend.as_deref() == Some(peer)
+    }
+}
+
+/// Every connection one user holds (of either kind, on any device), read strongly
+/// consistently, plus the profile of the user's latest handshake.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    pub user: String,
+    pub profile: Option<Profile>,
+    pub entries: Vec<RegistryEntry>,
+}
+
+impl Registry {
+    /// The entries not yet expired.
+    pub fn live(&self, now_s: i64) -> impl Iterator<Item = &RegistryEntry> {
+        self.entries.iter().filter(move |e| e.live(now_s))
+    }
+}
+
+/// A live connection to post to, and whose it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
-    pub connection_id: String,
     pub user: String,
+    pub connection: RegistryEntry,
+}
+
+impl Peer {
+    pub fn connection_id(&self) -> &str {
+        &self.connection.connection_id
+    }
 }
 
 /// Display name and avatar URL of an account, from its token's `name` / `avatar` claims.
@@ -115,28 +171,16 @@ pub struct Message {
     /// Set when `content` is a key in the media bucket (an uploaded image or video); `None`
     /// for text and for media sent as an off-site URL.
     pub media: Option<crate::media::MediaInfo>,
+    /// The sender's count of messages in this conversation, this one included (1, 2, …).
+    /// `None` on messages stored before conversation entries existed.
+    pub seq: Option<u64>,
+    /// Recalled by its sender: `content` is empty and `media` gone.
+    pub recalled: bool,
 }
 
 impl Message {
     pub fn conversation(&self) -> Conversation {
         Conversation::new(&self.app_sid, &self.sender, &self.receiver)
-    }
-}
-
-/// Result of storing a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Appended {
-    /// Newly stored.
-    Stored(Message),
-    /// The sender already stored a message with this `client_msg_id`: here it is, unchanged.
-    Duplicate(Message),
-}
-
-impl Appended {
-    pub fn message(&self) -> &Message {
-        match self {
-            Appended::Stored(m) | Appended::Duplicate(m) => m,
-        }
     }
 }
 
@@ -174,11 +218,146 @@ impl fmt::Display for Cursor {
     }
 }
 
+/// One user's side of one conversation: what the conversation list shows. Both users' entries
+/// are written together by every send and carry the same `ver`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub user: String,
+    pub peer: String,
+    /// The conversation's newest message (a copy; recalled in place if it is recalled).
+    pub last: Option<Message>,
+    pub updated_at_ms: i64,
+    /// How many messages `user` has sent in this conversation.
+    pub sent: u64,
+    /// How many messages `peer` has sent (copied from the peer's sends).
+    pub peer_sent: u64,
+    /// The `seq` of the peer's message `user` has read up to.
+    pub read_seq: u64,
+    /// The newest of `user`'s messages that `peer` has read.
+    pub peer_read_id: Option<String>,
+    /// The peer's profile as of the conversation's last message.
+    pub peer_profile: Profile,
+    /// The conversation's version: every send moves it on both entries.
+    pub ver: u64,
+}
+
+impl Entry {
+    /// A conversation not yet in the list (no message since the inbox existed).
+    pub fn empty(user: &str, peer: &str) -> Self {
+        Entry {
+            user: user.to_owned(),
+            peer: peer.to_owned(),
+            ..Entry::default()
+        }
+    }
+    /// The peer's messages `user` has not read.
+    pub fn unread(&self) -> u64 {
+        self.peer_sent.saturating_sub(self.read_seq)
+    }
+    /// Sort key of the conversation list: last activity, then peer (so it is unique).
+    pub fn activity(&self) -> String {
+        ListCursor::of(self.updated_at_ms, &self.peer).0
+    }
+}
+
+/// A position in a conversation list: `<updated_at zero-padded to 15 digits>#<peer>`.
+/// Opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor(String);
+
+impl ListCursor {
+    pub fn of(updated_at_ms: i64, peer: &str) -> Self {
+        ListCursor(format!("{:015}#{peer}", updated_at_ms.max(0)))
+    }
+    /// Accepts only what [`ListCursor::of`] makes.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, peer) = s.split_once('#')?;
+        (ms.len() == 15 && ms.bytes().all(|b| b.is_ascii_digit()) && valid_ident(peer))
+            .then(|| ListCursor(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One page of a user's conversation list, most recent first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub entries: Vec<Entry>,
+    pub has_more: bool,
+}
+
+/// What one strongly consistent read (one request) tells about a conversation: both users'
+/// entries, both registries, the profiles stored in the conversation and, when asked for, one
+/// of its messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The asking user's entry, and the peer's.
+    pub mine: Option<Entry>,
+    pub theirs: Option<Entry>,
+    /// The registries of the two users that exist.
+    pub registries: Vec<Registry>,
+    /// Profiles stored in the conversation's partition (written by conversation connections'
+    /// handshakes and by sends).
+    pub profiles: HashMap<String, Profile>,
+    pub message: Option<Message>,
+}
+
+impl Snapshot {
+    pub fn registry(&self, user: &str) -> Option<&Registry> {
+        self.registries.iter().find(|r| r.user == user)
+    }
+}
+
+/// Everything one send writes, atomically: the message (with its idempotency marker when it
+/// has a `client_msg_id`), both entries, and profiles the conversation has stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendCommit {
+    pub message: Message,
+    /// The sender's entry after the send. Written: `ver`, `sent`, `read_seq`, `last`,
+    /// `updated_at`, `peer_profile`.
+    pub sender: Entry,
+    /// The receiver's entry after the send. Written: `ver`, `peer_sent`, `last`, `updated_at`,
+    /// `peer_profile` (its `sent` and `read_seq` only when it is new).
+    pub receiver: Entry,
+    /// The `ver` both entries must still have (`None`: neither may exist yet).
+    pub sender_was: Option<u64>,
+    pub receiver_was: Option<u64>,
+    pub profiles: Vec<(String, Profile)>,
+}
+
+/// Outcome of [`SendCommit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    Stored,
+    /// The sender already stored a message with this `client_msg_id`: here it is; nothing
+    /// was written.
+    Duplicate(Box<Message>),
+    /// An entry's version moved since it was read (a concurrent send in this conversation):
+    /// nothing was written; read again and retry.
+    Conflict,
+}
+
 /// A new message id for a message created at `now_ms`.
 pub fn new_message_id(now_ms: i64) -> String {
+    ulid_at(now_ms).to_string()
+}
+
+fn ulid_at(now_ms: i64) -> ulid::Ulid {
     let ms = u64::try_from(now_ms).unwrap_or(0);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    ulid::Ulid::from_datetime(t).to_string()
+    ulid::Ulid::from_datetime(t)
+}
+
+/// A new message id that sorts after `after` (the conversation's newest message), even when
+/// this instance's clock is behind the one that stored `after`: then it is `after` plus one
+/// in its random part. So ids follow the order in which sends commit.
+pub fn new_message_id_after(now_ms: i64, after: Option<&str>) -> String {
+    let id = ulid_at(now_ms);
+    match after.and_then(|a| ulid::Ulid::from_string(a).ok()) {
+        Some(prev) if id <= prev => prev.increment().unwrap_or(id).to_string(),
+        _ => id.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +391,48 @@ mod tests {
         let b = new_message_id(1_700_000_000_001);
         assert!(a < b);
         assert_eq!(a.len(), 26);
+    }
+
+    #[test]
+    fn ids_made_after_a_newer_one_still_sort_after_it() {
+        // GIVEN a message stored by an instance whose clock is 5 s ahead
+        let ahead = new_message_id(1_700_000_005_000);
+        // WHEN this instance makes the next id
+        let next = new_message_id_after(1_700_000_000_000, Some(&ahead));
+        // THEN it sorts after it; without a newer message it is just the clock's
+        assert!(next > ahead, "{next} <= {ahead}");
+        let plain = new_message_id_after(1_700_000_000_000, Some("garbage"));
+        assert!(plain.starts_with(&new_message_id(1_700_000_000_000)[..10]));
+    }
+
+    #[test]
+    fn list_cursors_sort_by_time_and_accept_only_their_own_shape() {
+        let a = ListCursor::of(1_700_000_000_000, "111");
+        let b = ListCursor::of(1_700_000_000_001, "000");
+        assert!(a.as_str() < b.as_str());
+        assert_eq!(a.as_str(), "001700000000000#111");
+        assert_eq!(ListCursor::parse(a.as_str()), Some(a));
+        for bad in [
+            "",
+            "1#111",
+            "00170000000000x#111",
+            "001700000000000#a#b",
+            "001700000000000#",
+        ] {
+            assert!(ListCursor::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unread_is_the_peers_count_past_what_was_read() {
+        let e = Entry {
+            peer_sent: 7,
+            read_seq: 4,
+            ..Entry::empty("a", "b")
+        };
+        assert_eq!(e.unread(), 3);
+        assert_eq!(Entry::empty("a", "b").unread(), 0);
+        assert_eq!(e.activity(), ListCursor::of(0, "b").as_str());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The API Gateway management API (`POST /@connections/{id}`) as a [`Notifier`].
+//! The API Gateway management API as a [`Notifier`] (`POST /@connections/{id}`) and a
+//! [`ConnectionCloser`] (`DELETE /@connections/{id}`).
 
-use crate::ports::{Notifier, PostError};
+use crate::ports::{ConnectionCloser, Notifier, PostError};
 use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_apigatewaymanagement::Client;
@@ -31,6 +32,28 @@ impl Notifier for ApiGatewayNotifier {
             .post_to_connection()
             .connection_id(connection_id)
             .data(Blob::new(frame.as_bytes()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(ctx))
+                if ctx.err().is_gone_exception() || ctx.raw().status().as_u16() == 410 =>
+            {
+                Err(PostError::Gone)
+            }
+            Err(e) => Err(PostError::Other(
+                aws_sdk_apigatewaymanagement::Error::from(e).to_string(),
+            )),
+        }
+    }
+}
+
+impl ConnectionCloser for ApiGatewayNotifier {
+    async fn close(&self, connection_id: &str) -> Result<(), PostError> {
+        let result = self
+            .client
+            .delete_connection()
+            .connection_id(connection_id)
             .send()
             .await;
         match result {

@@ -5,24 +5,37 @@
 use crate::error::Result;
 use crate::media::{ObjectInfo, UploadTicket};
 use crate::model::{
-    Appended, ConnectionRecord, Conversation, Cursor, Message, Page, Peer, Profile,
+    Committed, ConnectionRecord, Conversation, Cursor, Entry, ListCursor, ListPage, Message, Page,
+    Peer, Profile, Registry, SendCommit, Snapshot,
 };
 use std::future::Future;
 
 /// Records a new connection (at `$connect`).
 pub trait ConnectionRegister: Send + Sync {
+    /// Stores the connection's record.
     fn register(&self, record: &ConnectionRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Adds the connection to its user's registry (one conditional write) and keeps the user's
+    /// profile there. Returns the registry after the add, expired entries included.
+    fn enroll(&self, record: &ConnectionRecord) -> impl Future<Output = Result<Registry>> + Send;
+    /// Takes entries out of a user's registry (evicted over the cap, or expired). Idempotent.
+    fn prune(
+        &self,
+        app_sid: &str,
+        user: &str,
+        connection_ids: &[String],
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Forgets connections. Both calls are idempotent.
 pub trait ConnectionRemove: Send + Sync {
-    /// At `$disconnect`.
+    /// At `$disconnect`: the record and its registry entry.
     fn remove(&self, connection_id: &str) -> impl Future<Output = Result<()>> + Send;
-    /// When a post answered 410 Gone: removes the record only if the connection was made
-    /// before `connected_before_ms`. Returns whether a record was removed.
+    /// When a post answered 410 Gone: removes the record and the registry entry only if the
+    /// connection was made before `connected_before_ms`. Returns whether the record was removed.
     fn remove_gone(
         &self,
-        connection_id: &str,
+        app_sid: &str,
+        peer: &Peer,
         connected_before_ms: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
 }
@@ -35,12 +48,24 @@ pub trait ConnectionLookup: Send + Sync {
         connection_id: &str,
         now_s: i64,
     ) -> impl Future<Output = Result<Option<ConnectionRecord>>> + Send;
-    /// Every live connection opened on `conversation`, by either participant. One request.
-    fn in_conversation(
+    /// One user's registry, strongly consistent. One request.
+    fn registry(
         &self,
-        conversation: &Conversation,
-        now_s: i64,
-    ) -> impl Future<Output = Result<Vec<Peer>>> + Send;
+        app_sid: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<Option<Registry>>> + Send;
+}
+
+/// A rate limit per connection whose state every function instance shares.
+pub trait TypingThrottle: Send + Sync {
+    /// Takes the connection's typing slot at `now_ms` if the previous one was taken at least
+    /// `gap_ms` earlier. One conditional write; `false` when throttled or the record is gone.
+    fn claim_typing(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        gap_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Keeps the participants' display profiles per conversation.
@@ -53,15 +78,31 @@ pub trait ProfileWrite: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// Stores messages and reads pages of them.
+/// Stores messages with the conversation entries, and reads pages of them.
 pub trait MessageStore: Send + Sync {
-    /// Stores `message` unless its sender already stored one with the same `client_msg_id` in
-    /// this conversation, in which case the earlier message comes back unchanged. Atomic.
-    fn append(&self, message: &Message) -> impl Future<Output = Result<Appended>> + Send;
+    /// Both users' entries, both registries and the conversation's profiles, plus the message
+    /// `message_id` when given: one strongly consistent read (one request).
+    fn snapshot(
+        &self,
+        conversation: &Conversation,
+        me: &str,
+        message_id: Option<&str>,
+    ) -> impl Future<Output = Result<Snapshot>> + Send;
+    /// Writes a send atomically (one request), unless its sender already stored a message
+    /// with the same `client_msg_id` here or an entry's version moved.
+    fn commit_send(&self, send: &SendCommit) -> impl Future<Output = Result<Committed>> + Send;
     /// The newest `limit` messages (oldest first) plus the participants' profiles.
     fn latest(
         &self,
         conversation: &Conversation,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page>> + Send;
+    /// The newest `limit` messages up to and including `through` (oldest first), strongly
+    /// consistent; no profiles.
+    fn latest_through(
+        &self,
+        conversation: &Conversation,
+        through: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Page>> + Send;
     /// The `limit` messages just before `before` (oldest first) plus the profiles.
@@ -71,6 +112,38 @@ pub trait MessageStore: Send + Sync {
         before: &Cursor,
         limit: usize,
     ) -> impl Future<Output = Result<Page>> + Send;
+}
+
+/// The per-user conversation list and what changes entries besides sends.
+pub trait Inbox: Send + Sync {
+    /// `user`'s conversations by last activity, newest first, after `before`. One request;
+    /// eventually consistent.
+    fn list(
+        &self,
+        app_sid: &str,
+        user: &str,
+        before: Option<&ListCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<ListPage>> + Send;
+    /// Moves `user`'s read position with `message`'s sender (the peer) up to `message` (never
+    /// back) and records on the peer's entry that `user` read it. Returns `user`'s entry (if
+    /// the conversation has entries) and whether the position moved.
+    fn mark_read(
+        &self,
+        user: &str,
+        message: &Message,
+    ) -> impl Future<Output = Result<(Option<Entry>, bool)>> + Send;
+    /// Recalls message `id` of `conversation` if `sender` sent it at or after `not_before_ms`,
+    /// and the copies of it that the entries of `entry_users` hold as their last message.
+    /// Returns whether the message was recalled (false: gone, not the sender's, or too old).
+    fn recall(
+        &self,
+        conversation: &Conversation,
+        id: &str,
+        sender: &str,
+        not_before_ms: i64,
+        entry_users: &[String],
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Reads and copies objects in the media bucket.
@@ -117,5 +190,14 @@ pub trait Notifier: Send + Sync {
         &self,
         connection_id: &str,
         frame: &str,
+    ) -> impl Future<Output = std::result::Result<(), PostError>> + Send;
+}
+
+/// Closes connections (`DELETE @connections/{id}`): the user's oldest one over the cap.
+pub trait ConnectionCloser: Send + Sync {
+    /// `Gone` when the connection no longer exists.
+    fn close(
+        &self,
+        connection_id: &str,
     ) -> impl Future<Output = std::result::Result<(), PostError>> + Send;
 }

@@ -2,7 +2,7 @@
 
 use crate::config::Limits;
 use crate::media::{MediaKey, MediaKind, TicketRequest, UploadTicket, MAX_DIMENSION};
-use crate::model::{ChatType, Cursor, Message, Page, Profile};
+use crate::model::{valid_ident, ChatType, Cursor, Entry, ListCursor, Message, Page, Profile};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -14,15 +14,18 @@ pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;
 /// Longest media URL accepted for image and video messages.
 pub const MAX_MEDIA_URL_BYTES: usize = 2048;
 
-/// A valid client request.
+/// A valid client request. `to` names the conversation's peer: required on a user
+/// connection, optional on a conversation connection (where it can only be its friend).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Latest page, for this connection only.
     Sync {
+        to: Option<String>,
         limit: usize,
     },
     /// The page before `before` (or the latest page without a cursor).
     History {
+        to: Option<String>,
         before: Option<Cursor>,
         limit: usize,
     },
@@ -30,6 +33,25 @@ pub enum Request {
     /// An upload ticket for one image or video.
     Upload(TicketRequest),
     Ping,
+    /// A page of the user's conversation list.
+    Conversations {
+        before: Option<ListCursor>,
+        limit: usize,
+    },
+    /// Everything from `to` up to message `id` is read.
+    Read {
+        to: Option<String>,
+        id: String,
+    },
+    /// Tell `to` that the user is typing.
+    Typing {
+        to: Option<String>,
+    },
+    /// Take back one's own message `id`.
+    Recall {
+        to: Option<String>,
+        id: String,
+    },
 }
 
 impl Request {
@@ -51,6 +73,7 @@ impl Request {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRequest {
+    pub to: Option<String>,
     pub client_msg_id: Option<String>,
     pub chat_type: ChatType,
     /// Text, an off-site media URL, or (with `media`) the uploaded object's key.
@@ -131,6 +154,7 @@ fn parse_object(
     };
     match action {
         Some("sync") => Ok(Request::Sync {
+            to: parse_to(obj)?,
             limit: parse_limit(obj, limits)?,
         }),
         Some("history") => {
@@ -143,6 +167,7 @@ fn parse_object(
                 Some(_) => return Err(Rejection::new("bad_cursor", "before is not a cursor")),
             };
             Ok(Request::History {
+                to: parse_to(obj)?,
                 before,
                 limit: parse_limit(obj, limits)?,
             })
@@ -154,10 +179,60 @@ fn parse_object(
         }
         Some("upload") => parse_upload(obj, echo.req_id.clone()),
         Some("ping") => Ok(Request::Ping),
+        Some("conversations") => {
+            let before = match obj.get("before") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(
+                    ListCursor::parse(s)
+                        .ok_or_else(|| Rejection::new("bad_cursor", "before is not a cursor"))?,
+                ),
+                Some(_) => return Err(Rejection::new("bad_cursor", "before is not a cursor")),
+            };
+            Ok(Request::Conversations {
+                before,
+                limit: parse_limit(obj, limits)?,
+            })
+        }
+        Some("read") => Ok(Request::Read {
+            to: parse_to(obj)?,
+            id: parse_id(obj)?,
+        }),
+        Some("typing") => Ok(Request::Typing { to: parse_to(obj)? }),
+        Some("recall") => Ok(Request::Recall {
+            to: parse_to(obj)?,
+            id: parse_id(obj)?,
+        }),
         _ => Err(Rejection::new(
             "unknown_action",
-            "action must be one of sync, history, send, upload, ping",
+            "action must be one of sync, history, send, upload, ping, conversations, read, \
+             typing, recall",
         )),
+    }
+}
+
+/// `to`: an account (absent is fine here; the connection's kind decides whether it is needed).
+fn parse_to(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+    match obj.get("to") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if valid_ident(s) => Ok(Some(s.clone())),
+        Some(_) => Err(bad_peer()),
+    }
+}
+
+/// The error for a missing, malformed or foreign `to`.
+pub fn bad_peer() -> Rejection {
+    Rejection::new(
+        "bad_peer",
+        "to must name the account you chat with (1-64 of A-Z a-z 0-9 _ . @ + -); on a \
+         conversation connection only its friendphone",
+    )
+}
+
+/// A message id (`read`, `recall`).
+fn parse_id(obj: &Map<String, Value>) -> Result<String, Rejection> {
+    match obj.get("id") {
+        Some(Value::String(s)) if Cursor::parse(s).is_some() => Ok(s.clone()),
+        _ => Err(Rejection::new("bad_id", "id must be a message id")),
     }
 }
 
@@ -285,6 +360,7 @@ fn parse_send(
     client_msg_id: Option<String>,
     limits: &Limits,
 ) -> Result<Request, Rejection> {
+    let to = parse_to(obj)?;
     // userInfo / friendInfo (the seed's self-declared identity) are ignored on purpose: the
     // sender is the authenticated connection's account, the receiver its peer.
     let chat_type = obj
@@ -328,6 +404,7 @@ fn parse_send(
                 ));
             }
             Ok(Request::Send(SendRequest {
+                to,
                 client_msg_id,
                 chat_type,
                 content,
@@ -338,6 +415,7 @@ fn parse_send(
             let kind = MediaKind::for_chat_type(chat_type).expect("a media chat type");
             let media = parse_media_ref(obj, kind, &content)?;
             Ok(Request::Send(SendRequest {
+                to,
                 client_msg_id,
                 chat_type,
                 content,
@@ -345,6 +423,7 @@ fn parse_send(
             }))
         }
         ChatType::Text => Ok(Request::Send(SendRequest {
+            to,
             client_msg_id,
             chat_type,
             content,
@@ -391,6 +470,9 @@ pub struct Row<'a> {
     /// Only on messages whose media were uploaded here; `content` is then a download URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaRow<'a>>,
+    /// Only on recalled messages (then `content` is empty and `media` absent).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
 }
 
 /// What a client needs to show an uploaded image or video.
@@ -431,7 +513,9 @@ impl MediaUrls {
 pub fn keys_to_sign<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Vec<String> {
     let mut keys = Vec::new();
     for m in messages {
-        let Some(media) = &m.media else { continue };
+        let Some(media) = m.media.as_ref().filter(|_| !m.recalled) else {
+            continue;
+        };
         keys.push(m.content.clone());
         keys.extend(crate::media::thumbnail_key(&m.content));
         if let Some(p) = &media.poster {
@@ -478,13 +562,15 @@ pub fn row<'a>(
         username: &sender.name,
         useravatar: &sender.avatar,
         content: match &m.media {
+            _ if m.recalled => "",
             Some(_) => urls.get(&m.content).unwrap_or_default(),
             None => &m.content,
         },
         chat_type: m.chat_type.as_u8(),
         created_at: m.created_at_ms,
         client_msg_id: m.client_msg_id.as_deref(),
-        media: m.media.as_ref().map(|media| {
+        recalled: m.recalled,
+        media: m.media.as_ref().filter(|_| !m.recalled).map(|media| {
             let thumb_of = |k: &str| crate::media::thumbnail_key(k).and_then(|t| urls.get(&t));
             MediaRow {
                 content_type: &media.content_type,
@@ -509,6 +595,8 @@ struct HistoryFrame<'a> {
     cursor: Option<&'a str>,
     has_more: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     before: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a RawValue>,
@@ -519,6 +607,8 @@ struct HistoryFrame<'a> {
 /// What goes with a page besides its rows.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PageExtras<'a> {
+    /// The conversation's other party, seen from the receiving connection.
+    pub peer: Option<&'a str>,
     /// The cursor the client paged from (older pages only).
     pub before: Option<&'a str>,
     /// The message just sent, for clients that append instead of replace.
@@ -561,6 +651,7 @@ pub fn history_frame(
                 None
             },
             has_more,
+            peer: extras.peer,
             before: extras.before,
             message,
             client_msg_id: extras.client_msg_id,
@@ -635,6 +726,151 @@ pub fn pong_frame() -> String {
     r#"{"code":1,"type":"pong"}"#.to_owned()
 }
 
+/// A row on its own, for the frames that carry one (`message`, list entries).
+pub fn row_value(
+    m: &Message,
+    profiles: &HashMap<String, Profile>,
+    offset: UtcOffset,
+    urls: &MediaUrls,
+) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&row(m, profiles, offset, urls))
+        .expect("a row of strings and numbers always serializes")
+}
+
+/// `{"code":1,"type":"message","peer":..,"message":row,"unread":n}` for a user connection,
+/// with `client_msg_id` on the sending connection's (its acknowledgement).
+pub fn message_frame(
+    peer: &str,
+    row: &RawValue,
+    unread: u64,
+    client_msg_id: Option<&str>,
+) -> String {
+    #[derive(Serialize)]
+    struct MessageFrame<'a> {
+        code: u8,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        peer: &'a str,
+        message: &'a RawValue,
+        unread: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<&'a str>,
+    }
+    serde_json::to_string(&MessageFrame {
+        code: 1,
+        kind: "message",
+        peer,
+        message: row,
+        unread,
+        client_msg_id,
+    })
+    .expect("a message frame always serializes")
+}
+
+/// One conversation as the list shows it, seen by `entry.user` (whose profile is `mine`).
+pub fn list_item(
+    entry: &Entry,
+    mine: &Profile,
+    offset: UtcOffset,
+    urls: &MediaUrls,
+) -> Box<RawValue> {
+    let profiles = HashMap::from([
+        (entry.user.clone(), mine.clone()),
+        (entry.peer.clone(), entry.peer_profile.clone()),
+    ]);
+    let last = entry
+        .last
+        .as_ref()
+        .map(|m| row_value(m, &profiles, offset, urls));
+    #[derive(Serialize)]
+    struct Item<'a> {
+        peer: &'a str,
+        peername: &'a str,
+        peeravatar: &'a str,
+        last: Option<&'a RawValue>,
+        unread: u64,
+        updated_at: i64,
+        peer_read_id: Option<&'a str>,
+    }
+    serde_json::value::to_raw_value(&Item {
+        peer: &entry.peer,
+        peername: &entry.peer_profile.name,
+        peeravatar: &entry.peer_profile.avatar,
+        last: last.as_deref(),
+        unread: entry.unread(),
+        updated_at: entry.updated_at_ms,
+        peer_read_id: entry.peer_read_id.as_deref(),
+    })
+    .expect("a list item always serializes")
+}
+
+/// `{"code":1,"type":"conversations","data":[item,…],"cursor":..,"has_more":..}`, no larger
+/// than `max_bytes`: when the items do not fit, the oldest are left out and the cursor points
+/// at the last one sent, so paging still returns every conversation once. `items` come newest
+/// first, each with its list position.
+pub fn conversations_frame(
+    items: &[(Box<RawValue>, ListCursor)],
+    has_more: bool,
+    max_bytes: usize,
+) -> String {
+    #[derive(Serialize)]
+    struct ListFrame<'a> {
+        code: u8,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        data: &'a [&'a RawValue],
+        cursor: Option<&'a str>,
+        has_more: bool,
+    }
+    let frame = |n: usize| {
+        let data: Vec<&RawValue> = items[..n].iter().map(|(i, _)| i.as_ref()).collect();
+        let more = has_more || n < items.len();
+        serde_json::to_string(&ListFrame {
+            code: 1,
+            kind: "conversations",
+            data: &data,
+            cursor: if more && n > 0 {
+                Some(items[n - 1].1.as_str())
+            } else {
+                None
+            },
+            has_more: more,
+        })
+        .expect("a list frame always serializes")
+    };
+    let mut n = 0;
+    let mut total = frame(0).len() + 64; // room for the cursor
+    while n < items.len() && total + items[n].0.get().len() < max_bytes {
+        total += items[n].0.get().len() + 1;
+        n += 1;
+    }
+    frame(n.max(1).min(items.len()))
+}
+
+/// `{"code":1,"type":"conversation","data":item}`: one entry changed (after `read`).
+pub fn conversation_frame(item: &RawValue) -> String {
+    format!(
+        r#"{{"code":1,"type":"conversation","data":{}}}"#,
+        item.get()
+    )
+}
+
+/// `{"code":1,"type":"read","peer":..,"id":..}`: `peer` has read up to your message `id`.
+pub fn read_frame(peer: &str, id: &str) -> String {
+    serde_json::json!({"code": 1, "type": "read", "peer": peer, "id": id}).to_string()
+}
+
+/// `{"code":1,"type":"typing","peer":..}`
+pub fn typing_frame(peer: &str) -> String {
+    serde_json::json!({"code": 1, "type": "typing", "peer": peer}).to_string()
+}
+
+/// `{"code":1,"type":"recall","peer":..,"id":..}`: message `id` in the conversation with
+/// `peer` was recalled.
+pub fn recall_frame(peer: &str, id: &str) -> String {
+    serde_json::json!({"code": 1, "type": "recall", "peer": peer, "id": id}).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,11 +893,17 @@ mod tests {
     fn actions_parse_with_defaults() {
         assert_eq!(
             parse(r#"{"action":"sync"}"#),
-            Ok(Request::Sync { limit: 20 })
+            Ok(Request::Sync {
+                to: None,
+                limit: 20
+            })
         );
         assert_eq!(
-            parse(r#"{"action":"sync","limit":5}"#),
-            Ok(Request::Sync { limit: 5 })
+            parse(r#"{"action":"sync","limit":5,"to":"222"}"#),
+            Ok(Request::Sync {
+                to: Some("222".into()),
+                limit: 5
+            })
         );
         assert_eq!(parse(r#"{"action":"ping"}"#), Ok(Request::Ping));
         let id = new_message_id(1_700_000_000_000);
@@ -670,6 +912,7 @@ mod tests {
                 r#"{{"action":"history","before":"{id}","limit":3}}"#
             )),
             Ok(Request::History {
+                to: None,
                 before: Cursor::parse(&id),
                 limit: 3
             })
@@ -677,6 +920,7 @@ mod tests {
         assert_eq!(
             parse(r#"{"action":"send","client_msg_id":"c-1","chat_type":0,"chat_content":"hi"}"#),
             Ok(Request::Send(SendRequest {
+                to: None,
                 client_msg_id: Some("c-1".into()),
                 chat_type: ChatType::Text,
                 content: "hi".into(),
@@ -694,6 +938,7 @@ mod tests {
         assert_eq!(
             parse(frame),
             Ok(Request::Send(SendRequest {
+                to: None,
                 client_msg_id: None,
                 chat_type: ChatType::Image,
                 content: "https://x/y.png".into(),
@@ -774,6 +1019,8 @@ mod tests {
             created_at_ms: 1_700_000_000_000 + i,
             client_msg_id: None,
             media: None,
+            seq: Some(1),
+            recalled: false,
         }
     }
 
@@ -832,8 +1079,7 @@ mod tests {
         let extras = PageExtras {
             message: Some(&last),
             client_msg_id: Some("k"),
-            before: None,
-            urls: None,
+            ..PageExtras::default()
         };
         // WHEN the frame is built with API Gateway's 128 KB limit
         let s = history_frame(&page, extras, UtcOffset::UTC, 128 * 1024);
@@ -867,8 +1113,7 @@ mod tests {
         let extras = PageExtras {
             message: Some(&newest),
             client_msg_id: Some("k"),
-            before: None,
-            urls: None,
+            ..PageExtras::default()
         };
         // WHEN a send's frame is built
         let s = history_frame(&page, extras, UtcOffset::UTC, limits.max_frame_bytes);
@@ -902,6 +1147,96 @@ mod tests {
         assert_eq!(v["cursor"], Value::Null);
         assert_eq!(v["has_more"], false);
         assert!(v.get("message").is_none() && v.get("client_msg_id").is_none());
+    }
+
+    #[test]
+    fn inbox_actions_parse_and_name_their_errors() {
+        let id = new_message_id(1_700_000_000_000);
+        assert_eq!(
+            parse(&format!(r#"{{"action":"read","to":"222","id":"{id}"}}"#)),
+            Ok(Request::Read {
+                to: Some("222".into()),
+                id: id.clone()
+            })
+        );
+        assert_eq!(
+            parse(&format!(r#"{{"action":"recall","id":"{id}"}}"#)),
+            Ok(Request::Recall {
+                to: None,
+                id: id.clone()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"action":"typing","to":"222"}"#),
+            Ok(Request::Typing {
+                to: Some("222".into())
+            })
+        );
+        let cursor = ListCursor::of(1_700_000_000_000, "222");
+        assert_eq!(
+            parse(&format!(
+                r#"{{"action":"conversations","limit":5,"before":"{}"}}"#,
+                cursor.as_str()
+            )),
+            Ok(Request::Conversations {
+                before: Some(cursor),
+                limit: 5
+            })
+        );
+        assert_eq!(code(r#"{"action":"read","to":"222"}"#), "bad_id");
+        assert_eq!(
+            code(r#"{"action":"recall","to":"222","id":"m1"}"#),
+            "bad_id"
+        );
+        assert_eq!(code(r#"{"action":"typing","to":"a b"}"#), "bad_peer");
+        assert_eq!(code(r#"{"action":"sync","to":222}"#), "bad_peer");
+        assert_eq!(
+            code(r#"{"action":"send","to":"","chat_type":0,"chat_content":"x"}"#),
+            "bad_peer"
+        );
+        assert_eq!(
+            code(r#"{"action":"conversations","before":"x"}"#),
+            "bad_cursor"
+        );
+        assert_eq!(code(r#"{"action":"conversations","limit":0}"#), "bad_limit");
+    }
+
+    #[test]
+    fn a_list_too_big_for_one_frame_is_cut_and_the_cursor_follows() {
+        // GIVEN 60 conversations whose last messages are 4 KB each
+        let items: Vec<(Box<RawValue>, ListCursor)> = (0..60)
+            .map(|i| {
+                let entry = Entry {
+                    last: Some(message(i, "a", &"x".repeat(4096))),
+                    updated_at_ms: 2_000_000 - i,
+                    ..Entry::empty("a", &format!("p{i}"))
+                };
+                let item = list_item(
+                    &entry,
+                    &Profile::default(),
+                    UtcOffset::UTC,
+                    &MediaUrls::default(),
+                );
+                (item, ListCursor::of(entry.updated_at_ms, &entry.peer))
+            })
+            .collect();
+        // WHEN the frame is built
+        let s = conversations_frame(&items, false, 128 * 1024);
+        // THEN it fits, starts with the newest, and its cursor is the last item it carries
+        assert!(s.len() <= 128 * 1024);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        let data = v["data"].as_array().unwrap();
+        assert!(data.len() > 10 && data.len() < 60, "{}", data.len());
+        assert_eq!(data[0]["peer"], "p0");
+        assert_eq!(v["has_more"], true);
+        assert_eq!(v["cursor"], items[data.len() - 1].1.as_str());
+        // AND a list that fits has no cursor
+        let v: Value =
+            serde_json::from_str(&conversations_frame(&items[..2], false, 128 * 1024)).unwrap();
+        assert_eq!(
+            (v["cursor"].is_null(), v["has_more"].as_bool()),
+            (true, Some(false))
+        );
     }
 
     #[test]

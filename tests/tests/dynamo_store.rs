@@ -1,133 +1,252 @@
 //! The DynamoDB adapters against a real DynamoDB Local, with tables created from template.yaml.
+//! Request counts are measured on the wire (`RequestLog`), round trips from when each request
+//! was sent and answered.
 
 mod common;
 
 use common::*;
 use shared::chat::{on_frame, FrameOutcome};
-use shared::model::{Appended, ChatType, ConnectionRecord, Conversation, Cursor, Message, Profile};
+use shared::inbox::{plan_send, Draft};
+use shared::model::{
+    ChatType, Committed, ConnectionRecord, Conversation, Cursor, ListCursor, Message, Profile,
+};
 use shared::ports::*;
 use std::time::Duration;
 
-fn record(cid: &str, app: &str, user: &str, friend: &str, expires_at: i64) -> ConnectionRecord {
+fn record(
+    cid: &str,
+    app: &str,
+    user: &str,
+    friend: Option<&str>,
+    expires_at: i64,
+) -> ConnectionRecord {
     ConnectionRecord {
         connection_id: cid.into(),
         app_sid: app.into(),
         user: user.into(),
-        friend: friend.into(),
+        friend: friend.map(str::to_owned),
         profile: Profile {
             name: format!("n-{user}"),
             avatar: format!("https://a/{user}"),
         },
         connected_at_ms: now_ms(),
         expires_at,
+        registered: true,
     }
 }
 
-fn message(app: &str, from: &str, to: &str, at: i64, cmid: Option<&str>, text: &str) -> Message {
-    Message {
-        id: shared::model::new_message_id(at),
-        app_sid: app.into(),
-        sender: from.into(),
-        receiver: to.into(),
+/// What `$connect` stores: the conversation's profile (conversation connections), the
+/// record, the registry entry.
+async fn connect(f: &Fixture, r: &ConnectionRecord) {
+    if let Some(friend) = &r.friend {
+        f.store
+            .put_profile(
+                &Conversation::new(&r.app_sid, &r.user, friend),
+                &r.user,
+                &r.profile,
+            )
+            .await
+            .unwrap();
+    }
+    f.store.register(r).await.unwrap();
+    f.store.enroll(r).await.unwrap();
+}
+
+/// One send straight through the ports (snapshot, plan, commit), as the domain makes it.
+async fn store_send(
+    f: &Fixture,
+    app: &str,
+    from: &str,
+    to: &str,
+    cmid: Option<&str>,
+    text: &str,
+    at: i64,
+) -> (Committed, Message) {
+    let me = record(&format!("seed-{from}"), app, from, None, i64::MAX);
+    let conversation = Conversation::new(app, from, to);
+    let snap = f.store.snapshot(&conversation, from, None).await.unwrap();
+    let draft = Draft {
         chat_type: ChatType::Text,
         content: text.into(),
-        created_at_ms: at,
-        client_msg_id: cmid.map(str::to_owned),
         media: None,
-    }
-}
-
-async fn connect(f: &Fixture, r: &ConnectionRecord) {
-    f.store
-        .put_profile(&r.conversation(), &r.user, &r.profile)
-        .await
-        .unwrap();
-    f.store.register(r).await.unwrap();
+        client_msg_id: cmid.map(str::to_owned),
+    };
+    let plan = plan_send(&me, to, &snap, &draft, at);
+    (f.store.commit_send(&plan).await.unwrap(), plan.message)
 }
 
 #[tokio::test]
-async fn connections_are_found_by_conversation_and_expire_by_ttl() {
+async fn registries_list_both_kinds_of_connection_and_forget_them_on_disconnect() {
+    // GIVEN 111 on a user connection and on the conversation with 222; 222 on a user
+    // connection and an expired one; 111 in another app
     let f = fixture().await;
     let now_s = now_ms() / 1000;
-    connect(&f, &record("a1", "app", "111", "222", now_s + 100)).await;
-    connect(&f, &record("b1", "app", "222", "111", now_s + 100)).await;
-    connect(&f, &record("old", "app", "222", "111", now_s - 1)).await;
-    connect(&f, &record("c1", "app", "111", "333", now_s + 100)).await;
-    connect(&f, &record("x1", "app2", "111", "222", now_s + 100)).await;
-    let conv = Conversation::new("app", "222", "111");
-    let mut ids: Vec<String> = f
+    connect(&f, &record("a1", "app", "111", None, now_s + 100)).await;
+    connect(&f, &record("a2", "app", "111", Some("222"), now_s + 100)).await;
+    connect(&f, &record("b1", "app", "222", None, now_s + 100)).await;
+    connect(&f, &record("old", "app", "222", None, now_s - 1)).await;
+    connect(&f, &record("x1", "app2", "111", None, now_s + 100)).await;
+    // WHEN the conversation is read
+    let snap = f
         .store
-        .in_conversation(&conv, now_s)
+        .snapshot(&Conversation::new("app", "111", "222"), "111", None)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.connection_id)
-        .collect();
-    ids.sort();
+        .unwrap();
+    // THEN both registries come in one request, with kinds, friends and profiles
+    let live = |user: &str| -> Vec<(String, Option<String>)> {
+        snap.registry(user)
+            .unwrap()
+            .live(now_s)
+            .map(|e| (e.connection_id.clone(), e.friend.clone()))
+            .collect()
+    };
     assert_eq!(
-        ids,
-        ["a1", "b1"],
-        "same conversation and app only, expired excluded"
+        live("111"),
+        [("a1".into(), None), ("a2".into(), Some("222".into()))]
     );
+    assert_eq!(live("222"), [("b1".to_string(), None)], "expired ignored");
+    assert_eq!(
+        snap.registry("222").unwrap().entries.len(),
+        2,
+        "until pruned"
+    );
+    assert_eq!(
+        snap.registry("111").unwrap().profile.as_ref().unwrap().name,
+        "n-111"
+    );
+    assert_eq!(
+        snap.profiles["111"].name, "n-111",
+        "the conversation connection's profile"
+    );
+    // AND records read back as written, a user connection without a friend
     let got = f.store.get("a1", now_s).await.unwrap().unwrap();
     assert_eq!(
         got,
         ConnectionRecord {
             connected_at_ms: got.connected_at_ms,
-            ..record("a1", "app", "111", "222", now_s + 100)
+            ..record("a1", "app", "111", None, now_s + 100)
         }
     );
     assert_eq!(
         f.store.get("old", now_s).await.unwrap(),
         None,
-        "expired but not yet swept by TTL"
+        "expired, not yet swept"
     );
+    // WHEN a1 disconnects (twice) and old is pruned
     f.store.remove("a1").await.unwrap();
-    f.store.remove("a1").await.unwrap(); // idempotent
+    f.store.remove("a1").await.unwrap();
+    f.store
+        .prune("app", "222", &["old".into(), "never".into()])
+        .await
+        .unwrap();
+    f.store.prune("app", "999", &["x".into()]).await.unwrap();
+    // THEN they are gone from records and registries; the other app's untouched
     assert_eq!(f.store.get("a1", now_s).await.unwrap(), None);
+    let ids = |r: Option<shared::model::Registry>| -> Vec<String> {
+        r.unwrap()
+            .entries
+            .into_iter()
+            .map(|e| e.connection_id)
+            .collect()
+    };
+    assert_eq!(ids(f.store.registry("app", "111").await.unwrap()), ["a2"]);
+    assert_eq!(ids(f.store.registry("app", "222").await.unwrap()), ["b1"]);
+    assert_eq!(ids(f.store.registry("app2", "111").await.unwrap()), ["x1"]);
 }
 
 #[tokio::test]
-async fn a_client_msg_id_is_stored_once_per_sender_and_conversation() {
+async fn a_client_msg_id_is_stored_once_per_sender_and_conversation_and_counts_once() {
     let f = fixture().await;
     let t = now_ms();
-    let first = message("app", "111", "222", t, Some("k1"), "hello");
-    assert_eq!(
-        f.store.append(&first).await.unwrap(),
-        Appended::Stored(first.clone())
-    );
+    let (c, first) = store_send(&f, "app", "111", "222", Some("k1"), "hello", t).await;
+    assert_eq!(c, Committed::Stored);
+    let conv = Conversation::new("app", "111", "222");
+    let before = f.store.snapshot(&conv, "222", None).await.unwrap().mine;
     // A retry gets a new server id and time, but the same client_msg_id
-    let retry = message("app", "111", "222", t + 50, Some("k1"), "hello");
-    assert_eq!(
-        f.store.append(&retry).await.unwrap(),
-        Appended::Duplicate(first.clone())
-    );
+    let (c, _) = store_send(&f, "app", "111", "222", Some("k1"), "hello", t + 50).await;
+    assert_eq!(c, Committed::Duplicate(Box::new(first.clone())));
+    let after = f.store.snapshot(&conv, "222", None).await.unwrap().mine;
+    assert_eq!(after, before, "a duplicate changes no counter");
+    assert_eq!(after.unwrap().unread(), 1);
     // The same id from the other participant, or in another app, is another message
-    let other_sender = message("app", "222", "111", t + 60, Some("k1"), "hi");
-    assert!(matches!(
-        f.store.append(&other_sender).await.unwrap(),
-        Appended::Stored(_)
-    ));
-    let other_app = message("app2", "111", "222", t + 70, Some("k1"), "x");
-    assert!(matches!(
-        f.store.append(&other_app).await.unwrap(),
-        Appended::Stored(_)
-    ));
-    let page = f
-        .store
-        .latest(&Conversation::new("app", "111", "222"), 10)
-        .await
-        .unwrap();
+    let (c, _) = store_send(&f, "app", "222", "111", Some("k1"), "hi", t + 60).await;
+    assert_eq!(c, Committed::Stored);
+    let (c, _) = store_send(&f, "app2", "111", "222", Some("k1"), "x", t + 70).await;
+    assert_eq!(c, Committed::Stored);
+    let page = f.store.latest(&conv, 10).await.unwrap();
     assert_eq!(page.messages.len(), 2);
     assert_eq!(page.messages[0], first);
+    assert_eq!(page.messages[0].seq, Some(1));
+}
+
+#[tokio::test]
+async fn a_send_that_read_a_version_since_moved_writes_nothing() {
+    // GIVEN two sends planned from the same read of a conversation
+    let f = fixture().await;
+    store_send(&f, "app", "111", "222", None, "first", now_ms()).await;
+    let conv = Conversation::new("app", "111", "222");
+    let snap_a = f.store.snapshot(&conv, "111", None).await.unwrap();
+    let snap_b = f.store.snapshot(&conv, "222", None).await.unwrap();
+    let draft = |t: &str| Draft {
+        chat_type: ChatType::Text,
+        content: t.into(),
+        media: None,
+        client_msg_id: Some(format!("c-{t}")),
+    };
+    let a = plan_send(
+        &record("a", "app", "111", None, i64::MAX),
+        "222",
+        &snap_a,
+        &draft("a"),
+        now_ms(),
+    );
+    let b = plan_send(
+        &record("b", "app", "222", None, i64::MAX),
+        "111",
+        &snap_b,
+        &draft("b"),
+        now_ms(),
+    );
+    // WHEN both commit THEN the second conflicts and leaves no trace, not even its marker
+    assert_eq!(f.store.commit_send(&a).await.unwrap(), Committed::Stored);
+    assert_eq!(f.store.commit_send(&b).await.unwrap(), Committed::Conflict);
+    let page = f.store.latest(&conv, 10).await.unwrap();
+    let texts: Vec<&str> = page.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(texts, ["first", "a"]);
+    let snap = f.store.snapshot(&conv, "222", None).await.unwrap();
+    let (mine, theirs) = (snap.mine.unwrap(), snap.theirs.unwrap());
+    assert_eq!((mine.ver, theirs.ver), (a.sender.ver, a.sender.ver));
+    assert_eq!((mine.peer_sent, mine.unread()), (2, 2));
+    // AND a retry of b from a fresh read goes through
+    let snap_b = f.store.snapshot(&conv, "222", None).await.unwrap();
+    let b = plan_send(
+        &record("b", "app", "222", None, i64::MAX),
+        "111",
+        &snap_b,
+        &draft("b"),
+        now_ms(),
+    );
+    assert_eq!(f.store.commit_send(&b).await.unwrap(), Committed::Stored);
+    let mine = f
+        .store
+        .snapshot(&conv, "222", None)
+        .await
+        .unwrap()
+        .mine
+        .unwrap();
+    assert_eq!(
+        (mine.sent, mine.read_seq, mine.unread()),
+        (1, 2, 0),
+        "the sender read all before"
+    );
 }
 
 #[tokio::test]
 async fn paging_returns_every_message_once_oldest_first_with_profiles() {
     let f = fixture().await;
     let now_s = now_ms() / 1000;
-    connect(&f, &record("a1", "app", "111", "222", now_s + 100)).await;
-    connect(&f, &record("b1", "app", "222", "111", now_s + 100)).await;
+    connect(&f, &record("a1", "app", "111", Some("222"), now_s + 100)).await;
+    connect(&f, &record("b1", "app", "222", Some("111"), now_s + 100)).await;
     let t0 = now_ms();
     for i in 0..45 {
         let (from, to) = if i % 3 == 0 {
@@ -135,16 +254,10 @@ async fn paging_returns_every_message_once_oldest_first_with_profiles() {
         } else {
             ("111", "222")
         };
-        f.store
-            .append(&message("app", from, to, t0 + i, None, &format!("m{i}")))
-            .await
-            .unwrap();
+        store_send(&f, "app", from, to, None, &format!("m{i}"), t0 + i).await;
     }
     // Another tenant with the same numbers must not show up
-    f.store
-        .append(&message("app2", "111", "222", t0, None, "other tenant"))
-        .await
-        .unwrap();
+    store_send(&f, "app2", "111", "222", None, "other tenant", t0).await;
     let conv = Conversation::new("app", "111", "222");
     let mut page = f.store.latest(&conv, 20).await.unwrap();
     assert_eq!(page.profiles["111"].name, "n-111");
@@ -163,68 +276,232 @@ async fn paging_returns_every_message_once_oldest_first_with_profiles() {
     }
     let expected: Vec<String> = (0..45).map(|i| format!("m{i}")).collect();
     assert_eq!(all, expected);
+    // AND a page through a message stops at it
+    let everything = f.store.latest(&conv, 45).await.unwrap();
+    let through = f
+        .store
+        .latest_through(&conv, &everything.messages[9].id, 5)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = through
+        .messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(texts, ["m5", "m6", "m7", "m8", "m9"]);
+    assert!(through.has_more);
 }
 
-/// Sends one message through the real domain flow and returns the DynamoDB requests it made.
-async fn requests_for_one_send(connections_per_user: usize, history: usize) -> Vec<String> {
+/// A user, 111, with `conversations` conversations (each with a message), `history` more
+/// messages in the one with 222, and `connections` connections per user of 111 and 222 (user
+/// connections, then conversation connections on this conversation if `with_pages`).
+struct Busy {
+    f: Fixture,
+    d: shared::chat::Deps<
+        shared::dynamo::DynamoStore,
+        RecordingNotifier,
+        shared::chat::Media<shared::s3::S3Media>,
+    >,
+    /// The message 222 sent last.
+    theirs: Message,
+}
+
+async fn busy(conversations: usize, connections: usize, history: usize, with_pages: bool) -> Busy {
     let f = fixture().await;
     let d = frame_deps(&f, RecordingNotifier::default());
     let now_s = now_ms() / 1000;
-    for i in 0..connections_per_user {
+    for i in 0..connections {
+        let friend = |peer| (with_pages && i % 2 == 1).then_some(peer);
         connect(
             &f,
-            &record(&format!("a{i}"), "app", "111", "222", now_s + 600),
+            &record(&format!("a{i}"), "app", "111", friend("222"), now_s + 600),
         )
         .await;
         connect(
             &f,
-            &record(&format!("b{i}"), "app", "222", "111", now_s + 600),
+            &record(&format!("b{i}"), "app", "222", friend("111"), now_s + 600),
         )
         .await;
     }
-    let t0 = now_ms() - 10_000;
+    let t0 = now_ms() - 60_000;
+    for i in 1..conversations {
+        let peer = format!("p{i:04}");
+        store_send(&f, "app", &peer, "111", None, "hello", t0 + i as i64).await;
+    }
     for i in 0..history {
-        f.store
-            .append(&message("app", "111", "222", t0 + i as i64, None, "old"))
-            .await
-            .unwrap();
+        store_send(&f, "app", "111", "222", None, "old", t0 + 1000 + i as i64).await;
     }
+    let (_, theirs) = store_send(&f, "app", "222", "111", None, "unread", t0 + 5000).await;
     f.log.take();
-    let body = r#"{"action":"send","client_msg_id":"count-me","chat_type":0,"chat_content":"hi"}"#;
-    let out = on_frame(&d, "a0", body, now_ms()).await.unwrap();
-    assert_eq!(
-        out,
-        FrameOutcome::Sent {
-            duplicate: false,
-            delivered: 2 * connections_per_user,
-            gone: 0
+    Busy { f, d, theirs }
+}
+
+impl Busy {
+    /// One frame from connection `cid`: its outcome, the requests made, the round trips.
+    async fn frame(&self, cid: &str, body: &str) -> (FrameOutcome, Vec<String>, usize) {
+        self.f.log.take();
+        let out = on_frame(&self.d, cid, body, now_ms()).await.unwrap();
+        let requests = self.f.log.take_timed();
+        let trips = round_trips(&requests);
+        (out, requests.into_iter().map(|r| r.op).collect(), trips)
+    }
+}
+
+#[tokio::test]
+async fn a_send_costs_the_same_requests_at_2_and_at_200_conversations() {
+    let send = r#"{"action":"send","to":"222","client_msg_id":"count-me","chat_type":0,"chat_content":"hi"}"#;
+    // GIVEN a quiet user (2 conversations, one user connection each side) and a busy one
+    // (200 conversations, 10 connections each side, 300 messages in this conversation)
+    for (conversations, connections, history) in [(2, 1, 1), (200, 10, 300)] {
+        // WHEN 111 sends to 222 with only user connections listening
+        let b = busy(conversations, connections, history, false).await;
+        let (out, requests, trips) = b.frame("a0", send).await;
+        // THEN a record read, one batch read, one transaction: 3 requests in 3 round trips
+        assert_eq!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: false,
+                delivered: 2 * connections,
+                gone: 0,
+                retries: 0
+            }
+        );
+        assert_eq!(
+            requests,
+            ["GetItem", "BatchGetItem", "TransactWriteItems"],
+            "{conversations}"
+        );
+        assert_eq!(trips, 3, "{conversations}");
+        // WHEN conversation connections of this conversation listen too
+        let b = busy(conversations, connections.max(2), history, true).await;
+        let (_, requests, trips) = b.frame("a0", send).await;
+        // THEN the page query runs beside the transaction: 4 requests, still 3 round trips
+        assert_eq!(
+            requests,
+            ["GetItem", "BatchGetItem", "TransactWriteItems", "Query"],
+            "{conversations}"
+        );
+        assert_eq!(trips, 3, "{conversations}");
+        let page = &b.d.notifier.to("a1")[0];
+        assert_eq!(page["type"], "history");
+        assert_eq!(
+            page["data"].as_array().unwrap().last().unwrap()["content"],
+            "hi"
+        );
+        assert_eq!(
+            page["data"].as_array().unwrap().len(),
+            (history + 2).min(20)
+        );
+        let message = &b.d.notifier.to("b0")[0];
+        assert_eq!(
+            (message["type"].as_str(), message["unread"].as_i64()),
+            (Some("message"), Some(1))
+        );
+    }
+}
+
+#[tokio::test]
+async fn list_read_typing_and_recall_cost_a_fixed_few_requests_at_2_and_200_conversations() {
+    for conversations in [2, 200] {
+        let b = busy(conversations, 1, 3, false).await;
+        // conversations: the record and one index query
+        let (out, requests, trips) = b
+            .frame("a0", r#"{"action":"conversations","limit":20}"#)
+            .await;
+        assert_eq!(out, FrameOutcome::Listed);
+        assert_eq!(requests, ["GetItem", "Query"]);
+        assert_eq!(trips, 2);
+        let list = b.d.notifier.to("a0").pop().unwrap();
+        assert_eq!(list["data"][0]["peer"], "222");
+        assert_eq!(list["data"][0]["unread"], 1);
+        assert_eq!(list["has_more"], conversations > 20);
+        // read: the record, one batch read, two conditional updates side by side
+        let read = format!(r#"{{"action":"read","to":"222","id":"{}"}}"#, b.theirs.id);
+        let (out, requests, trips) = b.frame("a0", &read).await;
+        assert_eq!(out, FrameOutcome::Read { moved: true });
+        assert_eq!(
+            requests,
+            ["GetItem", "BatchGetItem", "UpdateItem", "UpdateItem"]
+        );
+        assert_eq!(trips, 3);
+        assert_eq!(b.d.notifier.to("b0").pop().unwrap()["type"], "read");
+        assert_eq!(b.d.notifier.to("a0").pop().unwrap()["data"]["unread"], 0);
+        // typing: the record, then the throttle's write beside the peer's registry
+        let typing = r#"{"action":"typing","to":"222"}"#;
+        let (out, requests, trips) = b.frame("a0", typing).await;
+        assert_eq!(out, FrameOutcome::Typed { relayed: true });
+        assert_eq!(requests, ["GetItem", "UpdateItem", "GetItem"]);
+        assert_eq!(trips, 2);
+        let (out, requests, _) = b.frame("a0", typing).await;
+        assert_eq!(out, FrameOutcome::Typed { relayed: false }, "within 2 s");
+        assert_eq!(requests.len(), 3);
+        // recall of 111's last message: one batch read, then the message and both entries
+        let (_, _, _) = b
+            .frame("a0", r#"{"action":"send","to":"222","client_msg_id":"r","chat_type":0,"chat_content":"oops"}"#)
+            .await;
+        let id = b.d.notifier.to("a0").pop().unwrap()["message"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let recall = format!(r#"{{"action":"recall","to":"222","id":"{id}"}}"#);
+        let (out, requests, trips) = b.frame("a0", &recall).await;
+        assert_eq!(out, FrameOutcome::Recalled);
+        assert_eq!(
+            requests,
+            [
+                "GetItem",
+                "BatchGetItem",
+                "UpdateItem",
+                "UpdateItem",
+                "UpdateItem"
+            ]
+        );
+        assert_eq!(trips, 3);
+        assert_eq!(b.d.notifier.to("b0").pop().unwrap()["type"], "recall");
+    }
+}
+
+#[tokio::test]
+async fn the_list_pages_through_200_conversations_once_each_by_activity() {
+    let b = busy(200, 1, 0, false).await;
+    let mut cursor: Option<ListCursor> = None;
+    let mut seen = Vec::new();
+    loop {
+        let page =
+            b.f.store
+                .list("app", "111", cursor.as_ref(), 30)
+                .await
+                .unwrap();
+        let mut previous = seen.last().cloned();
+        for e in &page.entries {
+            if let Some(p) = &previous {
+                assert!(e.activity() < *p, "newest first");
+            }
+            previous = Some(e.activity());
+            seen.push(e.activity());
         }
-    );
-    f.log.take()
+        if !page.has_more {
+            break;
+        }
+        let last = page.entries.last().unwrap();
+        cursor = Some(ListCursor::of(last.updated_at_ms, &last.peer));
+    }
+    assert_eq!(seen.len(), 200);
+    assert!(seen[0].ends_with("#222"), "the latest conversation first");
 }
 
 #[tokio::test]
-async fn a_send_costs_the_same_requests_whatever_the_audience_and_history() {
-    // GIVEN a quiet conversation, and a busy one with 40 connections and 300 stored messages
-    let small = requests_for_one_send(1, 1).await;
-    let large = requests_for_one_send(20, 300).await;
-    // THEN both sends make exactly the same four requests, and no Scan anywhere
-    assert_eq!(small, ["GetItem", "TransactWriteItems", "Query", "Query"]);
-    assert_eq!(large, small);
-}
-
-#[tokio::test]
-async fn a_gone_connection_loses_its_record_and_only_that_one() {
+async fn a_gone_connection_loses_its_record_and_registry_entry_and_only_that_one() {
     let f = fixture().await;
     let d = frame_deps(&f, RecordingNotifier::default());
     let now_s = now_ms() / 1000;
-    connect(&f, &record("a1", "app", "111", "222", now_s + 600)).await;
+    connect(&f, &record("a1", "app", "111", Some("222"), now_s + 600)).await;
     // b1 connected a minute ago and is gone; b3 is "gone" because it is still in $connect
-    let mut b1 = record("b1", "app", "222", "111", now_s + 600);
+    let mut b1 = record("b1", "app", "222", Some("111"), now_s + 600);
     b1.connected_at_ms -= 60_000;
     connect(&f, &b1).await;
-    connect(&f, &record("b2", "app", "222", "111", now_s + 600)).await;
-    connect(&f, &record("b3", "app", "222", "111", now_s + 600)).await;
+    connect(&f, &record("b2", "app", "222", Some("111"), now_s + 600)).await;
+    connect(&f, &record("b3", "app", "222", None, now_s + 600)).await;
     d.notifier.gone.lock().unwrap().insert("b1".into());
     d.notifier.gone.lock().unwrap().insert("b3".into());
     let body = r#"{"action":"send","chat_type":0,"chat_content":"hi"}"#;
@@ -234,7 +511,8 @@ async fn a_gone_connection_loses_its_record_and_only_that_one() {
         FrameOutcome::Sent {
             duplicate: false,
             delivered: 2,
-            gone: 2
+            gone: 2,
+            retries: 0
         }
     );
     assert!(f.store.get("b1", now_s).await.unwrap().is_none());
@@ -244,6 +522,17 @@ async fn a_gone_connection_loses_its_record_and_only_that_one() {
         f.store.get("b3", now_s).await.unwrap().is_some(),
         "too young to be judged gone"
     );
+    let registered: Vec<String> = f
+        .store
+        .registry("app", "222")
+        .await
+        .unwrap()
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.connection_id)
+        .collect();
+    assert_eq!(registered, ["b2", "b3"]);
     let frame = &d.notifier.to("b2")[0];
     assert_eq!(frame["data"][0]["userphone"], "111");
     assert_eq!(frame["data"][0]["username"], "n-111");
@@ -258,7 +547,7 @@ async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
     let d = frame_deps(&f, RecordingNotifier::default());
     connect(
         &f,
-        &record("a1", "app", "111", "222", now_ms() / 1000 + 600),
+        &record("a1", "app", "111", Some("222"), now_ms() / 1000 + 600),
     )
     .await;
     // WHEN it stops and the user sends

@@ -92,6 +92,19 @@ impl Client {
         Client::open(stack, &q).await.expect("handshake accepted")
     }
 
+    /// A user connection: no friendphone, all of the user's conversations.
+    async fn user(stack: &Stack, app: &str, me: &str) -> Client {
+        let q = format!("userphone={me}&app_sid={app}&token={}", token(me, app, 600));
+        Client::open(stack, &q).await.expect("handshake accepted")
+    }
+
+    /// The next frame, which must be of `kind`.
+    async fn expect(&mut self, kind: &str) -> Value {
+        let f = self.frame().await;
+        assert_eq!(f["type"], kind, "{f}");
+        f
+    }
+
     async fn send(&mut self, v: Value) {
         self.ws
             .send(Message::Text(v.to_string().into()))
@@ -363,11 +376,33 @@ async fn the_sample_events_run_through_the_real_binaries() {
         ),
         200
     );
+    // And a user connection (no friendphone)
+    let connect_user =
+        std::fs::read_to_string(devtools::repo_root().join("events/connect-user.json"))
+            .unwrap()
+            .replace(
+                "REPLACE_WITH_A_TOKEN_FROM_mint-token",
+                &token("13800000001", "wxdemo", 600),
+            );
+    assert_eq!(
+        status(
+            s.gateway
+                .invoke(
+                    "ConnectFunction",
+                    &serde_json::from_str(&connect_user).unwrap()
+                )
+                .await
+                .unwrap()
+        ),
+        200
+    );
     for name in [
         "default-sync.json",
         "default-send.json",
         "default-seed-chatinfo.json",
         "default-ping.json",
+        "default-send-to.json",
+        "default-conversations.json",
     ] {
         assert_eq!(
             status(
@@ -401,9 +436,7 @@ async fn the_sample_events_run_through_the_real_binaries() {
     );
 }
 
-/// `(connection_id, user)` of every connection record of conversation (app, 111, 222), read
-/// straight from DynamoDB Local.
-async fn connection_records(stack: &Stack, app: &str) -> Vec<(String, String)> {
+fn dynamodb(stack: &Stack) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
@@ -412,38 +445,47 @@ async fn connection_records(stack: &Stack, app: &str) -> Vec<(String, String)> {
             "local", "local", None, None, "t",
         ))
         .build();
-    let out = aws_sdk_dynamodb::Client::from_conf(config)
-        .query()
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// The live connections in `user`'s registry, oldest first, read straight from DynamoDB Local.
+async fn registered(stack: &Stack, app: &str, user: &str) -> Vec<String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = dynamodb(stack)
+        .get_item()
         .table_name(&stack.tables.connections)
-        .index_name("by_conversation")
-        .key_condition_expression("conversation = :c")
-        .expression_attribute_values(
-            ":c",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("c#{app}#111#222")),
+        .key(
+            "connection_id",
+            AttributeValue::S(format!("r#{app}#{user}")),
         )
+        .consistent_read(true)
         .send()
         .await
         .unwrap();
-    let text = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-                k: &str| {
-        i.get(k)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default()
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let number = |m: &std::collections::HashMap<String, AttributeValue>, k: &str| -> i64 {
+        m[k].as_n().unwrap().parse().unwrap()
     };
-    out.items()
-        .iter()
-        .map(|i| (text(i, "connection_id"), text(i, "user")))
-        .collect()
+    let mut live: Vec<(i64, String)> = match out.item.as_ref().and_then(|i| i.get("conns")) {
+        Some(AttributeValue::M(conns)) => conns
+            .iter()
+            .filter_map(|(id, e)| {
+                let e = e.as_m().ok()?;
+                (number(e, "exp") > now_s).then(|| (number(e, "at"), id.clone()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    live.sort();
+    live.into_iter().map(|(_, id)| id).collect()
 }
 
-/// How many connection records `user` has in conversation (app, 111, 222).
+/// How many live connections `user` holds in `app`.
 async fn live_connections(stack: &Stack, app: &str, user: &str) -> usize {
-    connection_records(stack, app)
-        .await
-        .iter()
-        .filter(|(_, u)| u == user)
-        .count()
+    registered(stack, app, user).await.len()
 }
 
 #[tokio::test]
@@ -603,8 +645,8 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
     let s = shared_stack();
     let mut ann = Client::connect(s, "e2e10", "111", "222").await;
     ann.ask(json!({"action":"ping"})).await;
-    // The connection id, as the functions know it, from the connections table
-    let id = connection_records(s, "e2e10").await[0].0.clone();
+    // The connection id, as the functions know it, from the user's registry
+    let id = registered(s, "e2e10", "111").await[0].clone();
     let path = format!("/prod/@connections/{}", id.replace('=', "%3D"));
 
     assert_eq!(
@@ -936,4 +978,206 @@ async fn the_browser_demo_uploads_an_image_that_the_other_side_shows() {
     );
     let v: Value = serde_json::from_str(report.trim()).unwrap();
     assert!(v["image"]["w"].as_u64().unwrap() > 0, "{v}");
+}
+
+// ---------------------------------------------------------------- inbox
+
+fn send_to(to: &str, cmid: &str, text: &str) -> Value {
+    json!({"action":"send","to":to,"client_msg_id":cmid,"chat_type":0,"chat_content":text})
+}
+
+#[tokio::test]
+async fn two_user_connections_and_the_seeds_mode_see_one_consistent_state() {
+    let s = shared_stack();
+    let app = "e2e11";
+    // GIVEN Ann on two user connections (devices) and on the seed's page for Bob; Bob on a
+    // user connection; Cid, a third user, on his
+    let mut ann1 = Client::user(s, app, "111").await;
+    let mut ann2 = Client::user(s, app, "111").await;
+    let mut ann_page = Client::connect(s, app, "111", "222").await;
+    let mut bob = Client::user(s, app, "222").await;
+    let mut cid = Client::user(s, app, "333").await;
+    assert_eq!(
+        ann_page.ask(json!({"action":"sync"})).await["data"],
+        json!([])
+    );
+
+    // WHEN Bob sends twice
+    let mut ids = Vec::new();
+    for (i, text) in ["hi ann", "are you there"].iter().enumerate() {
+        let ack = bob.ask(send_to("111", &format!("b{i}"), text)).await;
+        assert_eq!(
+            (ack["type"].as_str(), ack["unread"].as_i64()),
+            (Some("message"), Some(0))
+        );
+        assert_eq!(ack["client_msg_id"], format!("b{i}"));
+        ids.push(ack["message"]["id"].as_str().unwrap().to_owned());
+        // THEN both of Ann's devices get it with her unread count, her page the new list
+        for ann in [&mut ann1, &mut ann2] {
+            let f = ann.expect("message").await;
+            assert_eq!(
+                (f["peer"].as_str(), f["unread"].as_i64()),
+                (Some("222"), Some(i as i64 + 1))
+            );
+            assert_eq!(f["message"]["content"], *text);
+            assert!(f.get("client_msg_id").is_none());
+        }
+        let page = ann_page.expect("history").await;
+        assert_eq!(contents(&page).last().unwrap(), text);
+    }
+    // AND the list agrees on both devices
+    for ann in [&mut ann1, &mut ann2] {
+        let list = ann.ask(json!({"action":"conversations"})).await;
+        assert_eq!(list["type"], "conversations");
+        assert_eq!(list["data"][0]["peer"], "222");
+        assert_eq!(list["data"][0]["peername"], "name-222");
+        assert_eq!(list["data"][0]["unread"], 2);
+        assert_eq!(list["data"][0]["last"]["id"], ids[1].as_str());
+    }
+
+    // WHEN Ann reads on one device
+    let entry = ann1
+        .ask(json!({"action":"read","to":"222","id":ids[1]}))
+        .await;
+    // THEN both devices show nothing unread, Bob gets the receipt, the seed's page nothing
+    assert_eq!(entry["type"], "conversation");
+    assert_eq!(entry["data"]["unread"], 0);
+    assert_eq!(ann2.expect("conversation").await["data"]["unread"], 0);
+    assert_eq!(
+        bob.frame().await,
+        json!({"code":1,"type":"read","peer":"111","id":ids[1]})
+    );
+    let list = ann2.ask(json!({"action":"conversations"})).await;
+    assert_eq!(list["data"][0]["unread"], 0);
+    assert_eq!(
+        bob.ask(json!({"action":"conversations"})).await["data"][0]["peer_read_id"],
+        ids[1].as_str()
+    );
+
+    // WHEN Ann types THEN only Bob hears it
+    ann2.send(json!({"action":"typing","to":"222"})).await;
+    assert_eq!(
+        bob.frame().await,
+        json!({"code":1,"type":"typing","peer":"111"})
+    );
+
+    // WHEN Ann answers from her second device and recalls it
+    let ack = ann2.ask(send_to("222", "a1", "oops")).await;
+    let oops = ack["message"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(ann1.expect("message").await["message"]["id"], oops.as_str());
+    assert_eq!(
+        contents(&ann_page.expect("history").await).last().unwrap(),
+        "oops"
+    );
+    assert_eq!(bob.expect("message").await["unread"], 1);
+    let recalled = ann2
+        .ask(json!({"action":"recall","to":"222","id":oops}))
+        .await;
+    // THEN the row reads recalled everywhere
+    assert_eq!(
+        recalled,
+        json!({"code":1,"type":"recall","peer":"222","id":oops})
+    );
+    assert_eq!(ann1.expect("recall").await["id"], oops.as_str());
+    assert_eq!(
+        bob.frame().await,
+        json!({"code":1,"type":"recall","peer":"111","id":oops})
+    );
+    let page = ann_page.expect("history").await;
+    let row = page["data"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (row["recalled"].as_bool(), row["content"].as_str()),
+        (Some(true), Some(""))
+    );
+    let synced = bob.ask(json!({"action":"sync","to":"111"})).await;
+    assert_eq!(synced["peer"], "111");
+    assert_eq!(
+        synced["data"].as_array().unwrap().last().unwrap()["recalled"],
+        true
+    );
+    let last = &ann1.ask(json!({"action":"conversations"})).await["data"][0]["last"];
+    assert_eq!(
+        (last["recalled"].as_bool(), last["content"].as_str()),
+        (Some(true), Some(""))
+    );
+
+    // AND the third user saw none of it, and nothing more reached the seed's page or Ann
+    cid.silent_for(Duration::from_millis(500)).await;
+    ann_page.silent_for(Duration::from_millis(10)).await;
+    ann2.silent_for(Duration::from_millis(10)).await;
+    assert_eq!(
+        cid.ask(json!({"action":"conversations"})).await["data"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn a_connection_made_a_moment_ago_gets_the_very_next_message() {
+    let s = shared_stack();
+    let mut bob = Client::user(s, "e2e12", "222").await;
+    for i in 0..5 {
+        // GIVEN Ann's connection, open this instant
+        let mut ann = Client::user(s, "e2e12", "111").await;
+        // WHEN Bob sends at once THEN it arrives
+        bob.ask(send_to("111", &format!("n{i}"), &format!("now {i}")))
+            .await;
+        let f = ann.expect("message").await;
+        assert_eq!(f["message"]["content"], format!("now {i}"));
+    }
+}
+
+#[tokio::test]
+async fn a_user_connection_must_name_its_peer() {
+    let s = shared_stack();
+    let mut ann = Client::user(s, "e2e13", "111").await;
+    for body in [
+        json!({"action":"sync"}),
+        json!({"action":"send","chat_type":0,"chat_content":"to whom?"}),
+        json!({"action":"history","to":"111"}),
+        json!({"action":"typing","to":"no#way"}),
+    ] {
+        let f = ann.ask(body.clone()).await;
+        assert_eq!(f["error"], "bad_peer", "{body}");
+    }
+    let mut page = Client::connect(s, "e2e13", "111", "222").await;
+    assert_eq!(
+        page.ask(send_to("333", "x", "elsewhere")).await["error"],
+        "bad_peer"
+    );
+}
+
+#[tokio::test]
+async fn the_cap_closes_the_oldest_connection_and_an_old_message_cannot_be_recalled() {
+    // GIVEN a stack with a cap of 2 connections per user and a 1 s recall window
+    let mut opts = options();
+    opts.parameters
+        .insert("MaxConnectionsPerUser".into(), "2".into());
+    opts.parameters
+        .insert("RecallWindowSeconds".into(), "1".into());
+    let stack = Stack::start(opts).await.unwrap();
+    let mut oldest = Client::user(&stack, "e2e14", "111").await;
+    let mut page = Client::connect(&stack, "e2e14", "111", "222").await;
+    assert_eq!(oldest.ask(json!({"action":"ping"})).await["type"], "pong");
+    let first = registered(&stack, "e2e14", "111").await[0].clone();
+    // WHEN a third connection is made
+    let mut newest = Client::user(&stack, "e2e14", "111").await;
+    // THEN the oldest is closed and out of the registry; the other two work
+    assert_eq!(oldest.close_code().await, 1000);
+    let now = registered(&stack, "e2e14", "111").await;
+    assert_eq!(now.len(), 2);
+    assert!(!now.contains(&first));
+    assert_eq!(page.ask(json!({"action":"ping"})).await["type"], "pong");
+    // AND a message recalled after the window is refused and stays
+    let ack = newest.ask(send_to("222", "m", "kept")).await;
+    page.expect("history").await;
+    let id = ack["message"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let f = newest
+        .ask(json!({"action":"recall","to":"222","id":id}))
+        .await;
+    assert_eq!(f["error"], "recall_window_passed", "{f}");
+    assert_eq!(
+        contents(&page.ask(json!({"action":"sync"})).await),
+        ["kept"]
+    );
 }

@@ -3,10 +3,12 @@
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use devtools::dynamodb_local::DynamoDbLocal;
 use devtools::template::{create_chat_tables, ChatTables};
 use shared::chat::{Deps, Media};
@@ -25,14 +27,49 @@ pub fn dynamodb() -> &'static DynamoDbLocal {
     LOCAL.get_or_init(|| DynamoDbLocal::start().expect("DynamoDB Local starts"))
 }
 
-/// Counts the DynamoDB requests that go on the wire, by operation (`x-amz-target`).
+/// Records the DynamoDB requests that go on the wire: operation (`x-amz-target`), when each
+/// was sent and when its answer came back.
 #[derive(Debug, Clone, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<String>>>);
+pub struct RequestLog(Arc<Mutex<Vec<Request>>>);
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub op: String,
+    pub sent: std::time::Instant,
+    pub answered: Option<std::time::Instant>,
+}
+
+/// Which entry of the log an attempt is (kept in the attempt's config bag).
+#[derive(Debug, Clone)]
+struct LogIndex(usize);
+impl Storable for LogIndex {
+    type Storer = StoreReplace<Self>;
+}
 
 impl RequestLog {
+    /// The operations since the last take, in the order they were sent.
     pub fn take(&self) -> Vec<String> {
+        self.take_timed().into_iter().map(|r| r.op).collect()
+    }
+    pub fn take_timed(&self) -> Vec<Request> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
+}
+
+/// Sequential round trips among `requests`: the longest chain of requests each sent after
+/// the previous one's answer came back. Requests sent together (in parallel) count once.
+pub fn round_trips(requests: &[Request]) -> usize {
+    let mut depth = vec![0usize; requests.len()];
+    for (i, r) in requests.iter().enumerate() {
+        depth[i] = 1 + requests[..i]
+            .iter()
+            .zip(&depth)
+            .filter(|(p, _)| p.answered.is_some_and(|a| a <= r.sent))
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or(0);
+    }
+    depth.into_iter().max().unwrap_or(0)
 }
 
 impl Intercept for RequestLog {
@@ -43,11 +80,30 @@ impl Intercept for RequestLog {
         &self,
         ctx: &BeforeTransmitInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let target = ctx.request().headers().get("x-amz-target").unwrap_or("?");
         let op = target.rsplit('.').next().unwrap_or(target).to_owned();
-        self.0.lock().unwrap().push(op);
+        let mut log = self.0.lock().unwrap();
+        cfg.interceptor_state().store_put(LogIndex(log.len()));
+        log.push(Request {
+            op,
+            sent: std::time::Instant::now(),
+            answered: None,
+        });
+        Ok(())
+    }
+    fn read_after_transmit(
+        &self,
+        _ctx: &BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(LogIndex(i)) = cfg.load::<LogIndex>() {
+            if let Some(r) = self.0.lock().unwrap().get_mut(*i) {
+                r.answered = Some(std::time::Instant::now());
+            }
+        }
         Ok(())
     }
 }

@@ -49,6 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (ta, tb) = (token(a, "Ann")?, token(b, "Bob")?);
     let url_a = url(a, b, &ta);
     let url_b = url(b, a, &tb);
+    let user_url =
+        |me: &str, t: &str| format!("{}?userphone={me}&app_sid=wxdemo&token={t}", stack.ws_url);
+    let (user_a, user_b) = (user_url(a, &ta), user_url(b, &tb));
     let page = stack
         .ws_url
         .replace("ws://", "http://")
@@ -61,15 +64,21 @@ Local chat is up (Ctrl-C stops everything).
   DynamoDB     {ddb}
   S3           {s3} (path-style; buckets: {buckets})
 Two demo users in app wxdemo (tokens valid 24 h; JWT_SECRET={secret}):
-  Ann: {url_a}
-  Bob: {url_b}
-In a browser (Ann and Bob in two tabs; "Attach…" sends an image or a video):
-  {page}?userphone={a}&friendphone={b}&app_sid=wxdemo&token={ta}
-  {page}?userphone={b}&friendphone={a}&app_sid=wxdemo&token={tb}
+  Ann, chatting with Bob (the seed's conversation connection): {url_a}
+  Bob, chatting with Ann:                                      {url_b}
+  Ann's user connection (all her conversations):               {user_a}
+  Bob's user connection:                                       {user_b}
+In a browser (two tabs; "Attach…" sends an image or a video):
+  Ann's inbox:  {page}?userphone={a}&app_sid=wxdemo&token={ta}
+  Bob's inbox:  {page}?userphone={b}&app_sid=wxdemo&token={tb}
+  Ann's chat with Bob, the seed's way:  {page}?userphone={a}&friendphone={b}&app_sid=wxdemo&token={ta}
+  Bob's chat with Ann, the seed's way:  {page}?userphone={b}&friendphone={a}&app_sid=wxdemo&token={tb}
 Or from two terminals:
   npx -y wscat -c '{url_a}'
   npx -y wscat -c '{url_b}'
 then type  {{"action":"sync"}}  and  {{"action":"send","client_msg_id":"m1","chat_type":0,"chat_content":"hi"}}
+On a user connection name the peer:  {{"action":"conversations"}}  {{"action":"send","to":"{b}","client_msg_id":"m1","chat_type":0,"chat_content":"hi"}}
+  {{"action":"read","to":"{b}","id":"<message id>"}}  {{"action":"typing","to":"{b}"}}  {{"action":"recall","to":"{b}","id":"<id>"}}
 Media from a terminal: {{"action":"upload","req_id":"r1","chat_type":1,"content_type":"image/png","size":<bytes>}}
   answers a ticket; upload with its POST form, e.g.  curl -F key=... (every post.fields entry) -F file=@photo.png <post.url>
   then  {{"action":"send","client_msg_id":"m2","chat_type":1,"chat_content":"<key>"}}

@@ -1,0 +1,313 @@
+//! The inbox's rules as plain functions: what a send writes to both conversation entries,
+//! which connections hear about a change, which profiles a conversation shows. No I/O; the
+//! flows in [`crate::chat`] read a [`Snapshot`], call these, and write what they return.
+
+use crate::media::MediaInfo;
+use crate::model::{
+    new_message_id_after, ChatType, ConnectionRecord, Entry, Message, Peer, Profile, SendCommit,
+    Snapshot,
+};
+use std::collections::HashMap;
+
+/// What a send carries, already checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    pub chat_type: ChatType,
+    pub content: String,
+    pub media: Option<MediaInfo>,
+    pub client_msg_id: Option<String>,
+}
+
+/// The conversation's newest message id as the entries know it.
+pub fn last_id(snap: &Snapshot) -> Option<&str> {
+    [&snap.mine, &snap.theirs]
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.last.as_ref().map(|m| m.id.as_str()))
+        .max()
+}
+
+/// The profiles a conversation's frames show: each user's latest handshake (their registry),
+/// else what the conversation stored, else for the sender their connection's.
+pub fn profiles(snap: &Snapshot, me: &ConnectionRecord, peer: &str) -> HashMap<String, Profile> {
+    let pick = |user: &str| -> Option<Profile> {
+        snap.registry(user)
+            .and_then(|r| r.profile.clone())
+            .or_else(|| snap.profiles.get(user).cloned())
+    };
+    let mine = pick(&me.user).unwrap_or_else(|| me.profile.clone());
+    let theirs = pick(peer)
+        .or_else(|| snap.mine.as_ref().map(|e| e.peer_profile.clone()))
+        .unwrap_or_default();
+    HashMap::from([(me.user.clone(), mine), (peer.to_owned(), theirs)])
+}
+
+/// Everything one send writes, from one snapshot: the message (its `seq` the sender's next
+/// count, its id after the conversation's newest), both entries with the version moved on,
+/// and the profiles the conversation shows out of date.
+pub fn plan_send(
+    me: &ConnectionRecord,
+    peer: &str,
+    snap: &Snapshot,
+    draft: &Draft,
+    now_ms: i64,
+) -> SendCommit {
+    let mine = snap
+        .mine
+        .clone()
+        .unwrap_or_else(|| Entry::empty(&me.user, peer));
+    let theirs = snap
+        .theirs
+        .clone()
+        .unwrap_or_else(|| Entry::empty(peer, &me.user));
+    let seq = mine.sent + 1;
+    let message = Message {
+        id: new_message_id_after(now_ms, last_id(snap)),
+        app_sid: me.app_sid.clone(),
+        sender: me.user.clone(),
+        receiver: peer.to_owned(),
+        chat_type: draft.chat_type,
+        content: draft.content.clone(),
+        created_at_ms: now_ms,
+        client_msg_id: draft.client_msg_id.clone(),
+        media: draft.media.clone(),
+        seq: Some(seq),
+        recalled: false,
+    };
+    let shown = profiles(snap, me, peer);
+    let ver = mine.ver.max(theirs.ver) + 1;
+    // Never backwards, even if this instance's clock is behind the last writer's.
+    let updated_at_ms = now_ms.max(mine.updated_at_ms).max(theirs.updated_at_ms);
+    let sender = Entry {
+        last: Some(message.clone()),
+        updated_at_ms,
+        sent: seq,
+        // Whoever writes has read everything before their own message.
+        read_seq: mine.peer_sent,
+        peer_profile: shown[peer].clone(),
+        ver,
+        ..mine
+    };
+    let receiver = Entry {
+        last: Some(message.clone()),
+        updated_at_ms,
+        peer_sent: seq,
+        peer_profile: shown[&me.user].clone(),
+        ver,
+        ..theirs
+    };
+    let mut stale: Vec<(String, Profile)> = shown
+        .into_iter()
+        .filter(|(user, p)| snap.profiles.get(user) != Some(p) && *p != Profile::default())
+        .collect();
+    stale.sort_by(|a, b| a.0.cmp(&b.0));
+    SendCommit {
+        message,
+        sender_was: snap.mine.as_ref().map(|e| e.ver),
+        receiver_was: snap.theirs.as_ref().map(|e| e.ver),
+        sender,
+        receiver,
+        profiles: stale,
+    }
+}
+
+/// Who hears about a change in the conversation between `me` and `peer`: every live user
+/// connection of both, and the conversation connections opened on this conversation. The
+/// connection `me` is on is always included (a connection from before the registry existed
+/// is in none).
+pub fn audience(snap: &Snapshot, me: &ConnectionRecord, peer: &str, now_s: i64) -> Vec<Peer> {
+    let mut out = Vec::new();
+    for (user, other) in [(me.user.as_str(), peer), (peer, me.user.as_str())] {
+        let Some(registry) = snap.registry(user) else {
+            continue;
+        };
+        out.extend(
+            registry
+                .live(now_s)
+                .filter(|e| e.is_user_connection() || e.is_conversation_with(other))
+                .map(|e| Peer {
+                    user: user.to_owned(),
+                    connection: e.clone(),
+                }),
+        );
+    }
+    if !out
+        .iter()
+        .any(|p| p.connection.connection_id == me.connection_id)
+    {
+        out.push(Peer {
+            user: me.user.clone(),
+            connection: me.registry_entry(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Registry, RegistryEntry};
+
+    fn record(cid: &str, user: &str, friend: Option<&str>) -> ConnectionRecord {
+        ConnectionRecord {
+            connection_id: cid.into(),
+            app_sid: "app".into(),
+            user: user.into(),
+            friend: friend.map(str::to_owned),
+            profile: Profile {
+                name: format!("token-{user}"),
+                avatar: String::new(),
+            },
+            connected_at_ms: 1_000,
+            expires_at: 100,
+            registered: true,
+        }
+    }
+
+    fn entry(cid: &str, friend: Option<&str>, exp: i64) -> RegistryEntry {
+        RegistryEntry {
+            connection_id: cid.into(),
+            friend: friend.map(str::to_owned),
+            connected_at_ms: 1_000,
+            expires_at: exp,
+        }
+    }
+
+    fn draft() -> Draft {
+        Draft {
+            chat_type: ChatType::Text,
+            content: "hi".into(),
+            media: None,
+            client_msg_id: Some("k".into()),
+        }
+    }
+
+    #[test]
+    fn a_first_send_creates_both_entries_and_a_later_one_counts_on() {
+        // GIVEN a conversation without entries
+        let me = record("a1", "111", None);
+        let first = plan_send(&me, "222", &Snapshot::default(), &draft(), 5_000);
+        // THEN the message is the sender's first, both entries are new, the receiver has one
+        // unread and the sender none
+        assert_eq!(first.message.seq, Some(1));
+        assert_eq!((first.sender_was, first.receiver_was), (None, None));
+        assert_eq!((first.sender.sent, first.sender.unread()), (1, 0));
+        assert_eq!((first.receiver.peer_sent, first.receiver.unread()), (1, 1));
+        assert_eq!(first.sender.ver, first.receiver.ver);
+        // WHEN the peer has since sent three and read one of ours, and we send again
+        let snap = Snapshot {
+            mine: Some(Entry {
+                peer_sent: 3,
+                read_seq: 1,
+                peer_read_id: Some("x".into()),
+                ..first.sender.clone()
+            }),
+            theirs: Some(Entry {
+                sent: 3,
+                ..first.receiver.clone()
+            }),
+            ..Snapshot::default()
+        };
+        let next = plan_send(&me, "222", &snap, &draft(), 6_000);
+        // THEN our count and theirs move on, we have read their three, versions are checked
+        assert_eq!(next.message.seq, Some(2));
+        assert_eq!(next.sender.read_seq, 3, "a sender has read all before");
+        assert_eq!(next.sender.peer_read_id.as_deref(), Some("x"));
+        assert_eq!(next.receiver.peer_sent, 2);
+        assert_eq!(next.receiver.sent, 3);
+        assert_eq!(next.sender_was, Some(first.sender.ver));
+        assert_eq!(next.sender.ver, first.sender.ver + 1);
+        assert!(next.message.id > first.message.id);
+    }
+
+    #[test]
+    fn a_slow_clock_still_makes_a_newer_id_and_never_moves_activity_back() {
+        let me = record("a1", "111", None);
+        let first = plan_send(&me, "222", &Snapshot::default(), &draft(), 9_000);
+        let snap = Snapshot {
+            mine: Some(first.sender.clone()),
+            theirs: Some(first.receiver.clone()),
+            ..Snapshot::default()
+        };
+        let late = plan_send(&me, "222", &snap, &draft(), 4_000);
+        assert!(late.message.id > first.message.id);
+        assert_eq!(late.sender.updated_at_ms, 9_000);
+    }
+
+    #[test]
+    fn profiles_come_from_the_latest_handshake_and_stale_ones_are_rewritten() {
+        // GIVEN the peer's registry with a new name, and the conversation with the old one
+        let me = record("a1", "111", None);
+        let snap = Snapshot {
+            registries: vec![Registry {
+                user: "222".into(),
+                profile: Some(Profile {
+                    name: "new".into(),
+                    avatar: String::new(),
+                }),
+                entries: vec![],
+            }],
+            profiles: HashMap::from([(
+                "222".to_string(),
+                Profile {
+                    name: "old".into(),
+                    avatar: String::new(),
+                },
+            )]),
+            ..Snapshot::default()
+        };
+        let plan = plan_send(&me, "222", &snap, &draft(), 1);
+        // THEN both stale profiles are written, and the entries show each other's
+        let names: Vec<(&str, &str)> = plan
+            .profiles
+            .iter()
+            .map(|(u, p)| (u.as_str(), p.name.as_str()))
+            .collect();
+        assert_eq!(names, [("111", "token-111"), ("222", "new")]);
+        assert_eq!(plan.sender.peer_profile.name, "new");
+        assert_eq!(plan.receiver.peer_profile.name, "token-111");
+    }
+
+    #[test]
+    fn the_audience_is_both_users_connections_minus_other_conversations() {
+        // GIVEN A with a user connection, a connection on this conversation, one on another,
+        // one expired; B with a user connection and one on this conversation
+        let me = record("a-user", "111", None);
+        let snap = Snapshot {
+            registries: vec![
+                Registry {
+                    user: "111".into(),
+                    profile: None,
+                    entries: vec![
+                        entry("a-user", None, 100),
+                        entry("a-conv", Some("222"), 100),
+                        entry("a-other", Some("333"), 100),
+                        entry("a-old", None, 5),
+                    ],
+                },
+                Registry {
+                    user: "222".into(),
+                    profile: None,
+                    entries: vec![
+                        entry("b-user", None, 100),
+                        entry("b-conv", Some("111"), 100),
+                    ],
+                },
+            ],
+            ..Snapshot::default()
+        };
+        let ids: Vec<String> = audience(&snap, &me, "222", 10)
+            .into_iter()
+            .map(|p| format!("{}:{}", p.user, p.connection.connection_id))
+            .collect();
+        assert_eq!(
+            ids,
+            ["111:a-user", "111:a-conv", "222:b-user", "222:b-conv"]
+        );
+        // AND a connection from before the registry still hears itself
+        let legacy = record("legacy", "111", Some("222"));
+        let out = audience(&Snapshot::default(), &legacy, "222", 10);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].connection.friend.as_deref(), Some("222"));
+    }
+}
