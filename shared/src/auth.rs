@@ -1,9 +1,17 @@
 //! Handshake authentication: HS256 JWTs issued by the app's own login service.
+//!
+//! The secret is either one plain key for every app, or a JSON object giving each app its own
+//! key, optionally with the previous one during a rotation:
+//! `{"wxapp1": "<key>", "wxapp2": {"current": "<key>", "previous": "<old key>"}}`. With per-app
+//! keys, whoever can mint tokens for one app cannot mint them for another.
 
 use crate::config::SecretSource;
 use crate::error::{Error, Result};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// Shortest signing secret accepted (HS256 wants at least its 256-bit output).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -34,45 +42,222 @@ pub enum TokenError {
     Expired,
     #[error("token invalid")]
     Invalid,
+    /// Its expiry is further away than the longest lifetime a token may have.
+    #[error("token lives too long")]
+    TooLongLived,
 }
 
-/// Verifies tokens with one secret, loaded once per cold start.
+/// Longest token lifetime accepted by default: a day.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
+/// Clock skew allowed on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 30;
+
+/// The keys of the secret: one for every app, or per app (current first).
+enum Keys {
+    All(DecodingKey),
+    PerApp(HashMap<String, Vec<DecodingKey>>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AppKeys {
+    One(String),
+    Rotating {
+        current: String,
+        #[serde(default)]
+        previous: Option<String>,
+    },
+}
+
+fn checked_key(app: &str, key: &str) -> Result<DecodingKey> {
+    if key.len() < MIN_SECRET_BYTES {
+        return Err(Error::Config(format!(
+            "the JWT key of app {app} must be at least {MIN_SECRET_BYTES} bytes"
+        )));
+    }
+    Ok(DecodingKey::from_secret(key.as_bytes()))
+}
+
+impl Keys {
+    fn parse(secret: &[u8]) -> Result<Self> {
+        if secret.trim_ascii_start().first() != Some(&b'{') {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(Error::Config(format!(
+                    "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
+                )));
+            }
+            return Ok(Keys::All(DecodingKey::from_secret(secret)));
+        }
+        // Never echo serde's text: it may quote part of a key.
+        let apps: HashMap<String, AppKeys> = serde_json::from_slice(secret).map_err(|_| {
+            Error::Config(
+                "the JWT secret is JSON but not an object of app_sid -> key or {current, previous}"
+                    .into(),
+            )
+        })?;
+        if apps.is_empty() {
+            return Err(Error::Config("the JWT secret names no app".into()));
+        }
+        let mut keys = HashMap::new();
+        for (app, k) in apps {
+            if !crate::model::valid_ident(&app) {
+                return Err(Error::Config(format!(
+                    "the JWT secret names an invalid app_sid {app:?}"
+                )));
+            }
+            let list = match k {
+                AppKeys::One(key) => vec![checked_key(&app, &key)?],
+                AppKeys::Rotating { current, previous } => {
+                    let mut l = vec![checked_key(&app, &current)?];
+                    if let Some(p) = previous {
+                        l.push(checked_key(&app, &p)?);
+                    }
+                    l
+                }
+            };
+            keys.insert(app, list);
+        }
+        Ok(Keys::PerApp(keys))
+    }
+
+    fn for_app(&self, app: &str) -> &[DecodingKey] {
+        match self {
+            Keys::All(k) => std::slice::from_ref(k),
+            Keys::PerApp(m) => m.get(app).map(Vec::as_slice).unwrap_or_default(),
+        }
+    }
+}
+
+/// Verifies tokens with the keys of one secret.
 pub struct TokenVerifier {
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
+    max_lifetime_secs: u64,
 }
 
 impl TokenVerifier {
+    /// Fails (at cold start) on a malformed secret or a key shorter than 32 bytes.
     pub fn new(secret: &[u8]) -> Result<Self> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(Error::Config(format!(
-                "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
-            )));
-        }
+        let keys = Keys::parse(secret)?;
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
         // `nbf`, when present, is honoured; `aud` is not part of this contract and is ignored
         // (a login service may set one for its own purposes).
         validation.validate_nbf = true;
         validation.validate_aud = false;
         Ok(TokenVerifier {
-            key: DecodingKey::from_secret(secret),
+            keys,
             validation,
+            max_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
         })
     }
 
-    /// Checks signature, algorithm and expiry; returns the claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Refuses tokens whose expiry is more than `secs` away.
+    pub fn with_max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime_secs = secs;
+        self
+    }
+
+    /// Checks signature (with `app_sid`'s keys), algorithm, expiry and lifetime; returns the
+    /// claims. Whether the claims name `app_sid` and the account is the caller's check.
+    pub fn verify(&self, token: &str, app_sid: &str) -> Result<Claims, TokenError> {
+        use jsonwebtoken::errors::ErrorKind;
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
-        decode::<Claims>(token, &self.key, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })
+        let mut outcome = Err(TokenError::Invalid);
+        for key in self.keys.for_app(app_sid) {
+            outcome = match decode::<Claims>(token, key, &self.validation) {
+                Ok(d) => Ok(d.claims),
+                Err(e) if *e.kind() == ErrorKind::ExpiredSignature => Err(TokenError::Expired),
+                Err(e) if *e.kind() == ErrorKind::InvalidSignature => continue,
+                Err(_) => Err(TokenError::Invalid),
+            };
+            break;
+        }
+        let claims = outcome?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        if claims.exp > now + self.max_lifetime_secs + LEEWAY_SECS {
+            return Err(TokenError::TooLongLived);
+        }
+        Ok(claims)
+    }
+}
+
+/// The verifier of a `$connect` instance. A secret from Secrets Manager is fetched again when
+/// the copy in hand is older than `max_age`, so a rotation reaches warm instances within that
+/// time; if the fetch fails, the keys in hand stay in use (and the failure is logged).
+pub struct Verifier {
+    current: RwLock<(Arc<TokenVerifier>, Instant)>,
+    reload: Option<Reload>,
+}
+
+struct Reload {
+    source: SecretSource,
+    aws: aws_config::SdkConfig,
+    max_age: Duration,
+    max_lifetime_secs: u64,
+}
+
+impl Verifier {
+    /// Keys that never change (a secret given inline, tests).
+    pub fn fixed(v: TokenVerifier) -> Self {
+        Verifier {
+            current: RwLock::new((Arc::new(v), Instant::now())),
+            reload: None,
+        }
+    }
+
+    /// Loads the secret now (failing the cold start if that fails) and again after `max_age`.
+    pub async fn load(
+        source: &SecretSource,
+        aws: &aws_config::SdkConfig,
+        max_age: Duration,
+        max_lifetime_secs: u64,
+    ) -> Result<Self> {
+        let v = TokenVerifier::new(&load_secret(source, aws).await?)?
+            .with_max_lifetime(max_lifetime_secs);
+        let reload = matches!(source, SecretSource::SecretsManager(_)).then(|| Reload {
+            source: source.clone(),
+            aws: aws.clone(),
+            max_age,
+            max_lifetime_secs,
+        });
+        Ok(Verifier {
+            current: RwLock::new((Arc::new(v), Instant::now())),
+            reload,
+        })
+    }
+
+    /// The verifier to use now.
+    pub async fn get(&self) -> Arc<TokenVerifier> {
+        let (v, loaded) = {
+            let g = self.current.read().unwrap_or_else(|p| p.into_inner());
+            (g.0.clone(), g.1)
+        };
+        let Some(r) = &self.reload else { return v };
+        if loaded.elapsed() < r.max_age {
+            return v;
+        }
+        let fresh = match load_secret(&r.source, &r.aws).await {
+            Ok(secret) => {
+                TokenVerifier::new(&secret).map(|t| t.with_max_lifetime(r.max_lifetime_secs))
+            }
+            Err(e) => Err(e),
+        };
+        let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
+        match fresh {
+            Ok(t) => *g = (Arc::new(t), Instant::now()),
+            Err(e) => {
+                tracing::error!(error = %e, "could not reload the signing secret; keeping the keys in hand");
+                g.1 = Instant::now(); // try again after another max_age, not on every handshake
+            }
+        }
+        g.0.clone()
     }
 }
 
@@ -133,7 +318,7 @@ mod tests {
     fn a_minted_token_verifies_with_its_claims() {
         let v = TokenVerifier::new(SECRET).unwrap();
         let c = claims(now() + 600);
-        assert_eq!(v.verify(&mint(SECRET, &c).unwrap()).unwrap(), c);
+        assert_eq!(v.verify(&mint(SECRET, &c).unwrap(), "wxapp").unwrap(), c);
     }
 
     #[test]
@@ -141,11 +326,11 @@ mod tests {
         let v = TokenVerifier::new(SECRET).unwrap();
         let other = b"ffffffffffffffffffffffffffffffff";
         let forged = mint(other, &claims(now() + 600)).unwrap();
-        assert_eq!(v.verify(&forged), Err(TokenError::Invalid));
+        assert_eq!(v.verify(&forged, "wxapp"), Err(TokenError::Invalid));
         let expired = mint(SECRET, &claims(now() - 3600)).unwrap();
-        assert_eq!(v.verify(&expired), Err(TokenError::Expired));
-        assert_eq!(v.verify("abc.def.ghi"), Err(TokenError::Invalid));
-        assert_eq!(v.verify(""), Err(TokenError::Missing));
+        assert_eq!(v.verify(&expired, "wxapp"), Err(TokenError::Expired));
+        assert_eq!(v.verify("abc.def.ghi", "wxapp"), Err(TokenError::Invalid));
+        assert_eq!(v.verify("", "wxapp"), Err(TokenError::Missing));
     }
 
     #[test]
@@ -155,7 +340,7 @@ mod tests {
         let body = "eyJzdWIiOiIxIiwiYXBwIjoiYSIsImV4cCI6OTk5OTk5OTk5OX0"; // sub 1, app a
         let v = TokenVerifier::new(SECRET).unwrap();
         assert_eq!(
-            v.verify(&format!("{header}.{body}.")),
+            v.verify(&format!("{header}.{body}."), "a"),
             Err(TokenError::Invalid)
         );
     }
@@ -186,12 +371,76 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(v.verify(&sign(now() + 3600)), Err(TokenError::Invalid));
-        assert_eq!(v.verify(&sign(now() - 10)).unwrap().sub, "1");
+        assert_eq!(v.verify(&sign(now() + 3600), "a"), Err(TokenError::Invalid));
+        assert_eq!(v.verify(&sign(now() - 10), "a").unwrap().sub, "1");
     }
 
     #[test]
     fn short_secrets_are_refused_at_start() {
         assert!(TokenVerifier::new(b"short").is_err());
+        assert!(TokenVerifier::new(br#"{"wxapp":"short"}"#).is_err());
+        assert!(TokenVerifier::new(br#"{"bad#app":"0123456789abcdef0123456789abcdef"}"#).is_err());
+        assert!(TokenVerifier::new(br#"{}"#).is_err());
+        let e = TokenVerifier::new(br#"{"wxapp": 7, "x": "secret-0123456789abcdef-0123456789"}"#)
+            .err()
+            .unwrap();
+        assert!(!e.to_string().contains("secret-0123"), "{e}");
+    }
+
+    #[test]
+    fn per_app_keys_refuse_a_token_minted_with_another_apps_key() {
+        // GIVEN a secret with a key per app, one of them mid-rotation
+        let a = b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let b_new = b"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        let b_old = b"cccccccccccccccccccccccccccccccc";
+        let v = TokenVerifier::new(
+            br#"{"wxapp": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                 "other": {"current": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                           "previous": "cccccccccccccccccccccccccccccccc"}}"#,
+        )
+        .unwrap();
+        let token = |key: &[u8], app: &str| {
+            let mut c = claims(now() + 600);
+            c.app = app.into();
+            mint(key, &c).unwrap()
+        };
+        // THEN each app's own key (and the previous one during a rotation) verifies
+        assert!(v.verify(&token(a, "wxapp"), "wxapp").is_ok());
+        assert!(v.verify(&token(b_new, "other"), "other").is_ok());
+        assert!(v.verify(&token(b_old, "other"), "other").is_ok());
+        // AND a key of one app mints nothing for another, nor for an app the secret lacks
+        assert_eq!(
+            v.verify(&token(a, "other"), "other"),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            v.verify(&token(b_new, "wxapp"), "wxapp"),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            v.verify(&token(a, "nope"), "nope"),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused() {
+        let v = TokenVerifier::new(SECRET).unwrap().with_max_lifetime(3600);
+        assert!(v
+            .verify(&mint(SECRET, &claims(now() + 3500)).unwrap(), "wxapp")
+            .is_ok());
+        assert_eq!(
+            v.verify(&mint(SECRET, &claims(now() + 3 * 3600)).unwrap(), "wxapp"),
+            Err(TokenError::TooLongLived)
+        );
+        // the default is a day
+        let v = TokenVerifier::new(SECRET).unwrap();
+        assert_eq!(
+            v.verify(
+                &mint(SECRET, &claims(now() + 365 * 86400)).unwrap(),
+                "wxapp"
+            ),
+            Err(TokenError::TooLongLived)
+        );
     }
 }

@@ -104,11 +104,14 @@ where
             "userphone and friendphone must differ",
         ));
     }
-    let claims = match verifier.verify(req.token.unwrap_or_default()) {
+    let claims = match verifier.verify(req.token.unwrap_or_default(), &app) {
         Ok(c) => c,
         Err(TokenError::Missing) => return Ok(ConnectOutcome::Unauthorized("token required")),
         Err(TokenError::Expired) => return Ok(ConnectOutcome::Unauthorized("token expired")),
         Err(TokenError::Invalid) => return Ok(ConnectOutcome::Unauthorized("token invalid")),
+        Err(TokenError::TooLongLived) => {
+            return Ok(ConnectOutcome::Unauthorized("token lives too long"))
+        }
     };
     if claims.sub != user || claims.app != app {
         return Ok(ConnectOutcome::Forbidden(

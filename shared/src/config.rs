@@ -75,6 +75,11 @@ pub struct Config {
     pub media_bucket: Option<String>,
     /// Path-style S3 URLs (`S3_FORCE_PATH_STYLE=true`), for a local S3 on 127.0.0.1.
     pub s3_force_path_style: bool,
+    /// Tokens whose expiry is further away are refused (`MAX_TOKEN_LIFETIME_SECONDS`).
+    pub max_token_lifetime_secs: u64,
+    /// A signing secret from Secrets Manager is fetched again once older than this
+    /// (`SECRET_MAX_AGE_SECONDS`), so a rotation reaches warm `$connect` instances in time.
+    pub secret_max_age_secs: u64,
 }
 
 impl Config {
@@ -207,6 +212,13 @@ impl Config {
             media,
             media_bucket: get("MEDIA_BUCKET").filter(|v| !v.trim().is_empty()),
             s3_force_path_style,
+            max_token_lifetime_secs: number(
+                "MAX_TOKEN_LIFETIME_SECONDS",
+                crate::auth::DEFAULT_MAX_TOKEN_LIFETIME_SECS as usize,
+                60,
+                30 * 86_400,
+            )? as u64,
+            secret_max_age_secs: number("SECRET_MAX_AGE_SECONDS", 300, 0, 86_400)? as u64,
         })
     }
 

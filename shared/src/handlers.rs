@@ -1,7 +1,7 @@
 //! Lambda entry points: API Gateway WebSocket events in, a status code out. Each `main.rs`
 //! builds its dependencies once and hands every event to one of these.
 
-use crate::auth::TokenVerifier;
+use crate::auth::Verifier;
 use crate::chat::FrameStore;
 use crate::chat::{self, ConnectRequest};
 pub use crate::chat::{Deps, Media};
@@ -28,7 +28,7 @@ pub type HandlerResult = Result<ApiGatewayProxyResponse, lambda_runtime::Error>;
 pub struct ConnectDeps<S, C> {
     pub store: S,
     pub closer: C,
-    pub verifier: TokenVerifier,
+    pub verifier: Verifier,
     pub config: Config,
 }
 
@@ -36,11 +36,17 @@ impl ConnectDeps<DynamoStore, ApiGatewayNotifier> {
     /// Loads the signing secret and builds the DynamoDB and management clients. Fails at cold
     /// start.
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
-        let secret = crate::auth::load_secret(config.require_jwt_secret()?, aws).await?;
+        let verifier = Verifier::load(
+            config.require_jwt_secret()?,
+            aws,
+            std::time::Duration::from_secs(config.secret_max_age_secs),
+            config.max_token_lifetime_secs,
+        )
+        .await?;
         Ok(ConnectDeps {
             store: dynamo_store(aws, &config),
             closer: ApiGatewayNotifier::new(aws, config.require_management_endpoint()?),
-            verifier: TokenVerifier::new(&secret)?,
+            verifier,
             config,
         })
     }
@@ -148,15 +154,8 @@ where
             .or(header_token),
         now_ms: now_ms(),
     };
-    match chat::connect(
-        &deps.store,
-        &deps.closer,
-        &deps.verifier,
-        &deps.config,
-        &req,
-    )
-    .await
-    {
+    let verifier = deps.verifier.get().await;
+    match chat::connect(&deps.store, &deps.closer, &verifier, &deps.config, &req).await {
         Ok(outcome) => {
             if outcome.status() != 200 {
                 tracing::info!(
@@ -271,7 +270,7 @@ mod tests {
         ConnectDeps {
             store: FakeStore::default(),
             closer: FakeNotifier::default(),
-            verifier: TokenVerifier::new(SECRET).unwrap(),
+            verifier: Verifier::fixed(crate::auth::TokenVerifier::new(SECRET).unwrap()),
             config: config(),
         }
     }
