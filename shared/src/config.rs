@@ -32,7 +32,8 @@ pub struct Limits {
     pub page_max: usize,
     /// Largest `chat_content`, in UTF-8 bytes.
     pub max_content_bytes: usize,
-    /// Largest frame the server posts (API Gateway refuses more than 128 KB).
+    /// Largest frame the server posts. API Gateway's limit is "128 KB"; 127,000 bytes stays
+    /// below it whether that means 128,000 or 131,072 bytes.
     pub max_frame_bytes: usize,
 }
 
@@ -42,7 +43,7 @@ impl Default for Limits {
             page_default: 20,
             page_max: 100,
             max_content_bytes: 4096,
-            max_frame_bytes: 128 * 1024,
+            max_frame_bytes: 127_000,
         }
     }
 }
@@ -115,7 +116,7 @@ impl Config {
                 "MAX_FRAME_BYTES",
                 defaults.max_frame_bytes,
                 16 * 1024,
-                128 * 1024,
+                128_000,
             )?,
         };
         // A row is at most ~6 bytes per content byte (JSON escapes) plus names and URLs: one

@@ -570,8 +570,15 @@ async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
 #[test]
 fn dynamodb_local_is_reachable_only_through_the_loopback_forwarder() {
     // GIVEN a machine that grants private network namespaces (root, or user namespaces)
+    // (Without one this test fails rather than passing unseen: accepting DynamoDB Local on every
+    // interface is an explicit choice, CHAT_LOCAL_HOST_NETWORK=1.)
     if devtools::dynamodb_local::isolated().is_none() {
-        eprintln!("no network namespace here: DynamoDB Local runs on the host network");
+        assert_eq!(
+            std::env::var("CHAT_LOCAL_HOST_NETWORK").as_deref(),
+            Ok("1"),
+            "no network namespace here, so DynamoDB Local would listen on every interface; \
+             set CHAT_LOCAL_HOST_NETWORK=1 to accept that"
+        );
         return;
     }
     // WHEN DynamoDB Local starts
