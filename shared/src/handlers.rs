@@ -3,7 +3,7 @@
 
 use crate::auth::Verifier;
 use crate::chat::FrameStore;
-use crate::chat::{self, ConnectRequest};
+use crate::chat::{self, ConnectRequest, FrameOutcome};
 pub use crate::chat::{Deps, Media};
 use crate::config::Config;
 use crate::dynamo::DynamoStore;
@@ -193,9 +193,16 @@ where
         ev.body.as_deref().unwrap_or_default()
     };
     match chat::on_frame(deps, cid, body, now_ms()).await {
+        // The client learns the outcome from its frames; the status tells API Gateway's access
+        // log (`integrationStatus`) and the tests what happened: 400 for a refused frame, 410
+        // for a connection without a record.
         Ok(outcome) => {
             tracing::debug!(?outcome, "frame handled");
-            Ok(response(200, "ok"))
+            Ok(match outcome {
+                FrameOutcome::Rejected(code) => response(400, code),
+                FrameOutcome::UnknownConnection => response(410, "not_connected"),
+                _ => response(200, "ok"),
+            })
         }
         Err(e) => {
             tracing::error!(error = %e, "frame failed");
@@ -354,12 +361,25 @@ mod tests {
             );
         }
         assert_eq!(deps.store.message_count(), 2);
+        // AND a refused frame answers 400 and stores nothing
+        let mut ev = event(include_str!("../../events/default-send.json"));
+        ev.payload.body = Some(r#"{"action":"send","chat_type":7,"chat_content":"x"}"#.into());
+        let r = default(&deps, ev).await.unwrap();
+        assert_eq!(r.status_code, 400);
+        assert_eq!(deps.store.message_count(), 2);
         // AND $disconnect forgets the connection
         let r = disconnect(&deps, event(include_str!("../../events/disconnect.json")))
             .await
             .unwrap();
         assert_eq!(r.status_code, 200);
         assert!(!deps.store.has_connection("L0SM9cOFvHcCIhw="));
+        // AND a frame on the forgotten connection answers 410 with a not_connected frame
+        let r = default(&deps, event(include_str!("../../events/default-ping.json")))
+            .await
+            .unwrap();
+        assert_eq!(r.status_code, 410);
+        let last = deps.notifier.frames_to("L0SM9cOFvHcCIhw=").pop().unwrap();
+        assert_eq!(last["error"], "not_connected");
     }
 
     #[tokio::test]
