@@ -38,6 +38,13 @@ if [ ! -x "$TOOLS/venv/bin/sam" ] || [ ! -x "$TOOLS/venv/bin/cargo-lambda" ] || 
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
 fi
+# checkov (its own venv: its pins and SAM CLI's would fight), for the template's security lint.
+CHECKOV_VERSION=3.3.30
+if [ ! -x "$TOOLS/checkov/bin/checkov" ]; then
+  say "checkov==$CHECKOV_VERSION"
+  python3 -m venv "$TOOLS/checkov"
+  "$TOOLS/checkov/bin/pip" install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
 # s3s-fs: the local S3 that enforces SigV4 and POST policies (0.15+ needs a newer rustc).
 if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
   say "s3s-fs 0.14.1 (cargo install, a few minutes)"
