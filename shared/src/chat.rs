@@ -476,10 +476,14 @@ where
     ) -> std::result::Result<(ObjectInfo, bool), Refusal> {
         let objects = &self.deps.media.objects;
         let (upload, message) = (key.upload_key(), key.message_key());
-        let info = match objects.head(&upload).await? {
-            Some(info) => Some((info, true)),
-            // Already copied: a retry of a send that got that far (the upload may have expired).
-            None => objects.head(&message).await?.map(|i| (i, false)),
+        // Both places at once. An object already copied to m/ (a retried send, or a second send
+        // of the same key) is used as it is and never copied again: re-uploading to a ticket's
+        // key within its 300 s cannot replace what a sent message shows.
+        let (uploaded, sent) = futures::try_join!(objects.head(&upload), objects.head(&message))?;
+        let info = match (sent, uploaded) {
+            (Some(info), _) => Some((info, false)),
+            (None, Some(info)) => Some((info, true)),
+            (None, None) => None,
         };
         let Some((info, needs_copy)) = info else {
             return Err(Refusal::Client(

@@ -203,7 +203,14 @@ where
             .map(|e| e.user.clone())
             .collect();
         let (recalled, page) = futures::join!(
-            store.recall(&conversation, id, &me.user, not_before_ms, &holders),
+            store.recall(
+                &conversation,
+                id,
+                &me.user,
+                message.client_msg_id.as_deref(),
+                not_before_ms,
+                &holders
+            ),
             page
         );
         if !recalled? {

@@ -651,6 +651,15 @@ async fn an_uploaded_image_is_copied_sent_and_rendered_with_signed_urls() {
     );
     assert_eq!(w.deps.store.message_count(), 1);
     assert_eq!(w.deps.media.objects.copies.lock().unwrap().len(), 1);
+    // AND re-uploading other bytes to the same key and sending it again changes nothing that
+    // was sent: the copy is not made again
+    w.deps.media.objects.put(&key, "image/jpeg", 999);
+    w.frame("a1", &media_send("m2", 1, &key, None))
+        .await
+        .unwrap();
+    assert_eq!(w.deps.media.objects.copies.lock().unwrap().len(), 1);
+    let rows = w.last_to("a1")["data"].as_array().unwrap().clone();
+    assert!(rows.iter().all(|r| r["media"]["size"] == 1500), "{rows:?}");
 }
 
 #[tokio::test]
@@ -1246,6 +1255,30 @@ async fn a_recall_inside_the_window_changes_the_row_everywhere() {
     );
     // AND recalling again is harmless
     assert_eq!(w.frame("a", &recall).await.unwrap(), FrameOutcome::Recalled);
+    // AND a retried send with the same client_msg_id answers the recalled message, not the
+    // original
+    w.deps.notifier.clear();
+    let again = w.frame("a", &body.to_string()).await.unwrap();
+    assert!(
+        matches!(
+            again,
+            FrameOutcome::Sent {
+                duplicate: true,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    for cid in ["a", "b"] {
+        let m = &w.last_to(cid)["message"];
+        assert_eq!(
+            (m["recalled"].as_bool(), m["content"].as_str()),
+            (Some(true), Some("")),
+            "{cid}: {m}"
+        );
+        assert!(m.get("media").is_none());
+    }
+    assert_eq!(w.deps.store.message_count(), 1);
 }
 
 #[tokio::test]

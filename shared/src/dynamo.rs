@@ -260,12 +260,12 @@ fn message_from(item: &Item) -> Result<Message> {
 }
 
 fn dedup_key(m: &Message, client_msg_id: &str) -> String {
-    format!(
-        "d#{}#{}#{}",
-        m.conversation().key(),
-        m.sender,
-        client_msg_id
-    )
+    marker_key(&m.conversation(), &m.sender, client_msg_id)
+}
+
+/// `d#<conversation key>#<sender>#<client_msg_id>`: the partition of an idempotency marker.
+fn marker_key(conversation: &Conversation, sender: &str, client_msg_id: &str) -> String {
+    format!("d#{}#{sender}#{client_msg_id}", conversation.key())
 }
 
 fn profile_entry(item: &Item) -> Option<(String, Profile)> {
@@ -1089,6 +1089,7 @@ impl Inbox for DynamoStore {
         conversation: &Conversation,
         id: &str,
         sender: &str,
+        client_msg_id: Option<&str>,
         not_before_ms: i64,
         entry_users: &[String],
     ) -> Result<bool> {
@@ -1137,7 +1138,38 @@ impl Inbox for DynamoStore {
                 .expression_attribute_values(":nb", n(not_before_ms))
                 .send()
         });
-        let (message, entries) = futures::join!(message, futures::future::join_all(entries));
+        // The idempotency marker holds a copy of the message: recall it too, or a retried send
+        // would answer (and post) the original.
+        let marker = client_msg_id.map(|cmid| {
+            self.client
+                .update_item()
+                .table_name(&self.messages_table)
+                .key("pk", s(marker_key(conversation, sender, cmid)))
+                .key("sk", s("d"))
+                .update_expression(format!(
+                    "SET recalled = :t, content = :empty REMOVE {}",
+                    remove_media("")
+                ))
+                .condition_expression("id = :id AND sender = :sender AND created_at >= :nb")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":empty", s(""))
+                .expression_attribute_values(":id", s(id))
+                .expression_attribute_values(":sender", s(sender))
+                .expression_attribute_values(":nb", n(not_before_ms))
+                .send()
+        });
+        let (message, entries, marker) =
+            futures::join!(message, futures::future::join_all(entries), async {
+                match marker {
+                    Some(m) => Some(m.await),
+                    None => None,
+                }
+            });
+        match marker {
+            None | Some(Ok(_)) => {}
+            Some(Err(e)) if condition_failed(&e) => {}
+            Some(Err(e)) => return Err(ddb(e)),
+        }
         for e in entries {
             match e {
                 Ok(_) => {}

@@ -412,6 +412,7 @@ impl Inbox for FakeStore {
         c: &Conversation,
         id: &str,
         sender: &str,
+        client_msg_id: Option<&str>,
         not_before_ms: i64,
         entry_users: &[String],
     ) -> Result<bool> {
@@ -422,6 +423,12 @@ impl Inbox for FakeStore {
                 m.media = None;
             };
             let ok = |m: &Message| m.sender == sender && m.created_at_ms >= not_before_ms;
+            if let Some(cmid) = client_msg_id {
+                let key = (c.key(), sender.to_owned(), cmid.to_owned());
+                if let Some(m) = s.dedup.get_mut(&key).filter(|m| m.id == id && ok(m)) {
+                    recall(m);
+                }
+            }
             let [a, b] = c.members();
             for user in entry_users {
                 let peer = if user == a { b } else { a };

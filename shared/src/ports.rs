@@ -136,11 +136,14 @@ pub trait Inbox: Send + Sync {
     /// Recalls message `id` of `conversation` if `sender` sent it at or after `not_before_ms`,
     /// and the copies of it that the entries of `entry_users` hold as their last message.
     /// Returns whether the message was recalled (false: gone, not the sender's, or too old).
+    /// The idempotency marker of its `client_msg_id` is recalled too, so a retried send
+    /// answers with the recalled message instead of bringing the original back.
     fn recall(
         &self,
         conversation: &Conversation,
         id: &str,
         sender: &str,
+        client_msg_id: Option<&str>,
         not_before_ms: i64,
         entry_users: &[String],
     ) -> impl Future<Output = Result<bool>> + Send;

@@ -435,7 +435,8 @@ async fn list_read_typing_and_recall_cost_a_fixed_few_requests_at_2_and_200_conv
         let (out, requests, _) = b.frame("a0", typing).await;
         assert_eq!(out, FrameOutcome::Typed { relayed: false }, "within 2 s");
         assert_eq!(requests.len(), 3);
-        // recall of 111's last message: one batch read, then the message and both entries
+        // recall of 111's last message: one batch read, then in parallel the message, its
+        // idempotency marker (it was sent with a client_msg_id) and both entries
         let (_, _, _) = b
             .frame("a0", r#"{"action":"send","to":"222","client_msg_id":"r","chat_type":0,"chat_content":"oops"}"#)
             .await;
@@ -451,6 +452,7 @@ async fn list_read_typing_and_recall_cost_a_fixed_few_requests_at_2_and_200_conv
             [
                 "GetItem",
                 "BatchGetItem",
+                "UpdateItem",
                 "UpdateItem",
                 "UpdateItem",
                 "UpdateItem"

@@ -953,6 +953,49 @@ async fn media_refusals_come_at_ticket_time_or_at_send_and_store_nothing() {
         assert_eq!(f["error"], code, "{f}");
         assert_eq!(f["client_msg_id"], cmid.as_str());
     }
+    // Objects a ticket could never produce, put straight into the local S3 under Ann's owner
+    // segment: another type behind a .jpg key, and an image over the 10 MB limit
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(s.s3_endpoint().unwrap())
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                devtools::s3_local::ACCESS_KEY,
+                devtools::s3_local::SECRET_KEY,
+                None,
+                None,
+                "e2e",
+            ))
+            .build(),
+    );
+    let owner = shared::media::OwnerKey::from_secret(SECRET.as_bytes()).owner("e2em3", "111");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let kind = shared::media::MediaKind::Image;
+    for (i, (ct, size)) in [("text/html", 100usize), ("image/jpeg", 10_485_761)]
+        .into_iter()
+        .enumerate()
+    {
+        let key =
+            shared::media::MediaKey::new(kind, owner.clone(), "image/jpeg", None, now + i as i64)
+                .upload_key();
+        s3.put_object()
+            .bucket(&s.app.buckets[0].name)
+            .key(&key)
+            .content_type(ct)
+            .body(vec![0u8; size].into())
+            .send()
+            .await
+            .unwrap();
+        let f = ann
+            .ask(json!({"action":"send","client_msg_id":format!("odd{i}"),"chat_type":1,"chat_content":key}))
+            .await;
+        assert_eq!(f["error"], "media_mismatch", "{ct} {size}: {f}");
+    }
     // AND nothing was stored: the conversation is still empty
     assert_eq!(ann.ask(json!({"action":"sync"})).await["data"], json!([]));
 }
