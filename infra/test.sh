@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (`make test`; .ci/run runs exactly this): lint, unit and handler
-# tests, adapter tests against a real DynamoDB Local, template checks, and `sam build`.
+# tests, adapter tests against a real DynamoDB Local, end-to-end tests through the local stack,
+# the mini-program client's tests under Node, template checks, and `sam build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source infra/lib.sh
@@ -23,7 +24,11 @@ cargo test --workspace --locked --no-run
 step "tests: unit, handler, adapter (DynamoDB Local) and end-to-end (local stack), in a loopback-only network namespace"
 mkdir -p .tools
 run_loopback_only cargo test --workspace --locked --offline 2>&1 | tee .tools/test-output.log
-summary=$(awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed", p, f}' .tools/test-output.log)
+step "mini-program client (clients/miniprogram): its tests under Node against the local stack, loopback only"
+npm ci --silent --no-audit --no-fund --prefix clients/miniprogram >/dev/null
+run_loopback_only node --test --test-reporter=tap clients/miniprogram/test/ 2>&1 | tee .tools/node-test-output.log
+summary=$(awk '/^test result:/ {p += $4; f += $6} /^# pass / {p += $3} /^# fail / {f += $3}
+  END {printf "%d passed, %d failed", p, f}' .tools/test-output.log .tools/node-test-output.log)
 step "sam build (release, arm64, through cargo-lambda)"
 sam build --beta-features
 for fn in ConnectFunction DefaultFunction DisconnectFunction ThumbnailFunction; do

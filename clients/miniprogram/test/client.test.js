@@ -1,0 +1,341 @@
+// chat.js on a fake clock, with scripted SocketTasks (no network): backoff growth and jitter,
+// the heartbeat, the 2-hour recycle, acknowledgement timeouts and the token refresh, each
+// over minutes or hours of fake time in milliseconds of real time.
+'use strict';
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const { ChatClient, backoffDelay, tokenExpiry, newId, DEFAULTS } = require('../chat');
+
+const T = { timeout: 10000 };
+const flush = () => new Promise((r) => setImmediate(r));
+
+function fakeClock() {
+  let now = Date.UTC(2026, 10, 26, 8, 0, 0);
+  let seq = 0;
+  const timers = new Map();
+  return {
+    now: () => now,
+    setTimeout(fn, ms) {
+      seq += 1;
+      timers.set(seq, { at: now + Math.max(0, ms || 0), fn });
+      return seq;
+    },
+    clearTimeout(id) {
+      timers.delete(id);
+    },
+    // Runs every timer due within `ms`, in order, letting promises settle in between.
+    async advance(ms) {
+      const end = now + ms;
+      for (;;) {
+        await flush();
+        let next = null;
+        for (const [id, t] of timers) if (t.at <= end && (!next || t.at < next.t.at)) next = { id, t };
+        if (!next) break;
+        timers.delete(next.id);
+        now = next.t.at;
+        next.t.fn();
+      }
+      now = end;
+      await flush();
+    },
+  };
+}
+
+// A wx whose SocketTasks the test opens, feeds and breaks by hand.
+function scriptedWx() {
+  const wx = {
+    tasks: [],
+    connectSocket(o) {
+      const h = { open: [], message: [], close: [], error: [] };
+      const task = {
+        url: o.url,
+        header: o.header,
+        sent: [],
+        closedWith: null,
+        onOpen: (fn) => h.open.push(fn),
+        onMessage: (fn) => h.message.push(fn),
+        onClose: (fn) => h.close.push(fn),
+        onError: (fn) => h.error.push(fn),
+        send(s) { task.sent.push(JSON.parse(s.data)); },
+        close(c) { task.closedWith = c || {}; },
+        open() { h.open.forEach((fn) => fn({})); },
+        deliver(frame) { h.message.forEach((fn) => fn({ data: JSON.stringify(frame) })); },
+        fail() {
+          h.error.forEach((fn) => fn({ errMsg: 'connectSocket:fail' }));
+          h.close.forEach((fn) => fn({ code: 1006, reason: '' }));
+        },
+        frames: (action) => task.sent.filter((f) => f.action === action),
+      };
+      wx.tasks.push(task);
+      return task;
+    },
+    get last() {
+      return wx.tasks[wx.tasks.length - 1];
+    },
+  };
+  return wx;
+}
+
+function jwt(claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return enc({ typ: 'JWT', alg: 'HS256' }) + '.' + enc(claims) + '.sig';
+}
+
+function setup(extra) {
+  const clock = fakeClock();
+  const wx = scriptedWx();
+  const states = [];
+  const c = new ChatClient(Object.assign({
+    url: 'wss://chat.example/prod',
+    userphone: 'ann',
+    appSid: 'app',
+    token: jwt({ sub: 'ann', app: 'app', exp: Math.floor(clock.now() / 1000) + 86400 }),
+    wx,
+    now: clock.now,
+    timers: clock,
+  }, extra));
+  c.on('state', (s) => states.push(s));
+  c.on('error', () => {});
+  return { clock, wx, c, states };
+}
+
+test('backoffDelay: exponential up to the cap, jittered within the upper half', () => {
+  const o = { baseMs: 1000, maxMs: 30000, factor: 2 };
+  const caps = [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000];
+  caps.forEach((cap, n) => {
+    assert.equal(backoffDelay(n, o, () => 0), cap / 2);
+    assert.equal(backoffDelay(n, o, () => 0.999999), cap);
+    assert.equal(backoffDelay(n, o, () => 0.5), cap * 0.75);
+  });
+  assert.deepEqual(DEFAULTS.backoff, o);
+});
+
+test('reconnect delays grow with every failed attempt, each one jittered, and reset after an answer', T, async () => {
+  const rolls = [0.1, 0.9, 0.4, 0.7, 0.0, 0.99, 0.5, 0.3, 0.8];
+  let i = 0;
+  const { clock, wx, c, states } = setup({ random: () => rolls[i++ % rolls.length] });
+  c.connect();
+  await flush();
+  const delays = [];
+  for (let n = 0; n < 8; n++) {
+    wx.last.fail();
+    const closed = states.filter((s) => s.state === 'closed').pop();
+    delays.push(closed.retryInMs);
+    const before = wx.tasks.length;
+    await clock.advance(closed.retryInMs - 1);
+    assert.equal(wx.tasks.length, before, 'not before its delay');
+    await clock.advance(1);
+    assert.equal(wx.tasks.length, before + 1, 'attempt ' + (n + 2) + ' after ' + closed.retryInMs + ' ms');
+  }
+  const caps = [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000];
+  delays.forEach((d, n) => {
+    assert.ok(d >= caps[n] / 2 && d <= caps[n], `delay ${n} = ${d} within [${caps[n] / 2}, ${caps[n]}]`);
+    assert.equal(d, Math.round(caps[n] / 2 + rolls[n] * caps[n] / 2), 'jitter from random()');
+  });
+  // Open without an answer: no reset yet (a server that accepts and drops must not be hammered).
+  wx.last.open();
+  wx.last.fail();
+  assert.ok(states[states.length - 1].retryInMs >= 15000);
+  await clock.advance(30000);
+  // Open and answered: the next drop starts again from the first delay.
+  wx.last.open();
+  wx.last.deliver({ code: 1, type: 'conversations', data: [], cursor: null, has_more: false });
+  wx.last.fail();
+  const d = states[states.length - 1].retryInMs;
+  assert.ok(d >= 500 && d <= 1000, 'back to the first delay: ' + d);
+  c.close();
+});
+
+test('two clients that lose their connections together come back at different times', T, async () => {
+  const a = setup({ random: () => 0.2 });
+  const b = setup({ random: () => 0.8 });
+  for (const x of [a, b]) {
+    x.c.connect();
+    await flush();
+    x.wx.last.fail();
+  }
+  const da = a.states.pop().retryInMs;
+  const db = b.states.pop().retryInMs;
+  assert.notEqual(da, db);
+  a.c.close();
+  b.c.close();
+});
+
+test('the URL carries userphone and app_sid, the token goes in a header; after open the list is asked for', T, async () => {
+  const { wx, c } = setup({ userphone: '138 0000', appSid: 'wx&1' });
+  c.connect();
+  await flush();
+  const u = new URL(wx.last.url);
+  assert.equal(u.searchParams.get('userphone'), '138 0000');
+  assert.equal(u.searchParams.get('app_sid'), 'wx&1');
+  assert.equal(u.searchParams.has('friendphone'), false);
+  assert.match(wx.last.header.Authorization, /^Bearer /);
+  wx.last.open();
+  assert.deepEqual(wx.last.sent, [{ action: 'conversations', limit: 20 }]);
+  c.close();
+});
+
+test('a ping after 4 idle minutes; a ping without answer replaces the socket; a new one before 2 hours', T, async () => {
+  const { clock, wx, c } = setup({ random: () => 0 });
+  c.connect();
+  await flush();
+  const first = wx.last;
+  first.open();
+  first.deliver({ code: 1, type: 'conversations', data: [], cursor: null, has_more: false });
+  await clock.advance(4 * 60 * 1000 - 1);
+  assert.equal(first.frames('ping').length, 0);
+  await clock.advance(1);
+  assert.equal(first.frames('ping').length, 1, 'a ping at 4 idle minutes, inside the 10-minute limit');
+  first.deliver({ code: 1, type: 'pong' });
+  await clock.advance(4 * 60 * 1000);
+  assert.equal(first.frames('ping').length, 2);
+  assert.equal(first.closedWith, null);
+  // This ping gets no answer: after 15 s the socket is replaced.
+  await clock.advance(15 * 1000);
+  assert.ok(first.closedWith, 'closed');
+  await clock.advance(1000);
+  assert.equal(wx.tasks.length, 2, 'reconnected');
+  const second = wx.last;
+  second.open();
+  // Pings answered all along: at 110 minutes a new connection replaces it, without backoff.
+  for (let m = 0; m < 27; m++) {
+    await clock.advance(4 * 60 * 1000);
+    second.deliver({ code: 1, type: 'pong' });
+  }
+  assert.equal(wx.tasks.length, 2);
+  await clock.advance(2 * 60 * 1000);
+  assert.equal(wx.tasks.length, 3, 'replaced before the 2-hour limit');
+  assert.equal(second.closedWith.code, 1000);
+  c.close();
+});
+
+test('an unacknowledged send is resent with the same id, then on a new connection; the late ack resolves it', T, async () => {
+  const { clock, wx, c } = setup({ random: () => 0 });
+  c.connect();
+  await flush();
+  wx.last.open();
+  const p = c.sendText('bob', 'hello');
+  await flush();
+  const first = wx.last;
+  assert.equal(first.frames('send').length, 1);
+  await clock.advance(15000);
+  assert.equal(first.frames('send').length, 2, 'resent on the same socket');
+  await clock.advance(15000);
+  assert.ok(first.closedWith, 'then the socket is given up');
+  await clock.advance(1000);
+  const second = wx.last;
+  assert.notEqual(second, first);
+  second.open();
+  const resent = second.frames('send');
+  assert.equal(resent.length, 1);
+  assert.deepEqual(resent[0], first.frames('send')[0]);
+  const row = { id: '01J0000000000000000000000A', userphone: 'ann', friendphone: 'bob', content: 'hello', chat_type: 0, client_msg_id: p.clientMsgId };
+  second.deliver({ code: 1, type: 'message', peer: 'bob', message: row, unread: 0, client_msg_id: p.clientMsgId });
+  assert.deepEqual(await p, row);
+  c.close();
+});
+
+test('sends wait for the one before; `internal` is retried, another refusal rejects with its code', T, async () => {
+  const { clock, wx, c } = setup({ random: () => 0 });
+  c.connect();
+  await flush();
+  wx.last.open();
+  const a = c.sendText('bob', 'a');
+  const b = c.sendText('bob', 'b');
+  await flush();
+  assert.deepEqual(wx.last.frames('send').map((f) => f.chat_content), ['a'], 'b waits for a');
+  wx.last.deliver({ code: 0, type: 'error', error: 'internal', msg: 'try again', client_msg_id: a.clientMsgId });
+  await clock.advance(400);
+  assert.equal(wx.last.frames('send').length, 1);
+  await clock.advance(200);
+  assert.deepEqual(wx.last.frames('send').map((f) => f.chat_content), ['a', 'a'], 'a again, same id');
+  wx.last.deliver({ code: 0, type: 'error', error: 'content_too_long', msg: 'too long', client_msg_id: a.clientMsgId });
+  await assert.rejects(a, (e) => e.code === 'content_too_long' && e.message === 'too long');
+  await flush();
+  assert.deepEqual(wx.last.frames('send').map((f) => f.chat_content), ['a', 'a', 'b']);
+  // A page that holds the row acknowledges it too (its ack was lost).
+  const row = { id: '01J0000000000000000000000B', userphone: 'ann', content: 'b', chat_type: 0, client_msg_id: b.clientMsgId };
+  wx.last.deliver({ code: 1, type: 'history', peer: 'bob', data: [row], cursor: null, has_more: false });
+  assert.deepEqual(await b, row);
+  c.close();
+});
+
+test('a token that expires within a minute is replaced through getToken() first', T, async () => {
+  const clock0 = Date.UTC(2026, 10, 26, 8, 0, 0) / 1000;
+  let calls = 0;
+  const fresh = jwt({ sub: 'ann', app: 'app', exp: clock0 + 7200 });
+  const { wx, c } = setup({
+    token: jwt({ sub: 'ann', app: 'app', exp: clock0 + 30 }),
+    getToken: () => { calls += 1; return Promise.resolve(fresh); },
+  });
+  c.connect();
+  await flush();
+  await flush();
+  assert.equal(calls, 1);
+  assert.equal(wx.last.header.Authorization, 'Bearer ' + fresh);
+  c.close();
+});
+
+test('tokenExpiry reads exp without atob or Buffer; newId fits client_msg_id', () => {
+  assert.equal(tokenExpiry(jwt({ sub: '张三', exp: 1795764723, name: 'Ünïcødé' })), 1795764723);
+  assert.equal(tokenExpiry('not a token'), null);
+  assert.equal(tokenExpiry(jwt({ sub: 'a' })), null);
+  const ids = new Set();
+  for (let i = 0; i < 1000; i++) {
+    const id = newId('m');
+    assert.match(id, /^[A-Za-z0-9_.:-]{1,64}$/);
+    ids.add(id);
+  }
+  assert.equal(ids.size, 1000);
+});
+
+test('media without the stack: size from wx.getFileInfo, a ticket asked again after `internal`, the POST form, then the send', T, async () => {
+  const { clock, wx, c } = setup({ random: () => 0 });
+  const uploads = [];
+  wx.getFileInfo = (o) => setImmediate(() => o.success({ size: 2048 }));
+  wx.uploadFile = (o) => { uploads.push(o); setImmediate(() => o.success({ statusCode: 204, data: '' })); };
+  c.connect();
+  await flush();
+  wx.last.open();
+  const p = c.sendVideo('bob', 'wxfile://tmp/clip.MOV');
+  await flush();
+  await flush();
+  const [ticket] = wx.last.frames('upload');
+  assert.deepEqual(ticket, { action: 'upload', req_id: ticket.req_id, chat_type: 2, content_type: 'video/quicktime', size: 2048 });
+  wx.last.deliver({ code: 0, type: 'error', error: 'internal', msg: 'later', req_id: ticket.req_id });
+  await clock.advance(1000);
+  assert.equal(wx.last.frames('upload').length, 2, 'asked again');
+  const post = { url: 'https://bucket.s3.example/', fields: { key: 'u/v/k.mov', policy: 'p', 'x-amz-signature': 's' } };
+  wx.last.deliver({ code: 1, type: 'upload', req_id: ticket.req_id, key: 'u/v/k.mov', post, max_bytes: 2048 });
+  await flush();
+  await flush();
+  assert.equal(uploads.length, 1);
+  assert.equal(uploads[0].url, post.url);
+  assert.equal(uploads[0].name, 'file');
+  assert.equal(uploads[0].filePath, 'wxfile://tmp/clip.MOV');
+  assert.deepEqual(uploads[0].formData, post.fields);
+  const [send] = wx.last.frames('send');
+  assert.deepEqual(send, { action: 'send', to: 'bob', client_msg_id: p.clientMsgId, chat_type: 2, chat_content: 'u/v/k.mov' });
+  const row = { id: '01J0000000000000000000000C', userphone: 'ann', chat_type: 2, content: 'https://…', client_msg_id: p.clientMsgId };
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: row, unread: 0, client_msg_id: p.clientMsgId });
+  assert.deepEqual(await p, row);
+  c.close();
+});
+
+test('chat.js and view.js need no transpiling: ES5 syntax plus Promise; the pages use no async/await or spread', () => {
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const root = path.join(__dirname, '..');
+  const code = (f) => fs.readFileSync(path.join(root, f), 'utf8').replace(/(^|\s)\/\/.*$/gm, '$1');
+  for (const f of ['chat.js', 'view.js']) {
+    const src = code(f);
+    for (const [what, re] of [['=>', /=>/], ['template literal', /`/], ['const', /\bconst\b/], ['let', /\blet\b/], ['class', /\bclass\b/],
+      ['async', /\basync\b/], ['await', /\bawait\b/], ['spread', /\.\.\./], ['optional chaining', /\?\.[A-Za-z_(]/]]) {
+      assert.ok(!re.test(src), `${f} uses ${what}`);
+    }
+  }
+  for (const f of ['pages/chat/index.js', 'pages/conversations/index.js']) {
+    const src = code(f);
+    for (const re of [/\basync\b/, /\bawait\b/, /\.\.\./, /\?\.[A-Za-z_(]/]) assert.ok(!re.test(src), `${f}: ${re}`);
+  }
+});

@@ -1,0 +1,203 @@
+// view.js: what the example pages show, from rows and events alone.
+'use strict';
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const v = require('../view');
+
+const T0 = Date.UTC(2026, 10, 26, 6, 0, 0); // 14:00:00 at +08:00
+function row(id, secs, extra) {
+  const at = T0 + secs * 1000;
+  const d = new Date(at + 8 * 3600 * 1000).toISOString(); // the server's DisplayUtcOffset
+  return Object.assign({
+    id,
+    userphone: 'bob',
+    username: 'Bob',
+    friendphone: 'ann',
+    content: 'm' + id,
+    chat_type: 0,
+    created_at: at,
+    created_date: d.slice(0, 10) + ' ' + d.slice(11, 19),
+    client_msg_id: null,
+  }, extra);
+}
+
+test('flagtime: the first row and every row more than 60 s after the one before, as the seed did', () => {
+  const rows = [row('01A', 0), row('01B', 30), row('01C', 90), row('01D', 151), row('01E', 211), row('01F', 3600)];
+  const out = v.withTimeSeparators(rows, { today: '2026-11-26' });
+  assert.deepEqual(out.map((r) => r.flagtime), [true, false, false, true, false, true]);
+  assert.deepEqual(out.map((r) => r.timeLabel), ['14:00', '', '', '14:02', '', '15:00']);
+  // 60 s exactly is not "more than 60 s" (01C is 60 s after 01B).
+  assert.equal(out[2].flagtime, false);
+  assert.equal(rows[0].flagtime, undefined, 'the rows themselves are not changed');
+});
+
+test('flagtime from the seed\'s created_date alone (iOS cannot parse "YYYY-MM-DD HH:MM:SS")', () => {
+  const rows = [row('01A', 0), row('01B', 61), row('01C', 100)].map((r) => {
+    const c = Object.assign({}, r);
+    delete c.created_at;
+    return c;
+  });
+  assert.deepEqual(v.withTimeSeparators(rows).map((r) => r.flagtime), [true, true, false]);
+});
+
+test('a pending row counts from when it was queued', () => {
+  const rows = [row('01A', 0), v.pendingRow({ clientMsgId: 'm1', me: 'ann', peer: 'bob', content: 'hi', now: T0 + 120000 })];
+  const out = v.withTimeSeparators(rows, { today: '2026-11-26' });
+  assert.deepEqual(out.map((r) => r.flagtime), [true, true]);
+});
+
+test('time labels: today, this year, an earlier year', () => {
+  const r = { created_date: '2026-11-26 09:05:33' };
+  assert.equal(v.timeLabel(r, '2026-11-26'), '09:05');
+  assert.equal(v.timeLabel(r, '2026-12-01'), '11-26 09:05');
+  assert.equal(v.timeLabel(r, '2027-01-02'), '2026-11-26 09:05');
+});
+
+test('bubbles: text, image from its thumbnail, video with its poster, recalled', () => {
+  const text = v.bubbleFor(row('01A', 0), { me: 'ann' });
+  assert.equal(text.kind, 'text');
+  assert.equal(text.text, 'm01A');
+  assert.equal(text.mine, false);
+  assert.equal(text.status, '');
+  const media = { content_type: 'image/png', size: 10, width: 640, height: 480, thumb_url: 'https://t/thumb.jpg' };
+  const img = v.bubbleFor(row('01B', 0, { chat_type: 1, content: 'https://o/full.png', media }), { me: 'ann' });
+  assert.equal(img.kind, 'image');
+  assert.equal(img.src, 'https://t/thumb.jpg');
+  assert.equal(img.fallback, 'https://o/full.png', 'until the thumbnail exists');
+  assert.equal(img.url, 'https://o/full.png');
+  assert.deepEqual(img.box, { width: 200, height: 150 });
+  const imgBroken = v.bubbleFor(row('01B', 0, { chat_type: 1, content: 'https://o/full.png', media }), { me: 'ann', broken: { '01B': true } });
+  assert.equal(imgBroken.src, 'https://o/full.png', 'the thumbnail failed to load: the original');
+  // The seed's rows: an off-site URL, no media.
+  const seed = v.bubbleFor(row('01C', 0, { chat_type: 1, content: 'https://cdn/a.jpg' }), { me: 'ann' });
+  assert.equal(seed.src, 'https://cdn/a.jpg');
+  const vid = v.bubbleFor(row('01D', 0, { chat_type: 2, content: 'https://o/v.mp4', media: { poster_url: 'https://o/p.jpg', thumb_url: 'https://t/p.jpg', width: 1280, height: 720 } }), { me: 'ann' });
+  assert.equal(vid.kind, 'video');
+  assert.equal(vid.url, 'https://o/v.mp4');
+  assert.equal(vid.poster, 'https://t/p.jpg');
+  assert.equal(vid.fallback, 'https://o/p.jpg');
+  assert.equal(v.bubbleFor(row('01D', 0, { chat_type: 2, content: 'https://o/v.mp4', media: { poster_url: 'https://o/p.jpg', thumb_url: 'https://t/p.jpg' } }), { me: 'ann', broken: { '01D': true } }).poster, 'https://o/p.jpg');
+  const noPoster = v.bubbleFor(row('01E', 0, { chat_type: 2, content: 'https://o/v.mp4', media: {} }), { me: 'ann' });
+  assert.equal(noPoster.poster, '');
+  const gone = v.bubbleFor(row('01F', 0, { recalled: true, content: '' }), { me: 'ann' });
+  assert.equal(gone.kind, 'recalled');
+  assert.equal(gone.text, v.TEXT.recalledTheirs);
+  assert.equal(v.bubbleFor(row('01F', 0, { recalled: true, userphone: 'ann' }), { me: 'ann' }).text, v.TEXT.recalledMine);
+});
+
+test('my bubbles: pending, failed, sent, read', () => {
+  const mine = (id, extra) => row(id, 0, Object.assign({ userphone: 'ann', friendphone: 'bob' }, extra));
+  const pending = v.pendingRow({ clientMsgId: 'm9', me: 'ann', peer: 'bob', content: 'hi', now: T0 });
+  assert.equal(v.bubbleFor(pending, { me: 'ann' }).status, 'pending');
+  assert.equal(v.bubbleFor(pending, { me: 'ann' }).key, 'local-m9');
+  const failed = v.setFailed([pending], 'm9')[0];
+  assert.equal(v.bubbleFor(failed, { me: 'ann' }).status, 'failed');
+  assert.equal(v.bubbleFor(v.setFailed([failed], 'm9', false)[0], { me: 'ann' }).status, 'pending', 'retrying');
+  assert.equal(v.bubbleFor(mine('01B'), { me: 'ann', peerReadId: '01A' }).status, 'sent');
+  assert.equal(v.bubbleFor(mine('01B'), { me: 'ann', peerReadId: '01B' }).status, 'read');
+  assert.equal(v.bubbleFor(mine('01B'), { me: 'ann', peerReadId: '01B' }).statusText, v.TEXT.read);
+  assert.equal(v.bubbleFor(mine('01B'), { me: 'ann', peerReadId: '01C' }).status, 'read');
+  const pendingImage = v.pendingRow({ clientMsgId: 'm10', me: 'ann', peer: 'bob', chatType: 1, localPath: 'wxfile://tmp/a.jpg', now: T0 });
+  assert.equal(v.bubbleFor(pendingImage, { me: 'ann' }).src, 'wxfile://tmp/a.jpg', 'the local file while it uploads');
+});
+
+test('chatItems: bubbles with separators', () => {
+  const items = v.chatItems([row('01A', 0), row('01B', 10)], { me: 'ann', today: '2026-11-26' });
+  assert.deepEqual(items.map((i) => [i.key, i.flagtime, i.timeLabel, i.kind]), [['01A', true, '14:00', 'text'], ['01B', false, '', 'text']]);
+});
+
+test('mergeRows: one row per id, the acknowledged row replaces its pending row, pending rows last', () => {
+  const p1 = v.pendingRow({ clientMsgId: 'c1', me: 'ann', peer: 'bob', content: 'x', now: T0 });
+  const p2 = v.pendingRow({ clientMsgId: 'c2', me: 'ann', peer: 'bob', content: 'y', now: T0 });
+  const rows = [row('01A', 0), row('01C', 20), p1, p2];
+  const acked = row('01D', 30, { userphone: 'ann', client_msg_id: 'c1', content: 'x' });
+  const merged = v.mergeRows(rows, [row('01B', 10), acked, row('01A', 0, { content: 'fresh' })]);
+  assert.deepEqual(merged.map((r) => r.id || r.client_msg_id), ['01A', '01B', '01C', '01D', 'c2']);
+  assert.equal(merged[0].content, 'fresh', 'the incoming copy wins');
+});
+
+test('applyHistory: latest page, older page, a catch-up after a reconnect', () => {
+  let s = v.applyHistory(null, { peer: 'bob', data: [row('01C', 20), row('01D', 30)], cursor: 'c1', has_more: true, before: null });
+  assert.deepEqual(s.rows.map((r) => r.id), ['01C', '01D']);
+  assert.equal(s.cursor, 'c1');
+  s = v.applyHistory(s, { peer: 'bob', data: [row('01A', 0), row('01B', 10)], cursor: null, has_more: false, before: 'c1' });
+  assert.deepEqual(s.rows.map((r) => r.id), ['01A', '01B', '01C', '01D']);
+  assert.equal(s.hasMore, false);
+  // A message overtook the page; a send is pending: a latest page keeps both.
+  s = v.applyMessage(s, { peer: 'bob', message: row('01F', 50) });
+  s.rows = s.rows.concat([v.pendingRow({ clientMsgId: 'c9', me: 'ann', peer: 'bob', content: 'z', now: T0 })]);
+  const latest = v.applyHistory(s, { peer: 'bob', data: [row('01D', 30), row('01E', 40)], cursor: 'c2', has_more: true, before: null });
+  assert.deepEqual(latest.rows.map((r) => r.id || r.client_msg_id), ['01D', '01E', '01F', 'c9']);
+  // A complete catch-up merges and keeps the cursor for older pages.
+  const caught = v.applyHistory(s, { peer: 'bob', data: [row('01F', 50), row('01G', 60)], cursor: 'c3', has_more: true, before: null, resync: true, complete: true });
+  assert.deepEqual(caught.rows.map((r) => r.id || r.client_msg_id), ['01A', '01B', '01C', '01D', '01F', '01G', 'c9']);
+  assert.equal(caught.cursor, s.cursor);
+  // An incomplete one (too long a gap) starts afresh from its rows.
+  const fresh = v.applyHistory(s, { peer: 'bob', data: [row('01X', 900)], cursor: 'c4', has_more: true, before: null, resync: true, complete: false });
+  assert.deepEqual(fresh.rows.map((r) => r.id || r.client_msg_id), ['01X', 'c9']);
+  assert.equal(fresh.cursor, 'c4');
+});
+
+test('applyRecall blanks the row and drops its media; newestFrom finds what to mark read', () => {
+  const rows = [row('01A', 0), row('01B', 10, { chat_type: 1, media: { thumb_url: 't' } }), row('01C', 20, { userphone: 'ann' })];
+  const out = v.applyRecall(rows, '01B');
+  assert.equal(out[1].recalled, true);
+  assert.equal(out[1].content, '');
+  assert.equal(out[1].media, undefined);
+  assert.equal(rows[1].recalled, undefined);
+  assert.equal(v.newestFrom(rows, 'bob').id, '01B');
+  assert.equal(v.newestFrom([], 'bob'), null);
+});
+
+function entry(peer, at, extra) {
+  return Object.assign({ peer, peername: peer.toUpperCase(), peeravatar: '', last: row('01' + at, at, { userphone: peer, content: 'from ' + peer }), unread: 0, updated_at: T0 + at * 1000, peer_read_id: null }, extra);
+}
+
+test('the list: badges, previews, pages, a first page after a reconnect keeps older entries', () => {
+  assert.deepEqual([0, 1, 99, 100, undefined].map(v.badgeText), ['', '1', '99', '99+', '']);
+  const item = v.listItemFor(entry('bob', 5, { unread: 3 }), { me: 'ann', today: '2026-11-26' });
+  assert.deepEqual(item, { peer: 'bob', name: 'BOB', avatar: '', unread: 3, badge: '3', preview: 'from bob', time: '14:00' });
+  assert.equal(v.preview({ chat_type: 1, userphone: 'bob' }, 'ann'), v.TEXT.image);
+  assert.equal(v.preview({ chat_type: 2, userphone: 'bob' }, 'ann'), v.TEXT.video);
+  assert.equal(v.preview({ recalled: true, userphone: 'ann' }, 'ann'), v.TEXT.recalledMine);
+  let s = v.mergeConversations(null, { data: [entry('d', 40), entry('c', 30)], cursor: 'k1', has_more: true, before: null });
+  s = v.mergeConversations(s, { data: [entry('b', 20), entry('a', 10)], cursor: null, has_more: false, before: 'k1' });
+  assert.deepEqual(s.list.map((e) => e.peer), ['d', 'c', 'b', 'a']);
+  assert.equal(s.hasMore, false);
+  // After a reconnect: a first page with b on top; older loaded entries stay, and so does the cursor.
+  const r = v.mergeConversations(s, { data: [entry('b', 50, { unread: 2 }), entry('d', 40)], cursor: 'k2', has_more: true, before: null, resync: true });
+  assert.deepEqual(r.list.map((e) => e.peer), ['b', 'd', 'c', 'a']);
+  assert.equal(r.list[0].unread, 2);
+  assert.equal(r.hasMore, false);
+});
+
+test('list updates from pushed frames: message, conversation, recall, read', () => {
+  let list = [entry('bob', 10), entry('cat', 20)];
+  const m = row('01Z', 60, { userphone: 'bob', username: 'Bobby', friendphone: 'ann' });
+  list = v.applyMessageToList(list, { peer: 'bob', message: m, unread: 4 });
+  assert.deepEqual(list.map((e) => e.peer), ['bob', 'cat']);
+  assert.equal(list[0].unread, 4);
+  assert.equal(list[0].peername, 'Bobby');
+  // My own message to a new peer: named from the row's receiver side.
+  const mine = row('01Y', 70, { userphone: 'ann', friendphone: 'dan', friendname: 'Dan' });
+  list = v.applyMessageToList(list, { peer: 'dan', message: mine, unread: 0 });
+  assert.equal(list[0].peer, 'dan');
+  assert.equal(list[0].peername, 'Dan');
+  // A repost of an older message (a retried send) changes nothing.
+  assert.equal(v.applyMessageToList(list, { peer: 'dan', message: row('01A', 0, { userphone: 'ann' }), unread: 0 }), list);
+  list = v.applyEntry(list, Object.assign({}, list.find((e) => e.peer === 'bob'), { unread: 0 }));
+  assert.equal(list.find((e) => e.peer === 'bob').unread, 0);
+  list = v.applyRecallToList(list, { peer: 'bob', id: '01Z' });
+  assert.equal(list.find((e) => e.peer === 'bob').last.recalled, true);
+  list = v.applyReadToList(list, { peer: 'dan', id: '01Y' });
+  assert.equal(list.find((e) => e.peer === 'dan').peer_read_id, '01Y');
+  assert.equal(v.applyReadToList(list, { peer: 'dan', id: '01X' }).find((e) => e.peer === 'dan').peer_read_id, '01Y', 'never back');
+});
+
+test('errorText: the seed\'s 视频过大 and the other refusals', () => {
+  assert.equal(v.errorText({ code: 'media_too_large' }, 2), '视频过大');
+  assert.equal(v.errorText({ code: 'media_too_large' }, 1), '图片过大');
+  assert.equal(v.errorText({ code: 'recall_window_passed' }), v.TEXT.recallWindowPassed);
+  assert.equal(v.errorText({ code: 'bad_peer', message: 'no such peer' }), 'no such peer');
+  assert.equal(v.errorText(null), v.TEXT.fallback);
+});
