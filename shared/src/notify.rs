@@ -2,7 +2,8 @@
 //! [`ConnectionCloser`] (`DELETE /@connections/{id}`).
 
 use crate::ports::{ConnectionCloser, Notifier, PostError};
-use aws_sdk_apigatewaymanagement::error::SdkError;
+use aws_sdk_apigatewaymanagement::config::http::HttpResponse;
+use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_apigatewaymanagement::Client;
 
@@ -34,17 +35,7 @@ impl Notifier for ApiGatewayNotifier {
             .data(Blob::new(frame.as_bytes()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(ctx))
-                if ctx.err().is_gone_exception() || ctx.raw().status().as_u16() == 410 =>
-            {
-                Err(PostError::Gone)
-            }
-            Err(e) => Err(PostError::Other(
-                aws_sdk_apigatewaymanagement::Error::from(e).to_string(),
-            )),
-        }
+        result.map(|_| ()).map_err(post_error)
     }
 }
 
@@ -56,16 +47,24 @@ impl ConnectionCloser for ApiGatewayNotifier {
             .connection_id(connection_id)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(ctx))
-                if ctx.err().is_gone_exception() || ctx.raw().status().as_u16() == 410 =>
-            {
-                Err(PostError::Gone)
-            }
-            Err(e) => Err(PostError::Other(
-                aws_sdk_apigatewaymanagement::Error::from(e).to_string(),
-            )),
+        result.map(|_| ()).map_err(post_error)
+    }
+}
+
+/// 410 / `GoneException` (the connection no longer exists) apart from every other failure, for
+/// both POST and DELETE on `@connections`.
+fn post_error<E>(e: SdkError<E, HttpResponse>) -> PostError
+where
+    E: ProvideErrorMetadata,
+    aws_sdk_apigatewaymanagement::Error: From<SdkError<E, HttpResponse>>,
+{
+    if let SdkError::ServiceError(ctx) = &e {
+        if ctx.err().code() == Some("GoneException") {
+            return PostError::Gone;
         }
     }
+    if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) {
+        return PostError::Gone;
+    }
+    PostError::Other(aws_sdk_apigatewaymanagement::Error::from(e).to_string())
 }
