@@ -13,7 +13,7 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v ip >/dev/null || need_apt+=(iproute2)
-# Headless Chromium for the browser demo's test (driven by npm playwright-core, below).
+# Headless Chromium for the browser app's test (driven by npm playwright-core, below).
 command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   say "apt-get install ${need_apt[*]}"

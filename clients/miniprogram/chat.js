@@ -24,6 +24,7 @@
 // - images and videos: an upload ticket over the socket, wx.uploadFile to the ticket's POST
 //   form, then the send; a file over the server's limit is refused before anything is
 //   uploaded (code `media_too_large`).
+(function (root) {
 'use strict';
 
 var DEFAULTS = {
@@ -142,8 +143,10 @@ function ChatClient(options) {
   this.now = o.now || Date.now;
   this.random = o.random || Math.random;
   var t = o.timers || {};
-  this.setTimeout = t.setTimeout || setTimeout;
-  this.clearTimeout = t.clearTimeout || clearTimeout;
+  // Wrapped: a browser's setTimeout throws "Illegal invocation" when called as a method of
+  // another object (clients/web/ runs this file too).
+  this.setTimeout = t.setTimeout || function (fn, ms) { return setTimeout(fn, ms); };
+  this.clearTimeout = t.clearTimeout || function (id) { return clearTimeout(id); };
 
   this.state = 'idle'; // idle | connecting | open | closed
   this.openPeer = null; // the conversation on screen: resynced after each reconnect
@@ -828,7 +831,7 @@ ChatClient.prototype._uploadTo = function (ticket, filePath) {
   });
 };
 
-module.exports = {
+var api = {
   ChatClient: ChatClient,
   ChatError: ChatError,
   backoffDelay: backoffDelay,
@@ -836,3 +839,8 @@ module.exports = {
   newId: newId,
   DEFAULTS: DEFAULTS,
 };
+
+// CommonJS in a mini-program and under Node; a global for a plain <script> (clients/web/).
+if (typeof module === 'object' && module && module.exports) module.exports = api;
+else root.WxChat = api;
+})(typeof globalThis !== 'undefined' ? globalThis : this);

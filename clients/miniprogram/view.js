@@ -1,6 +1,7 @@
 // What the example pages show, as pure functions of the rows and frames of docs/protocol.md:
 // no wx, no Page, no clock unless passed, so Node's test runner covers them. Same ES level as
 // chat.js (no async/await, no spread).
+(function (root) {
 'use strict';
 
 // The words on screen, in one place.
@@ -362,7 +363,7 @@ function errorText(err, kind) {
   }
 }
 
-module.exports = {
+var api = {
   TEXT: TEXT,
   SEPARATOR_GAP_MS: SEPARATOR_GAP_MS,
   rowTime: rowTime,
@@ -388,3 +389,8 @@ module.exports = {
   applyReadToList: applyReadToList,
   errorText: errorText,
 };
+
+// CommonJS in a mini-program and under Node; a global for a plain <script> (clients/web/).
+if (typeof module === 'object' && module && module.exports) module.exports = api;
+else root.WxChatView = api;
+})(typeof globalThis !== 'undefined' ? globalThis : this);

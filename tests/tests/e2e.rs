@@ -638,14 +638,34 @@ async fn api_gateway_limits_close_idle_oversized_and_old_connections() {
 }
 
 #[tokio::test]
-async fn the_browser_demo_is_served_from_the_gateways_origin() {
-    let (status, head, page) = http(shared_stack(), "GET", "/", false, "").await;
+async fn the_browser_app_is_served_from_the_gateways_origin() {
+    let s = shared_stack();
+    let (status, head, page) = http(s, "GET", "/", false, "").await;
     assert_eq!(status, 200);
     assert!(head.contains("text/html"));
     assert!(
-        page.contains(r#"JSON.stringify({action: "sync"})"#),
-        "the demo syncs after connecting"
+        head.contains("content-security-policy: default-src 'self'; script-src 'self';"),
+        "{head}"
     );
+    assert!(page.contains(r#"<script src="app.js"></script>"#));
+    // the mini-program's client and views, byte for byte: one implementation for both apps
+    let root = devtools::repo_root();
+    for file in ["chat.js", "view.js"] {
+        let (status, head, body) = http(s, "GET", &format!("/{file}"), false, "").await;
+        assert_eq!(status, 200, "{file}");
+        assert!(head.contains("text/javascript"), "{head}");
+        let original =
+            std::fs::read_to_string(root.join("clients/miniprogram").join(file)).unwrap();
+        assert_eq!(body, original, "{file}");
+    }
+    for file in ["app.js", "app.css", "wx-web.js"] {
+        assert_eq!(
+            http(s, "GET", &format!("/{file}"), false, "").await.0,
+            200,
+            "{file}"
+        );
+    }
+    assert_eq!(http(s, "GET", "/Cargo.toml", false, "").await.0, 404);
 }
 
 /// One HTTP/1.1 request to the gateway; returns (status, head, body).
@@ -774,7 +794,7 @@ impl Client {
     }
 }
 
-/// Uploads with the ticket's POST form, as `wx.uploadFile` and the browser demo do.
+/// Uploads with the ticket's POST form, as `wx.uploadFile` and the browser app do.
 async fn post_form(t: &Value, bytes: Vec<u8>) -> u16 {
     let mut form = reqwest::multipart::Form::new();
     for (k, v) in t["post"]["fields"].as_object().unwrap() {
@@ -1023,13 +1043,15 @@ async fn a_corrupt_image_gets_no_thumbnail_and_its_message_still_works() {
 }
 
 #[tokio::test]
-async fn the_browser_demo_uploads_an_image_that_the_other_side_shows() {
-    // GIVEN the demo open as Ann and as Bob in headless Chromium
+async fn the_browser_app_chats_between_two_users_in_chromium() {
+    // GIVEN the app (clients/web/) open as Ann and as Bob in headless Chromium, from links
+    // like the ones the run command prints (the session in the fragment)
     let s = shared_stack();
     let page = s.ws_url.replace("ws://", "http://").replace("/prod", "/");
-    let url = |me: &str, friend: &str| {
+    let (ann, bob) = ("13900000001", "13900000002");
+    let link = |me: &str, name: &str| {
         format!(
-            "{page}?userphone={me}&friendphone={friend}&app_sid=e2eweb&token={}",
+            "{page}#userphone={me}&name={name}&app_sid=e2eweb&token={}",
             token(me, "e2eweb", 600)
         )
     };
@@ -1038,15 +1060,16 @@ async fn the_browser_demo_uploads_an_image_that_the_other_side_shows() {
     let image = dir.join("photo.png");
     std::fs::write(&image, png(1000, 500)).unwrap();
     let root = devtools::repo_root();
-    let shot = root.join(".tools/browser-demo.png");
-    // WHEN Ann picks the image (the script drives both pages; see tests/browser/)
+    let artifacts = root.join("target/test-artifacts/browser");
+    // WHEN they chat (the script drives both windows step by step; see tests/browser/)
     let out = tokio::time::timeout(
-        Duration::from_secs(90),
+        Duration::from_secs(150),
         tokio::process::Command::new("node")
-            .arg(root.join("tests/browser/demo-upload.mjs"))
-            .args([url("111", "222"), url("222", "111")])
+            .arg(root.join("tests/browser/web-chat.mjs"))
+            .args([link(ann, "Ann"), link(bob, "Bob")])
+            .args([ann, bob])
             .arg(&image)
-            .arg(&shot)
+            .arg(&artifacts)
             .kill_on_drop(true)
             .output(),
     )
@@ -1055,14 +1078,16 @@ async fn the_browser_demo_uploads_an_image_that_the_other_side_shows() {
     .expect("node runs (infra/install.sh installs Chromium and playwright-core)");
     let _ = std::fs::remove_dir_all(&dir);
     let report = String::from_utf8_lossy(&out.stdout);
-    // THEN Bob's page shows a loaded image, and Ann's shows no error
+    // THEN every step passed: unread counts rise and clear, read marks, typing, the image on
+    // the other side, recall, a reconnect that misses nothing, no duplicate, no console error
     assert!(
         out.status.success(),
         "{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_str(report.trim()).unwrap();
-    assert!(v["image"]["w"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["steps"].as_array().map(Vec::len), Some(9), "{v}");
+    assert!(artifacts.join("bob.png").is_file(), "screenshots saved");
 }
 
 // ---------------------------------------------------------------- inbox

@@ -141,7 +141,11 @@ impl Gateway {
     ) -> tokio::task::JoinHandle<()> {
         let stage = &self.api.stage;
         let app = Router::new()
-            .route("/", get(demo_page))
+            .route("/", get(|| async { web_file("index.html") }))
+            .route(
+                "/{file}",
+                get(|Path(file): Path<String>| async move { web_file(&file) }),
+            )
             .route(&format!("/{stage}"), get(handshake))
             .route(
                 &format!("/{stage}/@connections/{{id}}"),
@@ -482,10 +486,63 @@ async fn handshake(
         })
 }
 
-/// The browser demo (`clients/browser/index.html`), same origin as the WebSocket endpoint.
-async fn demo_page() -> Response {
-    let page = include_str!("../../../clients/browser/index.html");
-    ([("content-type", "text/html; charset=utf-8")], page).into_response()
+/// The browser chat app (`clients/web/`), same origin as the WebSocket endpoint; `chat.js`
+/// and `view.js` are the mini-program's own (clients/web/README.md). Compiled in, so the stack
+/// serves the app of the commit it was built from.
+const WEB_FILES: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../../clients/web/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../clients/web/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../../clients/web/app.css"),
+    ),
+    (
+        "wx-web.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../clients/web/wx-web.js"),
+    ),
+    (
+        "chat.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../clients/miniprogram/chat.js"),
+    ),
+    (
+        "view.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../clients/miniprogram/view.js"),
+    ),
+];
+
+/// Scripts and styles from this origin only, no inline code; sockets, uploads and pictures may
+/// go to loopback ports (the gateway's and the S3 front's) and blob: URLs (local previews).
+const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    connect-src 'self' ws://127.0.0.1:* http://127.0.0.1:* blob:; \
+    img-src 'self' http://127.0.0.1:* blob:; media-src 'self' http://127.0.0.1:* blob:; \
+    object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn web_file(name: &str) -> Response {
+    match WEB_FILES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => (
+            [
+                ("content-type", *content_type),
+                ("content-security-policy", WEB_CSP),
+                ("x-content-type-options", "nosniff"),
+                ("cache-control", "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 fn aws_error(status: StatusCode, kind: &str, message: Option<&str>) -> Response {

@@ -16,6 +16,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secret =
         std::env::var("JWT_SECRET").unwrap_or_else(|_| format!("dev-secret-{}", ulid::Ulid::new()));
+    if secret.len() < 32 {
+        // The functions refuse a shorter key; say so now rather than with every handshake's 500.
+        return Err("JWT_SECRET must be at least 32 bytes".into());
+    }
     let stack = Stack::start(StackOptions {
         port,
         jwt_secret: secret.clone(),
@@ -68,11 +72,10 @@ Two demo users in app wxdemo (tokens valid 24 h; JWT_SECRET={secret}):
   Bob, chatting with Ann:                                      {url_b}
   Ann's user connection (all her conversations):               {user_a}
   Bob's user connection:                                       {user_b}
-In a browser (two tabs; "Attach…" sends an image or a video):
-  Ann's inbox:  {page}?userphone={a}&app_sid=wxdemo&token={ta}
-  Bob's inbox:  {page}?userphone={b}&app_sid=wxdemo&token={tb}
-  Ann's chat with Bob, the seed's way:  {page}?userphone={a}&friendphone={b}&app_sid=wxdemo&token={ta}
-  Bob's chat with Ann, the seed's way:  {page}?userphone={b}&friendphone={a}&app_sid=wxdemo&token={tb}
+In a browser, the chat app (each link in a tab of its own; the paperclip sends an image or a video):
+  Ann:  {page}#userphone={a}&name=Ann&app_sid=wxdemo&token={ta}
+  Bob:  {page}#userphone={b}&name=Bob&app_sid=wxdemo&token={tb}
+  then in Ann's window type Bob's account ({b}) into "New chat".
 Or from two terminals:
   npx -y wscat -c '{url_a}'
   npx -y wscat -c '{url_b}'
