@@ -1079,14 +1079,14 @@ async fn the_browser_app_chats_between_two_users_in_chromium() {
     let _ = std::fs::remove_dir_all(&dir);
     let report = String::from_utf8_lossy(&out.stdout);
     // THEN every step passed: unread counts rise and clear, read marks, typing, the image on
-    // the other side, recall, a reconnect that misses nothing, no duplicate, no console error
+    // the other side, a video, recall, a reconnect that misses nothing, no duplicate, no console error
     assert!(
         out.status.success(),
         "{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_str(report.trim()).unwrap();
-    assert_eq!(v["steps"].as_array().map(Vec::len), Some(9), "{v}");
+    assert_eq!(v["steps"].as_array().map(Vec::len), Some(10), "{v}");
     assert!(artifacts.join("bob.png").is_file(), "screenshots saved");
 }
 
