@@ -1291,3 +1291,111 @@ async fn the_cap_closes_the_oldest_connection_and_an_old_message_cannot_be_recal
         ["kept"]
     );
 }
+
+// ---------------------------------------------------------------- what the logs hold
+
+#[tokio::test]
+async fn the_functions_logs_hold_no_token_secret_body_or_phone_number() {
+    // GIVEN a stack that keeps what its functions log (INFO, as deployed)
+    let mut opts = options();
+    opts.logs = Logs::Capture;
+    let stack = Stack::start(opts).await.unwrap();
+    let s = &stack;
+    let (app, ann, bob) = ("e2elog", "13712345678", "13787654321");
+    let body = "the-body-qz7-must-not-be-logged";
+    let ann_token = token(ann, app, 600);
+    // WHEN a session touches every function and most paths, refusals included
+    let forged = format!("{}x", &ann_token[..ann_token.len() - 1]);
+    let refused = |q: String| async move { Client::open(s, &q).await.err() };
+    assert_eq!(
+        refused(format!("userphone={ann}&app_sid={app}&token={forged}")).await,
+        Some(401)
+    );
+    assert_eq!(
+        refused(format!("userphone={bob}&app_sid={app}&token={ann_token}")).await,
+        Some(403)
+    );
+    let mut a = Client::open(
+        s,
+        &format!("userphone={ann}&app_sid={app}&token={ann_token}"),
+    )
+    .await
+    .unwrap();
+    let mut b = Client::connect(s, app, bob, ann).await;
+    assert_eq!(b.ask(json!({"action":"sync"})).await["type"], "history");
+    let sent = a.ask(send_to(bob, "log-1", body)).await;
+    assert_eq!(sent["type"], "message", "{sent}");
+    let id = sent["message"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b.expect("history").await["data"][0]["content"], body);
+    assert_eq!(a.ask(send_to(bob, "log-1", body)).await["type"], "message");
+    let other = a.ask(send_to("13700000000", "log-2", body)).await;
+    assert_eq!(other["type"], "message", "a new conversation: {other}");
+    let read = a.ask(json!({"action":"read","to":bob,"id":id})).await;
+    assert!(
+        read["type"] == "conversation" || read["type"] == "error",
+        "{read}"
+    );
+    a.send(json!({"action":"typing","to":bob})).await;
+    let bad = a
+        .ask(json!({"action":"send","to":bob,"client_msg_id":"bad id!","chat_type":0,"chat_content":body}))
+        .await;
+    assert_eq!(bad["type"], "error", "{bad}");
+    a.send_raw(&format!("{{\"action\":\"send\",\"to\":\"{ann}\" {body}"))
+        .await;
+    assert_eq!(a.frame().await["type"], "error");
+    // media: a ticket, the upload, the thumbnail function, the send
+    let png = png(64, 48);
+    let t = a.ticket(1, "image/png", png.len(), Some((64, 48))).await;
+    assert_eq!(post_form(&t, png).await, 204);
+    let key = t["key"].as_str().unwrap();
+    assert_eq!(thumbnail_ran(s, key).await, Ok(()));
+    let pic = a
+        .ask(json!({"action":"send","to":bob,"client_msg_id":"log-3","chat_type":1,"chat_content":key}))
+        .await;
+    assert_eq!(pic["type"], "message", "{pic}");
+    b.expect("history").await;
+    let recalled = a.ask(json!({"action":"recall","to":bob,"id":id})).await;
+    assert_eq!(recalled["type"], "recall", "{recalled}");
+    drop(a);
+    drop(b);
+    // ($disconnect of both, logged)
+    let deadline = std::time::Instant::now() + WAIT;
+    let logs = loop {
+        let logs = stack.function_logs();
+        let gone = logs.iter().filter(|l| l.contains("disconnected")).count();
+        if gone >= 2 || std::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // THEN every function logged (this test cannot pass on empty logs) ...
+    for f in [
+        "[ConnectFunction]",
+        "[DefaultFunction]",
+        "[DisconnectFunction]",
+        "[ThumbnailFunction]",
+    ] {
+        assert!(
+            logs.iter()
+                .any(|l| l.starts_with(f) && !l.contains("REPORT")),
+            "{f} logged nothing:\n{}",
+            logs.join("\n")
+        );
+    }
+    // ... and no line holds a token, its signature, the secret, a body or an account
+    let signature = ann_token.rsplit('.').next().unwrap();
+    let payload = ann_token.split('.').nth(1).unwrap();
+    for (what, needle) in [
+        ("a token", ann_token.as_str()),
+        ("a token's signature", signature),
+        ("a token's claims", payload),
+        ("the signing secret", SECRET),
+        ("a message body", body),
+        ("Ann's account", ann),
+        ("Bob's account", bob),
+        ("a stranger's account", "13700000000"),
+    ] {
+        let leaks: Vec<_> = logs.iter().filter(|l| l.contains(needle)).collect();
+        assert!(leaks.is_empty(), "{what} logged:\n{leaks:#?}");
+    }
+}

@@ -81,6 +81,9 @@ pub enum Logs {
     Print,
     /// Dropped (tests).
     Quiet,
+    /// Kept in memory, for tests that read what the functions logged
+    /// ([`Invoker::captured_logs`]).
+    Capture,
 }
 
 type Reply = oneshot::Sender<Result<Vec<u8>, InvokeError>>;
@@ -129,6 +132,8 @@ pub struct Invoker {
     /// Variables every function gets on top of its template environment.
     extra_env: BTreeMap<String, String>,
     logs: Logs,
+    /// Lines of output and REPORT lines, with [`Logs::Capture`].
+    captured: Arc<Mutex<Vec<String>>>,
     next_id: AtomicU64,
     /// Set by [`Invoker::shutdown`]: no new invocations, no instance kept.
     closed: AtomicBool,
@@ -159,9 +164,16 @@ impl Invoker {
             binaries,
             extra_env,
             logs,
+            captured: Arc::default(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// Every line the functions wrote so far (stdout and stderr, `[Function] line`) and the
+    /// REPORT lines, with [`Logs::Capture`]; empty otherwise.
+    pub fn captured_logs(&self) -> Vec<String> {
+        self.captured.lock().expect("lock").clone()
     }
 
     /// Stops every idle instance and refuses further invocations; busy instances stop when
@@ -301,7 +313,11 @@ impl Invoker {
         if let Err(e) = outcome {
             line.push_str(&format!(" Status: error ({e})"));
         }
-        println!("{line}");
+        if self.logs == Logs::Capture {
+            self.captured.lock().expect("lock").push(line);
+        } else {
+            println!("{line}");
+        }
     }
 
     async fn spawn(&self, spec: &FunctionSpec) -> Result<Instance, InvokeError> {
@@ -370,19 +386,20 @@ impl Invoker {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         match self.logs {
-            Logs::Print => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
+            Logs::Print | Logs::Capture => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
             Logs::Quiet => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
         };
         crate::process::die_with_parent(&mut cmd);
         crate::process::limit_address_space(&mut cmd, address_space_limit(spec.memory_mb));
         let mut child = cmd.spawn().map_err(|e| InvokeError::Start(e.to_string()))?;
-        if self.logs == Logs::Print {
+        if self.logs != Logs::Quiet {
             let prefix = format!("[{}]", spec.logical_id);
+            let sink = (self.logs == Logs::Capture).then(|| self.captured.clone());
             if let Some(out) = child.stdout.take() {
-                forward_lines(prefix.clone(), out);
+                forward_lines(prefix.clone(), out, sink.clone());
             }
             if let Some(err) = child.stderr.take() {
-                forward_lines(prefix, err);
+                forward_lines(prefix, err, sink);
             }
         }
         Ok(Instance {
@@ -395,11 +412,19 @@ impl Invoker {
     }
 }
 
-fn forward_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(prefix: String, r: R) {
+/// Prints each line of `r` with `prefix`, or keeps it in `sink`.
+fn forward_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    prefix: String,
+    r: R,
+    sink: Option<Arc<Mutex<Vec<String>>>>,
+) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(r).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            println!("{prefix} {line}");
+            match &sink {
+                Some(sink) => sink.lock().expect("lock").push(format!("{prefix} {line}")),
+                None => println!("{prefix} {line}"),
+            }
         }
     });
 }

@@ -60,6 +60,7 @@ pub struct Stack {
     /// `http://127.0.0.1:<port>/<stage>` (the @connections endpoint the functions use)
     pub management_url: String,
     pub gateway: Arc<Gateway>,
+    invoker: Arc<Invoker>,
     dynamodb: Option<DynamoDbLocal>,
     dynamodb_port: u16,
     s3: Option<S3Local>,
@@ -169,7 +170,7 @@ impl Stack {
         };
         let gateway = Gateway::new(
             app.api.clone(),
-            invoker,
+            invoker.clone(),
             opts.gateway.clone(),
             addr.to_string(),
         );
@@ -180,6 +181,7 @@ impl Stack {
             app,
             tables,
             gateway,
+            invoker,
             dynamodb_port: dynamodb.port(),
             dynamodb: Some(dynamodb),
             s3,
@@ -187,6 +189,11 @@ impl Stack {
             server,
             data_dir,
         })
+    }
+
+    /// What the functions logged, with `logs: Logs::Capture` (empty otherwise).
+    pub fn function_logs(&self) -> Vec<String> {
+        self.invoker.captured_logs()
     }
 
     pub fn dynamodb_endpoint(&self) -> String {
