@@ -588,8 +588,64 @@ fn dynamodb_local_is_reachable_only_through_the_loopback_forwarder() {
     // THEN it lives in the namespace: its own port is closed on this network, the forwarder's
     // on 127.0.0.1 answers
     assert!(local.is_isolated());
+    if std::env::var_os("CHAT_EXPECT_BRIDGED").is_some() {
+        // (run by the next test as an unprivileged user)
+        assert!(devtools::dynamodb_local::isolated().unwrap().is_bridged());
+    }
     let inner = std::net::SocketAddr::from(([127, 0, 0, 1], local.inner_port()));
     assert!(std::net::TcpStream::connect_timeout(&inner, Duration::from_millis(300)).is_err());
-    let outer = std::net::SocketAddr::from(([127, 0, 0, 1], local.port()));
-    assert!(std::net::TcpStream::connect_timeout(&outer, Duration::from_millis(300)).is_ok());
+    // and DynamoDB Local answers a real request through the forwarder
+    let answer = raw_list_tables(local.port());
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("TableNames"), "{answer}");
+}
+
+/// A ListTables request on a fresh connection to 127.0.0.1:`port`; the whole answer.
+fn raw_list_tables(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDB_20120810.ListTables\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, \
+         SignedHeaders=host, Signature=00\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn as_an_unprivileged_user_dynamodb_local_is_isolated_too() {
+    // GIVEN a user that is not root (`nobody`, through setpriv; needs root to switch, which
+    // CI has: elsewhere the developer is that unprivileged user already and the test above
+    // covers it)
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root, so the test above already ran unprivileged");
+        return;
+    }
+    // WHEN that user runs the test above (the same binary)
+    let me = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&me)
+        .args([
+            "--exact",
+            "dynamodb_local_is_reachable_only_through_the_loopback_forwarder",
+            "--nocapture",
+        ])
+        .env("CHAT_EXPECT_BRIDGED", "1")
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("setpriv runs");
+    // THEN it passes: DynamoDB Local in a namespace of its own, bridged, answering
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("test result: ok. 1 passed"), "{text}");
 }

@@ -1399,3 +1399,69 @@ async fn the_functions_logs_hold_no_token_secret_body_or_phone_number() {
         assert!(leaks.is_empty(), "{what} logged:\n{leaks:#?}");
     }
 }
+
+// ---------------------------------------------------------------- other local users
+
+/// Runs `python3 -c <code>` as `nobody` (setpriv) and returns what it printed.
+fn as_nobody(code: &str) -> String {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["python3", "-c", code])
+        .output()
+        .expect("setpriv and python3 run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn another_local_user_cannot_use_the_stacks_inner_endpoints() {
+    // GIVEN the stack, started by this user (root in CI, which can act as another one)
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to act as another local user");
+        return;
+    }
+    let s = shared_stack();
+    let port = |url: &str| {
+        url.rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let mgmt = port(&s.management_url);
+    let s3 = port(&s.s3_endpoint().unwrap());
+    let ddb = port(&s.dynamodb_endpoint());
+    let status = |p: &str, method: &str, path: &str| {
+        format!(
+            "import http.client; c=http.client.HTTPConnection('127.0.0.1',{p},timeout=10); \
+             c.request('{method}','{path}',body=b'{{}}',headers={{'Authorization':'AWS4-HMAC-SHA256 x'}}); \
+             print(c.getresponse().status)"
+        )
+    };
+    // WHEN `nobody` calls the management API (signed, as far as the emulator checks), the S3
+    // front, and the forwarder into DynamoDB Local's namespace
+    let posted = tokio::task::spawn_blocking(move || {
+        (
+            as_nobody(&status(&mgmt, "POST", "/prod/@connections/AAAA")),
+            as_nobody(&status(&s3, "GET", "/")),
+            as_nobody(&format!(
+                "import socket; c=socket.create_connection(('127.0.0.1',{ddb}),timeout=10); \
+                 c.sendall(b'POST / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 2\\r\\n\\r\\n{{}}'); \
+                 print(len(c.recv(100)))"
+            )),
+        )
+    })
+    .await
+    .unwrap();
+    // THEN it is turned away (403; the forwarder closes without a byte) ...
+    assert_eq!(posted, ("403".into(), "403".into(), "0".into()));
+    // ... while this user's own calls get through (410: no such connection)
+    let (code, _, _) = http(s, "POST", "/prod/@connections/AAAA", true, "{}").await;
+    assert_eq!(code, 410);
+}

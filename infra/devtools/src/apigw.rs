@@ -140,6 +140,9 @@ impl Gateway {
         listener: tokio::net::TcpListener,
     ) -> tokio::task::JoinHandle<()> {
         let stage = &self.api.stage;
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let app = Router::new()
             .route("/", get(|| async { web_file("index.html") }))
             .route(
@@ -151,7 +154,12 @@ impl Gateway {
                 &format!("/{stage}/@connections/{{id}}"),
                 get(get_connection)
                     .post(post_to_connection)
-                    .delete(delete_connection),
+                    .delete(delete_connection)
+                    // IAM-signed on AWS; locally: only the stack's own user's processes
+                    .route_layer(axum::middleware::from_fn_with_state(
+                        local,
+                        crate::peer::same_user_only,
+                    )),
             )
             .with_state(self.clone());
         tokio::spawn(async move {

@@ -3,7 +3,8 @@
 //! DynamoDB Local has no bind-address option and listens on every interface. Where the
 //! kernel allows it (root, or an unprivileged user namespace), it is therefore started inside
 //! a private network namespace that has nothing but a loopback interface, and reached through
-//! a forwarder listening on 127.0.0.1 of the host: nothing outside this machine can reach it.
+//! a forwarder listening on 127.0.0.1 of the host that serves only the stack's own user
+//! (`peer.rs`): neither other machines nor other local users can reach it.
 //! Set `CHAT_LOCAL_HOST_NETWORK=1` to skip that (it then listens on all interfaces).
 
 use crate::process::{free_port, spawn_tied_to_process, Forwarder};
@@ -63,7 +64,7 @@ impl DynamoDbLocal {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = match net {
-            Some(ns) => ns.spawn(cmd)?,
+            Some(ns) => ns.spawn(cmd, inner_port)?,
             None => spawn_tied_to_process(cmd)?,
         };
         let mut local = DynamoDbLocal {

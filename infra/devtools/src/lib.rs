@@ -3,6 +3,7 @@
 //! all read from `template.yaml` (never a hand-kept copy), and token minting.
 pub mod apigw;
 pub mod dynamodb_local;
+pub mod peer;
 pub mod process;
 pub mod runtime;
 pub mod s3_front;

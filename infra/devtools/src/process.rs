@@ -1,5 +1,6 @@
 //! Starting child processes so that none outlives the local stack, and the private
-//! loopback-only network namespace that servers without a bind option (DynamoDB Local) run in.
+//! loopback-only network namespace that servers without a bind option (DynamoDB Local) run in,
+//! as root or as any other user.
 //!
 //! Every child is tied to this process with `PR_SET_PDEATHSIG`, so the kernel kills it even
 //! when this process panics or is killed. A socket belongs to the network namespace of the
@@ -10,8 +11,11 @@
 use crate::DevError;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -106,92 +110,249 @@ enum NsRequest {
     FreePort(mpsc::Sender<io::Result<u16>>),
 }
 
-/// A thread that lives in a private network namespace with only loopback, and starts
-/// processes and opens connections there on request (a socket belongs to the namespace of
-/// the thread that creates it; a child inherits its spawning thread's namespace).
+/// A private network namespace with only loopback, for servers that cannot be told to bind
+/// 127.0.0.1. Two ways in, depending on what the kernel grants:
+/// - as root: one thread of this process enters a new namespace (`unshare(CLONE_NEWNET)`)
+///   and starts processes and opens connections there on request (a socket belongs to the
+///   namespace of the thread that creates it; a child inherits its spawning thread's);
+/// - as any other user: a thread cannot do that (a multithreaded process may not enter a new
+///   user namespace, and a network namespace needs one without root), so each server starts
+///   in a namespace of its own through `unshare --user --map-root-user --net`, under
+///   `netns_bridge.py`, which bridges a Unix socket in a private directory to the server's
+///   port inside (a Unix socket is a file, so it crosses the boundary).
 pub struct Namespace {
-    tx: Mutex<mpsc::Sender<NsRequest>>,
+    kind: Kind,
 }
 
+enum Kind {
+    Thread(Mutex<mpsc::Sender<NsRequest>>),
+    Bridged {
+        /// Mode 0700, this process's: one `<port>.sock` per server.
+        dir: PathBuf,
+        next_port: AtomicU16,
+    },
+}
+
+/// A connection into the namespace.
+pub enum NsStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl NsStream {
+    fn try_clone(&self) -> io::Result<NsStream> {
+        Ok(match self {
+            NsStream::Tcp(s) => NsStream::Tcp(s.try_clone()?),
+            NsStream::Unix(s) => NsStream::Unix(s.try_clone()?),
+        })
+    }
+    fn shutdown_write(&self) {
+        let _ = match self {
+            NsStream::Tcp(s) => s.shutdown(Shutdown::Write),
+            NsStream::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+    }
+}
+
+impl io::Read for NsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            NsStream::Tcp(s) => s.read(buf),
+            NsStream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl io::Write for NsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            NsStream::Tcp(s) => s.write(buf),
+            NsStream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+const BRIDGE: &str = include_str!("netns_bridge.py");
+
 impl Namespace {
-    fn ask<T>(&self, make: impl FnOnce(mpsc::Sender<io::Result<T>>) -> NsRequest) -> io::Result<T> {
-        let (tx, rx) = mpsc::channel();
-        self.tx
-            .lock()
+    fn ask<T>(
+        tx: &Mutex<mpsc::Sender<NsRequest>>,
+        make: impl FnOnce(mpsc::Sender<io::Result<T>>) -> NsRequest,
+    ) -> io::Result<T> {
+        let (reply, rx) = mpsc::channel();
+        tx.lock()
             .map_err(|_| io::Error::other("namespace thread poisoned"))?
-            .send(make(tx))
+            .send(make(reply))
             .map_err(|_| io::Error::other("namespace thread gone"))?;
         rx.recv()
             .map_err(|_| io::Error::other("namespace thread gone"))?
     }
-    pub fn spawn(&self, cmd: Command) -> io::Result<Child> {
-        self.ask(|tx| NsRequest::Spawn(cmd, tx))
+
+    /// Starts `cmd`, a server that will listen on `port` (from [`Namespace::free_port`])
+    /// inside the namespace; it dies with this process.
+    pub fn spawn(&self, cmd: Command, port: u16) -> io::Result<Child> {
+        match &self.kind {
+            Kind::Thread(tx) => Self::ask(tx, |r| NsRequest::Spawn(cmd, r)),
+            Kind::Bridged { dir, .. } => {
+                let mut outer = Command::new("unshare");
+                outer
+                    .args(["--user", "--map-root-user", "--net", "--", "python3", "-c"])
+                    .arg(BRIDGE)
+                    .arg(dir.join(format!("{port}.sock")))
+                    .arg(port.to_string())
+                    .arg("--")
+                    .arg(cmd.get_program())
+                    .args(cmd.get_args());
+                for (k, v) in cmd.get_envs() {
+                    match v {
+                        Some(v) => outer.env(k, v),
+                        None => outer.env_remove(k),
+                    };
+                }
+                if let Some(d) = cmd.get_current_dir() {
+                    outer.current_dir(d);
+                }
+                outer
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                spawn_tied_to_process(outer)
+            }
+        }
     }
-    pub fn connect(&self, port: u16) -> io::Result<TcpStream> {
-        self.ask(|tx| NsRequest::Connect(port, tx))
+
+    /// A connection to `port` inside; fails until the server there answers.
+    pub fn connect(&self, port: u16) -> io::Result<NsStream> {
+        match &self.kind {
+            Kind::Thread(tx) => Self::ask(tx, |r| NsRequest::Connect(port, r)).map(NsStream::Tcp),
+            Kind::Bridged { dir, .. } => {
+                UnixStream::connect(dir.join(format!("{port}.sock"))).map(NsStream::Unix)
+            }
+        }
     }
+
+    /// A port to listen on inside (each bridged server has a namespace of its own, so any
+    /// port is free there; they differ only to name the sockets).
     pub fn free_port(&self) -> io::Result<u16> {
-        self.ask(NsRequest::FreePort)
+        match &self.kind {
+            Kind::Thread(tx) => Self::ask(tx, NsRequest::FreePort),
+            Kind::Bridged { next_port, .. } => Ok(next_port.fetch_add(1, Ordering::SeqCst)),
+        }
+    }
+
+    /// Whether servers run in namespaces of their own under `unshare` (not root).
+    pub fn is_bridged(&self) -> bool {
+        matches!(self.kind, Kind::Bridged { .. })
     }
 }
 
-/// The process's private loopback-only namespace, if the kernel grants one.
+/// The process's private loopback-only namespace, if the kernel grants one (see
+/// [`Namespace`]); `CHAT_LOCAL_HOST_NETWORK=1` declines it.
 pub fn isolated() -> Option<&'static Namespace> {
     static NS: OnceLock<Option<Namespace>> = OnceLock::new();
     NS.get_or_init(|| {
         if std::env::var_os("CHAT_LOCAL_HOST_NETWORK").is_some() {
             return None;
         }
-        let (tx, rx) = mpsc::channel::<NsRequest>();
-        let (init_tx, init_rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("netns".into())
-            .spawn(move || {
-                // SAFETY: unshare affects only this thread's namespaces.
-                let ok = unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0
-                    && Command::new("ip")
-                        .args(["link", "set", "lo", "up"])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .is_ok_and(|s| s.success());
-                let _ = init_tx.send(ok);
-                if !ok {
-                    return;
-                }
-                for req in rx {
-                    match req {
-                        NsRequest::Spawn(mut cmd, reply) => {
-                            let _ = reply.send(spawn_with_parent_death_signal(&mut cmd));
-                        }
-                        NsRequest::Connect(port, reply) => {
-                            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                            let _ = reply.send(TcpStream::connect_timeout(
-                                &addr,
-                                Duration::from_millis(500),
-                            ));
-                        }
-                        NsRequest::FreePort(reply) => {
-                            let _ = reply.send(free_port_here());
-                        }
-                    }
-                }
-                // Never return: children die with the thread that spawned them.
-                loop {
-                    std::thread::park();
-                }
-            })
-            .ok()?;
-        if init_rx.recv().unwrap_or(false) {
-            Some(Namespace { tx: Mutex::new(tx) })
-        } else {
+        let ns = thread_namespace().or_else(bridged_namespace);
+        if ns.is_none() {
             eprintln!(
-                "note: no private network namespace here; DynamoDB Local listens on all interfaces"
+                "note: no private network namespace here (neither root nor `unshare --user --net` \
+                 with python3); DynamoDB Local listens on all interfaces"
             );
-            None
         }
+        ns
     })
     .as_ref()
+}
+
+fn thread_namespace() -> Option<Namespace> {
+    let (tx, rx) = mpsc::channel::<NsRequest>();
+    let (init_tx, init_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            // SAFETY: unshare affects only this thread's namespaces.
+            let ok = unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0
+                && Command::new("ip")
+                    .args(["link", "set", "lo", "up"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+            let _ = init_tx.send(ok);
+            if !ok {
+                return;
+            }
+            for req in rx {
+                match req {
+                    NsRequest::Spawn(mut cmd, reply) => {
+                        let _ = reply.send(spawn_with_parent_death_signal(&mut cmd));
+                    }
+                    NsRequest::Connect(port, reply) => {
+                        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                        let _ = reply.send(TcpStream::connect_timeout(
+                            &addr,
+                            Duration::from_millis(500),
+                        ));
+                    }
+                    NsRequest::FreePort(reply) => {
+                        let _ = reply.send(free_port_here());
+                    }
+                }
+            }
+            // Never return: children die with the thread that spawned them.
+            loop {
+                std::thread::park();
+            }
+        })
+        .ok()?;
+    init_rx.recv().unwrap_or(false).then(|| Namespace {
+        kind: Kind::Thread(Mutex::new(tx)),
+    })
+}
+
+fn bridged_namespace() -> Option<Namespace> {
+    let works = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--",
+            "python3",
+            "-c",
+            "",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        return None;
+    }
+    let tmp = std::env::temp_dir();
+    // Directories of stacks that are gone (their sockets outlive a SIGKILL).
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix("chat-netns-"));
+            if pid.is_some_and(|p| !Path::new("/proc").join(p).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = tmp.join(format!("chat-netns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
+    Some(Namespace {
+        kind: Kind::Bridged {
+            dir,
+            next_port: AtomicU16::new(20000),
+        },
+    })
 }
 
 fn free_port_here() -> io::Result<u16> {
@@ -219,6 +380,14 @@ impl Forwarder {
                         break;
                     }
                     let Ok(client) = client else { continue };
+                    // Only the stack's user's processes reach into the namespace.
+                    let allowed = match (client.local_addr(), client.peer_addr()) {
+                        (Ok(l), Ok(p)) => crate::peer::is_same_user(l, p),
+                        _ => false,
+                    };
+                    if !allowed {
+                        continue;
+                    }
                     match ns.connect(inner) {
                         Ok(server) => pipe(client, server),
                         Err(_) => drop(client),
@@ -243,16 +412,20 @@ impl Drop for Forwarder {
     }
 }
 
-fn pipe(a: TcpStream, b: TcpStream) {
+fn pipe(a: TcpStream, b: NsStream) {
     let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
         return;
     };
-    let one_way = |mut from: TcpStream, mut to: TcpStream| {
-        std::thread::spawn(move || {
-            let _ = io::copy(&mut from, &mut to);
-            let _ = to.shutdown(Shutdown::Write);
-        })
-    };
-    one_way(a, b2);
-    one_way(b, a2);
+    let mut a = NsStream::Tcp(a);
+    let mut a2 = NsStream::Tcp(a2);
+    let mut b = b;
+    let mut b2 = b2;
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut a, &mut b2);
+        b2.shutdown_write();
+    });
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut b, &mut a2);
+        a2.shutdown_write();
+    });
 }

@@ -355,9 +355,18 @@ impl Invoker {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(state);
+            .with_state(state)
+            // The events carry tokens: only the stack's user's processes (its functions).
+            .layer(axum::middleware::from_fn_with_state(
+                addr,
+                crate::peer::same_user_only,
+            ));
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
 
         let mut cmd = Command::new(&binary);

@@ -212,7 +212,11 @@ impl S3Front {
             deliveries: deliveries.clone(),
             seq: AtomicU64::new(now_nanos()),
         });
-        let app = Router::new().fallback(proxy).with_state(front);
+        // Only the stack's user's processes (the functions, the tests, the user's browser).
+        let local = listener.local_addr()?;
+        let app = Router::new().fallback(proxy).with_state(front).layer(
+            axum::middleware::from_fn_with_state(local, crate::peer::same_user_only),
+        );
         let server = tokio::spawn(async move {
             let _ = axum::serve(
                 listener,

@@ -1,7 +1,10 @@
 //! `s3s-fs` (0.14.1, installed by `infra/install.sh` into `.tools/bin`): a local S3 that
-//! enforces SigV4 and POST policies, on 127.0.0.1, storing under a folder.
+//! enforces SigV4 and POST policies, storing under a folder. Its credentials are fixed (below)
+//! and its command line is visible to every local user, so where the kernel grants a private
+//! network namespace it listens inside one, like DynamoDB Local, reached through a forwarder on
+//! 127.0.0.1 that serves only the stack's own user; elsewhere on 127.0.0.1 of the host.
 
-use crate::process::{free_port, spawn_tied_to_process};
+use crate::process::{free_port, isolated, spawn_tied_to_process, Forwarder};
 use crate::DevError;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ pub const SECRET_KEY: &str = "local-secret-key";
 pub struct S3Local {
     child: Child,
     port: u16,
+    _forwarder: Option<Forwarder>,
 }
 
 fn binary() -> PathBuf {
@@ -37,7 +41,11 @@ impl S3Local {
         for b in buckets {
             std::fs::create_dir_all(root.join(b))?;
         }
-        let port = free_port()?;
+        let net = isolated();
+        let port = match net {
+            Some(ns) => ns.free_port()?,
+            None => free_port()?,
+        };
         let mut cmd = Command::new(bin);
         cmd.args([
             "--host",
@@ -53,17 +61,32 @@ impl S3Local {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-        let mut child = spawn_tied_to_process(cmd)?;
+        let mut child = match net {
+            Some(ns) => ns.spawn(cmd, port)?,
+            None => spawn_tied_to_process(cmd)?,
+        };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let up = || match net {
+            Some(ns) => ns.connect(port).is_ok(),
+            None => TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok(),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        while !up() {
             if child.try_wait()?.is_some() || Instant::now() > deadline {
                 let _ = child.kill();
                 return Err(DevError::S3("s3s-fs did not start".into()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(S3Local { child, port })
+        let forwarder = match net {
+            Some(ns) => Some(Forwarder::start(0, port, ns)?),
+            None => None,
+        };
+        Ok(S3Local {
+            child,
+            port: forwarder.as_ref().map_or(port, |f| f.port),
+            _forwarder: forwarder,
+        })
     }
 
     pub fn endpoint(&self) -> String {
