@@ -566,7 +566,8 @@ where
         let mut retries = 0;
         let (snap, plan, committed, page) = loop {
             let snap = store.snapshot(&conversation, &me.user, None).await?;
-            let plan = inbox::plan_send(me, &peer, &snap, &draft, self.now_ms);
+            let plan = inbox::plan_send(me, &peer, &snap, &draft, self.now_ms)
+                .with_marker_ttl(self.now_s(), config.marker_ttl_secs);
             let audience = inbox::audience(&snap, me, &peer, self.now_s());
             // The page runs beside the write, bounded by the new id: it is the conversation as
             // this send leaves it whether it reads before or after the commit (a later send
@@ -590,6 +591,15 @@ where
                 committed => break (snap, plan, committed, page?),
             }
         };
+        if let Committed::Duplicate(m) = &committed {
+            if !inbox::same_send(m, &draft, &peer) {
+                // Nothing was written: the marker's condition cancelled the transaction.
+                return Err(Refusal::Client(
+                    "client_msg_id_reused",
+                    "this client_msg_id was already used for another message; use a new one".into(),
+                ));
+            }
+        }
         let profiles = inbox::profiles(&snap, me, &peer);
         let (stored, duplicate, unread_mine, unread_theirs) = match &committed {
             Committed::Duplicate(m) => (

@@ -929,6 +929,69 @@ fn contents_of(f: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn a_reused_client_msg_id_with_other_content_is_refused_and_changes_nothing() {
+    // GIVEN a message sent with client_msg_id k
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.frame("a", &send_to("222", "k", "first")).await.unwrap();
+    let entry = w.deps.store.entry("app", "222", "111").unwrap();
+    w.deps.notifier.clear();
+    // WHEN k comes again with another text, or another kind of message
+    let other_type = serde_json::json!({"action":"send","to":"222","client_msg_id":"k",
+        "chat_type":1,"chat_content":"https://img.example/first.png"})
+    .to_string();
+    for body in [send_to("222", "k", "second"), other_type] {
+        let out = w.frame("a", &body).await.unwrap();
+        // THEN it is refused with its own code, echoing the id; nothing is stored or told
+        assert_eq!(out, FrameOutcome::Rejected("client_msg_id_reused"));
+        let f = w.last_to("a");
+        assert_eq!(
+            (f["error"].as_str(), f["client_msg_id"].as_str()),
+            (Some("client_msg_id_reused"), Some("k"))
+        );
+    }
+    assert_eq!(w.deps.store.message_count(), 1);
+    assert_eq!(w.deps.store.entry("app", "222", "111").unwrap(), entry);
+    assert!(w.deps.notifier.frames_to("b").is_empty());
+    // AND the same content is still the acknowledged duplicate
+    let out = w.frame("a", &send_to("222", "k", "first")).await.unwrap();
+    assert!(matches!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: true,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn an_expired_idempotency_marker_lets_its_client_msg_id_be_used_again() {
+    // GIVEN markers that live 10 s
+    let mut w = World::new();
+    w.deps.config.marker_ttl_secs = 10;
+    w.connect_user("a", "app", "111").await;
+    w.frame_at("a", &send_to("222", "k", "first"), now() + 1000)
+        .await
+        .unwrap();
+    // WHEN k is sent again with new content 11 s later (the marker expired, not yet swept)
+    let out = w
+        .frame_at("a", &send_to("222", "k", "second"), now() + 12_000)
+        .await
+        .unwrap();
+    // THEN it is a new message
+    assert!(matches!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: false,
+            ..
+        }
+    ));
+    assert_eq!(w.deps.store.message_count(), 2);
+    assert_eq!(w.last_to("a")["message"]["content"], "second");
+}
+
+#[tokio::test]
 async fn a_duplicate_send_changes_no_counter() {
     let w = World::new();
     w.connect_user("a", "app", "111").await;

@@ -18,7 +18,9 @@
 //!   `media_type`, `media_size`, `media_w`?, `media_h`?, `poster`? (`content` is then the key).
 //! - profile: `pk` = conversation key, `sk` = `p#<account>`; `name`, `avatar`.
 //! - idempotency marker: `pk` = `d#<conversation key>#<sender>#<client_msg_id>`, `sk` = `d`;
-//!   a copy of the message it guards, so a duplicate is answered without another read.
+//!   a copy of the message it guards, so a duplicate is answered without another read, and
+//!   `expires_at` (s, the table's TTL attribute; `IDEMPOTENCY_TTL_SECONDS` after the send).
+//!   Writes treat a marker whose `expires_at` has passed as absent.
 //! - conversation entry: `pk` = `i#<app>#<user>`, `sk` = `c#<peer>`; `last` (a map with the
 //!   last message's attributes), `updated_at`, `sent`, `peer_sent`, `read_seq`,
 //!   `peer_read_id`?, `peer_read_seq`?, `ver`, `peer_name`, `peer_avatar`, `user`, `peer`, and
@@ -262,6 +264,9 @@ fn message_from(item: &Item) -> Result<Message> {
 fn dedup_key(m: &Message, client_msg_id: &str) -> String {
     marker_key(&m.conversation(), &m.sender, client_msg_id)
 }
+
+/// The messages table's TTL attribute (epoch s). Only idempotency markers carry it.
+pub const MARKER_TTL_ATTRIBUTE: &str = "expires_at";
 
 /// `d#<conversation key>#<sender>#<client_msg_id>`: the partition of an idempotency marker.
 fn marker_key(conversation: &Conversation, sender: &str, client_msg_id: &str) -> String {
@@ -750,10 +755,15 @@ impl MessageStore for DynamoStore {
                 let mut marker = message_attributes(m);
                 marker.insert("pk".into(), s(dedup_key(m, client_msg_id)));
                 marker.insert("sk".into(), s("d"));
+                marker.insert(MARKER_TTL_ATTRIBUTE.into(), n(c.marker_expires_at));
+                // TTL deletes lazily: an expired marker still there counts as absent. Markers
+                // from before the TTL have no `expires_at` and never expire.
                 let put_marker = Put::builder()
                     .table_name(&self.messages_table)
                     .set_item(Some(marker))
-                    .condition_expression("attribute_not_exists(pk)")
+                    .condition_expression("attribute_not_exists(pk) OR #exp <= :now")
+                    .expression_attribute_names("#exp", MARKER_TTL_ATTRIBUTE)
+                    .expression_attribute_values(":now", n(c.now_s))
                     .return_values_on_condition_check_failure(
                         ReturnValuesOnConditionCheckFailure::AllOld,
                     )
@@ -995,10 +1005,11 @@ impl DynamoStore {
             .send()
             .await
             .map_err(ddb)?;
-        let item = out
-            .item
-            .ok_or_else(|| Error::Corrupt("duplicate marker vanished".into()))?;
-        Ok(Committed::Duplicate(Box::new(message_from(&item)?)))
+        // Gone since (its TTL ran out and it was swept): nothing was written; go again.
+        match out.item {
+            Some(item) => Ok(Committed::Duplicate(Box::new(message_from(&item)?))),
+            None => Ok(Committed::Conflict),
+        }
     }
 }
 

@@ -23,7 +23,8 @@ pub struct State {
     /// conversation key → (message id → message)
     pub messages: HashMap<String, BTreeMap<String, Message>>,
     pub profiles: HashMap<(String, String), Profile>,
-    pub dedup: HashMap<(String, String, String), Message>,
+    /// (conversation, sender, client_msg_id) → the marker's message and when it expires (s)
+    pub dedup: HashMap<(String, String, String), (Message, i64)>,
     /// (app, user, peer) → entry, and the seq of the peer_read_id it holds
     pub entries: HashMap<(String, String, String), (Entry, u64)>,
     /// Sends to fail with a version conflict before any is written, as if a concurrent send
@@ -260,7 +261,8 @@ impl MessageStore for FakeStore {
             let conv = m.conversation().key();
             if let Some(cmid) = &m.client_msg_id {
                 let key = (conv.clone(), m.sender.clone(), cmid.clone());
-                if let Some(old) = s.dedup.get(&key) {
+                // Expired but not yet swept counts as absent, as the adapter's condition says.
+                if let Some((old, _)) = s.dedup.get(&key).filter(|(_, exp)| *exp > c.now_s) {
                     return Committed::Duplicate(Box::new(old.clone()));
                 }
             }
@@ -278,8 +280,10 @@ impl MessageStore for FakeStore {
                 return Committed::Conflict;
             }
             if let Some(cmid) = &m.client_msg_id {
-                s.dedup
-                    .insert((conv.clone(), m.sender.clone(), cmid.clone()), m.clone());
+                s.dedup.insert(
+                    (conv.clone(), m.sender.clone(), cmid.clone()),
+                    (m.clone(), c.marker_expires_at),
+                );
             }
             s.messages
                 .entry(conv.clone())
@@ -425,7 +429,7 @@ impl Inbox for FakeStore {
             let ok = |m: &Message| m.sender == sender && m.created_at_ms >= not_before_ms;
             if let Some(cmid) = client_msg_id {
                 let key = (c.key(), sender.to_owned(), cmid.to_owned());
-                if let Some(m) = s.dedup.get_mut(&key).filter(|m| m.id == id && ok(m)) {
+                if let Some((m, _)) = s.dedup.get_mut(&key).filter(|(m, _)| m.id == id && ok(m)) {
                     recall(m);
                 }
             }

@@ -108,7 +108,23 @@ pub fn plan_send(
         sender,
         receiver,
         profiles: stale,
+        now_s: 0,
+        marker_expires_at: 0,
     }
+    .with_marker_ttl(now_ms / 1000, crate::config::DEFAULT_MARKER_TTL_SECS)
+}
+
+/// Whether a stored message (found through its idempotency marker) is what `draft` would
+/// store for `peer`: same kind, content, poster and receiver. A recalled message matches
+/// whatever was sent (its content is gone), so a retry after a recall is still answered with
+/// it.
+pub fn same_send(stored: &Message, draft: &Draft, peer: &str) -> bool {
+    let poster = |m: Option<&MediaInfo>| m.and_then(|m| m.poster.clone());
+    stored.receiver == peer
+        && stored.chat_type == draft.chat_type
+        && (stored.recalled
+            || (stored.content == draft.content
+                && poster(stored.media.as_ref()) == poster(draft.media.as_ref())))
 }
 
 /// Who hears about a change in the conversation between `me` and `peer`: every live user

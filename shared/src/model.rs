@@ -324,6 +324,20 @@ pub struct SendCommit {
     pub sender_was: Option<u64>,
     pub receiver_was: Option<u64>,
     pub profiles: Vec<(String, Profile)>,
+    /// The handler's clock (epoch s): an idempotency marker whose `expires_at` is not after it
+    /// counts as absent (DynamoDB deletes expired items only eventually).
+    pub now_s: i64,
+    /// When the idempotency marker this send writes expires (epoch s; the table's TTL).
+    pub marker_expires_at: i64,
+}
+
+impl SendCommit {
+    /// Sets the clock the marker's expiry is judged by, and the marker's lifetime.
+    pub fn with_marker_ttl(mut self, now_s: i64, ttl_secs: i64) -> Self {
+        self.now_s = now_s;
+        self.marker_expires_at = now_s + ttl_secs;
+        self
+    }
 }
 
 /// Outcome of [`SendCommit`].

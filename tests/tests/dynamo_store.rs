@@ -180,6 +180,55 @@ async fn a_client_msg_id_is_stored_once_per_sender_and_conversation_and_counts_o
 }
 
 #[tokio::test]
+async fn an_expired_idempotency_marker_counts_as_absent_before_dynamodb_sweeps_it() {
+    // GIVEN a send whose marker lives 10 s
+    let f = fixture().await;
+    let conv = Conversation::new("app", "111", "222");
+    let me = record("m", "app", "111", None, i64::MAX);
+    let draft = Draft {
+        chat_type: ChatType::Text,
+        content: "hello".into(),
+        media: None,
+        client_msg_id: Some("k".into()),
+    };
+    let t = now_ms();
+    let plan = |snap: &shared::model::Snapshot, at_s: i64| {
+        plan_send(&me, "222", snap, &draft, at_s * 1000).with_marker_ttl(at_s, 10)
+    };
+    let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
+    let first = plan(&snap, t / 1000);
+    assert_eq!(
+        f.store.commit_send(&first).await.unwrap(),
+        Committed::Stored
+    );
+    // WHEN it is retried within its life THEN the first message answers
+    let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
+    assert_eq!(
+        f.store
+            .commit_send(&plan(&snap, t / 1000 + 9))
+            .await
+            .unwrap(),
+        Committed::Duplicate(Box::new(first.message.clone()))
+    );
+    // WHEN it comes again after its expiry (DynamoDB Local never sweeps) THEN it is a new
+    // message, and the marker now guards that one
+    let later = plan(&snap, t / 1000 + 10);
+    assert_eq!(
+        f.store.commit_send(&later).await.unwrap(),
+        Committed::Stored
+    );
+    let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
+    assert_eq!(
+        f.store
+            .commit_send(&plan(&snap, t / 1000 + 11))
+            .await
+            .unwrap(),
+        Committed::Duplicate(Box::new(later.message.clone()))
+    );
+    assert_eq!(f.store.latest(&conv, 10).await.unwrap().messages.len(), 2);
+}
+
+#[tokio::test]
 async fn a_send_that_read_a_version_since_moved_writes_nothing() {
     // GIVEN two sends planned from the same read of a conversation
     let f = fixture().await;
