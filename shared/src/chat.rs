@@ -315,6 +315,8 @@ struct FrameCtx<'a, S, N, O> {
     deps: &'a Deps<S, N, Media<O>>,
     me: ConnectionRecord,
     now_ms: i64,
+    /// When API Gateway received the frame (`requestTimeEpoch`): a message's time and id.
+    arrived_ms: i64,
     poster: Poster<'a, S, N>,
 }
 
@@ -566,16 +568,21 @@ where
         let mut retries = 0;
         let (snap, plan, committed, page) = loop {
             let snap = store.snapshot(&conversation, &me.user, None).await?;
-            let plan = inbox::plan_send(me, &peer, &snap, &draft, self.now_ms)
+            let plan = inbox::plan_send(me, &peer, &snap, &draft, self.arrived_ms)
                 .with_marker_ttl(self.now_s(), config.marker_ttl_secs);
             let audience = inbox::audience(&snap, me, &peer, self.now_s());
-            // The page runs beside the write, bounded by the new id: it is the conversation as
-            // this send leaves it whether it reads before or after the commit (a later send
-            // has a later id; one in between would have failed this commit).
+            // The page runs beside the write, bounded by the conversation's newest id (the new
+            // one, or a later arrival's that committed first): it is the conversation as this
+            // send leaves it whether it reads before or after the commit (a send committing in
+            // between would have failed this commit).
+            let through = inbox::last_id(&snap)
+                .filter(|last| *last > plan.message.id.as_str())
+                .unwrap_or(&plan.message.id)
+                .to_owned();
             let page = async {
                 match audience.iter().any(|p| p.connection.friend.is_some()) {
                     true => store
-                        .latest_through(&conversation, &plan.message.id, limit)
+                        .latest_through(&conversation, &through, limit)
                         .await
                         .map(Some),
                     false => Ok(None),
@@ -619,12 +626,15 @@ where
             if !duplicate {
                 page.messages.retain(|m| m.id != stored.id);
                 let newest = page.messages.last().map(|m| m.id.as_str());
-                if newest != inbox::last_id(&snap) && inbox::last_id(&snap).is_some() {
+                let last = inbox::last_id(&snap);
+                if last.is_some() && newest < last && last > Some(stored.id.as_str()) {
                     // Only a writer outside this protocol (an older function version mid-deploy)
                     // can make this happen; the page is still a true state of the conversation.
                     tracing::warn!(message_id = %stored.id, "page does not end at the entry's last message");
                 }
-                page.messages.push(stored.clone());
+                // In arrival order: before any later arrival that committed first.
+                let at = page.messages.partition_point(|m| m.id < stored.id);
+                page.messages.insert(at, stored.clone());
                 if page.messages.len() > limit {
                     page.messages.remove(0);
                     page.has_more = true;
@@ -695,12 +705,30 @@ where
 /// Handles one client frame on `$default`: parse, look up the connection, dispatch. A client
 /// mistake gets an error frame naming it and changes nothing; an internal failure sends the
 /// client an `internal` error frame and comes back as `Err` (the handler answers 500 and logs
-/// it).
+/// it). The frame counts as arrived at `now_ms`.
 pub async fn on_frame<S, N, O>(
     deps: &Deps<S, N, Media<O>>,
     connection_id: &str,
     body: &str,
     now_ms: i64,
+) -> Result<FrameOutcome>
+where
+    S: FrameStore,
+    N: Notifier,
+    O: MediaObjects + MediaSigner,
+{
+    on_frame_arrived(deps, connection_id, body, now_ms, now_ms).await
+}
+
+/// [`on_frame`] for a frame API Gateway received at `arrived_ms` (`requestTimeEpoch`), handled
+/// at `now_ms`. A message takes its time and id from its arrival, so one connection's messages
+/// are stored in the order it sent them even when their frames are handled concurrently.
+pub async fn on_frame_arrived<S, N, O>(
+    deps: &Deps<S, N, Media<O>>,
+    connection_id: &str,
+    body: &str,
+    now_ms: i64,
+    arrived_ms: i64,
 ) -> Result<FrameOutcome>
 where
     S: FrameStore,
@@ -749,6 +777,7 @@ where
         deps,
         me,
         now_ms,
+        arrived_ms,
         poster,
     };
     match ctx.dispatch(request).await {

@@ -991,6 +991,91 @@ async fn an_expired_idempotency_marker_lets_its_client_msg_id_be_used_again() {
     assert_eq!(w.last_to("a")["message"]["content"], "second");
 }
 
+/// A frame that API Gateway received at `arrived`, handled at `handled`.
+async fn frame_arrived(
+    w: &World,
+    cid: &str,
+    body: &str,
+    handled: i64,
+    arrived: i64,
+) -> FrameOutcome {
+    on_frame_arrived(&w.deps, cid, body, handled, arrived)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn messages_are_ordered_by_arrival_even_when_handled_out_of_order() {
+    // GIVEN A on a user connection and on the seed's page, B on a user connection
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_as("a-page", "app", "111", "222").await;
+    w.connect_user("b", "app", "222").await;
+    // WHEN A's frames arrive at t+1, t+2, t+3 ms but are handled in the order 3, 1, 2 (frames
+    // are handled concurrently), each by a handler whose own clock is later
+    let t = now() + 1000;
+    for i in [3, 1, 2] {
+        frame_arrived(
+            &w,
+            "a",
+            &send_to("222", &format!("k{i}"), &format!("m{i}")),
+            t + 50 - i,
+            t + i,
+        )
+        .await;
+    }
+    // THEN the conversation holds them in the order they were sent, timed by their arrival
+    let page = w
+        .deps
+        .store
+        .latest(&Conversation::new("app", "111", "222"), 10)
+        .await
+        .unwrap();
+    let order: Vec<(&str, i64)> = page
+        .messages
+        .iter()
+        .map(|m| (m.content.as_str(), m.created_at_ms - t))
+        .collect();
+    assert_eq!(order, [("m1", 1), ("m2", 2), ("m3", 3)]);
+    // AND both entries still show the newest, with three unread for B
+    let theirs = w.deps.store.entry("app", "222", "111").unwrap();
+    assert_eq!(theirs.last.as_ref().unwrap().content, "m3");
+    assert_eq!(theirs.unread(), 3);
+    assert_eq!(
+        w.deps
+            .store
+            .entry("app", "111", "222")
+            .unwrap()
+            .last
+            .unwrap()
+            .content,
+        "m3"
+    );
+    // AND the seed's page, sent after each send, was in arrival order every time
+    let last_page: Vec<String> = w.last_to("a-page")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(last_page, ["m1", "m2", "m3"]);
+    // WHEN B reads the newest message (m3, whose seq is 1: it committed first)
+    let read =
+        serde_json::json!({"action":"read","to":"111","id":theirs.last.unwrap().id}).to_string();
+    w.frame("b", &read).await.unwrap();
+    // THEN everything A sent is read
+    assert_eq!(w.deps.store.entry("app", "222", "111").unwrap().unread(), 0);
+}
+
+#[tokio::test]
+async fn a_frame_without_a_plausible_arrival_time_is_timed_by_the_handler() {
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    let t = now() + 1000;
+    frame_arrived(&w, "a", &send_to("222", "k", "x"), t, t - 3).await;
+    assert_eq!(w.last_to("a")["message"]["created_at"], t - 3);
+}
+
 #[tokio::test]
 async fn a_duplicate_send_changes_no_counter() {
     let w = World::new();

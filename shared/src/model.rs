@@ -352,26 +352,31 @@ pub enum Committed {
     Conflict,
 }
 
-/// A new message id for a message created at `now_ms`.
+/// A new message id for a message created at `now_ms`: its first 10 characters are the time,
+/// the other 16 random, so ids sort by time and ties in the same millisecond fall either way.
 pub fn new_message_id(now_ms: i64) -> String {
     ulid_at(now_ms).to_string()
+}
+
+/// The id of a message that arrived at `arrived_ms`, in a conversation whose newest message is
+/// `newest`. Ids sort by arrival: an earlier arrival that commits after a later one sorts
+/// before it. Within one millisecond, ids follow the order of commits: when `newest` arrived
+/// in the same millisecond and sorts after the new id, the new one is `newest` plus one in its
+/// random part.
+pub fn new_message_id_after(arrived_ms: i64, newest: Option<&str>) -> String {
+    let id = ulid_at(arrived_ms);
+    match newest.and_then(|a| ulid::Ulid::from_string(a).ok()) {
+        Some(prev) if prev.timestamp_ms() == id.timestamp_ms() && id <= prev => {
+            prev.increment().unwrap_or(id).to_string()
+        }
+        _ => id.to_string(),
+    }
 }
 
 fn ulid_at(now_ms: i64) -> ulid::Ulid {
     let ms = u64::try_from(now_ms).unwrap_or(0);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     ulid::Ulid::from_datetime(t)
-}
-
-/// A new message id that sorts after `after` (the conversation's newest message), even when
-/// this instance's clock is behind the one that stored `after`: then it is `after` plus one
-/// in its random part. So ids follow the order in which sends commit.
-pub fn new_message_id_after(now_ms: i64, after: Option<&str>) -> String {
-    let id = ulid_at(now_ms);
-    match after.and_then(|a| ulid::Ulid::from_string(a).ok()) {
-        Some(prev) if id <= prev => prev.increment().unwrap_or(id).to_string(),
-        _ => id.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -408,15 +413,20 @@ mod tests {
     }
 
     #[test]
-    fn ids_made_after_a_newer_one_still_sort_after_it() {
-        // GIVEN a message stored by an instance whose clock is 5 s ahead
-        let ahead = new_message_id(1_700_000_005_000);
-        // WHEN this instance makes the next id
-        let next = new_message_id_after(1_700_000_000_000, Some(&ahead));
-        // THEN it sorts after it; without a newer message it is just the clock's
-        assert!(next > ahead, "{next} <= {ahead}");
-        let plain = new_message_id_after(1_700_000_000_000, Some("garbage"));
-        assert!(plain.starts_with(&new_message_id(1_700_000_000_000)[..10]));
+    fn ids_follow_arrival_and_within_a_millisecond_the_order_of_commits() {
+        // GIVEN a stored message that arrived at t + 5 ms
+        let t = 1_700_000_000_000;
+        let newest = new_message_id(t + 5);
+        // WHEN one that arrived earlier commits after it THEN it sorts before it
+        assert!(new_message_id_after(t, Some(&newest)) < newest);
+        // WHEN one of the same millisecond commits after it THEN it sorts after it
+        for _ in 0..50 {
+            assert!(new_message_id_after(t + 5, Some(&newest)) > newest);
+        }
+        // AND a later arrival, or garbage, is just the arrival's
+        assert!(new_message_id_after(t + 6, Some(&newest)) > newest);
+        let plain = new_message_id_after(t, Some("garbage"));
+        assert!(plain.starts_with(&new_message_id(t)[..10]));
     }
 
     #[test]
