@@ -566,7 +566,7 @@ where
         let conversation = self.conversation(&peer);
         let limit = config.limits.page_default;
         let mut retries = 0;
-        let (snap, plan, committed, page) = loop {
+        let (snap, plan, committed, page, through) = loop {
             let snap = store.snapshot(&conversation, &me.user, None).await?;
             let plan = inbox::plan_send(me, &peer, &snap, &draft, self.arrived_ms)
                 .with_marker_ttl(self.now_s(), config.marker_ttl_secs);
@@ -595,7 +595,7 @@ where
                     tracing::info!(connection_id = %me.connection_id, retries, "send lost a race; retrying");
                 }
                 Committed::Conflict => return Err(crate::Error::Contention("conversation").into()),
-                committed => break (snap, plan, committed, page?),
+                committed => break (snap, plan, committed, page, through),
             }
         };
         if let Committed::Duplicate(m) = &committed {
@@ -607,6 +607,23 @@ where
                 ));
             }
         }
+        // From here the message is stored. Nothing may answer `internal` any more: it invites a
+        // retry, which a client without `client_msg_id` (the seed's) would store twice. What
+        // fails now is logged; connections whose frame cannot be built get none, and the
+        // sender then gets `not_delivered` (stored, do not resend; sync to see it).
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "page read beside a send failed; reading it again");
+                match store.latest_through(&conversation, &through, limit).await {
+                    Ok(page) => Some(page),
+                    Err(e) => {
+                        tracing::error!(message_id = %plan.message.id, error = %e, "message stored but its page is unreadable");
+                        None
+                    }
+                }
+            }
+        };
         let profiles = inbox::profiles(&snap, me, &peer);
         let (stored, duplicate, unread_mine, unread_theirs) = match &committed {
             Committed::Duplicate(m) => (
@@ -652,37 +669,59 @@ where
             }
         };
         let needed: BTreeSet<SendFrame> = audience.iter().map(kind).collect();
-        let urls = self
+        let urls = match self
             .sign(page.iter().flat_map(|p| &p.messages).chain([stored]))
-            .await?;
-        let row = protocol::row_value(stored, &profiles, config.display_offset, &urls);
+            .await
+        {
+            Ok(urls) => Some(urls),
+            Err(e) => {
+                tracing::error!(message_id = %stored.id, error = %e, "message stored but its URLs could not be signed");
+                None
+            }
+        };
+        let row = urls
+            .as_ref()
+            .map(|urls| protocol::row_value(stored, &profiles, config.display_offset, urls));
         let mut frames: HashMap<SendFrame, String> = HashMap::new();
         for k in needed {
-            let frame = match k {
-                SendFrame::Message { senders, ack } => protocol::message_frame(
+            let frame = match (k, &row, &urls, &page) {
+                (SendFrame::Message { senders, ack }, Some(row), _, _) => protocol::message_frame(
                     if senders { &peer } else { &me.user },
-                    &row,
+                    row,
                     if senders { unread_mine } else { unread_theirs },
                     stored.client_msg_id.as_deref().filter(|_| ack),
                 ),
-                SendFrame::History { senders, ack } => frame_for(
+                (SendFrame::History { senders, ack }, _, Some(urls), Some(page)) => frame_for(
                     config,
-                    page.as_ref()
-                        .expect("a page was read for conversation connections"),
+                    page,
                     PageExtras {
                         peer: Some(if senders { &peer } else { &me.user }),
                         message: Some(stored),
                         client_msg_id: stored.client_msg_id.as_deref().filter(|_| ack),
-                        urls: Some(&urls),
+                        urls: Some(urls),
                         ..PageExtras::default()
                     },
                 ),
+                _ => continue,
             };
             frames.insert(k, frame);
         }
+        let (told, untold): (Vec<Peer>, Vec<Peer>) = audience
+            .into_iter()
+            .partition(|p| frames.contains_key(&kind(p)));
+        if untold
+            .iter()
+            .any(|p| p.connection.connection_id == me.connection_id)
+        {
+            self.reply(&protocol::not_delivered_frame(
+                &stored.id,
+                stored.client_msg_id.as_deref(),
+            ))
+            .await;
+        }
         let (delivered, gone) = self
             .poster
-            .fan_out(&me.app_sid, &audience, |p| &frames[&kind(p)])
+            .fan_out(&me.app_sid, &told, |p| &frames[&kind(p)])
             .await;
         tracing::info!(
             connection_id = %me.connection_id,
@@ -690,6 +729,7 @@ where
             duplicate,
             delivered,
             gone,
+            untold = untold.len(),
             retries,
             "message sent"
         );

@@ -1077,6 +1077,53 @@ async fn a_frame_without_a_plausible_arrival_time_is_timed_by_the_handler() {
 }
 
 #[tokio::test]
+async fn a_seed_send_stored_before_a_later_step_failed_is_not_invited_to_retry() {
+    // GIVEN the seed's client (no client_msg_id) on its conversation page, B on a user
+    // connection and on the conversation's page
+    let w = World::new();
+    w.connect_as("a1", "app", "111", "222").await;
+    w.connect_user("b", "app", "222").await;
+    w.connect_as("b1", "app", "222", "111").await;
+    let seed = r#"{"chat_type":0,"chat_content":"hello"}"#;
+    // WHEN the page read beside the write fails once THEN it is read again and all goes on
+    w.deps.store.fail_pages(1);
+    w.frame("a1", seed).await.unwrap();
+    assert_eq!(w.last_to("a1")["type"], "history");
+    assert_eq!(w.deps.store.message_count(), 1);
+    w.deps.notifier.clear();
+    // WHEN the message is stored but the page cannot be read at all
+    w.deps.store.fail_pages(2);
+    let out = w.frame("a1", seed).await.unwrap();
+    // THEN the send counts as done (no 500), and the sender hears it was stored, with its id,
+    // and not to send it again: no `internal`, which the seed's client would retry
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let frames = w.deps.notifier.frames_to("a1");
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["error"], "not_delivered");
+    assert!(frames[0]["msg"]
+        .as_str()
+        .unwrap()
+        .contains("do not send it again"));
+    let id = frames[0]["id"].as_str().unwrap().to_owned();
+    // AND B's user connection still gets the message; the pages get nothing
+    assert_eq!(w.last_to("b")["message"]["id"], id.as_str());
+    assert!(w.deps.notifier.frames_to("b1").is_empty());
+    // AND it is stored once; a sync shows both messages
+    assert_eq!(w.deps.store.message_count(), 2);
+    w.frame("a1", r#"{"action":"sync"}"#).await.unwrap();
+    assert_eq!(contents_of(&w.last_to("a1")), ["hello", "hello"]);
+}
+
+#[tokio::test]
 async fn a_duplicate_send_changes_no_counter() {
     let w = World::new();
     w.connect_user("a", "app", "111").await;

@@ -32,6 +32,9 @@ pub struct State {
     pub conflicts: usize,
     /// When set, every call fails like an unreachable database.
     pub down: bool,
+    /// Page reads after a send (`latest_through`) to fail, as if the database went away
+    /// right after the write.
+    pub failing_pages: usize,
 }
 
 #[derive(Default)]
@@ -80,6 +83,10 @@ impl FakeStore {
             .entries
             .get(&(app.to_owned(), user.to_owned(), peer.to_owned()))
             .map(|(e, _)| e.clone())
+    }
+    /// Makes the next `n` page reads after a send fail.
+    pub fn fail_pages(&self, n: usize) {
+        self.state.lock().unwrap().failing_pages = n;
     }
     /// Makes the next `n` sends meet a version conflict.
     pub fn conflict_next(&self, n: usize) {
@@ -333,6 +340,13 @@ impl MessageStore for FakeStore {
         })
     }
     async fn latest_through(&self, c: &Conversation, through: &str, limit: usize) -> Result<Page> {
+        {
+            let mut s = self.state.lock().unwrap();
+            if s.failing_pages > 0 {
+                s.failing_pages -= 1;
+                return Err(Error::Store("timeout reading the page".into()));
+            }
+        }
         self.with(|s| {
             let newest_first = s
                 .messages
