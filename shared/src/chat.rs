@@ -6,7 +6,8 @@ use crate::error::Result;
 use crate::inbox::{self, Draft};
 use crate::media::{self, MediaInfo, MediaKey, ObjectInfo, OwnerKey, TicketRequest};
 use crate::model::{
-    valid_ident, Committed, ConnectionRecord, Conversation, Message, Page, Peer, Profile, Registry,
+    send_window, valid_ident, Committed, ConnectionRecord, Conversation, Message, Page, Peer,
+    Profile, Registry,
 };
 use crate::ports::{
     ConnectionCloser, ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MediaObjects,
@@ -139,6 +140,7 @@ where
         connected_at_ms: req.now_ms,
         expires_at: req.now_ms / 1000 + config.connection_ttl_secs,
         registered: true,
+        sends: Vec::new(),
     };
     // A conversation connection's handshake refreshes the profile its conversation shows at
     // once (as in the seed); the registry keeps the user's latest for every conversation.
@@ -520,6 +522,12 @@ where
     async fn send(&self, send: SendRequest) -> std::result::Result<FrameOutcome, Refusal> {
         let peer = self.peer(send.to.clone())?;
         let (store, config, me) = (&self.deps.store, &self.deps.config, &self.me);
+        // The limit as the record was read refuses at once, before any other request; the
+        // transaction's condition enforces it exactly against concurrent sends.
+        let max_sends = config.max_sends_per_minute;
+        if me.sent_in(send_window(self.now_s())) >= max_sends {
+            return Err(rate_limited(max_sends));
+        }
         let (content, media) = match &send.media {
             None => (send.content, None),
             Some(r) => {
@@ -569,7 +577,8 @@ where
         let (snap, plan, committed, page, through) = loop {
             let snap = store.snapshot(&conversation, &me.user, None).await?;
             let plan = inbox::plan_send(me, &peer, &snap, &draft, self.arrived_ms)
-                .with_marker_ttl(self.now_s(), config.marker_ttl_secs);
+                .with_marker_ttl(self.now_s(), config.marker_ttl_secs)
+                .with_rate(me.rate_claim(self.now_s(), max_sends));
             let audience = inbox::audience(&snap, me, &peer, self.now_s());
             // The page runs beside the write, bounded by the conversation's newest id (the new
             // one, or a later arrival's that committed first): it is the conversation as this
@@ -598,6 +607,9 @@ where
                 committed => break (snap, plan, committed, page, through),
             }
         };
+        if committed == Committed::RateLimited {
+            return Err(rate_limited(max_sends));
+        }
         if let Committed::Duplicate(m) = &committed {
             if !inbox::same_send(m, &draft, &peer) {
                 // Nothing was written: the marker's condition cancelled the transaction.
@@ -828,6 +840,14 @@ where
         }
         Err(Refusal::Internal(e)) => internal(e).await,
     }
+}
+
+/// A send refused by its connection's rate limit: nothing was written.
+fn rate_limited(max: u64) -> Refusal {
+    Refusal::Client(
+        "rate_limited",
+        format!("at most {max} messages a minute per connection; send it again in a moment"),
+    )
 }
 
 fn frame_for(config: &Config, page: &Page, extras: PageExtras<'_>) -> String {

@@ -1124,6 +1124,65 @@ async fn a_seed_send_stored_before_a_later_step_failed_is_not_invited_to_retry()
 }
 
 #[tokio::test]
+async fn a_connection_over_its_send_rate_is_refused_and_nothing_changes() {
+    // GIVEN at most 3 messages a minute per connection; A on two user connections
+    let mut w = World::new();
+    w.deps.config.max_sends_per_minute = 3;
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("a2", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    let t = (now() / 60_000 + 1) * 60_000; // the start of a minute
+    for i in 0..3 {
+        let out = w
+            .frame_at("a", &send_to("222", &format!("k{i}"), "hi"), t + i)
+            .await
+            .unwrap();
+        assert!(matches!(out, FrameOutcome::Sent { .. }), "{out:?}");
+    }
+    let entry = w.deps.store.entry("app", "222", "111").unwrap();
+    w.deps.notifier.clear();
+    // WHEN a fourth comes in the same minute
+    let out = w
+        .frame_at("a", &send_to("222", "k3", "too many"), t + 59_000)
+        .await
+        .unwrap();
+    // THEN it is refused by name, echoing its id; nothing is stored or told
+    assert_eq!(out, FrameOutcome::Rejected("rate_limited"));
+    let f = w.last_to("a");
+    assert_eq!(
+        (f["error"].as_str(), f["client_msg_id"].as_str()),
+        (Some("rate_limited"), Some("k3"))
+    );
+    assert!(f["msg"].as_str().unwrap().contains("3 messages a minute"));
+    assert_eq!(w.deps.store.message_count(), 3);
+    assert_eq!(w.deps.store.entry("app", "222", "111").unwrap(), entry);
+    assert!(w.deps.notifier.frames_to("b").is_empty());
+    // AND the limit is per connection: A's other device may send
+    let out = w
+        .frame_at("a2", &send_to("222", "k4", "other device"), t + 59_000)
+        .await
+        .unwrap();
+    assert!(matches!(out, FrameOutcome::Sent { .. }), "{out:?}");
+    // AND in the next minute the first connection may send again; older counts are dropped
+    let out = w
+        .frame_at("a", &send_to("222", "k3", "later"), t + 60_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let record = w.deps.store.state.lock().unwrap().connections["a"].clone();
+    assert_eq!(record.sends, [(t / 60_000 + 1, 1)]);
+}
+
+#[tokio::test]
 async fn a_duplicate_send_changes_no_counter() {
     let w = World::new();
     w.connect_user("a", "app", "111").await;

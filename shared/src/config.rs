@@ -76,6 +76,9 @@ pub struct Config {
     /// the same `client_msg_id` within it is answered with the first message, after it the
     /// id may be used again.
     pub marker_ttl_secs: i64,
+    /// Messages one connection may send per minute (`MAX_SENDS_PER_MINUTE`); more are refused
+    /// with `rate_limited`.
+    pub max_sends_per_minute: u64,
     pub limits: Limits,
     /// Media types, sizes and URL lifetimes.
     pub media: MediaLimits,
@@ -222,6 +225,7 @@ impl Config {
                 3600,
                 365 * 86_400,
             )? as i64,
+            max_sends_per_minute: number("MAX_SENDS_PER_MINUTE", 60, 1, 100_000)? as u64,
             limits,
             media,
             media_bucket: get("MEDIA_BUCKET").filter(|v| !v.trim().is_empty()),
@@ -308,6 +312,7 @@ mod tests {
         assert_eq!(c.max_connections_per_user, 20);
         assert_eq!(c.recall_window_secs, 120);
         assert_eq!(c.marker_ttl_secs, 7 * 86_400);
+        assert_eq!(c.max_sends_per_minute, 60);
     }
 
     #[test]
@@ -349,6 +354,7 @@ mod tests {
             ("MAX_CONNECTIONS_PER_USER", "101"),
             ("RECALL_WINDOW_SECONDS", "0"),
             ("IDEMPOTENCY_TTL_SECONDS", "60"),
+            ("MAX_SENDS_PER_MINUTE", "0"),
         ] {
             let mut pairs = TABLES.to_vec();
             pairs.push((k, v));

@@ -3,7 +3,9 @@
 //! Connections table, key `connection_id`:
 //! - connection record: `app_sid`, `user`, `friend` (conversation connections only), `name`,
 //!   `avatar`, `connected_at` (ms), `expires_at` (s, the table's TTL attribute), `reg` (true
-//!   once it is in its user's registry), `typing_at` (ms, the typing throttle). Records written
+//!   once it is in its user's registry), `typing_at` (ms, the typing throttle), `sends_<window>`
+//!   (messages sent in that minute, `window` = epoch s / 60; a send's transaction counts one and
+//!   removes older windows' counts: the rate limit). Records written
 //!   before the registry existed also carry `conversation`, the key of the `by_conversation`
 //!   index, which nothing reads any more.
 //! - registry: `connection_id` = `r#<app>#<user>` (API Gateway's ids never contain `#`);
@@ -35,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::media::MediaInfo;
 use crate::model::{
     ChatType, Committed, ConnectionRecord, Conversation, Cursor, Entry, ListCursor, ListPage,
-    Message, Page, Peer, Profile, Registry, RegistryEntry, SendCommit, Snapshot,
+    Message, Page, Peer, Profile, RateClaim, Registry, RegistryEntry, SendCommit, Snapshot,
 };
 use crate::ports::{
     ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MessageStore, ProfileWrite,
@@ -324,7 +326,21 @@ fn record_from(item: &Item) -> Result<ConnectionRecord> {
         connected_at_ms: get_n(item, "connected_at")?,
         expires_at: get_n(item, "expires_at")?,
         registered: matches!(item.get("reg"), Some(AttributeValue::Bool(true))),
+        sends: item
+            .iter()
+            .filter_map(|(k, v)| {
+                let window = k.strip_prefix(SENDS_PREFIX)?.parse().ok()?;
+                Some((window, v.as_n().ok()?.parse().ok()?))
+            })
+            .collect(),
     })
+}
+
+/// Attributes of a connection record counting its sends per rate window: `sends_<window>`.
+const SENDS_PREFIX: &str = "sends_";
+
+fn sends_attribute(window: i64) -> String {
+    format!("{SENDS_PREFIX}{window}")
 }
 
 fn registry_entry_value(e: &RegistryEntry) -> AttributeValue {
@@ -773,6 +789,13 @@ impl MessageStore for DynamoStore {
                 Some(items.len() - 1)
             }
         };
+        let rate_at = match &c.rate {
+            None => None,
+            Some(claim) => {
+                items.push(self.rate_update(claim)?);
+                Some(items.len() - 1)
+            }
+        };
         items.push(self.entry_update(&c.sender, c.sender_was, true)?);
         items.push(self.entry_update(&c.receiver, c.receiver_was, false)?);
         let conversation = m.conversation();
@@ -808,6 +831,17 @@ impl MessageStore for DynamoStore {
                 Some(old) => Ok(Committed::Duplicate(Box::new(message_from(old)?))),
                 None => self.read_marker(m, client_msg_id).await,
             };
+        }
+        if let Some(i) = rate_at.filter(|i| code(*i) == Some("ConditionalCheckFailed")) {
+            // Over the limit; without the old record the connection is gone since it was read,
+            // and the send goes round again (and fails as it would have without the limit).
+            let claim = c.rate.as_ref().expect("a rate item was written");
+            let count = reasons[i]
+                .item()
+                .and_then(|old| get_n(old, &sends_attribute(claim.window)).ok());
+            if count.is_some_and(|n| n >= claim.max as i64) {
+                return Ok(Committed::RateLimited);
+            }
         }
         // An entry's version moved, a concurrent transaction holds an item, or a concurrent
         // send made the same next id: nothing was written; read again.
@@ -988,6 +1022,39 @@ impl DynamoStore {
             .expression_attribute_names("#last", "last")
             .expression_attribute_names("#user", "user")
             .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(Error::store)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The rate limit inside a send's transaction: this window's count on the connection's
+    /// record goes up by one if it is below the limit (and the record exists), older windows'
+    /// counts go.
+    fn rate_update(&self, claim: &RateClaim) -> Result<TransactWriteItem> {
+        let mut update = Update::builder()
+            .table_name(&self.connections_table)
+            .key("connection_id", s(&claim.connection_id))
+            .condition_expression(
+                "attribute_exists(connection_id) AND (attribute_not_exists(#cur) OR #cur < :max)",
+            )
+            .expression_attribute_names("#cur", sends_attribute(claim.window))
+            .expression_attribute_values(":max", nu(claim.max))
+            .expression_attribute_values(":zero", nu(0))
+            .expression_attribute_values(":one", nu(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut stale = Vec::new();
+        for (i, w) in claim.stale.iter().enumerate() {
+            update = update.expression_attribute_names(format!("#s{i}"), sends_attribute(*w));
+            stale.push(format!("#s{i}"));
+        }
+        let remove = match stale.is_empty() {
+            true => String::new(),
+            false => format!(" REMOVE {}", stale.join(", ")),
+        };
+        let update = update
+            .update_expression(format!(
+                "SET #cur = if_not_exists(#cur, :zero) + :one{remove}"
+            ))
             .build()
             .map_err(Error::store)?;
         Ok(TransactWriteItem::builder().update(update).build())

@@ -273,6 +273,15 @@ impl MessageStore for FakeStore {
                     return Committed::Duplicate(Box::new(old.clone()));
                 }
             }
+            if let Some(claim) = &c.rate {
+                match s.connections.get(&claim.connection_id) {
+                    None => return Committed::Conflict,
+                    Some(r) if r.sent_in(claim.window) >= claim.max => {
+                        return Committed::RateLimited
+                    }
+                    Some(_) => {}
+                }
+            }
             if s.conflicts > 0 {
                 s.conflicts -= 1;
                 return Committed::Conflict;
@@ -285,6 +294,16 @@ impl MessageStore for FakeStore {
             };
             if ver(&c.sender) != c.sender_was || ver(&c.receiver) != c.receiver_was {
                 return Committed::Conflict;
+            }
+            if let Some(claim) = &c.rate {
+                let r = s
+                    .connections
+                    .get_mut(&claim.connection_id)
+                    .expect("checked");
+                let count = r.sent_in(claim.window) + 1;
+                r.sends
+                    .retain(|(w, _)| *w != claim.window && !claim.stale.contains(w));
+                r.sends.push((claim.window, count));
             }
             if let Some(cmid) = &m.client_msg_id {
                 s.dedup.insert(

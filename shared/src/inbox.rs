@@ -120,6 +120,7 @@ pub fn plan_send(
         profiles: stale,
         now_s: 0,
         marker_expires_at: 0,
+        rate: None,
     }
     .with_marker_ttl(arrived_ms / 1000, crate::config::DEFAULT_MARKER_TTL_SECS)
 }
@@ -187,6 +188,7 @@ mod tests {
             connected_at_ms: 1_000,
             expires_at: 100,
             registered: true,
+            sends: Vec::new(),
         }
     }
 

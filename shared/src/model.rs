@@ -82,9 +82,55 @@ pub struct ConnectionRecord {
     /// Whether the connection was entered in its user's [`Registry`] (every connection made
     /// since the registry exists; records from before lack it).
     pub registered: bool,
+    /// Messages sent per rate window, as (window, count); see [`RateClaim`].
+    pub sends: Vec<(i64, u64)>,
+}
+
+/// Length of a send rate window (`MaxSendsPerMinute`).
+pub const SEND_RATE_WINDOW_SECS: i64 = 60;
+
+/// The window a moment (epoch s) falls in.
+pub fn send_window(now_s: i64) -> i64 {
+    now_s.div_euclid(SEND_RATE_WINDOW_SECS)
+}
+
+/// A send's claim on its connection's rate limit, written in the send's transaction: the
+/// connection's count for `window` goes up by one unless it has reached `max` (then nothing
+/// of the send is written), and the counts of older windows go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateClaim {
+    pub connection_id: String,
+    pub window: i64,
+    pub max: u64,
+    /// Older windows the record still counts (removed by this write).
+    pub stale: Vec<i64>,
 }
 
 impl ConnectionRecord {
+    /// Messages this connection sent in `window`, as its record was read.
+    pub fn sent_in(&self, window: i64) -> u64 {
+        self.sends
+            .iter()
+            .find(|(w, _)| *w == window)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// The claim a send at `now_s` makes, at most `max` per window.
+    pub fn rate_claim(&self, now_s: i64, max: u64) -> RateClaim {
+        let window = send_window(now_s);
+        RateClaim {
+            connection_id: self.connection_id.clone(),
+            window,
+            max,
+            stale: self
+                .sends
+                .iter()
+                .map(|(w, _)| *w)
+                .filter(|w| *w < window)
+                .collect(),
+        }
+    }
+
     /// The connection as its user's registry lists it.
     pub fn registry_entry(&self) -> RegistryEntry {
         RegistryEntry {
@@ -329,6 +375,8 @@ pub struct SendCommit {
     pub now_s: i64,
     /// When the idempotency marker this send writes expires (epoch s; the table's TTL).
     pub marker_expires_at: i64,
+    /// The sending connection's rate limit, checked and counted in the same write.
+    pub rate: Option<RateClaim>,
 }
 
 impl SendCommit {
@@ -336,6 +384,12 @@ impl SendCommit {
     pub fn with_marker_ttl(mut self, now_s: i64, ttl_secs: i64) -> Self {
         self.now_s = now_s;
         self.marker_expires_at = now_s + ttl_secs;
+        self
+    }
+
+    /// Counts this send against its connection's rate limit, in the same write.
+    pub fn with_rate(mut self, claim: RateClaim) -> Self {
+        self.rate = Some(claim);
         self
     }
 }
@@ -350,6 +404,8 @@ pub enum Committed {
     /// An entry's version moved since it was read (a concurrent send in this conversation):
     /// nothing was written; read again and retry.
     Conflict,
+    /// The sending connection reached its rate limit for this window: nothing was written.
+    RateLimited,
 }
 
 /// A new message id for a message created at `now_ms`: its first 10 characters are the time,

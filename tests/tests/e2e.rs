@@ -1330,3 +1330,41 @@ async fn messages_sent_back_to_back_are_stored_in_the_order_they_were_sent() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_connection_over_max_sends_per_minute_is_refused_and_nothing_is_stored() {
+    // GIVEN a stack allowing 3 messages a minute per connection, and enough of this minute
+    // left for the test (the window is the calendar minute)
+    let mut opts = options();
+    opts.parameters
+        .insert("MaxSendsPerMinute".into(), "3".into());
+    let stack = Stack::start(opts).await.unwrap();
+    let mut ann = Client::user(&stack, "e2e21", "111").await;
+    let mut other = Client::user(&stack, "e2e21", "111").await;
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    // WHEN one connection sends four
+    for i in 0..3 {
+        let f = ann.ask(send_to("222", &format!("r{i}"), "ok")).await;
+        assert_eq!(f["type"], "message", "{f}");
+        other.expect("message").await;
+    }
+    let f = ann.ask(send_to("222", "r3", "too many")).await;
+    // THEN the fourth is refused by name, with its id, and not stored or told to anyone
+    assert_eq!(f["error"], "rate_limited", "{f}");
+    assert_eq!(f["client_msg_id"], "r3");
+    other.silent_for(Duration::from_millis(300)).await;
+    let page = ann
+        .ask(json!({"action":"sync","to":"222","limit":10}))
+        .await;
+    assert_eq!(contents(&page), ["ok", "ok", "ok"]);
+    // AND the same user's other connection has its own allowance
+    let f = other.ask(send_to("222", "r4", "other device")).await;
+    assert_eq!(f["type"], "message", "{f}");
+}
