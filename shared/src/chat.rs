@@ -6,7 +6,8 @@ use crate::error::Result;
 use crate::inbox::{self, Draft};
 use crate::media::{self, MediaInfo, MediaKey, ObjectInfo, OwnerKey, TicketRequest};
 use crate::model::{
-    valid_ident, Committed, ConnectionRecord, Conversation, Message, Page, Peer, Profile, Registry,
+    send_window, valid_ident, Committed, ConnectionRecord, Conversation, Message, Page, Peer,
+    Profile, Registry,
 };
 use crate::ports::{
     ConnectionCloser, ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MediaObjects,
@@ -139,6 +140,7 @@ where
         connected_at_ms: req.now_ms,
         expires_at: req.now_ms / 1000 + config.connection_ttl_secs,
         registered: true,
+        sends: Vec::new(),
     };
     // A conversation connection's handshake refreshes the profile its conversation shows at
     // once (as in the seed); the registry keeps the user's latest for every conversation.
@@ -315,6 +317,8 @@ struct FrameCtx<'a, S, N, O> {
     deps: &'a Deps<S, N, Media<O>>,
     me: ConnectionRecord,
     now_ms: i64,
+    /// When API Gateway received the frame (`requestTimeEpoch`): a message's time and id.
+    arrived_ms: i64,
     poster: Poster<'a, S, N>,
 }
 
@@ -518,6 +522,12 @@ where
     async fn send(&self, send: SendRequest) -> std::result::Result<FrameOutcome, Refusal> {
         let peer = self.peer(send.to.clone())?;
         let (store, config, me) = (&self.deps.store, &self.deps.config, &self.me);
+        // The limit as the record was read refuses at once, before any other request; the
+        // transaction's condition enforces it exactly against concurrent sends.
+        let max_sends = config.max_sends_per_minute;
+        if me.sent_in(send_window(self.now_s())) >= max_sends {
+            return Err(rate_limited(max_sends));
+        }
         let (content, media) = match &send.media {
             None => (send.content, None),
             Some(r) => {
@@ -564,17 +574,24 @@ where
         let conversation = self.conversation(&peer);
         let limit = config.limits.page_default;
         let mut retries = 0;
-        let (snap, plan, committed, page) = loop {
+        let (snap, plan, committed, page, through) = loop {
             let snap = store.snapshot(&conversation, &me.user, None).await?;
-            let plan = inbox::plan_send(me, &peer, &snap, &draft, self.now_ms);
+            let plan = inbox::plan_send(me, &peer, &snap, &draft, self.arrived_ms)
+                .with_marker_ttl(self.now_s(), config.marker_ttl_secs)
+                .with_rate(me.rate_claim(self.now_s(), max_sends));
             let audience = inbox::audience(&snap, me, &peer, self.now_s());
-            // The page runs beside the write, bounded by the new id: it is the conversation as
-            // this send leaves it whether it reads before or after the commit (a later send
-            // has a later id; one in between would have failed this commit).
+            // The page runs beside the write, bounded by the conversation's newest id (the new
+            // one, or a later arrival's that committed first): it is the conversation as this
+            // send leaves it whether it reads before or after the commit (a send committing in
+            // between would have failed this commit).
+            let through = inbox::last_id(&snap)
+                .filter(|last| *last > plan.message.id.as_str())
+                .unwrap_or(&plan.message.id)
+                .to_owned();
             let page = async {
                 match audience.iter().any(|p| p.connection.friend.is_some()) {
                     true => store
-                        .latest_through(&conversation, &plan.message.id, limit)
+                        .latest_through(&conversation, &through, limit)
                         .await
                         .map(Some),
                     false => Ok(None),
@@ -587,7 +604,36 @@ where
                     tracing::info!(connection_id = %me.connection_id, retries, "send lost a race; retrying");
                 }
                 Committed::Conflict => return Err(crate::Error::Contention("conversation").into()),
-                committed => break (snap, plan, committed, page?),
+                committed => break (snap, plan, committed, page, through),
+            }
+        };
+        if committed == Committed::RateLimited {
+            return Err(rate_limited(max_sends));
+        }
+        if let Committed::Duplicate(m) = &committed {
+            if !inbox::same_send(m, &draft, &peer) {
+                // Nothing was written: the marker's condition cancelled the transaction.
+                return Err(Refusal::Client(
+                    "client_msg_id_reused",
+                    "this client_msg_id was already used for another message; use a new one".into(),
+                ));
+            }
+        }
+        // From here the message is stored. Nothing may answer `internal` any more: it invites a
+        // retry, which a client without `client_msg_id` (the seed's) would store twice. What
+        // fails now is logged; connections whose frame cannot be built get none, and the
+        // sender then gets `not_delivered` (stored, do not resend; sync to see it).
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "page read beside a send failed; reading it again");
+                match store.latest_through(&conversation, &through, limit).await {
+                    Ok(page) => Some(page),
+                    Err(e) => {
+                        tracing::error!(message_id = %plan.message.id, error = %e, "message stored but its page is unreadable");
+                        None
+                    }
+                }
             }
         };
         let profiles = inbox::profiles(&snap, me, &peer);
@@ -609,12 +655,15 @@ where
             if !duplicate {
                 page.messages.retain(|m| m.id != stored.id);
                 let newest = page.messages.last().map(|m| m.id.as_str());
-                if newest != inbox::last_id(&snap) && inbox::last_id(&snap).is_some() {
+                let last = inbox::last_id(&snap);
+                if last.is_some() && newest < last && last > Some(stored.id.as_str()) {
                     // Only a writer outside this protocol (an older function version mid-deploy)
                     // can make this happen; the page is still a true state of the conversation.
                     tracing::warn!(message_id = %stored.id, "page does not end at the entry's last message");
                 }
-                page.messages.push(stored.clone());
+                // In arrival order: before any later arrival that committed first.
+                let at = page.messages.partition_point(|m| m.id < stored.id);
+                page.messages.insert(at, stored.clone());
                 if page.messages.len() > limit {
                     page.messages.remove(0);
                     page.has_more = true;
@@ -632,37 +681,59 @@ where
             }
         };
         let needed: BTreeSet<SendFrame> = audience.iter().map(kind).collect();
-        let urls = self
+        let urls = match self
             .sign(page.iter().flat_map(|p| &p.messages).chain([stored]))
-            .await?;
-        let row = protocol::row_value(stored, &profiles, config.display_offset, &urls);
+            .await
+        {
+            Ok(urls) => Some(urls),
+            Err(e) => {
+                tracing::error!(message_id = %stored.id, error = %e, "message stored but its URLs could not be signed");
+                None
+            }
+        };
+        let row = urls
+            .as_ref()
+            .map(|urls| protocol::row_value(stored, &profiles, config.display_offset, urls));
         let mut frames: HashMap<SendFrame, String> = HashMap::new();
         for k in needed {
-            let frame = match k {
-                SendFrame::Message { senders, ack } => protocol::message_frame(
+            let frame = match (k, &row, &urls, &page) {
+                (SendFrame::Message { senders, ack }, Some(row), _, _) => protocol::message_frame(
                     if senders { &peer } else { &me.user },
-                    &row,
+                    row,
                     if senders { unread_mine } else { unread_theirs },
                     stored.client_msg_id.as_deref().filter(|_| ack),
                 ),
-                SendFrame::History { senders, ack } => frame_for(
+                (SendFrame::History { senders, ack }, _, Some(urls), Some(page)) => frame_for(
                     config,
-                    page.as_ref()
-                        .expect("a page was read for conversation connections"),
+                    page,
                     PageExtras {
                         peer: Some(if senders { &peer } else { &me.user }),
                         message: Some(stored),
                         client_msg_id: stored.client_msg_id.as_deref().filter(|_| ack),
-                        urls: Some(&urls),
+                        urls: Some(urls),
                         ..PageExtras::default()
                     },
                 ),
+                _ => continue,
             };
             frames.insert(k, frame);
         }
+        let (told, untold): (Vec<Peer>, Vec<Peer>) = audience
+            .into_iter()
+            .partition(|p| frames.contains_key(&kind(p)));
+        if untold
+            .iter()
+            .any(|p| p.connection.connection_id == me.connection_id)
+        {
+            self.reply(&protocol::not_delivered_frame(
+                &stored.id,
+                stored.client_msg_id.as_deref(),
+            ))
+            .await;
+        }
         let (delivered, gone) = self
             .poster
-            .fan_out(&me.app_sid, &audience, |p| &frames[&kind(p)])
+            .fan_out(&me.app_sid, &told, |p| &frames[&kind(p)])
             .await;
         tracing::info!(
             connection_id = %me.connection_id,
@@ -670,6 +741,7 @@ where
             duplicate,
             delivered,
             gone,
+            untold = untold.len(),
             retries,
             "message sent"
         );
@@ -685,12 +757,30 @@ where
 /// Handles one client frame on `$default`: parse, look up the connection, dispatch. A client
 /// mistake gets an error frame naming it and changes nothing; an internal failure sends the
 /// client an `internal` error frame and comes back as `Err` (the handler answers 500 and logs
-/// it).
+/// it). The frame counts as arrived at `now_ms`.
 pub async fn on_frame<S, N, O>(
     deps: &Deps<S, N, Media<O>>,
     connection_id: &str,
     body: &str,
     now_ms: i64,
+) -> Result<FrameOutcome>
+where
+    S: FrameStore,
+    N: Notifier,
+    O: MediaObjects + MediaSigner,
+{
+    on_frame_arrived(deps, connection_id, body, now_ms, now_ms).await
+}
+
+/// [`on_frame`] for a frame API Gateway received at `arrived_ms` (`requestTimeEpoch`), handled
+/// at `now_ms`. A message takes its time and id from its arrival, so one connection's messages
+/// are stored in the order it sent them even when their frames are handled concurrently.
+pub async fn on_frame_arrived<S, N, O>(
+    deps: &Deps<S, N, Media<O>>,
+    connection_id: &str,
+    body: &str,
+    now_ms: i64,
+    arrived_ms: i64,
 ) -> Result<FrameOutcome>
 where
     S: FrameStore,
@@ -739,6 +829,7 @@ where
         deps,
         me,
         now_ms,
+        arrived_ms,
         poster,
     };
     match ctx.dispatch(request).await {
@@ -749,6 +840,14 @@ where
         }
         Err(Refusal::Internal(e)) => internal(e).await,
     }
+}
+
+/// A send refused by its connection's rate limit: nothing was written.
+fn rate_limited(max: u64) -> Refusal {
+    Refusal::Client(
+        "rate_limited",
+        format!("at most {max} messages a minute per connection; send it again in a moment"),
+    )
 }
 
 fn frame_for(config: &Config, page: &Page, extras: PageExtras<'_>) -> String {

@@ -3,7 +3,7 @@
 
 use super::{FrameCtx, FrameOutcome, FrameStore, Refusal, TYPING_GAP_MS};
 use crate::inbox;
-use crate::model::{Entry, ListCursor, Peer, Registry, Snapshot};
+use crate::model::{Entry, ListCursor, Message, Peer, Registry, Snapshot};
 use crate::ports::{MediaObjects, MediaSigner, Notifier};
 use crate::protocol::{self, PageExtras};
 
@@ -97,7 +97,16 @@ where
         let snap = store
             .snapshot(&self.conversation(&peer), &self.me.user, Some(id))
             .await?;
-        let message = snap.message.as_ref().ok_or_else(not_found)?;
+        let found = snap.message.as_ref().ok_or_else(not_found)?;
+        // Ids follow arrival and `seq` follows commit, so a message that arrived earlier but
+        // committed later sits before the newest with a higher `seq`: reading the
+        // conversation's newest message reads everything the peer sent.
+        let newest = inbox::last_id(&snap).is_none_or(|last| found.id.as_str() >= last);
+        let all = snap.mine.as_ref().map(|e| e.peer_sent).filter(|_| newest);
+        let message = &Message {
+            seq: found.seq.max(all.filter(|_| found.seq.is_some())),
+            ..found.clone()
+        };
         let read_seq = snap.mine.as_ref().map_or(0, |e| e.read_seq);
         let ahead = message.sender == peer && message.seq.is_some_and(|s| s > read_seq);
         let (entry, moved) = match ahead {

@@ -929,6 +929,260 @@ fn contents_of(f: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn a_reused_client_msg_id_with_other_content_is_refused_and_changes_nothing() {
+    // GIVEN a message sent with client_msg_id k
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.frame("a", &send_to("222", "k", "first")).await.unwrap();
+    let entry = w.deps.store.entry("app", "222", "111").unwrap();
+    w.deps.notifier.clear();
+    // WHEN k comes again with another text, or another kind of message
+    let other_type = serde_json::json!({"action":"send","to":"222","client_msg_id":"k",
+        "chat_type":1,"chat_content":"https://img.example/first.png"})
+    .to_string();
+    for body in [send_to("222", "k", "second"), other_type] {
+        let out = w.frame("a", &body).await.unwrap();
+        // THEN it is refused with its own code, echoing the id; nothing is stored or told
+        assert_eq!(out, FrameOutcome::Rejected("client_msg_id_reused"));
+        let f = w.last_to("a");
+        assert_eq!(
+            (f["error"].as_str(), f["client_msg_id"].as_str()),
+            (Some("client_msg_id_reused"), Some("k"))
+        );
+    }
+    assert_eq!(w.deps.store.message_count(), 1);
+    assert_eq!(w.deps.store.entry("app", "222", "111").unwrap(), entry);
+    assert!(w.deps.notifier.frames_to("b").is_empty());
+    // AND the same content is still the acknowledged duplicate
+    let out = w.frame("a", &send_to("222", "k", "first")).await.unwrap();
+    assert!(matches!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: true,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn an_expired_idempotency_marker_lets_its_client_msg_id_be_used_again() {
+    // GIVEN markers that live 10 s
+    let mut w = World::new();
+    w.deps.config.marker_ttl_secs = 10;
+    w.connect_user("a", "app", "111").await;
+    w.frame_at("a", &send_to("222", "k", "first"), now() + 1000)
+        .await
+        .unwrap();
+    // WHEN k is sent again with new content 11 s later (the marker expired, not yet swept)
+    let out = w
+        .frame_at("a", &send_to("222", "k", "second"), now() + 12_000)
+        .await
+        .unwrap();
+    // THEN it is a new message
+    assert!(matches!(
+        out,
+        FrameOutcome::Sent {
+            duplicate: false,
+            ..
+        }
+    ));
+    assert_eq!(w.deps.store.message_count(), 2);
+    assert_eq!(w.last_to("a")["message"]["content"], "second");
+}
+
+/// A frame that API Gateway received at `arrived`, handled at `handled`.
+async fn frame_arrived(
+    w: &World,
+    cid: &str,
+    body: &str,
+    handled: i64,
+    arrived: i64,
+) -> FrameOutcome {
+    on_frame_arrived(&w.deps, cid, body, handled, arrived)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn messages_are_ordered_by_arrival_even_when_handled_out_of_order() {
+    // GIVEN A on a user connection and on the seed's page, B on a user connection
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_as("a-page", "app", "111", "222").await;
+    w.connect_user("b", "app", "222").await;
+    // WHEN A's frames arrive at t+1, t+2, t+3 ms but are handled in the order 3, 1, 2 (frames
+    // are handled concurrently), each by a handler whose own clock is later
+    let t = now() + 1000;
+    for i in [3, 1, 2] {
+        frame_arrived(
+            &w,
+            "a",
+            &send_to("222", &format!("k{i}"), &format!("m{i}")),
+            t + 50 - i,
+            t + i,
+        )
+        .await;
+    }
+    // THEN the conversation holds them in the order they were sent, timed by their arrival
+    let page = w
+        .deps
+        .store
+        .latest(&Conversation::new("app", "111", "222"), 10)
+        .await
+        .unwrap();
+    let order: Vec<(&str, i64)> = page
+        .messages
+        .iter()
+        .map(|m| (m.content.as_str(), m.created_at_ms - t))
+        .collect();
+    assert_eq!(order, [("m1", 1), ("m2", 2), ("m3", 3)]);
+    // AND both entries still show the newest, with three unread for B
+    let theirs = w.deps.store.entry("app", "222", "111").unwrap();
+    assert_eq!(theirs.last.as_ref().unwrap().content, "m3");
+    assert_eq!(theirs.unread(), 3);
+    assert_eq!(
+        w.deps
+            .store
+            .entry("app", "111", "222")
+            .unwrap()
+            .last
+            .unwrap()
+            .content,
+        "m3"
+    );
+    // AND the seed's page, sent after each send, was in arrival order every time
+    let last_page: Vec<String> = w.last_to("a-page")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(last_page, ["m1", "m2", "m3"]);
+    // WHEN B reads the newest message (m3, whose seq is 1: it committed first)
+    let read =
+        serde_json::json!({"action":"read","to":"111","id":theirs.last.unwrap().id}).to_string();
+    w.frame("b", &read).await.unwrap();
+    // THEN everything A sent is read
+    assert_eq!(w.deps.store.entry("app", "222", "111").unwrap().unread(), 0);
+}
+
+#[tokio::test]
+async fn a_frame_without_a_plausible_arrival_time_is_timed_by_the_handler() {
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    let t = now() + 1000;
+    frame_arrived(&w, "a", &send_to("222", "k", "x"), t, t - 3).await;
+    assert_eq!(w.last_to("a")["message"]["created_at"], t - 3);
+}
+
+#[tokio::test]
+async fn a_seed_send_stored_before_a_later_step_failed_is_not_invited_to_retry() {
+    // GIVEN the seed's client (no client_msg_id) on its conversation page, B on a user
+    // connection and on the conversation's page
+    let w = World::new();
+    w.connect_as("a1", "app", "111", "222").await;
+    w.connect_user("b", "app", "222").await;
+    w.connect_as("b1", "app", "222", "111").await;
+    let seed = r#"{"chat_type":0,"chat_content":"hello"}"#;
+    // WHEN the page read beside the write fails once THEN it is read again and all goes on
+    w.deps.store.fail_pages(1);
+    w.frame("a1", seed).await.unwrap();
+    assert_eq!(w.last_to("a1")["type"], "history");
+    assert_eq!(w.deps.store.message_count(), 1);
+    w.deps.notifier.clear();
+    // WHEN the message is stored but the page cannot be read at all
+    w.deps.store.fail_pages(2);
+    let out = w.frame("a1", seed).await.unwrap();
+    // THEN the send counts as done (no 500), and the sender hears it was stored, with its id,
+    // and not to send it again: no `internal`, which the seed's client would retry
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let frames = w.deps.notifier.frames_to("a1");
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["error"], "not_delivered");
+    assert!(frames[0]["msg"]
+        .as_str()
+        .unwrap()
+        .contains("do not send it again"));
+    let id = frames[0]["id"].as_str().unwrap().to_owned();
+    // AND B's user connection still gets the message; the pages get nothing
+    assert_eq!(w.last_to("b")["message"]["id"], id.as_str());
+    assert!(w.deps.notifier.frames_to("b1").is_empty());
+    // AND it is stored once; a sync shows both messages
+    assert_eq!(w.deps.store.message_count(), 2);
+    w.frame("a1", r#"{"action":"sync"}"#).await.unwrap();
+    assert_eq!(contents_of(&w.last_to("a1")), ["hello", "hello"]);
+}
+
+#[tokio::test]
+async fn a_connection_over_its_send_rate_is_refused_and_nothing_changes() {
+    // GIVEN at most 3 messages a minute per connection; A on two user connections
+    let mut w = World::new();
+    w.deps.config.max_sends_per_minute = 3;
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("a2", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    let t = (now() / 60_000 + 1) * 60_000; // the start of a minute
+    for i in 0..3 {
+        let out = w
+            .frame_at("a", &send_to("222", &format!("k{i}"), "hi"), t + i)
+            .await
+            .unwrap();
+        assert!(matches!(out, FrameOutcome::Sent { .. }), "{out:?}");
+    }
+    let entry = w.deps.store.entry("app", "222", "111").unwrap();
+    w.deps.notifier.clear();
+    // WHEN a fourth comes in the same minute
+    let out = w
+        .frame_at("a", &send_to("222", "k3", "too many"), t + 59_000)
+        .await
+        .unwrap();
+    // THEN it is refused by name, echoing its id; nothing is stored or told
+    assert_eq!(out, FrameOutcome::Rejected("rate_limited"));
+    let f = w.last_to("a");
+    assert_eq!(
+        (f["error"].as_str(), f["client_msg_id"].as_str()),
+        (Some("rate_limited"), Some("k3"))
+    );
+    assert!(f["msg"].as_str().unwrap().contains("3 messages a minute"));
+    assert_eq!(w.deps.store.message_count(), 3);
+    assert_eq!(w.deps.store.entry("app", "222", "111").unwrap(), entry);
+    assert!(w.deps.notifier.frames_to("b").is_empty());
+    // AND the limit is per connection: A's other device may send
+    let out = w
+        .frame_at("a2", &send_to("222", "k4", "other device"), t + 59_000)
+        .await
+        .unwrap();
+    assert!(matches!(out, FrameOutcome::Sent { .. }), "{out:?}");
+    // AND in the next minute the first connection may send again; older counts are dropped
+    let out = w
+        .frame_at("a", &send_to("222", "k3", "later"), t + 60_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let record = w.deps.store.state.lock().unwrap().connections["a"].clone();
+    assert_eq!(record.sends, [(t / 60_000 + 1, 1)]);
+}
+
+#[tokio::test]
 async fn a_duplicate_send_changes_no_counter() {
     let w = World::new();
     w.connect_user("a", "app", "111").await;

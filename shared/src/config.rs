@@ -23,6 +23,9 @@ impl std::fmt::Debug for SecretSource {
     }
 }
 
+/// How long an idempotency marker lives by default (`IDEMPOTENCY_TTL_SECONDS`): 7 days.
+pub const DEFAULT_MARKER_TTL_SECS: i64 = 7 * 86_400;
+
 /// Tunables of the chat protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -69,6 +72,13 @@ pub struct Config {
     pub max_connections_per_user: usize,
     /// How long after sending a message its sender may recall it.
     pub recall_window_secs: i64,
+    /// How long a send's idempotency marker lives (`IDEMPOTENCY_TTL_SECONDS`): a retry with
+    /// the same `client_msg_id` within it is answered with the first message, after it the
+    /// id may be used again.
+    pub marker_ttl_secs: i64,
+    /// Messages one connection may send per minute (`MAX_SENDS_PER_MINUTE`); more are refused
+    /// with `rate_limited`.
+    pub max_sends_per_minute: u64,
     pub limits: Limits,
     /// Media types, sizes and URL lifetimes.
     pub media: MediaLimits,
@@ -209,6 +219,13 @@ impl Config {
             gone_grace_secs: number("GONE_GRACE_SECONDS", 30, 0, 600)? as i64,
             max_connections_per_user: number("MAX_CONNECTIONS_PER_USER", 20, 1, 100)?,
             recall_window_secs: number("RECALL_WINDOW_SECONDS", 120, 1, 86400)? as i64,
+            marker_ttl_secs: number(
+                "IDEMPOTENCY_TTL_SECONDS",
+                DEFAULT_MARKER_TTL_SECS as usize,
+                3600,
+                365 * 86_400,
+            )? as i64,
+            max_sends_per_minute: number("MAX_SENDS_PER_MINUTE", 60, 1, 100_000)? as u64,
             limits,
             media,
             media_bucket: get("MEDIA_BUCKET").filter(|v| !v.trim().is_empty()),
@@ -294,6 +311,8 @@ mod tests {
         assert!(!c.s3_force_path_style);
         assert_eq!(c.max_connections_per_user, 20);
         assert_eq!(c.recall_window_secs, 120);
+        assert_eq!(c.marker_ttl_secs, 7 * 86_400);
+        assert_eq!(c.max_sends_per_minute, 60);
     }
 
     #[test]
@@ -334,6 +353,8 @@ mod tests {
             ("MAX_CONNECTIONS_PER_USER", "0"),
             ("MAX_CONNECTIONS_PER_USER", "101"),
             ("RECALL_WINDOW_SECONDS", "0"),
+            ("IDEMPOTENCY_TTL_SECONDS", "60"),
+            ("MAX_SENDS_PER_MINUTE", "0"),
         ] {
             let mut pairs = TABLES.to_vec();
             pairs.push((k, v));

@@ -3,7 +3,9 @@
 //! Connections table, key `connection_id`:
 //! - connection record: `app_sid`, `user`, `friend` (conversation connections only), `name`,
 //!   `avatar`, `connected_at` (ms), `expires_at` (s, the table's TTL attribute), `reg` (true
-//!   once it is in its user's registry), `typing_at` (ms, the typing throttle). Records written
+//!   once it is in its user's registry), `typing_at` (ms, the typing throttle), `sends_<window>`
+//!   (messages sent in that minute, `window` = epoch s / 60; a send's transaction counts one and
+//!   removes older windows' counts: the rate limit). Records written
 //!   before the registry existed also carry `conversation`, the key of the `by_conversation`
 //!   index, which nothing reads any more.
 //! - registry: `connection_id` = `r#<app>#<user>` (API Gateway's ids never contain `#`);
@@ -18,7 +20,9 @@
 //!   `media_type`, `media_size`, `media_w`?, `media_h`?, `poster`? (`content` is then the key).
 //! - profile: `pk` = conversation key, `sk` = `p#<account>`; `name`, `avatar`.
 //! - idempotency marker: `pk` = `d#<conversation key>#<sender>#<client_msg_id>`, `sk` = `d`;
-//!   a copy of the message it guards, so a duplicate is answered without another read.
+//!   a copy of the message it guards, so a duplicate is answered without another read, and
+//!   `expires_at` (s, the table's TTL attribute; `IDEMPOTENCY_TTL_SECONDS` after the send).
+//!   Writes treat a marker whose `expires_at` has passed as absent.
 //! - conversation entry: `pk` = `i#<app>#<user>`, `sk` = `c#<peer>`; `last` (a map with the
 //!   last message's attributes), `updated_at`, `sent`, `peer_sent`, `read_seq`,
 //!   `peer_read_id`?, `peer_read_seq`?, `ver`, `peer_name`, `peer_avatar`, `user`, `peer`, and
@@ -33,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::media::MediaInfo;
 use crate::model::{
     ChatType, Committed, ConnectionRecord, Conversation, Cursor, Entry, ListCursor, ListPage,
-    Message, Page, Peer, Profile, Registry, RegistryEntry, SendCommit, Snapshot,
+    Message, Page, Peer, Profile, RateClaim, Registry, RegistryEntry, SendCommit, Snapshot,
 };
 use crate::ports::{
     ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MessageStore, ProfileWrite,
@@ -263,6 +267,9 @@ fn dedup_key(m: &Message, client_msg_id: &str) -> String {
     marker_key(&m.conversation(), &m.sender, client_msg_id)
 }
 
+/// The messages table's TTL attribute (epoch s). Only idempotency markers carry it.
+pub const MARKER_TTL_ATTRIBUTE: &str = "expires_at";
+
 /// `d#<conversation key>#<sender>#<client_msg_id>`: the partition of an idempotency marker.
 fn marker_key(conversation: &Conversation, sender: &str, client_msg_id: &str) -> String {
     format!("d#{}#{sender}#{client_msg_id}", conversation.key())
@@ -319,7 +326,21 @@ fn record_from(item: &Item) -> Result<ConnectionRecord> {
         connected_at_ms: get_n(item, "connected_at")?,
         expires_at: get_n(item, "expires_at")?,
         registered: matches!(item.get("reg"), Some(AttributeValue::Bool(true))),
+        sends: item
+            .iter()
+            .filter_map(|(k, v)| {
+                let window = k.strip_prefix(SENDS_PREFIX)?.parse().ok()?;
+                Some((window, v.as_n().ok()?.parse().ok()?))
+            })
+            .collect(),
     })
+}
+
+/// Attributes of a connection record counting its sends per rate window: `sends_<window>`.
+const SENDS_PREFIX: &str = "sends_";
+
+fn sends_attribute(window: i64) -> String {
+    format!("{SENDS_PREFIX}{window}")
 }
 
 fn registry_entry_value(e: &RegistryEntry) -> AttributeValue {
@@ -750,16 +771,28 @@ impl MessageStore for DynamoStore {
                 let mut marker = message_attributes(m);
                 marker.insert("pk".into(), s(dedup_key(m, client_msg_id)));
                 marker.insert("sk".into(), s("d"));
+                marker.insert(MARKER_TTL_ATTRIBUTE.into(), n(c.marker_expires_at));
+                // TTL deletes lazily: an expired marker still there counts as absent. Markers
+                // from before the TTL have no `expires_at` and never expire.
                 let put_marker = Put::builder()
                     .table_name(&self.messages_table)
                     .set_item(Some(marker))
-                    .condition_expression("attribute_not_exists(pk)")
+                    .condition_expression("attribute_not_exists(pk) OR #exp <= :now")
+                    .expression_attribute_names("#exp", MARKER_TTL_ATTRIBUTE)
+                    .expression_attribute_values(":now", n(c.now_s))
                     .return_values_on_condition_check_failure(
                         ReturnValuesOnConditionCheckFailure::AllOld,
                     )
                     .build()
                     .map_err(Error::store)?;
                 items.push(TransactWriteItem::builder().put(put_marker).build());
+                Some(items.len() - 1)
+            }
+        };
+        let rate_at = match &c.rate {
+            None => None,
+            Some(claim) => {
+                items.push(self.rate_update(claim)?);
                 Some(items.len() - 1)
             }
         };
@@ -798,6 +831,17 @@ impl MessageStore for DynamoStore {
                 Some(old) => Ok(Committed::Duplicate(Box::new(message_from(old)?))),
                 None => self.read_marker(m, client_msg_id).await,
             };
+        }
+        if let Some(i) = rate_at.filter(|i| code(*i) == Some("ConditionalCheckFailed")) {
+            // Over the limit; without the old record the connection is gone since it was read,
+            // and the send goes round again (and fails as it would have without the limit).
+            let claim = c.rate.as_ref().expect("a rate item was written");
+            let count = reasons[i]
+                .item()
+                .and_then(|old| get_n(old, &sends_attribute(claim.window)).ok());
+            if count.is_some_and(|n| n >= claim.max as i64) {
+                return Ok(Committed::RateLimited);
+            }
         }
         // An entry's version moved, a concurrent transaction holds an item, or a concurrent
         // send made the same next id: nothing was written; read again.
@@ -983,6 +1027,39 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// The rate limit inside a send's transaction: this window's count on the connection's
+    /// record goes up by one if it is below the limit (and the record exists), older windows'
+    /// counts go.
+    fn rate_update(&self, claim: &RateClaim) -> Result<TransactWriteItem> {
+        let mut update = Update::builder()
+            .table_name(&self.connections_table)
+            .key("connection_id", s(&claim.connection_id))
+            .condition_expression(
+                "attribute_exists(connection_id) AND (attribute_not_exists(#cur) OR #cur < :max)",
+            )
+            .expression_attribute_names("#cur", sends_attribute(claim.window))
+            .expression_attribute_values(":max", nu(claim.max))
+            .expression_attribute_values(":zero", nu(0))
+            .expression_attribute_values(":one", nu(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut stale = Vec::new();
+        for (i, w) in claim.stale.iter().enumerate() {
+            update = update.expression_attribute_names(format!("#s{i}"), sends_attribute(*w));
+            stale.push(format!("#s{i}"));
+        }
+        let remove = match stale.is_empty() {
+            true => String::new(),
+            false => format!(" REMOVE {}", stale.join(", ")),
+        };
+        let update = update
+            .update_expression(format!(
+                "SET #cur = if_not_exists(#cur, :zero) + :one{remove}"
+            ))
+            .build()
+            .map_err(Error::store)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     /// Fallback for a duplicate whose cancellation reason carried no item.
     async fn read_marker(&self, m: &Message, client_msg_id: &str) -> Result<Committed> {
         let out = self
@@ -995,10 +1072,11 @@ impl DynamoStore {
             .send()
             .await
             .map_err(ddb)?;
-        let item = out
-            .item
-            .ok_or_else(|| Error::Corrupt("duplicate marker vanished".into()))?;
-        Ok(Committed::Duplicate(Box::new(message_from(&item)?)))
+        // Gone since (its TTL ran out and it was swept): nothing was written; go again.
+        match out.item {
+            Some(item) => Ok(Committed::Duplicate(Box::new(message_from(&item)?))),
+            None => Ok(Committed::Conflict),
+        }
     }
 }
 

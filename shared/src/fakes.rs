@@ -23,7 +23,8 @@ pub struct State {
     /// conversation key → (message id → message)
     pub messages: HashMap<String, BTreeMap<String, Message>>,
     pub profiles: HashMap<(String, String), Profile>,
-    pub dedup: HashMap<(String, String, String), Message>,
+    /// (conversation, sender, client_msg_id) → the marker's message and when it expires (s)
+    pub dedup: HashMap<(String, String, String), (Message, i64)>,
     /// (app, user, peer) → entry, and the seq of the peer_read_id it holds
     pub entries: HashMap<(String, String, String), (Entry, u64)>,
     /// Sends to fail with a version conflict before any is written, as if a concurrent send
@@ -31,6 +32,9 @@ pub struct State {
     pub conflicts: usize,
     /// When set, every call fails like an unreachable database.
     pub down: bool,
+    /// Page reads after a send (`latest_through`) to fail, as if the database went away
+    /// right after the write.
+    pub failing_pages: usize,
 }
 
 #[derive(Default)]
@@ -79,6 +83,10 @@ impl FakeStore {
             .entries
             .get(&(app.to_owned(), user.to_owned(), peer.to_owned()))
             .map(|(e, _)| e.clone())
+    }
+    /// Makes the next `n` page reads after a send fail.
+    pub fn fail_pages(&self, n: usize) {
+        self.state.lock().unwrap().failing_pages = n;
     }
     /// Makes the next `n` sends meet a version conflict.
     pub fn conflict_next(&self, n: usize) {
@@ -260,8 +268,18 @@ impl MessageStore for FakeStore {
             let conv = m.conversation().key();
             if let Some(cmid) = &m.client_msg_id {
                 let key = (conv.clone(), m.sender.clone(), cmid.clone());
-                if let Some(old) = s.dedup.get(&key) {
+                // Expired but not yet swept counts as absent, as the adapter's condition says.
+                if let Some((old, _)) = s.dedup.get(&key).filter(|(_, exp)| *exp > c.now_s) {
                     return Committed::Duplicate(Box::new(old.clone()));
+                }
+            }
+            if let Some(claim) = &c.rate {
+                match s.connections.get(&claim.connection_id) {
+                    None => return Committed::Conflict,
+                    Some(r) if r.sent_in(claim.window) >= claim.max => {
+                        return Committed::RateLimited
+                    }
+                    Some(_) => {}
                 }
             }
             if s.conflicts > 0 {
@@ -277,9 +295,21 @@ impl MessageStore for FakeStore {
             if ver(&c.sender) != c.sender_was || ver(&c.receiver) != c.receiver_was {
                 return Committed::Conflict;
             }
+            if let Some(claim) = &c.rate {
+                let r = s
+                    .connections
+                    .get_mut(&claim.connection_id)
+                    .expect("checked");
+                let count = r.sent_in(claim.window) + 1;
+                r.sends
+                    .retain(|(w, _)| *w != claim.window && !claim.stale.contains(w));
+                r.sends.push((claim.window, count));
+            }
             if let Some(cmid) = &m.client_msg_id {
-                s.dedup
-                    .insert((conv.clone(), m.sender.clone(), cmid.clone()), m.clone());
+                s.dedup.insert(
+                    (conv.clone(), m.sender.clone(), cmid.clone()),
+                    (m.clone(), c.marker_expires_at),
+                );
             }
             s.messages
                 .entry(conv.clone())
@@ -329,6 +359,13 @@ impl MessageStore for FakeStore {
         })
     }
     async fn latest_through(&self, c: &Conversation, through: &str, limit: usize) -> Result<Page> {
+        {
+            let mut s = self.state.lock().unwrap();
+            if s.failing_pages > 0 {
+                s.failing_pages -= 1;
+                return Err(Error::Store("timeout reading the page".into()));
+            }
+        }
         self.with(|s| {
             let newest_first = s
                 .messages
@@ -425,7 +462,7 @@ impl Inbox for FakeStore {
             let ok = |m: &Message| m.sender == sender && m.created_at_ms >= not_before_ms;
             if let Some(cmid) = client_msg_id {
                 let key = (c.key(), sender.to_owned(), cmid.to_owned());
-                if let Some(m) = s.dedup.get_mut(&key).filter(|m| m.id == id && ok(m)) {
+                if let Some((m, _)) = s.dedup.get_mut(&key).filter(|(m, _)| m.id == id && ok(m)) {
                     recall(m);
                 }
             }

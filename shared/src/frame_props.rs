@@ -120,6 +120,7 @@ proptest! {
                 connected_at_ms: now,
                 expires_at: now / 1000 + 600,
                 registered: true,
+                sends: Vec::new(),
             };
             w.store.register(&me).await.unwrap();
             w.store.enroll(&me).await.unwrap();

@@ -102,6 +102,19 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// How far `requestTimeEpoch` may be from this function's clock and still be believed.
+const ARRIVAL_SKEW_MS: i64 = 60_000;
+
+/// When API Gateway received the frame (`requestTimeEpoch`), or `now` when the event has none
+/// (0) or one implausibly far from this function's clock.
+fn arrived_ms(request_time_epoch: i64, now: i64) -> i64 {
+    if (request_time_epoch - now).abs() <= ARRIVAL_SKEW_MS {
+        request_time_epoch
+    } else {
+        now
+    }
+}
+
 /// A response with a status and a small JSON body (API Gateway shows neither to a WebSocket
 /// client after the handshake; on `$connect` the status decides the handshake).
 pub fn response(status: u16, reason: &str) -> ApiGatewayProxyResponse {
@@ -192,7 +205,9 @@ where
     } else {
         ev.body.as_deref().unwrap_or_default()
     };
-    match chat::on_frame(deps, cid, body, now_ms()).await {
+    let now = now_ms();
+    let arrived = arrived_ms(ev.request_context.request_time_epoch, now);
+    match chat::on_frame_arrived(deps, cid, body, now, arrived).await {
         // The client learns the outcome from its frames; the status tells API Gateway's access
         // log (`integrationStatus`) and the tests what happened: 400 for a refused frame, 410
         // for a connection without a record.
@@ -280,6 +295,19 @@ mod tests {
             verifier: Verifier::fixed(crate::auth::TokenVerifier::new(SECRET).unwrap()),
             config: config(),
         }
+    }
+
+    #[test]
+    fn arrival_is_api_gateways_request_time_unless_missing_or_implausible() {
+        let now = 1_700_000_000_000;
+        assert_eq!(arrived_ms(now - 250, now), now - 250);
+        assert_eq!(
+            arrived_ms(now + 20, now),
+            now + 20,
+            "a clock a little behind"
+        );
+        assert_eq!(arrived_ms(0, now), now, "no requestTimeEpoch");
+        assert_eq!(arrived_ms(now - 3_600_000, now), now);
     }
 
     #[tokio::test]

@@ -43,14 +43,18 @@ pub fn profiles(snap: &Snapshot, me: &ConnectionRecord, peer: &str) -> HashMap<S
 }
 
 /// Everything one send writes, from one snapshot: the message (its `seq` the sender's next
-/// count, its id after the conversation's newest), both entries with the version moved on,
-/// and the profiles the conversation shows out of date.
+/// count, its id from `arrived_ms`, when API Gateway received the frame), both entries with
+/// the version moved on, and the profiles the conversation shows out of date.
+///
+/// Ids, and so the conversation's order, follow arrival, not commit: a send that arrived
+/// earlier but commits after a later one (frames are handled concurrently) sorts before it.
+/// Then the entries keep the newer message as their `last`.
 pub fn plan_send(
     me: &ConnectionRecord,
     peer: &str,
     snap: &Snapshot,
     draft: &Draft,
-    now_ms: i64,
+    arrived_ms: i64,
 ) -> SendCommit {
     let mine = snap
         .mine
@@ -62,13 +66,13 @@ pub fn plan_send(
         .unwrap_or_else(|| Entry::empty(peer, &me.user));
     let seq = mine.sent + 1;
     let message = Message {
-        id: new_message_id_after(now_ms, last_id(snap)),
+        id: new_message_id_after(arrived_ms, last_id(snap)),
         app_sid: me.app_sid.clone(),
         sender: me.user.clone(),
         receiver: peer.to_owned(),
         chat_type: draft.chat_type,
         content: draft.content.clone(),
-        created_at_ms: now_ms,
+        created_at_ms: arrived_ms,
         client_msg_id: draft.client_msg_id.clone(),
         media: draft.media.clone(),
         seq: Some(seq),
@@ -76,10 +80,16 @@ pub fn plan_send(
     };
     let shown = profiles(snap, me, peer);
     let ver = mine.ver.max(theirs.ver) + 1;
+    // The entries show the conversation's newest message, which is this one unless a send
+    // that arrived later has committed first.
+    let newest = |e: &Entry| match &e.last {
+        Some(last) if last.id > message.id => Some(last.clone()),
+        _ => Some(message.clone()),
+    };
     // Never backwards, even if this instance's clock is behind the last writer's.
-    let updated_at_ms = now_ms.max(mine.updated_at_ms).max(theirs.updated_at_ms);
+    let updated_at_ms = arrived_ms.max(mine.updated_at_ms).max(theirs.updated_at_ms);
     let sender = Entry {
-        last: Some(message.clone()),
+        last: newest(&mine),
         updated_at_ms,
         sent: seq,
         // Whoever writes has read everything before their own message.
@@ -89,7 +99,7 @@ pub fn plan_send(
         ..mine
     };
     let receiver = Entry {
-        last: Some(message.clone()),
+        last: newest(&theirs),
         updated_at_ms,
         peer_sent: seq,
         peer_profile: shown[&me.user].clone(),
@@ -108,7 +118,24 @@ pub fn plan_send(
         sender,
         receiver,
         profiles: stale,
+        now_s: 0,
+        marker_expires_at: 0,
+        rate: None,
     }
+    .with_marker_ttl(arrived_ms / 1000, crate::config::DEFAULT_MARKER_TTL_SECS)
+}
+
+/// Whether a stored message (found through its idempotency marker) is what `draft` would
+/// store for `peer`: same kind, content, poster and receiver. A recalled message matches
+/// whatever was sent (its content is gone), so a retry after a recall is still answered with
+/// it.
+pub fn same_send(stored: &Message, draft: &Draft, peer: &str) -> bool {
+    let poster = |m: Option<&MediaInfo>| m.and_then(|m| m.poster.clone());
+    stored.receiver == peer
+        && stored.chat_type == draft.chat_type
+        && (stored.recalled
+            || (stored.content == draft.content
+                && poster(stored.media.as_ref()) == poster(draft.media.as_ref())))
 }
 
 /// Who hears about a change in the conversation between `me` and `peer`: every live user
@@ -161,6 +188,7 @@ mod tests {
             connected_at_ms: 1_000,
             expires_at: 100,
             registered: true,
+            sends: Vec::new(),
         }
     }
 
@@ -221,17 +249,39 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_clock_still_makes_a_newer_id_and_never_moves_activity_back() {
+    fn an_earlier_arrival_committed_later_sorts_before_and_the_entries_keep_the_newest() {
+        // GIVEN a message that arrived at 9 s and is stored
         let me = record("a1", "111", None);
-        let first = plan_send(&me, "222", &Snapshot::default(), &draft(), 9_000);
+        let later = plan_send(&me, "222", &Snapshot::default(), &draft(), 9_000);
         let snap = Snapshot {
-            mine: Some(first.sender.clone()),
-            theirs: Some(first.receiver.clone()),
+            mine: Some(later.sender.clone()),
+            theirs: Some(later.receiver.clone()),
             ..Snapshot::default()
         };
-        let late = plan_send(&me, "222", &snap, &draft(), 4_000);
-        assert!(late.message.id > first.message.id);
-        assert_eq!(late.sender.updated_at_ms, 9_000);
+        // WHEN one that arrived at 4 s commits after it
+        let earlier = plan_send(&me, "222", &snap, &draft(), 4_000);
+        // THEN it sorts before it, is counted, and both entries still show the newest
+        assert!(earlier.message.id < later.message.id);
+        assert_eq!(earlier.message.created_at_ms, 4_000);
+        assert_eq!(earlier.message.seq, Some(2));
+        assert_eq!(earlier.sender.last, later.sender.last);
+        assert_eq!(earlier.receiver.last, later.receiver.last);
+        assert_eq!(
+            (earlier.receiver.peer_sent, earlier.receiver.unread()),
+            (2, 2)
+        );
+        assert_eq!(
+            earlier.sender.updated_at_ms, 9_000,
+            "activity never moves back"
+        );
+        // AND a message that arrived after both is their last
+        let snap = Snapshot {
+            mine: Some(earlier.sender.clone()),
+            theirs: Some(earlier.receiver.clone()),
+            ..Snapshot::default()
+        };
+        let next = plan_send(&me, "222", &snap, &draft(), 9_001);
+        assert_eq!(next.sender.last.as_ref(), Some(&next.message));
     }
 
     #[test]

@@ -82,9 +82,55 @@ pub struct ConnectionRecord {
     /// Whether the connection was entered in its user's [`Registry`] (every connection made
     /// since the registry exists; records from before lack it).
     pub registered: bool,
+    /// Messages sent per rate window, as (window, count); see [`RateClaim`].
+    pub sends: Vec<(i64, u64)>,
+}
+
+/// Length of a send rate window (`MaxSendsPerMinute`).
+pub const SEND_RATE_WINDOW_SECS: i64 = 60;
+
+/// The window a moment (epoch s) falls in.
+pub fn send_window(now_s: i64) -> i64 {
+    now_s.div_euclid(SEND_RATE_WINDOW_SECS)
+}
+
+/// A send's claim on its connection's rate limit, written in the send's transaction: the
+/// connection's count for `window` goes up by one unless it has reached `max` (then nothing
+/// of the send is written), and the counts of older windows go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateClaim {
+    pub connection_id: String,
+    pub window: i64,
+    pub max: u64,
+    /// Older windows the record still counts (removed by this write).
+    pub stale: Vec<i64>,
 }
 
 impl ConnectionRecord {
+    /// Messages this connection sent in `window`, as its record was read.
+    pub fn sent_in(&self, window: i64) -> u64 {
+        self.sends
+            .iter()
+            .find(|(w, _)| *w == window)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// The claim a send at `now_s` makes, at most `max` per window.
+    pub fn rate_claim(&self, now_s: i64, max: u64) -> RateClaim {
+        let window = send_window(now_s);
+        RateClaim {
+            connection_id: self.connection_id.clone(),
+            window,
+            max,
+            stale: self
+                .sends
+                .iter()
+                .map(|(w, _)| *w)
+                .filter(|w| *w < window)
+                .collect(),
+        }
+    }
+
     /// The connection as its user's registry lists it.
     pub fn registry_entry(&self) -> RegistryEntry {
         RegistryEntry {
@@ -324,6 +370,28 @@ pub struct SendCommit {
     pub sender_was: Option<u64>,
     pub receiver_was: Option<u64>,
     pub profiles: Vec<(String, Profile)>,
+    /// The handler's clock (epoch s): an idempotency marker whose `expires_at` is not after it
+    /// counts as absent (DynamoDB deletes expired items only eventually).
+    pub now_s: i64,
+    /// When the idempotency marker this send writes expires (epoch s; the table's TTL).
+    pub marker_expires_at: i64,
+    /// The sending connection's rate limit, checked and counted in the same write.
+    pub rate: Option<RateClaim>,
+}
+
+impl SendCommit {
+    /// Sets the clock the marker's expiry is judged by, and the marker's lifetime.
+    pub fn with_marker_ttl(mut self, now_s: i64, ttl_secs: i64) -> Self {
+        self.now_s = now_s;
+        self.marker_expires_at = now_s + ttl_secs;
+        self
+    }
+
+    /// Counts this send against its connection's rate limit, in the same write.
+    pub fn with_rate(mut self, claim: RateClaim) -> Self {
+        self.rate = Some(claim);
+        self
+    }
 }
 
 /// Outcome of [`SendCommit`].
@@ -336,28 +404,35 @@ pub enum Committed {
     /// An entry's version moved since it was read (a concurrent send in this conversation):
     /// nothing was written; read again and retry.
     Conflict,
+    /// The sending connection reached its rate limit for this window: nothing was written.
+    RateLimited,
 }
 
-/// A new message id for a message created at `now_ms`.
+/// A new message id for a message created at `now_ms`: its first 10 characters are the time,
+/// the other 16 random, so ids sort by time and ties in the same millisecond fall either way.
 pub fn new_message_id(now_ms: i64) -> String {
     ulid_at(now_ms).to_string()
+}
+
+/// The id of a message that arrived at `arrived_ms`, in a conversation whose newest message is
+/// `newest`. Ids sort by arrival: an earlier arrival that commits after a later one sorts
+/// before it. Within one millisecond, ids follow the order of commits: when `newest` arrived
+/// in the same millisecond and sorts after the new id, the new one is `newest` plus one in its
+/// random part.
+pub fn new_message_id_after(arrived_ms: i64, newest: Option<&str>) -> String {
+    let id = ulid_at(arrived_ms);
+    match newest.and_then(|a| ulid::Ulid::from_string(a).ok()) {
+        Some(prev) if prev.timestamp_ms() == id.timestamp_ms() && id <= prev => {
+            prev.increment().unwrap_or(id).to_string()
+        }
+        _ => id.to_string(),
+    }
 }
 
 fn ulid_at(now_ms: i64) -> ulid::Ulid {
     let ms = u64::try_from(now_ms).unwrap_or(0);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     ulid::Ulid::from_datetime(t)
-}
-
-/// A new message id that sorts after `after` (the conversation's newest message), even when
-/// this instance's clock is behind the one that stored `after`: then it is `after` plus one
-/// in its random part. So ids follow the order in which sends commit.
-pub fn new_message_id_after(now_ms: i64, after: Option<&str>) -> String {
-    let id = ulid_at(now_ms);
-    match after.and_then(|a| ulid::Ulid::from_string(a).ok()) {
-        Some(prev) if id <= prev => prev.increment().unwrap_or(id).to_string(),
-        _ => id.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -394,15 +469,20 @@ mod tests {
     }
 
     #[test]
-    fn ids_made_after_a_newer_one_still_sort_after_it() {
-        // GIVEN a message stored by an instance whose clock is 5 s ahead
-        let ahead = new_message_id(1_700_000_005_000);
-        // WHEN this instance makes the next id
-        let next = new_message_id_after(1_700_000_000_000, Some(&ahead));
-        // THEN it sorts after it; without a newer message it is just the clock's
-        assert!(next > ahead, "{next} <= {ahead}");
-        let plain = new_message_id_after(1_700_000_000_000, Some("garbage"));
-        assert!(plain.starts_with(&new_message_id(1_700_000_000_000)[..10]));
+    fn ids_follow_arrival_and_within_a_millisecond_the_order_of_commits() {
+        // GIVEN a stored message that arrived at t + 5 ms
+        let t = 1_700_000_000_000;
+        let newest = new_message_id(t + 5);
+        // WHEN one that arrived earlier commits after it THEN it sorts before it
+        assert!(new_message_id_after(t, Some(&newest)) < newest);
+        // WHEN one of the same millisecond commits after it THEN it sorts after it
+        for _ in 0..50 {
+            assert!(new_message_id_after(t + 5, Some(&newest)) > newest);
+        }
+        // AND a later arrival, or garbage, is just the arrival's
+        assert!(new_message_id_after(t + 6, Some(&newest)) > newest);
+        let plain = new_message_id_after(t, Some("garbage"));
+        assert!(plain.starts_with(&new_message_id(t)[..10]));
     }
 
     #[test]

@@ -694,6 +694,23 @@ pub fn error_frame(error: &str, msg: &str, echo: &Echo) -> String {
     v.to_string()
 }
 
+/// What the sender gets when its message was stored but its own answer could not be built (a
+/// read or signing failed after the write): not `internal`, which invites a retry that would
+/// store the message twice for a client without `client_msg_id`. Carries the message's `id`.
+pub fn not_delivered_frame(message_id: &str, client_msg_id: Option<&str>) -> String {
+    let mut v = serde_json::json!({
+        "code": 0,
+        "type": "error",
+        "error": "not_delivered",
+        "msg": "your message was stored but could not be shown yet; sync to see it, do not send it again",
+        "id": message_id,
+    });
+    if let Some(id) = client_msg_id {
+        v["client_msg_id"] = Value::String(id.to_owned());
+    }
+    v.to_string()
+}
+
 /// The answer to an `upload` frame.
 pub fn upload_frame(
     req_id: &str,

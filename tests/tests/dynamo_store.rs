@@ -32,6 +32,7 @@ fn record(
         connected_at_ms: now_ms(),
         expires_at,
         registered: true,
+        sends: Vec::new(),
     }
 }
 
@@ -177,6 +178,116 @@ async fn a_client_msg_id_is_stored_once_per_sender_and_conversation_and_counts_o
     assert_eq!(page.messages.len(), 2);
     assert_eq!(page.messages[0], first);
     assert_eq!(page.messages[0].seq, Some(1));
+}
+
+#[tokio::test]
+async fn an_expired_idempotency_marker_counts_as_absent_before_dynamodb_sweeps_it() {
+    // GIVEN a send whose marker lives 10 s
+    let f = fixture().await;
+    let conv = Conversation::new("app", "111", "222");
+    let me = record("m", "app", "111", None, i64::MAX);
+    let draft = Draft {
+        chat_type: ChatType::Text,
+        content: "hello".into(),
+        media: None,
+        client_msg_id: Some("k".into()),
+    };
+    let t = now_ms();
+    let plan = |snap: &shared::model::Snapshot, at_s: i64| {
+        plan_send(&me, "222", snap, &draft, at_s * 1000).with_marker_ttl(at_s, 10)
+    };
+    let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
+    let first = plan(&snap, t / 1000);
+    assert_eq!(
+        f.store.commit_send(&first).await.unwrap(),
+        Committed::Stored
+    );
+    // WHEN it is retried within its life THEN the first message answers
+    let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
+    assert_eq!(
+        f.store
+            .commit_send(&plan(&snap, t / 1000 + 9))
+            .await
+            .unwrap(),
+        Committed::Duplicate(Box::new(first.message.clone()))
+    );
+    // WHEN it comes again after its expiry (DynamoDB Local never sweeps) THEN it is a new
+    // message, and the marker now guards that one
+    let later = plan(&snap, t / 1000 + 10);
+    assert_eq!(
+        f.store.commit_send(&later).await.unwrap(),
+        Committed::Stored
+    );
+    let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
+    assert_eq!(
+        f.store
+            .commit_send(&plan(&snap, t / 1000 + 11))
+            .await
+            .unwrap(),
+        Committed::Duplicate(Box::new(later.message.clone()))
+    );
+    assert_eq!(f.store.latest(&conv, 10).await.unwrap().messages.len(), 2);
+}
+
+#[tokio::test]
+async fn the_send_rate_is_counted_and_enforced_inside_the_sends_transaction() {
+    // GIVEN a connection allowed 2 messages a minute
+    let f = fixture().await;
+    let now_s = now_ms() / 1000;
+    let me = record("rate-1", "app", "111", None, now_s + 600);
+    connect(&f, &me).await;
+    let conv = Conversation::new("app", "111", "222");
+    let draft = |t: &str| Draft {
+        chat_type: ChatType::Text,
+        content: t.into(),
+        media: None,
+        client_msg_id: None,
+    };
+    let window = shared::model::send_window(now_s);
+    let send = |text: &'static str, at_s: i64| {
+        let (f, conv) = (&f, &conv);
+        let draft = draft(text);
+        async move {
+            let me = f.store.get("rate-1", now_s).await.unwrap().unwrap();
+            let snap = f.store.snapshot(conv, "111", None).await.unwrap();
+            let plan =
+                plan_send(&me, "222", &snap, &draft, at_s * 1000).with_rate(me.rate_claim(at_s, 2));
+            f.store.commit_send(&plan).await.unwrap()
+        }
+    };
+    // WHEN it sends twice THEN both are stored and counted on its record
+    assert_eq!(send("one", now_s).await, Committed::Stored);
+    assert_eq!(send("two", now_s).await, Committed::Stored);
+    let counted = f.store.get("rate-1", now_s).await.unwrap().unwrap().sends;
+    assert_eq!(counted, [(window, 2)]);
+    let entry = f.store.snapshot(&conv, "222", None).await.unwrap().mine;
+    // WHEN it sends a third in the same minute THEN nothing of it is written
+    f.log.take();
+    assert_eq!(send("three", now_s).await, Committed::RateLimited);
+    assert_eq!(
+        f.log.take(),
+        ["GetItem", "BatchGetItem", "TransactWriteItems"],
+        "the limit costs no request of its own"
+    );
+    let texts: Vec<String> = f
+        .store
+        .latest(&conv, 10)
+        .await
+        .unwrap()
+        .messages
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+    assert_eq!(
+        f.store.snapshot(&conv, "222", None).await.unwrap().mine,
+        entry
+    );
+    // WHEN the next minute comes THEN it may send again, and the old count goes
+    let next_s = (window + 1) * shared::model::SEND_RATE_WINDOW_SECS;
+    assert_eq!(send("four", next_s).await, Committed::Stored);
+    let counted = f.store.get("rate-1", now_s).await.unwrap().unwrap().sends;
+    assert_eq!(counted, [(window + 1, 1)]);
 }
 
 #[tokio::test]

@@ -1465,3 +1465,105 @@ async fn another_local_user_cannot_use_the_stacks_inner_endpoints() {
     let (code, _, _) = http(s, "POST", "/prod/@connections/AAAA", true, "{}").await;
     assert_eq!(code, 410);
 }
+
+#[tokio::test]
+async fn messages_sent_back_to_back_are_stored_in_the_order_they_were_sent() {
+    // GIVEN a user connection
+    let s = shared_stack();
+    let mut ann = Client::user(s, "e2e20", "111").await;
+    // WHEN it sends 30 messages back to back, without waiting for acknowledgements (the
+    // gateway hands them to concurrent function instances)
+    let n = 30;
+    for i in 0..n {
+        ann.send(send_to("222", &format!("o{i:02}"), &format!("t{i:02}")))
+            .await;
+    }
+    // THEN every one is acknowledged (a send that lost too many races is retried, as a client
+    // does, with its client_msg_id; it then arrives later than its neighbours)
+    let mut acked = std::collections::HashSet::new();
+    let mut retried = std::collections::HashSet::new();
+    while acked.len() < n {
+        let f = ann.frame().await;
+        let cmid = f["client_msg_id"].as_str().unwrap_or_default().to_owned();
+        match f["type"].as_str() {
+            Some("message") => {
+                acked.insert(cmid);
+            }
+            Some("error") if f["error"] == "internal" && !cmid.is_empty() => {
+                let i: usize = cmid[1..].parse().unwrap();
+                ann.send(send_to("222", &cmid, &format!("t{i:02}"))).await;
+                retried.insert(cmid);
+            }
+            _ => panic!("unexpected frame {f}"),
+        }
+    }
+    // AND each is stored once, in the order of arrival: the order they were sent
+    let page = ann
+        .ask(json!({"action":"sync","to":"222","limit":100}))
+        .await;
+    let rows: Vec<(String, i64)> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["client_msg_id"].as_str().unwrap().to_owned(),
+                r["created_at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), n, "stored once each: {rows:?}");
+    assert!(
+        rows.windows(2).all(|w| w[0].1 <= w[1].1),
+        "by arrival: {rows:?}"
+    );
+    // Frames arrive in the order sent, so apart from retried ones (and ties within one
+    // millisecond, which may fall either way) the stored order is the send order.
+    let sent_order: Vec<&(String, i64)> = rows.iter().filter(|r| !retried.contains(&r.0)).collect();
+    for w in sent_order.windows(2) {
+        assert!(
+            w[0].0 < w[1].0 || w[0].1 == w[1].1,
+            "{} stored before {} but sent after it: {rows:?}",
+            w[0].0,
+            w[1].0
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_connection_over_max_sends_per_minute_is_refused_and_nothing_is_stored() {
+    // GIVEN a stack allowing 3 messages a minute per connection, and enough of this minute
+    // left for the test (the window is the calendar minute)
+    let mut opts = options();
+    opts.parameters
+        .insert("MaxSendsPerMinute".into(), "3".into());
+    let stack = Stack::start(opts).await.unwrap();
+    let mut ann = Client::user(&stack, "e2e21", "111").await;
+    let mut other = Client::user(&stack, "e2e21", "111").await;
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    // WHEN one connection sends four
+    for i in 0..3 {
+        let f = ann.ask(send_to("222", &format!("r{i}"), "ok")).await;
+        assert_eq!(f["type"], "message", "{f}");
+        other.expect("message").await;
+    }
+    let f = ann.ask(send_to("222", "r3", "too many")).await;
+    // THEN the fourth is refused by name, with its id, and not stored or told to anyone
+    assert_eq!(f["error"], "rate_limited", "{f}");
+    assert_eq!(f["client_msg_id"], "r3");
+    other.silent_for(Duration::from_millis(300)).await;
+    let page = ann
+        .ask(json!({"action":"sync","to":"222","limit":10}))
+        .await;
+    assert_eq!(contents(&page), ["ok", "ok", "ok"]);
+    // AND the same user's other connection has its own allowance
+    let f = other.ask(send_to("222", "r4", "other device")).await;
+    assert_eq!(f["type"], "message", "{f}");
+}

@@ -263,7 +263,14 @@ impl Gateway {
         })
     }
 
-    async fn on_message(self: Arc<Self>, conn: Arc<Conn>, body: String, base64: bool) {
+    /// One frame, read off the socket at `arrived_ms`.
+    async fn on_message(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        body: String,
+        base64: bool,
+        arrived_ms: i64,
+    ) {
         let text = (!base64).then_some(body.as_str());
         let Some(route) = self.select_route(text) else {
             let _ = conn.tx.send(Outbound::Text(json!({"message": "Forbidden", "connectionId": conn.id, "requestId": self.request_id()}).to_string()));
@@ -278,6 +285,10 @@ impl Gateway {
             &conn.user_agent,
         );
         ctx.insert("messageId".into(), json!(self.request_id()));
+        // Stamped when the frame was read, not when this task runs: the tasks of one
+        // connection's frames run in any order, and `$default` orders messages by this.
+        ctx.insert("requestTime".into(), json!(request_time(arrived_ms)));
+        ctx.insert("requestTimeEpoch".into(), json!(arrived_ms));
         let event = json!({"requestContext": ctx, "body": body, "isBase64Encoded": base64});
         let function = &self.api.routes[&route];
         if let Err(e) = self.invoker.invoke(function, &event, &route).await {
@@ -351,12 +362,19 @@ impl Gateway {
                     }
                     Message::Text(t) => {
                         conn.touch();
-                        tokio::spawn(self.clone().on_message(conn.clone(), t.to_string(), false));
+                        let at = now_ms();
+                        tokio::spawn(self.clone().on_message(
+                            conn.clone(),
+                            t.to_string(),
+                            false,
+                            at,
+                        ));
                     }
                     Message::Binary(b) => {
                         conn.touch();
                         let body = base64::engine::general_purpose::STANDARD.encode(&b);
-                        tokio::spawn(self.clone().on_message(conn.clone(), body, true));
+                        let at = now_ms();
+                        tokio::spawn(self.clone().on_message(conn.clone(), body, true, at));
                     }
                     Message::Close(frame) => {
                         let (code, reason) = frame

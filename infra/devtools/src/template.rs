@@ -276,6 +276,11 @@ mod tests {
             messages.key_schema,
             vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]
         );
+        assert_eq!(
+            messages.ttl_attribute.as_deref(),
+            Some(shared::dynamo::MARKER_TTL_ATTRIBUTE),
+            "idempotency markers expire"
+        );
         let connections = by_id("ConnectionsTable");
         assert_eq!(connections.ttl_attribute.as_deref(), Some("expires_at"));
         let ix = &connections.indexes[0];
