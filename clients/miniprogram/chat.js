@@ -33,6 +33,7 @@ var DEFAULTS = {
   maxAgeMs: 110 * 60 * 1000, // reconnect before API Gateway's 2-hour limit
   backoff: { baseMs: 1000, maxMs: 30 * 1000, factor: 2 },
   ackTimeoutMs: 15 * 1000, // resend an unacknowledged send on the same socket, then reconnect
+  rateLimitedRetryMs: 20 * 1000, // `rate_limited`: try the send again after this
   sendTimeoutMs: 2 * 60 * 1000, // a send not acknowledged by then rejects with `timeout`
   requestTimeoutMs: 30 * 1000, // list, history, read, recall and upload-ticket answers
   uploadTimeoutMs: 2 * 60 * 1000, // wx.uploadFile
@@ -461,6 +462,11 @@ ChatClient.prototype._onError = function (f) {
   if (f.client_msg_id && this._outboxEntry(f.client_msg_id)) {
     var m = this._outboxEntry(f.client_msg_id);
     if (f.error === 'internal') return this._retryLater(m);
+    // Over the connection's sends per minute: the same frame again once the minute turns.
+    if (f.error === 'rate_limited') return this._retryLater(m, this.opts.rateLimitedRetryMs);
+    // Stored, but the answer could not be built: the conversation's latest page carries the
+    // row (with this client_msg_id), which acknowledges the send. Never sent again.
+    if (f.error === 'not_delivered') return this._fetchStored(m);
     if (f.error === 'not_connected') return this._recycle(this._conn, 'not_connected', true);
     return this._finish(m, err);
   }
@@ -704,8 +710,9 @@ ChatClient.prototype._transmit = function (m) {
   });
 };
 
-// A temporary server fault (`internal`): the same frame again in a moment.
-ChatClient.prototype._retryLater = function (m) {
+// A temporary server fault (`internal`) or a rate limit: the same frame again in a moment
+// (after `delayMs`, else a backoff).
+ChatClient.prototype._retryLater = function (m, delayMs) {
   var self = this;
   m.conn = null;
   m.hold = true;
@@ -713,7 +720,26 @@ ChatClient.prototype._retryLater = function (m) {
   this.setTimeout(function () {
     m.hold = false;
     self._flushOutbox();
-  }, backoffDelay(Math.min(m.tries - 1, 4), this.opts.backoff, this.random));
+  }, delayMs || backoffDelay(Math.min(m.tries - 1, 4), this.opts.backoff, this.random));
+};
+
+// `not_delivered`: the message is stored; its row comes with the conversation's latest page
+// (`_onHistory` acknowledges rows carrying a client_msg_id of ours). Held so it is not resent.
+ChatClient.prototype._fetchStored = function (m) {
+  var self = this;
+  m.conn = null;
+  m.hold = true;
+  if (m.ackTimer) this.clearTimeout(m.ackTimer);
+  this.history(m.peer, { open: false, _quiet: true }).then(null, function () {
+    // The page could not be read either: the send timeout ends it; a resync shows the row.
+  }).then(function () {
+    if (self._outbox.indexOf(m) >= 0) {
+      m.hold = false;
+      // Still not acknowledged (the page missed it): a retry with the same id is answered
+      // with the stored row, never stored twice.
+      self._flushOutbox();
+    }
+  });
 };
 
 ChatClient.prototype._acknowledged = function (id, row) {

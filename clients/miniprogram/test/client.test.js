@@ -260,6 +260,37 @@ test('sends wait for the one before; `internal` is retried, another refusal reje
   c.close();
 });
 
+test('`rate_limited` sends the same frame again later; `not_delivered` is acknowledged from the page, never resent', T, async () => {
+  const { clock, wx, c } = setup({ random: () => 0 });
+  c.connect();
+  await flush();
+  wx.last.open();
+  const a = c.sendText('bob', 'a');
+  await flush();
+  wx.last.deliver({ code: 0, type: 'error', error: 'rate_limited', msg: 'later', client_msg_id: a.clientMsgId });
+  await clock.advance(19000);
+  assert.equal(wx.last.frames('send').length, 1, 'not before the minute may have turned');
+  await clock.advance(1100);
+  assert.deepEqual(wx.last.frames('send').map((f) => f.client_msg_id), [a.clientMsgId, a.clientMsgId], 'the same id again');
+  const rowA = { id: '01J0000000000000000000000C', userphone: 'ann', content: 'a', chat_type: 0, client_msg_id: a.clientMsgId };
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: rowA, unread: 0, client_msg_id: a.clientMsgId });
+  assert.deepEqual(await a, rowA);
+  // Stored, but the answer could not be built: the client reads the page instead of resending
+  const b = c.sendText('bob', 'b');
+  await flush();
+  wx.last.deliver({ code: 0, type: 'error', error: 'not_delivered', msg: 'stored', id: '01J0000000000000000000000D', client_msg_id: b.clientMsgId });
+  await flush();
+  const syncs = wx.last.frames('sync');
+  assert.equal(syncs.length >= 1, true, 'asks for the latest page');
+  assert.equal(syncs[syncs.length - 1].to, 'bob');
+  const rowB = { id: '01J0000000000000000000000D', userphone: 'ann', content: 'b', chat_type: 0, client_msg_id: b.clientMsgId };
+  wx.last.deliver({ code: 1, type: 'history', peer: 'bob', data: [rowA, rowB], cursor: null, has_more: false });
+  assert.deepEqual(await b, rowB);
+  await clock.advance(60000);
+  assert.equal(wx.last.frames('send').filter((f) => f.client_msg_id === b.clientMsgId).length, 1, 'b was never resent');
+  c.close();
+});
+
 test('a token that expires within a minute is replaced through getToken() first', T, async () => {
   const clock0 = Date.UTC(2026, 10, 26, 8, 0, 0) / 1000;
   let calls = 0;
