@@ -235,6 +235,65 @@ pub struct Deps<S, N = (), M = ()> {
     pub notifier: N,
     pub media: M,
     pub config: Config,
+    /// Connection records this instance read lately (`$default`).
+    pub records: RecordCache,
+}
+
+/// The connection records a warm instance read in the last
+/// [`Config::connection_cache_secs`], so that a frame does not read its connection's record
+/// again: a text send then waits on two DynamoDB round trips, not three. The price is bounded
+/// staleness: a connection removed (by `$disconnect`, the cap, a 410) is still served by an
+/// instance that read it less than that long ago. API Gateway sends no frame on a connection
+/// it closed, so in practice only a record deleted under a live connection is affected.
+/// What the record decides is rechecked where it matters: the rate limit in the send's
+/// transaction, the registry when the user's connections are read.
+#[derive(Default)]
+pub struct RecordCache {
+    entries: std::sync::Mutex<HashMap<String, (ConnectionRecord, i64)>>,
+}
+
+/// Entries one instance keeps at most (an instance handles one frame at a time; this bounds
+/// memory when many connections pass through it).
+const RECORD_CACHE_MAX: usize = 4096;
+
+impl RecordCache {
+    /// The record of `connection_id` read at most `max_age_ms` before `now_ms` and still
+    /// alive at `now_ms`.
+    fn get(&self, connection_id: &str, now_ms: i64, max_age_ms: i64) -> Option<ConnectionRecord> {
+        let entries = self.entries.lock().ok()?;
+        let (record, read_at) = entries.get(connection_id)?;
+        (now_ms - read_at < max_age_ms && now_ms >= *read_at && record.expires_at > now_ms / 1000)
+            .then(|| record.clone())
+    }
+
+    fn put(&self, record: &ConnectionRecord, now_ms: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= RECORD_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(record.connection_id.clone(), (record.clone(), now_ms));
+        }
+    }
+
+    /// The connection is gone (its `$disconnect` ran here, or a post to it answered 410).
+    pub fn forget(&self, connection_id: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(connection_id);
+        }
+    }
+
+    /// A send of this connection committed in `window`: count it in the cached copy, so the
+    /// cheap early refusal stays close to the record's count.
+    fn count_send(&self, connection_id: &str, window: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if let Some((record, _)) = entries.get_mut(connection_id) {
+                match record.sends.iter_mut().find(|(w, _)| *w == window) {
+                    Some((_, n)) => *n += 1,
+                    None => record.sends.push((window, 1)),
+                }
+            }
+        }
+    }
 }
 
 /// The media bucket as the domain sees it, with the key that derives owner segments.
@@ -610,6 +669,11 @@ where
         if committed == Committed::RateLimited {
             return Err(rate_limited(max_sends));
         }
+        if committed == Committed::Stored {
+            self.deps
+                .records
+                .count_send(&me.connection_id, send_window(self.now_s()));
+        }
         if let Committed::Duplicate(m) = &committed {
             if !inbox::same_send(m, &draft, &peer) {
                 // Nothing was written: the marker's condition cancelled the transaction.
@@ -803,7 +867,13 @@ where
         reply(protocol::error_frame(code, msg, echo)).await;
         Err(e)
     };
-    let mut me = match deps.store.get(connection_id, now_ms / 1000).await {
+    let cache_ms = deps.config.connection_cache_secs * 1000;
+    let cached = deps.records.get(connection_id, now_ms, cache_ms);
+    let read = match cached.clone() {
+        Some(me) => Ok(Some(me)),
+        None => deps.store.get(connection_id, now_ms / 1000).await,
+    };
+    let mut me = match read {
         Ok(Some(me)) => me,
         Ok(None) => {
             reply(protocol::error_frame(
@@ -824,6 +894,9 @@ where
         if let Err(e) = entered.and(marked) {
             return internal(e).await;
         }
+    }
+    if cache_ms > 0 && cached.is_none() {
+        deps.records.put(&me, now_ms);
     }
     let ctx = FrameCtx {
         deps,

@@ -79,6 +79,10 @@ pub struct Config {
     /// Messages one connection may send per minute (`MAX_SENDS_PER_MINUTE`); more are refused
     /// with `rate_limited`.
     pub max_sends_per_minute: u64,
+    /// How long a warm `$default` instance trusts a connection record it read
+    /// (`CONNECTION_CACHE_SECONDS`, 0 = read it on every frame): a removed connection is
+    /// refused by every instance at most this long after its removal.
+    pub connection_cache_secs: i64,
     pub limits: Limits,
     /// Media types, sizes and URL lifetimes.
     pub media: MediaLimits,
@@ -226,6 +230,7 @@ impl Config {
                 365 * 86_400,
             )? as i64,
             max_sends_per_minute: number("MAX_SENDS_PER_MINUTE", 60, 1, 100_000)? as u64,
+            connection_cache_secs: number("CONNECTION_CACHE_SECONDS", 5, 0, 60)? as i64,
             limits,
             media,
             media_bucket: get("MEDIA_BUCKET").filter(|v| !v.trim().is_empty()),

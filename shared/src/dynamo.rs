@@ -270,6 +270,23 @@ fn dedup_key(m: &Message, client_msg_id: &str) -> String {
 /// The messages table's TTL attribute (epoch s). Only idempotency markers carry it.
 pub const MARKER_TTL_ATTRIBUTE: &str = "expires_at";
 
+/// The `ClientRequestToken` of a send's transaction: 32 hex digits of two FNV-1a hashes of
+/// everything the commit writes and checks, so that retries of one call share it and two
+/// different calls never do.
+fn request_token(c: &SendCommit) -> String {
+    let text = format!("{c:?}");
+    let fnv = |seed: u64| {
+        text.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x8422_2325_cbf2_9ce4)
+    )
+}
+
 /// `d#<conversation key>#<sender>#<client_msg_id>`: the partition of an idempotency marker.
 fn marker_key(conversation: &Conversation, sender: &str, client_msg_id: &str) -> String {
     format!("d#{}#{sender}#{client_msg_id}", conversation.key())
@@ -810,8 +827,11 @@ impl MessageStore for DynamoStore {
         let result = self
             .client
             .transact_write_items()
-            // SDK retries of this very call are idempotent for 10 minutes.
-            .client_request_token(&m.id)
+            // SDK retries of this very call are idempotent for 10 minutes; a new attempt after
+            // a lost race is another call (other versions, maybe another id or clock), so the
+            // token covers everything written, not just the id (DynamoDB refuses a token
+            // reused with other parameters: IdempotentParameterMismatch).
+            .client_request_token(request_token(c))
             .set_transact_items(Some(items))
             .send()
             .await;

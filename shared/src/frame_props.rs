@@ -92,6 +92,7 @@ fn world() -> Deps<FakeStore, FakeNotifier, Media<FakeMedia>> {
             owner_key: OwnerKey::from_secret(b"props"),
         },
         config: config(),
+        records: Default::default(),
     }
 }
 

@@ -71,6 +71,7 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
                 owner_key: OwnerKey::from_secret(&secret),
             },
             config,
+            records: Default::default(),
         })
     }
 }
@@ -83,6 +84,7 @@ impl Deps<DynamoStore> {
             notifier: (),
             media: (),
             config,
+            records: Default::default(),
         }
     }
 }
@@ -236,6 +238,7 @@ pub async fn disconnect<S: ConnectionRemove, N, M>(
         return Ok(response(400, "no connection id"));
     };
     tracing::Span::current().record("connection_id", cid);
+    deps.records.forget(cid);
     match chat::disconnect(&deps.store, cid).await {
         Ok(()) => Ok(response(200, "ok")),
         // A failure here is retried by nobody; TTL removes the record within hours.
@@ -365,6 +368,7 @@ mod tests {
                 owner_key: OwnerKey::from_secret(SECRET),
             },
             config: config(),
+            records: Default::default(),
         };
         // WHEN the seed client's chatInfo arrives on $default
         let r = default(
@@ -430,6 +434,7 @@ mod tests {
                 owner_key: OwnerKey::from_secret(SECRET),
             },
             config: config(),
+            records: Default::default(),
         };
         // WHEN it sends to a peer and lists its conversations
         for sample in [
