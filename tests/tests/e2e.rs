@@ -575,7 +575,7 @@ async fn a_client_that_vanishes_is_removed_by_the_next_post_410() {
 
 #[tokio::test]
 async fn a_dynamodb_outage_gives_error_frames_and_recovery_loses_and_duplicates_nothing() {
-    let mut stack = Stack::start(options()).await.unwrap();
+    let stack = Stack::start(options()).await.unwrap();
     let mut ann = Client::connect(&stack, "e2e8", "111", "222").await;
     let mut bob = Client::connect(&stack, "e2e8", "222", "111").await;
     ann.say("before", "before the outage").await;

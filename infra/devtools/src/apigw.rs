@@ -92,6 +92,10 @@ pub struct Gateway {
     domain: String,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     seq: AtomicU64,
+    /// Fault tests: every `post_fault_every`-th POST to @connections answers 500 and delivers
+    /// nothing (0 = never).
+    post_fault_every: AtomicU64,
+    posts: AtomicU64,
 }
 
 fn now_ms() -> i64 {
@@ -131,7 +135,15 @@ impl Gateway {
             domain,
             conns: Mutex::default(),
             seq: AtomicU64::new(0),
+            post_fault_every: AtomicU64::new(0),
+            posts: AtomicU64::new(0),
         })
+    }
+
+    /// Fault tests: from now on every `every`-th POST to @connections answers 500 and
+    /// delivers nothing; 0 turns that off.
+    pub fn fail_posts_every(&self, every: u64) {
+        self.post_fault_every.store(every, Ordering::SeqCst);
     }
 
     /// Serves clients and the management API on `listener` until the task is aborted.
@@ -627,6 +639,14 @@ async fn post_to_connection(
         Ok(c) => c,
         Err(r) => return *r,
     };
+    let every = g.post_fault_every.load(Ordering::SeqCst);
+    if every > 0 && g.posts.fetch_add(1, Ordering::SeqCst) % every == every - 1 {
+        return aws_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerErrorException",
+            Some("injected fault"),
+        );
+    }
     if body.len() > g.options.limits.max_message_bytes {
         return aws_error(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -123,6 +123,8 @@ struct Pool {
     spec: FunctionSpec,
     idle: Mutex<Vec<Instance>>,
     slots: Semaphore,
+    /// Process ids of the instances running an invocation now (for fault tests).
+    busy: Mutex<std::collections::BTreeSet<u32>>,
 }
 
 /// Runs the functions of one template.
@@ -134,6 +136,8 @@ pub struct Invoker {
     logs: Logs,
     /// Lines of output and REPORT lines, with [`Logs::Capture`].
     captured: Arc<Mutex<Vec<String>>>,
+    /// Invocations whose process crashed or timed out (not a function's own error answer).
+    crashes: AtomicU64,
     next_id: AtomicU64,
     /// Set by [`Invoker::shutdown`]: no new invocations, no instance kept.
     closed: AtomicBool,
@@ -155,6 +159,7 @@ impl Invoker {
                     spec,
                     idle: Mutex::new(Vec::new()),
                     slots: Semaphore::new(MAX_INSTANCES),
+                    busy: Mutex::default(),
                 };
                 (id, pool)
             })
@@ -165,9 +170,26 @@ impl Invoker {
             extra_env,
             logs,
             captured: Arc::default(),
+            crashes: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// Invocations so far whose process crashed, was killed or timed out.
+    pub fn crashes(&self) -> u64 {
+        self.crashes.load(Ordering::SeqCst)
+    }
+
+    /// Kills (SIGKILL) one instance of `function` that is running an invocation now, as a
+    /// fault test's "process killed mid-invocation". Whether there was one.
+    pub fn kill_one_busy(&self, function: &str) -> bool {
+        let Some(pool) = self.pools.get(function) else {
+            return false;
+        };
+        let pid = pool.busy.lock().expect("busy lock").iter().next().copied();
+        // SAFETY: kill has no memory effects; the pid is a child of this process.
+        pid.is_some_and(|pid| unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0)
     }
 
     /// Every line the functions wrote so far (stdout and stderr, `[Function] line`) and the
@@ -257,6 +279,10 @@ impl Invoker {
             }
         }
         let started = Instant::now();
+        let pid = instance.child.id();
+        if let Some(pid) = pid {
+            pool.busy.lock().expect("busy lock").insert(pid);
+        }
         let outcome = tokio::select! {
             r = rx => r.unwrap_or_else(|_| Err(InvokeError::Crashed("runtime API dropped the invocation".into()))),
             status = instance.child.wait() => Err(InvokeError::Crashed(status.map(|s| s.to_string()).unwrap_or_default())),
@@ -273,7 +299,13 @@ impl Invoker {
             peak_mb,
             &outcome,
         );
+        if let Some(pid) = pid {
+            pool.busy.lock().expect("busy lock").remove(&pid);
+        }
         let healthy = matches!(outcome, Ok(_) | Err(InvokeError::Function(_)));
+        if !healthy {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+        }
         if healthy && !self.closed.load(Ordering::SeqCst) {
             pool.idle.lock().expect("pool lock").push(instance);
         }

@@ -61,7 +61,8 @@ pub struct Stack {
     pub management_url: String,
     pub gateway: Arc<Gateway>,
     invoker: Arc<Invoker>,
-    dynamodb: Option<DynamoDbLocal>,
+    /// Behind a lock so that a fault test can stop and restart it while clients use the stack.
+    dynamodb: std::sync::Mutex<Option<DynamoDbLocal>>,
     dynamodb_port: u16,
     s3: Option<S3Local>,
     s3_front: Option<S3Front>,
@@ -183,12 +184,17 @@ impl Stack {
             gateway,
             invoker,
             dynamodb_port: dynamodb.port(),
-            dynamodb: Some(dynamodb),
+            dynamodb: std::sync::Mutex::new(Some(dynamodb)),
             s3,
             s3_front,
             server,
             data_dir,
         })
+    }
+
+    /// The local Lambda runtime (fault tests: crashes, killing a busy instance).
+    pub fn invoker(&self) -> &Invoker {
+        &self.invoker
     }
 
     /// What the functions logged, with `logs: Logs::Capture` (empty otherwise).
@@ -213,14 +219,15 @@ impl Stack {
     }
 
     /// Stops DynamoDB Local (an outage). Its data stays on disk.
-    pub fn stop_dynamodb(&mut self) {
-        self.dynamodb = None;
+    pub fn stop_dynamodb(&self) {
+        *self.dynamodb.lock().expect("dynamodb lock") = None;
     }
 
     /// Starts DynamoDB Local again on the same port with the same data.
-    pub fn restart_dynamodb(&mut self) -> Result<(), DevError> {
-        self.dynamodb = None;
-        self.dynamodb = Some(DynamoDbLocal::start_with(
+    pub fn restart_dynamodb(&self) -> Result<(), DevError> {
+        let mut slot = self.dynamodb.lock().expect("dynamodb lock");
+        *slot = None;
+        *slot = Some(DynamoDbLocal::start_with(
             Some(self.dynamodb_port),
             Some(&self.data_dir.join("dynamodb")),
         )?);
@@ -232,7 +239,9 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.server.abort();
         self.gateway.shutdown();
-        self.dynamodb = None;
+        if let Ok(mut d) = self.dynamodb.lock() {
+            *d = None;
+        }
         self.s3_front = None;
         self.s3 = None;
         let _ = std::fs::remove_dir_all(&self.data_dir);
