@@ -346,6 +346,35 @@ mod tests {
     }
 
     #[test]
+    fn a_header_naming_another_algorithm_is_refused_even_when_signed_with_the_key() {
+        // GIVEN tokens whose header says RS256 / HS512 / ES256 (the classic confusion: a
+        // verifier that trusts the header), each signed with HMAC-SHA256 of the real key
+        use base64::Engine;
+        use hmac::{Hmac, Mac};
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = b64.encode(format!(r#"{{"sub":"1","app":"a","exp":{}}}"#, now() + 600));
+        let v = TokenVerifier::new(SECRET).unwrap();
+        let token = |alg: &str| {
+            let header = b64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+            mac.update(format!("{header}.{body}").as_bytes());
+            format!(
+                "{header}.{body}.{}",
+                b64.encode(mac.finalize().into_bytes())
+            )
+        };
+        // THEN only HS256 is accepted (the same construction with HS256 verifies)
+        assert!(v.verify(&token("HS256"), "a").is_ok());
+        for alg in ["RS256", "HS512", "ES256"] {
+            assert_eq!(
+                v.verify(&token(alg), "a"),
+                Err(TokenError::Invalid),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
     fn nbf_in_the_future_is_refused_and_an_audience_is_ignored() {
         #[derive(serde::Serialize)]
         struct Extra {
