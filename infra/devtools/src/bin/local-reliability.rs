@@ -428,7 +428,12 @@ async fn figures(
             }
         }
         if std::env::var_os("RELIABILITY_DEBUG").is_some() {
-            eprintln!("pair {p}: acked {} bob_got {} stored {}", s.acked.len(), s.bob_got.len(), page.messages.len());
+            eprintln!(
+                "pair {p}: acked {} bob_got {} stored {}",
+                s.acked.len(),
+                s.bob_got.len(),
+                page.messages.len()
+            );
         }
         f.acked += s.acked.len();
         let stored_ids: HashSet<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
