@@ -1,14 +1,10 @@
 //! Shared set-up for tests against the real DynamoDB Local.
 #![allow(dead_code)]
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-};
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+/// The request log lives in devtools (the benchmark counts with it too). Not every test
+/// binary that includes this module counts round trips.
+#[allow(unused_imports)]
+pub use devtools::ddb_log::{client, round_trips, RequestLog};
 use devtools::dynamodb_local::DynamoDbLocal;
 use devtools::template::{create_chat_tables, ChatTables};
 use shared::chat::{Deps, Media};
@@ -18,112 +14,12 @@ use shared::ports::{Notifier, PostError};
 use shared::s3::S3Media;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
 
 /// One DynamoDB Local per test binary, started on first use, killed when the binary exits.
 pub fn dynamodb() -> &'static DynamoDbLocal {
     static LOCAL: OnceLock<DynamoDbLocal> = OnceLock::new();
     LOCAL.get_or_init(|| DynamoDbLocal::start().expect("DynamoDB Local starts"))
-}
-
-/// Records the DynamoDB requests that go on the wire: operation (`x-amz-target`), when each
-/// was sent and when its answer came back.
-#[derive(Debug, Clone, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<Request>>>);
-
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub op: String,
-    pub sent: std::time::Instant,
-    pub answered: Option<std::time::Instant>,
-}
-
-/// Which entry of the log an attempt is (kept in the attempt's config bag).
-#[derive(Debug, Clone)]
-struct LogIndex(usize);
-impl Storable for LogIndex {
-    type Storer = StoreReplace<Self>;
-}
-
-impl RequestLog {
-    /// The operations since the last take, in the order they were sent.
-    pub fn take(&self) -> Vec<String> {
-        self.take_timed().into_iter().map(|r| r.op).collect()
-    }
-    pub fn take_timed(&self) -> Vec<Request> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-/// Sequential round trips among `requests`: the longest chain of requests each sent after
-/// the previous one's answer came back. Requests sent together (in parallel) count once.
-pub fn round_trips(requests: &[Request]) -> usize {
-    let mut depth = vec![0usize; requests.len()];
-    for (i, r) in requests.iter().enumerate() {
-        depth[i] = 1 + requests[..i]
-            .iter()
-            .zip(&depth)
-            .filter(|(p, _)| p.answered.is_some_and(|a| a <= r.sent))
-            .map(|(_, d)| *d)
-            .max()
-            .unwrap_or(0);
-    }
-    depth.into_iter().max().unwrap_or(0)
-}
-
-impl Intercept for RequestLog {
-    fn name(&self) -> &'static str {
-        "RequestLog"
-    }
-    fn read_before_transmit(
-        &self,
-        ctx: &BeforeTransmitInterceptorContextRef<'_>,
-        _rc: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let target = ctx.request().headers().get("x-amz-target").unwrap_or("?");
-        let op = target.rsplit('.').next().unwrap_or(target).to_owned();
-        let mut log = self.0.lock().unwrap();
-        cfg.interceptor_state().store_put(LogIndex(log.len()));
-        log.push(Request {
-            op,
-            sent: std::time::Instant::now(),
-            answered: None,
-        });
-        Ok(())
-    }
-    fn read_after_transmit(
-        &self,
-        _ctx: &BeforeDeserializationInterceptorContextRef<'_>,
-        _rc: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let Some(LogIndex(i)) = cfg.load::<LogIndex>() {
-            if let Some(r) = self.0.lock().unwrap().get_mut(*i) {
-                r.answered = Some(std::time::Instant::now());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A DynamoDB client for `endpoint` with dummy credentials, short timeouts and a request log.
-pub fn client(endpoint: &str, log: &RequestLog) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .timeout_config(
-            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(5))
-                .connect_timeout(Duration::from_secs(1))
-                .build(),
-        )
-        .interceptor(log.clone())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 /// Fresh tables (named after the template's resources, with a unique prefix) and a store.
@@ -177,6 +73,7 @@ pub fn frame_deps_with_s3<N>(
             owner_key: OwnerKey::from_secret(b"tests-secret"),
         },
         config: config(&f.tables),
+        records: Default::default(),
     }
 }
 
