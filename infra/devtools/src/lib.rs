@@ -2,6 +2,8 @@
 //! emulator, Lambda runtime, DynamoDB Local, s3s-fs behind an S3 front with CORS and events),
 //! all read from `template.yaml` (never a hand-kept copy), and token minting.
 pub mod apigw;
+pub mod bench;
+pub mod bench_report;
 pub mod ddb_log;
 pub mod dynamodb_local;
 pub mod peer;

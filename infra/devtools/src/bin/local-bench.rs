@@ -1,170 +1,434 @@
-//! Latency and throughput of the chat through the local stack, on loopback only, bounded in
-//! count and time: `local-bench [pairs] [messages-per-pair] [out-file]` (defaults 4, 50,
-//! docs/benchmark.md). Each pair is two users in one conversation; one sends, waits for its
-//! acknowledgement and for the peer's copy, then sends the next. Pairs run concurrently.
-use devtools::runtime::Logs;
+//! The benchmark of issue 10, through the local stack on loopback with release builds:
+//! `local-bench [--quick] [--pairs 1,10,100] [--messages 200,50,20] [--users 10,100,1000]
+//! [--history 10,1000,100000] [--sends 20] [--rounds 10] [--out docs]`.
+//!
+//! 1. Send → the peer's copy at each number of concurrently chatting pairs, beside the storage
+//!    floor (the same sends in-process on the same DynamoDB Local, posting nothing).
+//! 2. DynamoDB requests, round trips and capacity per send against connected users and stored
+//!    messages, beside a scan-and-broadcast reference fan-out.
+//! 3. Init and peak memory of the WebSocket functions beside a bare `lambda_runtime` echo.
+//! 4. Rewrites `docs/benchmark.md` and its SVG plots.
+//!
+//! Run it from a built `target/release` (`make bench`); it stops after 15 minutes whatever
+//! happens, and every process it started stops with it.
+use devtools::bench::{self, Crowd, Error, Pair};
+use devtools::bench_report::{self, HistoryRow, LatencyRow, Results, UsersRow};
+use devtools::ddb_log::RequestLog;
+use devtools::runtime::{Logs, MAX_INSTANCES};
 use devtools::stack::{Stack, StackOptions};
-use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use shared::auth::{mint, Claims};
+use futures::StreamExt;
+use shared::model::Conversation;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "bench-secret-bench-secret-bench-secret";
-/// The whole run stops after this, finished or not.
-const DEADLINE: Duration = Duration::from_secs(300);
+const DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// The template's per-connection send limit, raised for the run: a pair sends as fast as its
+/// acknowledgements come back, far above a person's 60 a minute.
+const SENDS_PER_MINUTE: u64 = 100_000;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+struct Args {
+    pairs: Vec<usize>,
+    messages: Vec<usize>,
+    users: Vec<usize>,
+    history: Vec<usize>,
+    sends: usize,
+    reference_messages: usize,
+    rounds: usize,
+    out: PathBuf,
+    command: String,
+}
 
-async fn open(
-    stack: &Stack,
-    app: &str,
-    me: &str,
-    friend: &str,
-) -> Result<(Ws, Duration), Box<dyn std::error::Error + Send + Sync>> {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        + 3600;
-    let claims = Claims {
-        sub: me.into(),
-        app: app.into(),
-        exp,
-        name: None,
-        avatar: None,
+fn list(v: &str) -> Result<Vec<usize>, Error> {
+    v.split(',')
+        .map(|x| {
+            x.trim()
+                .replace('_', "")
+                .parse::<usize>()
+                .map_err(Error::from)
+        })
+        .collect()
+}
+
+fn parse_args() -> Result<Args, Error> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut a = Args {
+        pairs: vec![1, 10, 100],
+        messages: vec![500, 100, 30],
+        users: vec![10, 100, 1000],
+        history: vec![10, 1000, 100_000],
+        sends: 20,
+        reference_messages: 5,
+        rounds: 20,
+        out: devtools::repo_root().join("docs"),
+        command: format!("local-bench {}", argv.join(" ")).trim().to_owned(),
     };
-    let token = mint(SECRET.as_bytes(), &claims)?;
-    let url = format!(
-        "{}?userphone={me}&friendphone={friend}&app_sid={app}&token={token}",
-        stack.ws_url
+    let mut it = argv.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--quick" => {
+                a.pairs = vec![1, 4];
+                a.messages = vec![20, 5];
+                a.users = vec![10, 50];
+                a.history = vec![10, 200];
+                a.sends = 5;
+                a.reference_messages = 2;
+                a.rounds = 3;
+            }
+            "--pairs" => a.pairs = list(&value()?)?,
+            "--messages" => a.messages = list(&value()?)?,
+            "--users" => a.users = list(&value()?)?,
+            "--history" => a.history = list(&value()?)?,
+            "--sends" => a.sends = value()?.parse()?,
+            "--rounds" => a.rounds = value()?.parse()?,
+            "--out" => a.out = PathBuf::from(value()?),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    if a.messages.len() != a.pairs.len() {
+        return Err("--messages needs one count per --pairs level".into());
+    }
+    if a.users.iter().any(|&u| u < 2) || a.history.iter().any(|&h| h < 1) {
+        return Err("--users levels need at least 2 users, --history at least 1 message".into());
+    }
+    Ok(a)
+}
+
+fn progress(msg: impl std::fmt::Display) {
+    eprintln!(
+        "[local-bench {:>5.0} s] {msg}",
+        started().elapsed().as_secs_f64()
     );
-    let started = Instant::now();
-    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-    Ok((ws, started.elapsed()))
 }
 
-async fn next_json(ws: &mut Ws) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await? {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
-            Some(Ok(_)) => continue,
-            other => return Err(format!("socket ended: {other:?}").into()),
-        }
-    }
+fn started() -> Instant {
+    static T: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *T.get_or_init(Instant::now)
 }
 
-struct PairResult {
-    connect: Vec<Duration>,
-    /// Send until both the acknowledgement and the peer's copy arrived.
-    round: Vec<Duration>,
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let model = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    format!(
+        "{cpus} cores ({model}), {:.1} GB memory, {} {}",
+        mem_kb as f64 / 1048576.0,
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
-async fn run_pair(
-    stack: &Stack,
-    n: usize,
-    messages: usize,
-) -> Result<PairResult, Box<dyn std::error::Error + Send + Sync>> {
-    let app = format!("bench{n}");
-    let (mut a, ca) = open(stack, &app, "111", "222").await?;
-    let (mut b, cb) = open(stack, &app, "222", "111").await?;
-    let mut r = PairResult {
-        connect: vec![ca, cb],
-        round: Vec::new(),
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(devtools::repo_root())
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
     };
-    for i in 0..messages {
-        let cmid = format!("b{n}-{i}");
-        let frame = json!({"action":"send","client_msg_id":cmid,"chat_type":0,"chat_content":format!("message {i}")});
-        let sent = Instant::now();
-        a.send(Message::Text(frame.to_string().into())).await?;
-        let (ack, peer) = tokio::join!(next_json(&mut a), next_json(&mut b));
-        let elapsed = sent.elapsed();
-        let (ack, peer) = (ack?, peer?);
-        if ack["client_msg_id"] != cmid.as_str()
-            || peer["message"]["client_msg_id"] != cmid.as_str()
-        {
-            return Err(format!("unexpected frames: {ack} / {peer}").into());
-        }
-        r.round.push(elapsed);
+    let head = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    if dirty {
+        format!("{head} (with uncommitted changes in the working tree)")
+    } else {
+        head
     }
-    Ok(r)
 }
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v.get(i).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+/// Waits until the gateway holds at most `left` connections (the `$disconnect`s of dropped
+/// sockets have run), so that the next phase does not share the machine with them.
+async fn quiet(stack: &Stack, left: usize) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while stack.gateway.connection_count() > left && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut args = std::env::args().skip(1);
-    let pairs: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(4)
-        .clamp(1, 32);
-    let messages: usize = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(50)
-        .clamp(1, 1000);
-    let out = args.next().unwrap_or_else(|| {
-        devtools::repo_root()
-            .join("docs/benchmark.md")
-            .display()
-            .to_string()
-    });
+async fn run(args: Args) -> Result<(), Error> {
+    let binaries = std::env::current_exe()?
+        .parent()
+        .ok_or("no folder for this binary")?
+        .to_path_buf();
+    for b in [
+        "chat-connect",
+        "chat-default",
+        "chat-disconnect",
+        "bench-echo",
+    ] {
+        if !binaries.join(b).is_file() {
+            return Err(format!(
+                "{} not found: run `cargo build --release --workspace --bins` (or `make bench`)",
+                binaries.join(b).display()
+            )
+            .into());
+        }
+    }
+    let mut missing = Vec::new();
+    progress(format!(
+        "starting the local stack on {}",
+        binaries.display()
+    ));
     let stack = Stack::start(StackOptions {
-        jwt_secret: SECRET.into(),
-        logs: Logs::Quiet,
+        functions_dir: binaries.clone(),
+        jwt_secret: bench::SECRET.into(),
+        logs: Logs::Capture,
         with_s3: false,
+        parameters: HashMap::from([(
+            "MaxSendsPerMinute".to_string(),
+            SENDS_PER_MINUTE.to_string(),
+        )]),
         ..Default::default()
     })
     .await?;
-    let started = Instant::now();
-    let runs = futures::future::join_all((0..pairs).map(|n| run_pair(&stack, n, messages)));
-    let results = tokio::time::timeout(DEADLINE, runs)
-        .await
-        .map_err(|_| "the benchmark ran past its deadline")?;
-    let wall = started.elapsed();
-    let mut connect = Vec::new();
-    let mut round = Vec::new();
-    for r in results {
-        let r = r?;
-        connect.extend(r.connect);
-        round.extend(r.round);
+    let floor_log = RequestLog::default();
+    let floor = bench::deps(&stack, bench::logged_client(&stack, &floor_log))?;
+    let count_log = RequestLog::with_capacity();
+    let counting = bench::deps(&stack, bench::logged_client(&stack, &count_log))?;
+    let setup_log = RequestLog::default();
+    let setup = bench::logged_client(&stack, &setup_log);
+
+    // 1. Latency against the floor.
+    let most = args.pairs.iter().copied().max().unwrap_or(0);
+    progress(format!(
+        "phase 1/4: latency; opening {most} pairs of user connections"
+    ));
+    let opened: Vec<Result<Pair, Error>> = futures::stream::iter(0..most)
+        .map(|n| bench::open_pair(&stack, &floor.store, "lat", n))
+        .buffered(16)
+        .collect()
+        .await;
+    let mut pairs = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut latency = Vec::new();
+    for (&p, &m) in args.pairs.iter().zip(&args.messages) {
+        progress(format!(
+            "phase 1/4: {p} pairs × {m} messages through the stack, then the floor"
+        ));
+        let logs_before = stack.function_logs().len();
+        let l = bench::latency(&mut pairs[..p], &floor, m).await?;
+        let function_ms: Vec<f64> = stack.function_logs()[logs_before..]
+            .iter()
+            .filter_map(|l| bench::parse_report(l))
+            .filter(|r| r.function == "DefaultFunction")
+            .map(|r| r.duration_ms)
+            .collect();
+        floor_log.take();
+        progress(format!(
+            "phase 1/4: {p} pairs: p50 {:.1} ms (floor {:.1} ms, $default itself {:.1} ms), p99 {:.1} ms (floor {:.1} ms)",
+            bench::percentile_ms(&l.stack, 0.5),
+            bench::percentile_ms(&l.floor, 0.5),
+            bench::median(&function_ms),
+            bench::percentile_ms(&l.stack, 0.99),
+            bench::percentile_ms(&l.floor, 0.99)
+        ));
+        latency.push(LatencyRow {
+            pairs: p,
+            stack: l.stack,
+            floor: l.floor,
+            function_ms,
+        });
     }
-    let sends = round.len();
-    let report = format!(
-        "# Local stack benchmark\n\n\
-         Produced by `make bench` (`target/debug/local-bench {pairs} {messages}`): {pairs} conversations, \
-         {messages} messages each, sent one after another per conversation (the next after the \
-         sender's acknowledgement and the peer's copy have arrived), conversations concurrently. \
-         Debug builds of the functions, DynamoDB Local, everything on loopback of a {cores}-core machine; \
-         the numbers compare local runs with each other, not with AWS.\n\n\
-         | measure | value |\n|---|---|\n\
-         | sends | {sends} |\n\
-         | wall time | {wall:.2} s |\n\
-         | throughput | {tput:.1} messages/s |\n\
-         | send → ack and peer copy, p50 | {p50:.1} ms |\n\
-         | send → ack and peer copy, p95 | {p95:.1} ms |\n\
-         | send → ack and peer copy, max | {max:.1} ms |\n\
-         | handshake ($connect), p50 | {c50:.1} ms |\n\
-         | handshake ($connect), max (includes cold starts) | {cmax:.1} ms |\n",
-        cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        wall = wall.as_secs_f64(),
-        tput = sends as f64 / wall.as_secs_f64(),
-        p50 = pct(&mut round, 0.5),
-        p95 = pct(&mut round, 0.95),
-        max = pct(&mut round, 1.0),
-        c50 = pct(&mut connect, 0.5),
-        cmax = pct(&mut connect, 1.0),
-    );
-    print!("{report}");
-    std::fs::write(&out, &report)?;
-    println!("\nwritten to {out}");
+    drop(pairs);
+    quiet(&stack, 0).await;
+
+    // 2a. Requests against connected users, beside the reference.
+    bench::create_reference_table(&setup).await?;
+    let http = reqwest::Client::new();
+    let reference_log = RequestLog::with_capacity();
+    let reference_client = bench::logged_client(&stack, &reference_log);
+    let mut crowd = Crowd::default();
+    let mut users = Vec::new();
+    for &n in &args.users {
+        progress(format!("phase 2/4: {n} connected users: connecting"));
+        let before = crowd.users.len();
+        crowd.grow_to(&stack, "fan", "u", n).await?;
+        bench::reference_register(&setup, &floor.store, "fan", &crowd.users[before..]).await?;
+        setup_log.take();
+        let sender = bench::connection_id(&floor.store, "fan", "u0").await?;
+        progress(format!(
+            "phase 2/4: {n} connected users: {} counted sends, {} reference messages",
+            args.sends, args.reference_messages
+        ));
+        let mut ours = Vec::new();
+        for i in 0..args.sends {
+            ours.push(
+                bench::counted_send(&counting, &count_log, &sender, "u1", &format!("u{n}-{i}"))
+                    .await?,
+            );
+        }
+        let mut reference = Vec::new();
+        let body = serde_json::json!({"message": "benchmark message from the reference", "n": n})
+            .to_string();
+        for _ in 0..args.reference_messages {
+            reference.push(
+                bench::scan_and_broadcast(
+                    &reference_client,
+                    &reference_log,
+                    &http,
+                    &stack.management_url,
+                    &body,
+                )
+                .await?,
+            );
+        }
+        users.push(UsersRow {
+            users: n,
+            ours,
+            reference,
+        });
+    }
+    drop(crowd);
+    quiet(&stack, 0).await;
+
+    // 2b. Requests against stored messages.
+    let history_users = 10;
+    let mut crowd = Crowd::default();
+    progress(format!(
+        "phase 2/4: history: {history_users} connected users"
+    ));
+    crowd.grow_to(&stack, "hist", "h", history_users).await?;
+    let sender = bench::connection_id(&floor.store, "hist", "h0").await?;
+    let conversation = Conversation::new("hist", "h0", "h1");
+    let mut stored = 0usize;
+    let mut history = Vec::new();
+    for &h in &args.history {
+        if stored == 0 {
+            bench::counted_send(&counting, &count_log, &sender, "h1", "seed").await?;
+            stored = 1;
+        }
+        if h > stored {
+            progress(format!(
+                "phase 2/4: history: storing {} messages",
+                h - stored
+            ));
+            let t = Instant::now();
+            bench::add_history(&setup, &stack.tables.messages, &conversation, h - stored).await?;
+            setup_log.take();
+            progress(format!(
+                "phase 2/4: history: stored {} messages in {:.1} s",
+                h - stored,
+                t.elapsed().as_secs_f64()
+            ));
+            stored = h;
+        }
+        progress(format!(
+            "phase 2/4: history {h}: {} counted sends",
+            args.sends
+        ));
+        let mut ours = Vec::new();
+        for i in 0..args.sends {
+            ours.push(
+                bench::counted_send(&counting, &count_log, &sender, "h1", &format!("h{h}-{i}"))
+                    .await?,
+            );
+        }
+        stored += args.sends;
+        history.push(HistoryRow {
+            stored: h,
+            users: history_users,
+            ours,
+        });
+    }
+    drop(crowd);
+    quiet(&stack, 0).await;
+    let history_reference = users
+        .iter()
+        .find(|u| u.users == history_users)
+        .map(|u| u.reference.clone())
+        .unwrap_or_default();
+    if history_reference.is_empty() {
+        missing.push(format!(
+            "the reference line of the history plot: no users level of {history_users}"
+        ));
+    }
+
+    // 3. Init and memory.
+    progress(format!(
+        "phase 3/4: {} cold starts of each WebSocket function and of bench-echo",
+        args.rounds
+    ));
+    let cold = bench::cold_starts(&stack, &binaries, args.rounds).await?;
+    let bootstraps = bench::bootstrap_sizes();
+    if bootstraps.is_empty() {
+        missing.push("arm64 `bootstrap` sizes: run `sam build` first".into());
+    }
+    let load: Vec<_> = stack
+        .function_logs()
+        .iter()
+        .filter_map(|l| bench::parse_report(l))
+        .collect();
+    let default_memory_mb = stack
+        .app
+        .functions
+        .get("DefaultFunction")
+        .map_or(0, |f| f.memory_mb);
+
+    // 4. The report.
+    progress("phase 4/4: writing docs/benchmark.md and the plots");
+    let date = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
+        .unwrap_or_default();
+    let results = Results {
+        command: args.command,
+        machine: machine(),
+        date,
+        commit: commit(),
+        wall: started().elapsed(),
+        instance_cap: MAX_INSTANCES,
+        latency,
+        users,
+        history,
+        history_reference,
+        cold,
+        load,
+        bootstraps,
+        default_memory_mb,
+        sends_per_minute: SENDS_PER_MINUTE,
+        missing,
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let md = bench_report::write(&results, &args.out)?;
+    print!("{md}");
+    progress(format!(
+        "written to {}",
+        args.out.join("benchmark.md").display()
+    ));
+    drop(stack);
     Ok(())
+}
+
+fn main() -> Result<(), Error> {
+    started();
+    let args = parse_args()?;
+    // The stack keeps DynamoDB Local's SQLite files in the temporary folder; on a disk, its
+    // fsyncs dominate every write (and a 100,000-message history takes minutes to store). On
+    // tmpfs the store is as fast as DynamoDB Local's in-memory mode. Set before any thread.
+    if std::env::var_os("TMPDIR").is_none() && Path::new("/dev/shm").is_dir() {
+        std::env::set_var("TMPDIR", "/dev/shm");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            tokio::time::timeout(DEADLINE, run(args))
+                .await
+                .map_err(|_| "the benchmark ran past its 15-minute deadline")?
+        })
 }

@@ -1,0 +1,746 @@
+//! The measurements of `local-bench` (issue 10): latency through the local stack beside the
+//! storage floor, requests per send against users and history beside a scan-and-broadcast
+//! reference, and the functions' init and memory beside a bare `lambda_runtime` echo.
+//! Everything runs on loopback against one [`Stack`].
+
+use crate::ddb_log::{self, round_trips, RequestLog};
+use crate::runtime::{Invoker, Logs};
+use crate::sam::FunctionSpec;
+use crate::stack::Stack;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
+    ReturnConsumedCapacity, ScalarAttributeType, WriteRequest,
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use shared::auth::{mint, Claims};
+use shared::chat::{on_frame, Deps, FrameOutcome, Media};
+use shared::dynamo::DynamoStore;
+use shared::media::OwnerKey;
+use shared::model::Conversation;
+use shared::ports::{ConnectionLookup, Notifier, PostError};
+use shared::s3::S3Media;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The stack's `JWT_SECRET` during a benchmark.
+pub const SECRET: &str = "bench-secret-bench-secret-bench-secret";
+/// How long any one frame may take to arrive before the run fails.
+const FRAME_WAIT: Duration = Duration::from_secs(30);
+/// Posts in flight at once in the reference fan-out: the default `maxSockets` (50) of the
+/// AWS SDK for JavaScript v3's HTTP handler, which that sample's `Promise.all` runs into.
+pub const REFERENCE_POSTS_IN_FLIGHT: usize = 50;
+/// The reference's table of connection ids, as simple-websockets-chat-app keeps them.
+pub const REFERENCE_TABLE: &str = "ScanBroadcastConnections";
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A notifier that posts nothing and counts what it was asked to post: with it, a send
+/// makes exactly its DynamoDB requests.
+#[derive(Default)]
+pub struct Silent(AtomicUsize);
+
+impl Silent {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Notifier for Silent {
+    async fn post(&self, _connection_id: &str, _frame: &str) -> Result<(), PostError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+pub type BenchDeps = Deps<DynamoStore, Silent, Media<S3Media>>;
+
+/// `$default`'s dependencies in-process, on the stack's tables through `client`, with the
+/// function's own configuration from the template and a [`Silent`] notifier. Sends carry no
+/// media, so the S3 adapter points at a port nothing listens on.
+pub fn deps(stack: &Stack, client: aws_sdk_dynamodb::Client) -> Result<BenchDeps, Error> {
+    let env = stack
+        .app
+        .functions
+        .get("DefaultFunction")
+        .map(|f| f.env.clone())
+        .ok_or("no DefaultFunction in the template")?;
+    let config = shared::Config::from_lookup(|k| env.get(k).cloned())?;
+    let aws = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new("local", "local", None, None, "bench"),
+        ))
+        .build();
+    Ok(Deps {
+        store: DynamoStore::new(client, &stack.tables.messages, &stack.tables.connections),
+        notifier: Silent::default(),
+        media: Media {
+            objects: S3Media::new(&aws, "unused", true),
+            owner_key: OwnerKey::from_secret(b"bench"),
+        },
+        config,
+        records: Default::default(),
+    })
+}
+
+/// Opens a user connection (no friendphone) through the stack's gateway.
+pub async fn open_user(stack: &Stack, app: &str, user: &str) -> Result<Ws, Error> {
+    let exp = (now_ms() / 1000) as u64 + 3 * 3600;
+    let claims = Claims {
+        sub: user.into(),
+        app: app.into(),
+        exp,
+        name: None,
+        avatar: None,
+    };
+    let token = mint(SECRET.as_bytes(), &claims)?;
+    let url = format!(
+        "{}?userphone={user}&app_sid={app}&token={token}",
+        stack.ws_url
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+    Ok(ws)
+}
+
+/// The connection id of `user`'s newest connection, from its registry (one `GetItem`).
+pub async fn connection_id(store: &DynamoStore, app: &str, user: &str) -> Result<String, Error> {
+    let registry = store
+        .registry(app, user)
+        .await?
+        .ok_or_else(|| format!("{user} has no registry"))?;
+    registry
+        .entries
+        .last()
+        .map(|e| e.connection_id.clone())
+        .ok_or_else(|| format!("{user} has no connection").into())
+}
+
+async fn next_json(ws: &mut Ws) -> Result<Value, Error> {
+    loop {
+        match tokio::time::timeout(FRAME_WAIT, ws.next()).await? {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
+            Some(Ok(_)) => continue,
+            other => return Err(format!("socket ended: {other:?}").into()),
+        }
+    }
+}
+
+/// Waits for the `message` frame of `client_msg_id`, skipping any other frame.
+async fn wait_message(ws: &mut Ws, client_msg_id: &str) -> Result<(), Error> {
+    loop {
+        let v = next_json(ws).await?;
+        if v["type"] == "message" && v["message"]["client_msg_id"] == client_msg_id {
+            return Ok(());
+        }
+        if v["type"] == "error" {
+            return Err(format!("error frame: {v}").into());
+        }
+    }
+}
+
+fn send_frame(to: &str, client_msg_id: &str, i: usize) -> String {
+    json!({"action":"send","to":to,"client_msg_id":client_msg_id,"chat_type":0,
+           "chat_content":format!("benchmark message {i}")})
+    .to_string()
+}
+
+/// Two users on user connections through the stack; `a` sends to `b`.
+pub struct Pair {
+    pub a: Ws,
+    pub b: Ws,
+    pub a_user: String,
+    pub b_user: String,
+    pub a_id: String,
+    sent: usize,
+}
+
+pub async fn open_pair(
+    stack: &Stack,
+    store: &DynamoStore,
+    app: &str,
+    n: usize,
+) -> Result<Pair, Error> {
+    let (a_user, b_user) = (format!("a{n}"), format!("b{n}"));
+    let a = open_user(stack, app, &a_user).await?;
+    let b = open_user(stack, app, &b_user).await?;
+    let a_id = connection_id(store, app, &a_user).await?;
+    Ok(Pair {
+        a,
+        b,
+        a_user,
+        b_user,
+        a_id,
+        sent: 0,
+    })
+}
+
+impl Pair {
+    /// One send through the stack: the time until the peer's copy arrived (the sender's
+    /// acknowledgement is awaited too before the next send).
+    pub async fn through_stack(&mut self) -> Result<Duration, Error> {
+        self.sent += 1;
+        let cmid = format!("s-{}-{}", self.a_user, self.sent);
+        let frame = send_frame(&self.b_user, &cmid, self.sent);
+        let started = Instant::now();
+        self.a.send(Message::Text(frame.into())).await?;
+        // Both at once, so that an error frame to the sender ends the wait at once.
+        let (latency, ()) = tokio::try_join!(
+            async {
+                wait_message(&mut self.b, &cmid).await?;
+                Ok::<_, Error>(started.elapsed())
+            },
+            wait_message(&mut self.a, &cmid)
+        )?;
+        Ok(latency)
+    }
+
+    /// The same send in-process (`on_frame` with `deps`, whose notifier posts nothing): the
+    /// storage floor of one send.
+    pub async fn floor(&mut self, deps: &BenchDeps) -> Result<Duration, Error> {
+        self.sent += 1;
+        let cmid = format!("f-{}-{}", self.a_user, self.sent);
+        let frame = send_frame(&self.b_user, &cmid, self.sent);
+        let started = Instant::now();
+        let out = on_frame(deps, &self.a_id, &frame, now_ms()).await?;
+        let took = started.elapsed();
+        expect_sent(&out)?;
+        Ok(took)
+    }
+}
+
+fn expect_sent(out: &FrameOutcome) -> Result<(), Error> {
+    match out {
+        FrameOutcome::Sent { .. } => Ok(()),
+        other => Err(format!("the send was not stored: {other:?}").into()),
+    }
+}
+
+/// Latency samples of one load level.
+pub struct Latency {
+    pub stack: Vec<Duration>,
+    pub floor: Vec<Duration>,
+}
+
+/// `pairs.len()` pairs concurrently, each sending `messages` one at a time, first through
+/// the stack, then in-process; one unmeasured warm-up send per pair each way first (cold
+/// starts, connection pools).
+pub async fn latency(
+    pairs: &mut [Pair],
+    deps: &BenchDeps,
+    messages: usize,
+) -> Result<Latency, Error> {
+    let stack = futures::future::join_all(pairs.iter_mut().map(|p| async move {
+        p.through_stack().await?;
+        let mut v = Vec::with_capacity(messages);
+        for _ in 0..messages {
+            v.push(p.through_stack().await?);
+        }
+        Ok::<_, Error>(v)
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?
+    .concat();
+    let floor = futures::future::join_all(pairs.iter_mut().map(|p| async move {
+        p.floor(deps).await?;
+        let mut v = Vec::with_capacity(messages);
+        for _ in 0..messages {
+            v.push(p.floor(deps).await?);
+        }
+        Ok::<_, Error>(v)
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?
+    .concat();
+    Ok(Latency { stack, floor })
+}
+
+/// What one send cost, counted on the wire.
+#[derive(Debug, Clone)]
+pub struct SendCost {
+    pub requests: Vec<String>,
+    pub round_trips: usize,
+    pub read_units: f64,
+    pub write_units: f64,
+    pub posts: usize,
+    pub elapsed: Duration,
+}
+
+/// One send from `from_id` to `to` in-process through a store whose client carries `log`
+/// (with consumed capacity), counting its requests, round trips, capacity and posts.
+pub async fn counted_send(
+    deps: &BenchDeps,
+    log: &RequestLog,
+    from_id: &str,
+    to: &str,
+    client_msg_id: &str,
+) -> Result<SendCost, Error> {
+    log.take();
+    let posts = deps.notifier.count();
+    let frame = send_frame(to, client_msg_id, 0);
+    let started = Instant::now();
+    let out = on_frame(deps, from_id, &frame, now_ms()).await?;
+    let elapsed = started.elapsed();
+    expect_sent(&out)?;
+    let requests = log.take_timed();
+    Ok(SendCost {
+        round_trips: round_trips(&requests),
+        read_units: requests.iter().map(|r| r.read_units).sum(),
+        write_units: requests.iter().map(|r| r.write_units).sum(),
+        requests: requests.into_iter().map(|r| r.op).collect(),
+        posts: deps.notifier.count() - posts,
+        elapsed,
+    })
+}
+
+/// Idle user connections that read and drop whatever they get (the other users).
+#[derive(Default)]
+pub struct Crowd {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub users: Vec<String>,
+}
+
+impl Crowd {
+    /// Connects users `{prefix}{len}..{prefix}{n-1}` of `app`, 16 handshakes at a time.
+    pub async fn grow_to(
+        &mut self,
+        stack: &Stack,
+        app: &str,
+        prefix: &str,
+        n: usize,
+    ) -> Result<(), Error> {
+        let names: Vec<String> = (self.users.len()..n)
+            .map(|i| format!("{prefix}{i}"))
+            .collect();
+        let opened: Vec<Result<Ws, Error>> = futures::stream::iter(names.iter())
+            .map(|u| open_user(stack, app, u))
+            .buffered(16)
+            .collect()
+            .await;
+        for ws in opened {
+            let mut ws = ws?;
+            self.tasks.push(tokio::spawn(async move {
+                while let Some(Ok(_)) = ws.next().await {}
+            }));
+        }
+        self.users.extend(names);
+        Ok(())
+    }
+}
+
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Creates the reference's connections table (key `connectionId`, on demand).
+pub async fn create_reference_table(client: &aws_sdk_dynamodb::Client) -> Result<(), Error> {
+    client
+        .create_table()
+        .table_name(REFERENCE_TABLE)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("connectionId")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("connectionId")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Writes `items` with `BatchWriteItem` (25 per request, 8 requests in flight), retrying
+/// unprocessed items.
+pub async fn batch_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<HashMap<String, AttributeValue>>,
+) -> Result<(), Error> {
+    let chunks: Vec<Vec<HashMap<String, AttributeValue>>> =
+        items.chunks(25).map(|c| c.to_vec()).collect();
+    let results: Vec<Result<(), Error>> = futures::stream::iter(chunks)
+        .map(|chunk| async move {
+            let mut writes: Vec<WriteRequest> = chunk
+                .into_iter()
+                .map(|item| {
+                    Ok::<_, Error>(
+                        WriteRequest::builder()
+                            .put_request(PutRequest::builder().set_item(Some(item)).build()?)
+                            .build(),
+                    )
+                })
+                .collect::<Result<_, _>>()?;
+            for _ in 0..10 {
+                if writes.is_empty() {
+                    return Ok(());
+                }
+                let out = client
+                    .batch_write_item()
+                    .request_items(table, writes)
+                    .send()
+                    .await?;
+                writes = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(table))
+                    .unwrap_or_default();
+            }
+            Err(format!("{table}: items still unprocessed after 10 attempts").into())
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// The reference's connection ids: looked up from each user's registry (setup only).
+pub async fn reference_register(
+    client: &aws_sdk_dynamodb::Client,
+    store: &DynamoStore,
+    app: &str,
+    users: &[String],
+) -> Result<(), Error> {
+    let ids: Vec<Result<String, Error>> = futures::stream::iter(users)
+        .map(|u| connection_id(store, app, u))
+        .buffered(32)
+        .collect()
+        .await;
+    let items = ids
+        .into_iter()
+        .map(|id| {
+            Ok(HashMap::from([(
+                "connectionId".to_string(),
+                AttributeValue::S(id?),
+            )]))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    batch_put(client, REFERENCE_TABLE, items).await
+}
+
+/// One message of the reference fan-out.
+#[derive(Debug, Clone)]
+pub struct ReferenceCost {
+    /// `Scan` pages.
+    pub scans: usize,
+    pub read_units: f64,
+    pub posts: usize,
+    /// Posts not answered 200.
+    pub failed_posts: usize,
+    pub elapsed: Duration,
+}
+
+/// What simple-websockets-chat-app's `sendmessage` does for one message: a (paginated) Scan
+/// of every connection id, then a post of the message to each through the management API.
+pub async fn scan_and_broadcast(
+    client: &aws_sdk_dynamodb::Client,
+    log: &RequestLog,
+    http: &reqwest::Client,
+    management_url: &str,
+    body: &str,
+) -> Result<ReferenceCost, Error> {
+    log.take();
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(REFERENCE_TABLE)
+            .projection_expression("connectionId")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        for item in page.items() {
+            if let Some(AttributeValue::S(id)) = item.get("connectionId") {
+                ids.push(id.clone());
+            }
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    // The local gateway accepts any SigV4 signature; the header says what AWS would check.
+    let auth = "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/execute-api/aws4_request, \
+                SignedHeaders=host;x-amz-date, Signature=0000";
+    let statuses: Vec<Result<u16, reqwest::Error>> = futures::stream::iter(&ids)
+        .map(|id| async move {
+            let r = http
+                .post(format!("{management_url}/@connections/{id}"))
+                .header("Authorization", auth)
+                .header("X-Amz-Date", "20260101T000000Z")
+                .body(body.to_owned())
+                .send()
+                .await?;
+            Ok(r.status().as_u16())
+        })
+        .buffer_unordered(REFERENCE_POSTS_IN_FLIGHT)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let requests = log.take_timed();
+    Ok(ReferenceCost {
+        scans: requests.iter().filter(|r| r.op == "Scan").count(),
+        read_units: requests.iter().map(|r| r.read_units).sum(),
+        posts: ids.len(),
+        failed_posts: statuses.iter().filter(|s| !matches!(s, Ok(200))).count(),
+        elapsed,
+    })
+}
+
+/// Fills the conversation of `app`/`a`/`b` with `count` more messages older than its newest,
+/// each a copy of the newest message item as the adapter wrote it (new id and sort key):
+/// `BatchWriteItem`s, no commit per message.
+pub async fn add_history(
+    client: &aws_sdk_dynamodb::Client,
+    messages_table: &str,
+    conversation: &Conversation,
+    count: usize,
+) -> Result<(), Error> {
+    let newest = client
+        .query()
+        .table_name(messages_table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+        .expression_attribute_values(":pk", AttributeValue::S(conversation.key()))
+        .expression_attribute_values(":m", AttributeValue::S("m#".into()))
+        .scan_index_forward(false)
+        .limit(1)
+        .send()
+        .await?
+        .items
+        .and_then(|mut v| v.pop())
+        .ok_or("the conversation has no message to copy")?;
+    // Older than every message so far: from a day before now, 1 ms apart, with a random
+    // per-call offset so that successive calls do not collide.
+    let base = now_ms() - 86_400_000 - (count as i64) - i64::from(rand_u16()) * 1_000_000;
+    let items = (0..count)
+        .map(|i| {
+            let at = base + i as i64;
+            let t = std::time::UNIX_EPOCH + Duration::from_millis(at as u64);
+            let id = ulid::Ulid::from_datetime(t).to_string();
+            let mut item = newest.clone();
+            item.remove("client_msg_id");
+            item.remove("seq");
+            item.insert("id".into(), AttributeValue::S(id.clone()));
+            item.insert("sk".into(), AttributeValue::S(format!("m#{id}")));
+            item.insert("created_at".into(), AttributeValue::N(at.to_string()));
+            item
+        })
+        .collect();
+    batch_put(client, messages_table, items).await
+}
+
+fn rand_u16() -> u16 {
+    (ulid::Ulid::new().random() & 0xff) as u16
+}
+
+/// One `REPORT` line of the local runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub function: String,
+    pub route: String,
+    pub duration_ms: f64,
+    pub max_memory_mb: Option<u64>,
+    pub init_ms: Option<f64>,
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let rest = &line[line.find(name)? + name.len()..];
+    rest.split_whitespace().next()
+}
+
+pub fn parse_report(line: &str) -> Option<Report> {
+    if !line.starts_with("REPORT ") {
+        return None;
+    }
+    Some(Report {
+        function: field(line, " Function: ")?.to_owned(),
+        route: field(line, " Route: ")?.to_owned(),
+        duration_ms: field(line, " Duration: ")?.parse().ok()?,
+        max_memory_mb: field(line, " Max Memory Used: ").and_then(|v| v.parse().ok()),
+        init_ms: field(line, " Init Duration: ").and_then(|v| v.parse().ok()),
+    })
+}
+
+/// The echo baseline's logical id in [`cold_starts`].
+pub const ECHO: &str = "EchoFunction";
+
+/// `rounds` cold starts of each WebSocket function and of the echo binary (`bench-echo`),
+/// one at a time, each through a fresh [`Invoker`] of the local runtime on the binaries in
+/// `binaries`: the REPORT lines (init duration and peak memory of one invocation).
+pub async fn cold_starts(
+    stack: &Stack,
+    binaries: &Path,
+    rounds: usize,
+) -> Result<Vec<Report>, Error> {
+    let root = crate::repo_root();
+    let event = |f: &str| -> Result<Value, Error> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(
+            root.join("events").join(f),
+        )?)?)
+    };
+    let payloads = [
+        (ECHO, json!({"echo": true})),
+        ("ConnectFunction", event("connect-user.json")?),
+        ("DefaultFunction", event("default-ping.json")?),
+        ("DisconnectFunction", event("disconnect.json")?),
+    ];
+    let mut functions: BTreeMap<String, FunctionSpec> = BTreeMap::new();
+    for (id, _) in &payloads[1..] {
+        let spec = stack
+            .app
+            .functions
+            .get(*id)
+            .ok_or_else(|| format!("no {id} in the template"))?;
+        functions.insert((*id).to_owned(), spec.clone());
+    }
+    functions.insert(
+        ECHO.into(),
+        FunctionSpec {
+            logical_id: ECHO.into(),
+            binary: "bench-echo".into(),
+            timeout: Duration::from_secs(10),
+            memory_mb: 128,
+            env: BTreeMap::new(),
+        },
+    );
+    let env = BTreeMap::from([
+        (
+            "AWS_ENDPOINT_URL_DYNAMODB".to_string(),
+            stack.dynamodb_endpoint(),
+        ),
+        (
+            "AWS_ACCESS_KEY_ID".to_string(),
+            crate::s3_local::ACCESS_KEY.to_string(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            crate::s3_local::SECRET_KEY.to_string(),
+        ),
+        ("JWT_SECRET".to_string(), SECRET.to_string()),
+        ("JWT_SECRET_ARN".to_string(), String::new()),
+    ]);
+    let mut reports = Vec::new();
+    for round in 0..rounds {
+        let invoker = Invoker::new(
+            functions.clone(),
+            binaries.to_path_buf(),
+            env.clone(),
+            Logs::Capture,
+        );
+        // A different order each round, so no binary always runs right after another.
+        for k in 0..payloads.len() {
+            let (id, payload) = &payloads[(k + round) % payloads.len()];
+            // Answers do not matter (a bad token, an unknown connection): only init does.
+            let _ = invoker.invoke(id, payload, "bench").await;
+        }
+        reports.extend(
+            invoker
+                .captured_logs()
+                .iter()
+                .filter_map(|l| parse_report(l)),
+        );
+        invoker.shutdown();
+    }
+    Ok(reports)
+}
+
+/// Sizes of `.aws-sam/build/<Function>/bootstrap`, if `sam build` ran.
+pub fn bootstrap_sizes() -> Vec<(String, u64)> {
+    let dir = crate::repo_root().join(".aws-sam/build");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut sizes: Vec<(String, u64)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let meta = std::fs::metadata(e.path().join("bootstrap")).ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), meta.len()))
+        })
+        .collect();
+    sizes.sort();
+    sizes
+}
+
+/// Percentile `p` (0..=1) of `v`, in milliseconds (nearest rank).
+pub fn percentile_ms(v: &[Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort();
+    let i = ((s.len() as f64 * p).ceil() as usize).clamp(1, s.len()) - 1;
+    s[i].as_secs_f64() * 1000.0
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+/// A plain client on the stack's DynamoDB Local with its own request log.
+pub fn logged_client(stack: &Stack, log: &RequestLog) -> aws_sdk_dynamodb::Client {
+    ddb_log::client(&stack.dynamodb_endpoint(), log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_line_gives_function_duration_memory_and_init() {
+        // GIVEN a cold start's REPORT line of the local runtime
+        let line = "REPORT RequestId: 1 Function: DefaultFunction Route: $default Duration: 3.25 ms Billed Duration: 4 ms Memory Size: 256 MB Max Memory Used: 21 MB Init Duration: 7.50 ms";
+        // WHEN it is parsed THEN every figure comes out
+        assert_eq!(
+            parse_report(line),
+            Some(Report {
+                function: "DefaultFunction".into(),
+                route: "$default".into(),
+                duration_ms: 3.25,
+                max_memory_mb: Some(21),
+                init_ms: Some(7.5),
+            })
+        );
+        // AND a function's own output is not a report
+        assert_eq!(parse_report("[DefaultFunction] {\"level\":\"INFO\"}"), None);
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile_ms(&v, 0.5), 50.0);
+        assert_eq!(percentile_ms(&v, 0.99), 99.0);
+        assert_eq!(percentile_ms(&v[..1], 0.99), 1.0);
+    }
+}

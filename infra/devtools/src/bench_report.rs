@@ -1,0 +1,720 @@
+//! `docs/benchmark.md` and its plots from the figures `local-bench` measured, with the
+//! targets of issue 10 beside each and the price per million messages on AWS.
+
+use crate::bench::{median, percentile_ms, ReferenceCost, Report, SendCost, ECHO};
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// Public prices (us-east-1) from `../shared/reference/aws-facts.md`, "as published in 2025".
+pub mod prices {
+    pub const DATE: &str = "us-east-1, as published in 2025 (aws-facts.md)";
+    pub const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+    pub const LAMBDA_REQUEST: f64 = 0.20e-6;
+    pub const APIGW_MESSAGE: f64 = 1.00e-6;
+    pub const DDB_WRITE_UNIT: f64 = 0.625e-6;
+    pub const DDB_READ_UNIT: f64 = 0.125e-6;
+}
+
+/// Targets of issue 10.
+pub mod targets {
+    pub const P50_RATIO: f64 = 1.5;
+    pub const P99_RATIO: f64 = 3.0;
+    pub const ROUND_TRIPS: usize = 2;
+    pub const INIT_RATIO: f64 = 2.0;
+    pub const RSS_MB: u64 = 40;
+    pub const BOOTSTRAP_BYTES: u64 = 8 * 1024 * 1024;
+}
+
+pub struct LatencyRow {
+    pub pairs: usize,
+    pub stack: Vec<Duration>,
+    pub floor: Vec<Duration>,
+    /// `Duration` of the `$default` invocations (REPORT lines) of the sends through the stack.
+    pub function_ms: Vec<f64>,
+}
+
+pub struct UsersRow {
+    pub users: usize,
+    pub ours: Vec<SendCost>,
+    pub reference: Vec<ReferenceCost>,
+}
+
+pub struct HistoryRow {
+    pub stored: usize,
+    pub users: usize,
+    pub ours: Vec<SendCost>,
+}
+
+pub struct Results {
+    pub command: String,
+    pub machine: String,
+    pub date: String,
+    pub commit: String,
+    pub wall: Duration,
+    pub instance_cap: usize,
+    pub latency: Vec<LatencyRow>,
+    pub users: Vec<UsersRow>,
+    pub history: Vec<HistoryRow>,
+    /// The reference at the history phase's number of users.
+    pub history_reference: Vec<ReferenceCost>,
+    pub cold: Vec<Report>,
+    /// Every REPORT line of the stack during the run.
+    pub load: Vec<Report>,
+    pub bootstraps: Vec<(String, u64)>,
+    /// `MemorySize` of `$default` in the template.
+    pub default_memory_mb: u32,
+    /// The `MaxSendsPerMinute` the stack ran with.
+    pub sends_per_minute: u64,
+    pub missing: Vec<String>,
+}
+
+fn holds(ok: bool) -> &'static str {
+    if ok {
+        "holds"
+    } else {
+        "**does not hold**"
+    }
+}
+
+fn mean(v: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut s, mut n) = (0.0, 0usize);
+    for x in v {
+        s += x;
+        n += 1;
+    }
+    if n == 0 {
+        f64::NAN
+    } else {
+        s / n as f64
+    }
+}
+
+fn ops_summary(c: &[SendCost]) -> String {
+    // The most common request sequence, e.g. "GetItem, BatchGetItem, TransactWriteItems".
+    let mut seqs: Vec<(String, usize)> = Vec::new();
+    for s in c {
+        let k = s.requests.join(", ");
+        match seqs.iter_mut().find(|(x, _)| *x == k) {
+            Some((_, n)) => *n += 1,
+            None => seqs.push((k, 1)),
+        }
+    }
+    seqs.sort_by_key(|s| std::cmp::Reverse(s.1));
+    seqs.first().map(|s| s.0.clone()).unwrap_or_default()
+}
+
+fn requests_of(c: &[SendCost]) -> f64 {
+    median(
+        &c.iter()
+            .map(|s| s.requests.len() as f64)
+            .collect::<Vec<_>>(),
+    )
+}
+fn trips_of(c: &[SendCost]) -> f64 {
+    median(&c.iter().map(|s| s.round_trips as f64).collect::<Vec<_>>())
+}
+/// The most round trips of any send: the first of a run reads the connection's record.
+fn max_trips(c: &[SendCost]) -> usize {
+    c.iter().map(|s| s.round_trips).max().unwrap_or(0)
+}
+fn posts_of(c: &[SendCost]) -> f64 {
+    median(&c.iter().map(|s| s.posts as f64).collect::<Vec<_>>())
+}
+fn ref_requests(r: &[ReferenceCost]) -> f64 {
+    median(
+        &r.iter()
+            .map(|x| (x.scans + x.posts) as f64)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Price of one message on AWS, in dollars, from measured units.
+pub struct Price {
+    pub invocations: f64,
+    pub gb_seconds: f64,
+    pub apigw_messages: f64,
+    pub read_units: f64,
+    pub write_units: f64,
+}
+
+impl Price {
+    pub fn dollars(&self) -> f64 {
+        self.invocations * prices::LAMBDA_REQUEST
+            + self.gb_seconds * prices::LAMBDA_GB_SECOND
+            + self.apigw_messages * prices::APIGW_MESSAGE
+            + self.read_units * prices::DDB_READ_UNIT
+            + self.write_units * prices::DDB_WRITE_UNIT
+    }
+}
+
+pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let mut md = String::new();
+    let w = &mut md;
+    writeln!(w, "# Benchmark (issue 10)\n")?;
+    writeln!(
+        w,
+        "Written by `make bench` (`{}`) in {:.0} s. Release builds of the functions (this \
+         machine's architecture, not arm64) through the local stack: API Gateway emulator, \
+         local Lambda runtime, DynamoDB Local, all on loopback. Figures compare designs and \
+         the code with its own storage floor in one run; absolute latencies are DynamoDB \
+         Local's, not DynamoDB's.\n",
+        r.command,
+        r.wall.as_secs_f64()
+    )?;
+    writeln!(w, "| | |\n|---|---|")?;
+    writeln!(w, "| machine | {} |", r.machine)?;
+    writeln!(w, "| date | {} |", r.date)?;
+    writeln!(w, "| commit | {} |", r.commit)?;
+    writeln!(
+        w,
+        "| local runtime instance cap | {} instances per function (`devtools::runtime::MAX_INSTANCES`; a further invocation waits) |\n",
+        r.instance_cap
+    )?;
+
+    // 1. Latency.
+    writeln!(w, "## Send → the peer's copy, against the storage floor\n")?;
+    writeln!(
+        w,
+        "Each pair: two users on user connections; one sends, waits for the peer's copy (the \
+         measured time) and its own acknowledgement, then sends the next; pairs run \
+         concurrently. The **floor** is the same sends made in-process by \
+         `shared::chat::on_frame` with the real DynamoDB adapter on the same DynamoDB Local \
+         and a notifier that posts nothing, with the same number of concurrent pairs: exactly \
+         the send's DynamoDB requests, in the same sequence and concurrency. Up to {} \
+         instances of each function run at once, so above {} pairs invocations queue for an \
+         instance (the floor has no such cap); `$default` duration is the invocation itself \
+         (REPORT lines), so latency minus it is the gateway, the runtime and the queue. The \
+         stack runs with `MaxSendsPerMinute` raised to {} (a pair sends as fast as its \
+         acknowledgements return) and keeps DynamoDB Local's files on tmpfs (`/dev/shm`, \
+         unless `TMPDIR` is set), where a disk's fsyncs would otherwise dominate every \
+         write.\n",
+        r.instance_cap, r.instance_cap, r.sends_per_minute
+    )?;
+    writeln!(w, "| pairs | sends | p50 | p95 | p99 | `$default` duration p50 | floor p50 | floor p95 | floor p99 | p50/floor (≤ {}) | p99/floor (≤ {}) |", targets::P50_RATIO, targets::P99_RATIO)?;
+    writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for l in &r.latency {
+        let (s50, s95, s99) = (
+            percentile_ms(&l.stack, 0.5),
+            percentile_ms(&l.stack, 0.95),
+            percentile_ms(&l.stack, 0.99),
+        );
+        let (f50, f95, f99) = (
+            percentile_ms(&l.floor, 0.5),
+            percentile_ms(&l.floor, 0.95),
+            percentile_ms(&l.floor, 0.99),
+        );
+        let (r50, r99) = (s50 / f50, s99 / f99);
+        writeln!(
+            w,
+            "| {} | {} | {s50:.1} ms | {s95:.1} ms | {s99:.1} ms | {:.1} ms | {f50:.1} ms | {f95:.1} ms | {f99:.1} ms | {r50:.2}× {} | {r99:.2}× {} |",
+            l.pairs,
+            l.stack.len(),
+            median(&l.function_ms),
+            holds(r50 <= targets::P50_RATIO),
+            holds(r99 <= targets::P99_RATIO)
+        )?;
+    }
+    writeln!(w, "\n![latency by load](latency.svg)\n")?;
+
+    // 2. Requests.
+    writeln!(
+        w,
+        "## Requests per send against connected users and stored messages\n"
+    )?;
+    writeln!(
+        w,
+        "Counted on the wire with `devtools::ddb_log::RequestLog` around in-process sends \
+         (`on_frame`, real adapter, notifier that posts nothing but counts) on the stack's \
+         DynamoDB Local, where every other user holds a real user connection through the \
+         gateway. Median over the sends of each row; capacity from DynamoDB Local's \
+         `ConsumedCapacity` (`ReturnConsumedCapacity=TOTAL` added by the log). Round trips: \
+         the longest chain of requests each sent after the previous one's answer; the \
+         first send of a run also reads the sender's connection record (a cold instance, \
+         3 round trips), later ones find it in the warm instance's cache (`records`).\n"
+    )?;
+    writeln!(
+        w,
+        "The **reference** is simple-websockets-chat-app's `sendmessage`, replayed against the \
+         same DynamoDB Local and gateway: a table of connection ids, per message a paginated \
+         `Scan` (`ProjectionExpression: connectionId`) and one `POST @connections/{{id}}` per \
+         connection to the local gateway's management API, at most {} in flight (the JS SDK \
+         v3 default `maxSockets`).\n",
+        crate::bench::REFERENCE_POSTS_IN_FLIGHT
+    )?;
+    writeln!(w, "| connected users | sends | DynamoDB requests | sequential round trips (≤ {}) | read units | write units | posts | requests incl. posts | reference: Scan pages | reference: read units | reference: posts | reference: requests incl. posts | reference latency per message |", targets::ROUND_TRIPS)?;
+    writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for u in &r.users {
+        let (req, trips, posts) = (requests_of(&u.ours), trips_of(&u.ours), posts_of(&u.ours));
+        writeln!(
+            w,
+            "| {} | {} | {req} | {trips} (max {}) {} | {:.1} | {:.1} | {posts} | {} | {} | {:.1} | {} | {} | {:.1} ms |",
+            u.users,
+            u.ours.len(),
+            max_trips(&u.ours),
+            holds(trips <= targets::ROUND_TRIPS as f64),
+            mean(u.ours.iter().map(|s| s.read_units)),
+            mean(u.ours.iter().map(|s| s.write_units)),
+            req + posts,
+            median(&u.reference.iter().map(|x| x.scans as f64).collect::<Vec<_>>()),
+            mean(u.reference.iter().map(|x| x.read_units)),
+            median(&u.reference.iter().map(|x| x.posts as f64).collect::<Vec<_>>()),
+            ref_requests(&u.reference),
+            median(&u.reference.iter().map(|x| x.elapsed.as_secs_f64() * 1000.0).collect::<Vec<_>>()),
+        )?;
+    }
+    let failed: usize = r
+        .users
+        .iter()
+        .flat_map(|u| &u.reference)
+        .map(|x| x.failed_posts)
+        .sum();
+    if failed > 0 {
+        writeln!(w, "\n{failed} reference posts were not answered 200.")?;
+    }
+    writeln!(w)?;
+    writeln!(w, "| stored messages in the conversation | connected users | sends | DynamoDB requests | sequential round trips (≤ {}) | read units | write units | posts | in-process send |", targets::ROUND_TRIPS)?;
+    writeln!(w, "|---|---|---|---|---|---|---|---|---|")?;
+    for h in &r.history {
+        let trips = trips_of(&h.ours);
+        writeln!(
+            w,
+            "| {} | {} | {} | {} | {trips} (max {}) {} | {:.1} | {:.1} | {} | {:.1} ms |",
+            h.stored,
+            h.users,
+            h.ours.len(),
+            requests_of(&h.ours),
+            max_trips(&h.ours),
+            holds(trips <= targets::ROUND_TRIPS as f64),
+            mean(h.ours.iter().map(|s| s.read_units)),
+            mean(h.ours.iter().map(|s| s.write_units)),
+            posts_of(&h.ours),
+            median(
+                &h.ours
+                    .iter()
+                    .map(|s| s.elapsed.as_secs_f64() * 1000.0)
+                    .collect::<Vec<_>>()
+            ),
+        )?;
+    }
+    let all: Vec<&SendCost> = r
+        .users
+        .iter()
+        .flat_map(|u| &u.ours)
+        .chain(r.history.iter().flat_map(|h| &h.ours))
+        .collect();
+    let per_row: Vec<f64> = r
+        .users
+        .iter()
+        .map(|u| requests_of(&u.ours))
+        .chain(r.history.iter().map(|h| requests_of(&h.ours)))
+        .collect();
+    let flat = per_row.windows(2).all(|p| p[0] == p[1]);
+    writeln!(
+        w,
+        "\nDynamoDB requests per send flat from {} to {} users and from {} to {} stored \
+         messages: {} (most common sequence: {}).\n",
+        r.users.first().map_or(0, |u| u.users),
+        r.users.last().map_or(0, |u| u.users),
+        r.history.first().map_or(0, |h| h.stored),
+        r.history.last().map_or(0, |h| h.stored),
+        holds(flat && !per_row.is_empty()),
+        ops_summary(&all.into_iter().cloned().collect::<Vec<_>>())
+    )?;
+    writeln!(
+        w,
+        "![requests per send against users](requests-users.svg)\n"
+    )?;
+    writeln!(
+        w,
+        "![requests per send against history](requests-history.svg)\n"
+    )?;
+
+    // 3. Footprint.
+    writeln!(w, "## Release builds: init, memory, size\n")?;
+    writeln!(
+        w,
+        "Init: process start until the first Runtime API poll (the local runtime's `Init \
+         Duration`), one cold start per binary per round, one binary at a time, each through \
+         a fresh `devtools::runtime::Invoker`; the echo is `bench-echo` (a bare \
+         `lambda_runtime` function, same release profile). Peak RSS: `Max Memory Used` \
+         (`VmHWM`) after that invocation, and the highest over every invocation of the \
+         stack during the whole run (load).\n"
+    )?;
+    let echo_init = median(
+        &r.cold
+            .iter()
+            .filter(|c| c.function == ECHO)
+            .filter_map(|c| c.init_ms)
+            .collect::<Vec<_>>(),
+    );
+    writeln!(w, "| binary | cold starts | init p50 | init / echo (≤ {}) | peak RSS cold | peak RSS under load (≤ {} MB) |", targets::INIT_RATIO, targets::RSS_MB)?;
+    writeln!(w, "|---|---|---|---|---|---|")?;
+    let mut names: Vec<&str> = r.cold.iter().map(|c| c.function.as_str()).collect();
+    names.sort();
+    names.dedup();
+    for f in names {
+        let inits: Vec<f64> = r
+            .cold
+            .iter()
+            .filter(|c| c.function == f)
+            .filter_map(|c| c.init_ms)
+            .collect();
+        let init = median(&inits);
+        let cold_rss = r
+            .cold
+            .iter()
+            .filter(|c| c.function == f)
+            .filter_map(|c| c.max_memory_mb)
+            .max();
+        let load_rss = r
+            .load
+            .iter()
+            .filter(|c| c.function == f)
+            .filter_map(|c| c.max_memory_mb)
+            .max();
+        let (ratio, rss) = if f == ECHO {
+            ("1 (baseline)".to_string(), "—".to_string())
+        } else {
+            let ratio = init / echo_init;
+            let peak = cold_rss.max(load_rss).unwrap_or(0);
+            (
+                format!("{ratio:.2}× {}", holds(ratio <= targets::INIT_RATIO)),
+                format!(
+                    "{} MB {}",
+                    load_rss.map_or("—".into(), |m| m.to_string()),
+                    holds(peak <= targets::RSS_MB)
+                ),
+            )
+        };
+        writeln!(
+            w,
+            "| {f} | {} | {init:.2} ms | {ratio} | {} MB | {rss} |",
+            inits.len(),
+            cold_rss.map_or("?".into(), |m| m.to_string()),
+        )?;
+    }
+    writeln!(w)?;
+    if r.bootstraps.is_empty() {
+        writeln!(
+            w,
+            "arm64 `bootstrap` sizes (≤ 8 MB each): no `.aws-sam/build/*/bootstrap` here; run \
+             `sam build` (see the README's Deploy section), then `make bench` again.\n"
+        )?;
+    } else {
+        writeln!(
+            w,
+            "| arm64 `bootstrap` (`.aws-sam/build`) | size | ≤ 8 MB |\n|---|---|---|"
+        )?;
+        for (f, size) in &r.bootstraps {
+            writeln!(
+                w,
+                "| {f} | {:.1} MB | {} |",
+                *size as f64 / 1048576.0,
+                holds(*size <= targets::BOOTSTRAP_BYTES)
+            )?;
+        }
+        writeln!(w)?;
+    }
+
+    // 4. Price.
+    writeln!(w, "## Price per million messages on AWS\n")?;
+    // Durations at the lowest load: on Lambda every instance has its own CPU, here the
+    // higher loads share two cores with DynamoDB Local.
+    let quiet = r.latency.first();
+    let billed_ms = quiet.map_or(f64::NAN, |l| mean(l.function_ms.iter().map(|d| d.ceil())));
+    let (durations, quiet_pairs) = quiet.map_or((0, 0), |l| (l.function_ms.len(), l.pairs));
+    let base = r.users.first();
+    let (rru, wru, posts) = base.map_or((f64::NAN, f64::NAN, f64::NAN), |u| {
+        (
+            mean(u.ours.iter().map(|s| s.read_units)),
+            mean(u.ours.iter().map(|s| s.write_units)),
+            posts_of(&u.ours),
+        )
+    });
+    let ours = Price {
+        invocations: 1.0,
+        gb_seconds: billed_ms / 1000.0 * f64::from(r.default_memory_mb) / 1024.0,
+        apigw_messages: 1.0 + posts,
+        read_units: rru,
+        write_units: wru,
+    };
+    writeln!(
+        w,
+        "One text message between two users, each on one user connection (the frame in, the \
+         peer's copy and the sender's acknowledgement out), with the public prices of {}: \
+         Lambda $0.20 per million requests and $0.0000133334 per GB-s (arm64), API Gateway \
+         $1.00 per million messages, DynamoDB on demand $0.125 per million read and $0.625 per \
+         million write request units. `$connect`/`$disconnect` and connection minutes \
+         ($0.25 per million) are per session, not per message, and are left out.\n",
+        prices::DATE
+    )?;
+    writeln!(
+        w,
+        "| item | units per message | $ per million messages |\n|---|---|---|"
+    )?;
+    writeln!(
+        w,
+        "| Lambda requests (`$default`) | {} | {:.2} |",
+        ours.invocations,
+        ours.invocations * prices::LAMBDA_REQUEST * 1e6
+    )?;
+    writeln!(
+        w,
+        "| Lambda GB-s: mean billed {billed_ms:.1} ms over the {durations} `$default` invocations at {quiet_pairs} pair(s), at {} MB | {:.7} | {:.2} |",
+        r.default_memory_mb,
+        ours.gb_seconds,
+        ours.gb_seconds * prices::LAMBDA_GB_SECOND * 1e6
+    )?;
+    writeln!(
+        w,
+        "| API Gateway messages (1 in + posts) | {} | {:.2} |",
+        ours.apigw_messages,
+        ours.apigw_messages * prices::APIGW_MESSAGE * 1e6
+    )?;
+    writeln!(
+        w,
+        "| DynamoDB read units (consumed capacity) | {rru:.1} | {:.2} |",
+        rru * prices::DDB_READ_UNIT * 1e6
+    )?;
+    writeln!(
+        w,
+        "| DynamoDB write units (consumed capacity) | {wru:.1} | {:.2} |",
+        wru * prices::DDB_WRITE_UNIT * 1e6
+    )?;
+    writeln!(w, "| **total** | | **{:.2}** |\n", ours.dollars() * 1e6)?;
+    writeln!(
+        w,
+        "Lambda durations are this machine's x86_64 release builds against DynamoDB Local; on \
+         Lambda they are dominated by DynamoDB's own latency, so read the GB-s line as an \
+         order of magnitude.\n"
+    )?;
+    if !r.users.is_empty() {
+        writeln!(
+            w,
+            "The reference fan-out per message (API Gateway and DynamoDB only, plus one \
+             invocation billed for its measured duration at the same memory size):\n"
+        )?;
+        writeln!(w, "| connected users | API Gateway messages | read units | $ per million messages | ours |\n|---|---|---|---|---|")?;
+        for u in &r.users {
+            let ms = median(
+                &u.reference
+                    .iter()
+                    .map(|x| x.elapsed.as_secs_f64() * 1000.0)
+                    .collect::<Vec<_>>(),
+            );
+            let p = Price {
+                invocations: 1.0,
+                gb_seconds: ms.ceil() / 1000.0 * f64::from(r.default_memory_mb) / 1024.0,
+                apigw_messages: 1.0
+                    + median(
+                        &u.reference
+                            .iter()
+                            .map(|x| x.posts as f64)
+                            .collect::<Vec<_>>(),
+                    ),
+                read_units: mean(u.reference.iter().map(|x| x.read_units)),
+                write_units: 0.0,
+            };
+            writeln!(
+                w,
+                "| {} | {} | {:.1} | {:.2} | {:.2} |",
+                u.users,
+                p.apigw_messages,
+                p.read_units,
+                p.dollars() * 1e6,
+                ours.dollars() * 1e6
+            )?;
+        }
+        writeln!(w)?;
+    }
+    if !r.missing.is_empty() {
+        writeln!(w, "## Not measured in this run\n")?;
+        for m in &r.missing {
+            writeln!(w, "- {m}")?;
+        }
+        writeln!(w)?;
+    }
+
+    plot_latency(r, &docs.join("latency.svg"))?;
+    plot_users(r, &docs.join("requests-users.svg"))?;
+    plot_history(r, &docs.join("requests-history.svg"))?;
+    std::fs::write(docs.join("benchmark.md"), &md)?;
+    Ok(md)
+}
+
+type PlotResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn plot_err<E: std::fmt::Display>(e: E) -> Box<dyn std::error::Error + Send + Sync> {
+    e.to_string().into()
+}
+
+/// A named line: legend text, colour, points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
+/// A chart with a logarithmic x axis and lines named in a legend.
+fn lines(
+    path: &Path,
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+    y_log: bool,
+    series: &[Series],
+) -> PlotResult {
+    let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let xs = series.iter().flat_map(|s| s.2.iter().map(|p| p.0));
+    let ys = series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
+    let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    let y1 = ys.clone().fold(f64::MIN, f64::max).max(1.0) * 1.3;
+    let y0 = ys.fold(f64::MAX, f64::min).max(0.1);
+    let (x0, x1) = if x0 >= x1 {
+        (x0 * 0.5, x1 * 2.0)
+    } else {
+        (x0, x1)
+    };
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64);
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .draw()
+                .map_err(plot_err)?;
+            for (name, color, points) in series {
+                let color = *color;
+                chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                    .map_err(plot_err)?
+                    .label(*name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                    .map_err(plot_err)?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_err)?;
+        }};
+    }
+    if y_log {
+        draw!(builder
+            .build_cartesian_2d((x0..x1).log_scale(), (y0 * 0.7..y1).log_scale())
+            .map_err(plot_err)?);
+    } else {
+        draw!(builder
+            .build_cartesian_2d((x0..x1).log_scale(), 0f64..y1)
+            .map_err(plot_err)?);
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+const RED: RGBColor = RGBColor(200, 40, 40);
+const ORANGE: RGBColor = RGBColor(230, 140, 20);
+const PURPLE: RGBColor = RGBColor(130, 60, 170);
+const BLUE: RGBColor = RGBColor(30, 90, 200);
+const TEAL: RGBColor = RGBColor(20, 150, 140);
+const GREY: RGBColor = RGBColor(110, 110, 110);
+
+fn plot_latency(r: &Results, path: &Path) -> PlotResult {
+    let at = |p: f64, floor: bool| -> Vec<(f64, f64)> {
+        r.latency
+            .iter()
+            .map(|l| {
+                let v = if floor { &l.floor } else { &l.stack };
+                (l.pairs as f64, percentile_ms(v, p))
+            })
+            .collect()
+    };
+    lines(
+        path,
+        "Send → peer's copy through the local stack, and the storage floor",
+        "concurrently chatting pairs",
+        "ms",
+        false,
+        &[
+            ("p50", BLUE, at(0.5, false)),
+            ("p95", PURPLE, at(0.95, false)),
+            ("p99", RED, at(0.99, false)),
+            ("floor p50", TEAL, at(0.5, true)),
+            ("floor p99", GREY, at(0.99, true)),
+        ],
+    )
+}
+
+fn plot_users(r: &Results, path: &Path) -> PlotResult {
+    let ours: Vec<(f64, f64)> = r
+        .users
+        .iter()
+        .map(|u| (u.users as f64, requests_of(&u.ours)))
+        .collect();
+    let ours_posts: Vec<(f64, f64)> = r
+        .users
+        .iter()
+        .map(|u| (u.users as f64, requests_of(&u.ours) + posts_of(&u.ours)))
+        .collect();
+    let reference: Vec<(f64, f64)> = r
+        .users
+        .iter()
+        .map(|u| (u.users as f64, ref_requests(&u.reference)))
+        .collect();
+    lines(
+        path,
+        "Requests per message against connected users",
+        "connected users",
+        "requests per message",
+        true,
+        &[
+            ("this project: DynamoDB requests", BLUE, ours),
+            ("this project: DynamoDB requests + posts", TEAL, ours_posts),
+            ("scan-and-broadcast: Scan pages + posts", RED, reference),
+        ],
+    )
+}
+
+fn plot_history(r: &Results, path: &Path) -> PlotResult {
+    let ours: Vec<(f64, f64)> = r
+        .history
+        .iter()
+        .map(|h| (h.stored as f64, requests_of(&h.ours)))
+        .collect();
+    let ours_posts: Vec<(f64, f64)> = r
+        .history
+        .iter()
+        .map(|h| (h.stored as f64, requests_of(&h.ours) + posts_of(&h.ours)))
+        .collect();
+    let reference = ref_requests(&r.history_reference);
+    let reference: Vec<(f64, f64)> = r
+        .history
+        .iter()
+        .map(|h| (h.stored as f64, reference))
+        .collect();
+    let users = r.history.first().map_or(0, |h| h.users);
+    lines(
+        path,
+        &format!("Requests per message against stored messages ({users} connected users)"),
+        "stored messages in the conversation",
+        "requests per message",
+        true,
+        &[
+            ("this project: DynamoDB requests", BLUE, ours),
+            ("this project: DynamoDB requests + posts", TEAL, ours_posts),
+            ("scan-and-broadcast: Scan pages + posts", ORANGE, reference),
+        ],
+    )
+}
