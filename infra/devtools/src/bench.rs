@@ -486,9 +486,7 @@ pub async fn scan_and_broadcast(
             break;
         }
     }
-    // The local gateway accepts any SigV4 signature; the header says what AWS would check.
-    let auth = "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/execute-api/aws4_request, \
-                SignedHeaders=host;x-amz-date, Signature=0000";
+    let auth = REFERENCE_AUTH;
     let statuses: Vec<Result<u16, reqwest::Error>> = futures::stream::iter(&ids)
         .map(|id| async move {
             let r = http
@@ -513,6 +511,37 @@ pub async fn scan_and_broadcast(
         elapsed,
     })
 }
+
+/// `count` posts to one connection through the local gateway's management API, one at a time:
+/// what each of a send's posts costs here.
+pub async fn post_latency(
+    http: &reqwest::Client,
+    management_url: &str,
+    connection_id: &str,
+    count: usize,
+) -> Result<Vec<Duration>, Error> {
+    let mut took = Vec::with_capacity(count);
+    for i in 0..count {
+        let started = Instant::now();
+        let r = http
+            .post(format!("{management_url}/@connections/{connection_id}"))
+            .header("Authorization", REFERENCE_AUTH)
+            .header("X-Amz-Date", "20260101T000000Z")
+            .body(json!({"type": "bench", "n": i}).to_string())
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            return Err(format!("a post answered {}", r.status()).into());
+        }
+        took.push(started.elapsed());
+    }
+    Ok(took)
+}
+
+/// The local gateway accepts any SigV4 signature; the header says what AWS would check.
+const REFERENCE_AUTH: &str =
+    "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/execute-api/aws4_request, \
+                SignedHeaders=host;x-amz-date, Signature=0000";
 
 /// Fills the conversation of `app`/`a`/`b` with `count` more messages older than its newest,
 /// each a copy of the newest message item as the adapter wrote it (new id and sort key):

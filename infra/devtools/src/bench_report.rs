@@ -65,6 +65,8 @@ pub struct Results {
     pub bootstraps: Vec<(String, u64)>,
     /// `MemorySize` of `$default` in the template.
     pub default_memory_mb: u32,
+    /// Single posts to the local gateway's management API, one at a time.
+    pub post_ms: Vec<Duration>,
     /// The `MaxSendsPerMinute` the stack ran with.
     pub sends_per_minute: u64,
     pub missing: Vec<String>,
@@ -214,6 +216,17 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
             median(&l.function_ms),
             holds(r50 <= targets::P50_RATIO),
             holds(r99 <= targets::P99_RATIO)
+        )?;
+    }
+    if !r.post_ms.is_empty() {
+        writeln!(
+            w,
+            "\nOne `POST @connections/{{id}}` to the local gateway from outside the functions, \
+             one at a time, {} times: p50 {:.1} ms, p99 {:.1} ms (a text send makes two, the \
+             acknowledgement and the peer's copy).",
+            r.post_ms.len(),
+            percentile_ms(&r.post_ms, 0.5),
+            percentile_ms(&r.post_ms, 0.99)
         )?;
     }
     writeln!(w, "\n![latency by load](latency.svg)\n")?;

@@ -122,8 +122,14 @@ fn machine() -> String {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // Other work on the machine skews every figure: say how busy it was at the start.
+    let load = read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     format!(
-        "{cpus} cores ({model}), {:.1} GB memory, {} {}",
+        "{cpus} cores ({model}), {:.1} GB memory, {} {}; load average at the start {load}",
         mem_kb as f64 / 1048576.0,
         std::env::consts::OS,
         std::env::consts::ARCH
@@ -160,7 +166,7 @@ async fn quiet(stack: &Stack, left: usize) {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-async fn run(args: Args) -> Result<(), Error> {
+async fn run(args: Args, machine: String) -> Result<(), Error> {
     let binaries = std::env::current_exe()?
         .parent()
         .ok_or("no folder for this binary")?
@@ -253,6 +259,7 @@ async fn run(args: Args) -> Result<(), Error> {
     let reference_client = bench::logged_client(&stack, &reference_log);
     let mut crowd = Crowd::default();
     let mut users = Vec::new();
+    let mut post_ms = Vec::new();
     for &n in &args.users {
         progress(format!("phase 2/4: {n} connected users: connecting"));
         let before = crowd.users.len();
@@ -285,6 +292,10 @@ async fn run(args: Args) -> Result<(), Error> {
                 )
                 .await?,
             );
+        }
+        if post_ms.is_empty() {
+            let peer = bench::connection_id(&floor.store, "fan", "u1").await?;
+            post_ms = bench::post_latency(&http, &stack.management_url, &peer, 100).await?;
         }
         users.push(UsersRow {
             users: n,
@@ -387,7 +398,7 @@ async fn run(args: Args) -> Result<(), Error> {
         .unwrap_or_default();
     let results = Results {
         command: args.command,
-        machine: machine(),
+        machine,
         date,
         commit: commit(),
         wall: started().elapsed(),
@@ -401,6 +412,7 @@ async fn run(args: Args) -> Result<(), Error> {
         bootstraps,
         default_memory_mb,
         sends_per_minute: SENDS_PER_MINUTE,
+        post_ms,
         missing,
     };
     std::fs::create_dir_all(&args.out)?;
@@ -416,6 +428,7 @@ async fn run(args: Args) -> Result<(), Error> {
 
 fn main() -> Result<(), Error> {
     started();
+    let machine = machine();
     let args = parse_args()?;
     // The stack keeps DynamoDB Local's SQLite files in the temporary folder; on a disk, its
     // fsyncs dominate every write (and a 100,000-message history takes minutes to store). On
@@ -427,7 +440,7 @@ fn main() -> Result<(), Error> {
         .enable_all()
         .build()?
         .block_on(async {
-            tokio::time::timeout(DEADLINE, run(args))
+            tokio::time::timeout(DEADLINE, run(args, machine))
                 .await
                 .map_err(|_| "the benchmark ran past its 15-minute deadline")?
         })
