@@ -185,7 +185,14 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
             .into());
         }
     }
-    let mut missing = Vec::new();
+    let mut missing = vec![
+        "media sends: their S3 requests (HeadObject, CopyObject) are not counted or timed here; \
+         every send of this run is a text send"
+            .to_string(),
+        "a breakdown of `$default`'s duration beyond the floor and the two posts (runtime \
+         handoff, the function's own work)"
+            .to_string(),
+    ];
     progress(format!(
         "starting the local stack on {}",
         binaries.display()
