@@ -156,14 +156,23 @@ fn commit() -> String {
     }
 }
 
-/// Waits until the gateway holds at most `left` connections (the `$disconnect`s of dropped
-/// sockets have run), so that the next phase does not share the machine with them.
+/// Waits until the gateway holds at most `left` connections and no function has reported for
+/// a second (the `$disconnect`s of dropped sockets have run), so that the next phase does not
+/// share the machine with them.
 async fn quiet(stack: &Stack, left: usize) {
     let until = Instant::now() + Duration::from_secs(60);
     while stack.gateway.connection_count() > left && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen = stack.function_logs().len();
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = stack.function_logs().len();
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
 }
 
 async fn run(args: Args, machine: String) -> Result<(), Error> {
