@@ -1,5 +1,5 @@
 # The two commands of the README. Everything else lives in infra/.
-.PHONY: dev test bench
+.PHONY: dev test bench reliability
 
 dev:
 	bash infra/dev.sh
@@ -13,3 +13,9 @@ test:
 # Arguments go through BENCH_ARGS, e.g. make bench BENCH_ARGS=--quick
 bench:
 	bash infra/install.sh && cargo build --release --workspace --bins && target/release/local-bench $(BENCH_ARGS)
+
+# Optional, not part of test: load and fault runs on release builds through the local stack
+# (writes docs/reliability-figures.md; see docs/reliability.md). Bounded: 20 minutes at most.
+# make reliability RELIABILITY_ARGS=--quick for a short run.
+reliability:
+	bash infra/install.sh && cargo build --release --workspace --bins && target/release/local-reliability --release $(RELIABILITY_ARGS)
