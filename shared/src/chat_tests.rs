@@ -1570,61 +1570,53 @@ async fn a_recall_of_anothers_an_old_or_an_unknown_message_is_refused() {
 
 // ---------------------------------------------------------------- warm instances
 
+/// A ping from `cid` at `at`: what became of it.
+async fn ping_at(w: &World, cid: &str, at: i64) -> FrameOutcome {
+    w.frame_at(cid, r#"{"action":"ping"}"#, at).await.unwrap()
+}
+
+/// A world where `cid` (user 111) pinged at `t` through this instance, then lost its record
+/// behind the instance's back (another instance's `$disconnect`).
+async fn read_then_removed(w: &World, cid: &str, t: i64) {
+    w.connect_user(cid, "app", "111").await;
+    assert_eq!(ping_at(w, cid, t).await, FrameOutcome::Ponged);
+    w.deps.store.remove(cid).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_warm_instance_trusts_a_record_it_read_for_a_bounded_time_only() {
-    // GIVEN a user connection that sent a frame through this instance (CONNECTION_CACHE_SECONDS
-    // is 5 by default)
+    // GIVEN a connection whose record this instance read, then removed elsewhere
+    // (CONNECTION_CACHE_SECONDS is 5 by default)
     let w = World::new();
-    w.connect_user("a1", "app", "111").await;
     let t = now() + 1000;
-    assert_eq!(
-        w.frame_at("a1", r#"{"action":"ping"}"#, t).await.unwrap(),
-        FrameOutcome::Ponged
-    );
-    // WHEN its record disappears behind this instance's back (another instance's $disconnect)
-    w.deps.store.remove("a1").await.unwrap();
+    read_then_removed(&w, "a1", t).await;
     // THEN frames within the bound are still served from the record it read ...
-    let within = w
-        .frame_at("a1", r#"{"action":"ping"}"#, t + 4_000)
-        .await
-        .unwrap();
-    assert_eq!(within, FrameOutcome::Ponged);
+    assert_eq!(ping_at(&w, "a1", t + 4_000).await, FrameOutcome::Ponged);
     // ... and once the bound passed the connection is refused
-    let after = w
-        .frame_at("a1", r#"{"action":"ping"}"#, t + 5_000)
-        .await
-        .unwrap();
-    assert_eq!(after, FrameOutcome::UnknownConnection);
+    assert_eq!(
+        ping_at(&w, "a1", t + 5_000).await,
+        FrameOutcome::UnknownConnection
+    );
     assert_eq!(w.last_to("a1")["error"], "not_connected");
     // AND with the cache off (0) every frame reads the record
     let w = World::with_config(|c| c.connection_cache_secs = 0);
-    w.connect_user("b1", "app", "222").await;
+    read_then_removed(&w, "b1", t).await;
     assert_eq!(
-        w.frame_at("b1", r#"{"action":"ping"}"#, t).await.unwrap(),
-        FrameOutcome::Ponged
+        ping_at(&w, "b1", t + 1).await,
+        FrameOutcome::UnknownConnection
     );
-    w.deps.store.remove("b1").await.unwrap();
-    let next = w
-        .frame_at("b1", r#"{"action":"ping"}"#, t + 1)
-        .await
-        .unwrap();
-    assert_eq!(next, FrameOutcome::UnknownConnection);
 }
 
 #[tokio::test]
 async fn a_disconnect_handled_here_forgets_the_record_at_once() {
     let w = World::new();
-    w.connect_user("a1", "app", "111").await;
     let t = now() + 1000;
-    assert_eq!(
-        w.frame_at("a1", r#"{"action":"ping"}"#, t).await.unwrap(),
-        FrameOutcome::Ponged
-    );
+    w.connect_user("a1", "app", "111").await;
+    assert_eq!(ping_at(&w, "a1", t).await, FrameOutcome::Ponged);
     w.deps.records.forget("a1");
     w.deps.store.remove("a1").await.unwrap();
-    let next = w
-        .frame_at("a1", r#"{"action":"ping"}"#, t + 1)
-        .await
-        .unwrap();
-    assert_eq!(next, FrameOutcome::UnknownConnection);
+    assert_eq!(
+        ping_at(&w, "a1", t + 1).await,
+        FrameOutcome::UnknownConnection
+    );
 }
