@@ -20,7 +20,6 @@ use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -152,9 +151,6 @@ impl Gateway {
         listener: tokio::net::TcpListener,
     ) -> tokio::task::JoinHandle<()> {
         let stage = &self.api.stage;
-        let local = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let app = Router::new()
             .route("/", get(|| async { web_file("index.html") }))
             .route(
@@ -168,16 +164,13 @@ impl Gateway {
                     .post(post_to_connection)
                     .delete(delete_connection)
                     // IAM-signed on AWS; locally: only the stack's own user's processes
-                    .route_layer(axum::middleware::from_fn_with_state(
-                        local,
-                        crate::peer::same_user_only,
-                    )),
+                    .route_layer(axum::middleware::from_fn(crate::peer::same_user_only)),
             )
             .with_state(self.clone());
         tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
+                app.into_make_service_with_connect_info::<crate::peer::Peer>(),
             )
             .await;
         })
@@ -446,14 +439,14 @@ fn header_maps(h: &HeaderMap) -> (Value, Value) {
 
 async fn handshake(
     State(g): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<crate::peer::Peer>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let id = g.next_id();
     let connected_at = now_ms();
-    let ip = peer.ip().to_string();
+    let ip = peer.addr.ip().to_string();
     let ua = headers
         .get("user-agent")
         .and_then(|v| v.to_str().ok())

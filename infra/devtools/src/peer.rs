@@ -10,11 +10,45 @@
 //! address is our peer and whose remote address is our local one. (The `procfs` crate parses
 //! the same file; for one lookup of one column its dependency tree is not worth it.)
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+
+/// The connection info of the local stack's servers (`into_make_service_with_connect_info::
+/// <Peer>()`): the client's address, and whether it runs as this process's user. The owner of
+/// a connection cannot change, so that is looked up once per connection, at its first request
+/// that asks (the public WebSocket endpoint never asks), not on every request.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    local: Option<SocketAddr>,
+    same_user: Arc<OnceLock<bool>>,
+}
+
+impl Peer {
+    /// Whether the client runs as this process's effective user (looked up once).
+    pub fn is_same_user(&self) -> bool {
+        *self
+            .same_user
+            .get_or_init(|| self.local.is_some_and(|l| is_same_user(l, self.addr)))
+    }
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Peer {
+            addr: *stream.remote_addr(),
+            local: stream.io().local_addr().ok(),
+            same_user: Arc::default(),
+        }
+    }
+}
 
 /// The uid owning the client end of the loopback connection `peer` → `local`, if the kernel
 /// lists it (IPv4 only: everything here binds 127.0.0.1).
@@ -49,15 +83,14 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
     ))
 }
 
-/// Axum middleware (`from_fn_with_state(local_addr, same_user_only)`, on a service made
-/// with `into_make_service_with_connect_info::<SocketAddr>()`): 403 for another user.
+/// Axum middleware (`from_fn(same_user_only)`, on a service made with
+/// `into_make_service_with_connect_info::<Peer>()`): 403 for another user.
 pub async fn same_user_only(
-    State(local): State<SocketAddr>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     req: Request,
     next: Next,
 ) -> Response {
-    if is_same_user(local, peer) {
+    if peer.is_same_user() {
         next.run(req).await
     } else {
         (

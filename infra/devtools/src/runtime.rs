@@ -389,14 +389,11 @@ impl Invoker {
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(state)
             // The events carry tokens: only the stack's user's processes (its functions).
-            .layer(axum::middleware::from_fn_with_state(
-                addr,
-                crate::peer::same_user_only,
-            ));
+            .layer(axum::middleware::from_fn(crate::peer::same_user_only));
         let server = tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                app.into_make_service_with_connect_info::<crate::peer::Peer>(),
             )
             .await;
         });

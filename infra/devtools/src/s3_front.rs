@@ -213,14 +213,14 @@ impl S3Front {
             seq: AtomicU64::new(now_nanos()),
         });
         // Only the stack's user's processes (the functions, the tests, the user's browser).
-        let local = listener.local_addr()?;
-        let app = Router::new().fallback(proxy).with_state(front).layer(
-            axum::middleware::from_fn_with_state(local, crate::peer::same_user_only),
-        );
+        let app = Router::new()
+            .fallback(proxy)
+            .with_state(front)
+            .layer(axum::middleware::from_fn(crate::peer::same_user_only));
         let server = tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
+                app.into_make_service_with_connect_info::<crate::peer::Peer>(),
             )
             .await;
         });
@@ -534,7 +534,7 @@ async fn created(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) 
 
 async fn proxy(
     State(front): State<Arc<Front>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<crate::peer::Peer>,
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
@@ -604,7 +604,7 @@ async fn proxy(
     strip_hop_by_hop(&mut rparts.headers);
     if rparts.status.is_success() {
         if let Some(c) = created {
-            tokio::spawn(front.clone().notify(c, peer));
+            tokio::spawn(front.clone().notify(c, peer.addr));
         }
     }
     if let (Some(origin), Some(bucket)) = (&origin, bucket) {
