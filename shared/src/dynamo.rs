@@ -271,20 +271,24 @@ fn dedup_key(m: &Message, client_msg_id: &str) -> String {
 pub const MARKER_TTL_ATTRIBUTE: &str = "expires_at";
 
 /// The `ClientRequestToken` of a send's transaction: 32 hex digits of two FNV-1a hashes of
-/// everything the commit writes and checks, so that retries of one call share it and two
-/// different calls never do.
+/// everything the commit writes and checks (its `Debug` form, streamed into the hashes: no
+/// string is built), so that retries of one call share it and two different calls never do.
 fn request_token(c: &SendCommit) -> String {
-    let text = format!("{c:?}");
-    let fnv = |seed: u64| {
-        text.bytes().fold(seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    };
-    format!(
-        "{:016x}{:016x}",
-        fnv(0xcbf2_9ce4_8422_2325),
-        fnv(0x8422_2325_cbf2_9ce4)
-    )
+    use std::fmt::Write;
+    struct Fnv([u64; 2]);
+    impl Write for Fnv {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for h in &mut self.0 {
+                *h = s.bytes().fold(*h, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+                });
+            }
+            Ok(())
+        }
+    }
+    let mut fnv = Fnv([0xcbf2_9ce4_8422_2325, 0x8422_2325_cbf2_9ce4]);
+    let _ = write!(fnv, "{c:?}"); // writing into a hash cannot fail
+    format!("{:016x}{:016x}", fnv.0[0], fnv.0[1])
 }
 
 /// `d#<conversation key>#<sender>#<client_msg_id>`: the partition of an idempotency marker.
@@ -1302,6 +1306,47 @@ mod tests {
             seq: Some(3),
             recalled: false,
         }
+    }
+
+    #[test]
+    fn the_request_token_covers_the_whole_commit_without_building_it_as_text() {
+        let commit = SendCommit {
+            message: message(Some("k1")),
+            sender: Entry::empty("b", "a"),
+            receiver: Entry::empty("a", "b"),
+            sender_was: Some(4),
+            receiver_was: Some(4),
+            profiles: vec![],
+            now_s: 1_700_000_000,
+            marker_expires_at: 1_700_086_400,
+            rate: None,
+        };
+        let token = request_token(&commit);
+        assert_eq!(token.len(), 32);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        // a retry of the same call shares it ...
+        assert_eq!(request_token(&commit.clone()), token);
+        // ... a call re-planned after a lost race (same id, other versions) does not
+        let raced = SendCommit {
+            receiver_was: Some(5),
+            ..commit.clone()
+        };
+        assert_ne!(request_token(&raced), token);
+        // and it is the FNV-1a of the commit's Debug form, as when that text was built first
+        let text = format!("{commit:?}");
+        let fnv = |seed: u64| {
+            text.bytes().fold(seed, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        assert_eq!(
+            token,
+            format!(
+                "{:016x}{:016x}",
+                fnv(0xcbf2_9ce4_8422_2325),
+                fnv(0x8422_2325_cbf2_9ce4)
+            )
+        );
     }
 
     #[test]
