@@ -89,6 +89,21 @@ impl Deps<DynamoStore> {
     }
 }
 
+/// A function's AWS configuration, from its environment (credentials, region, endpoint
+/// overrides) as `aws_config::load_from_env` reads it, with one HTTPS client for every SDK
+/// client: rustls on `ring` rather than the SDK's default aws-lc, whose C library was the
+/// largest single part of each bootstrap (docs/benchmark.md, "Bootstrap size").
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https)
+        .load()
+        .await
+}
+
 fn dynamo_store(aws: &aws_config::SdkConfig, config: &Config) -> DynamoStore {
     DynamoStore::new(
         aws_sdk_dynamodb::Client::new(aws),

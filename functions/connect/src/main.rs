@@ -6,7 +6,7 @@ use shared::handlers::{self, ConnectDeps};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = shared::Config::from_env()?;
-    let aws = aws_config::load_from_env().await;
+    let aws = handlers::aws_sdk_config().await;
     // Built once per cold start: the secret is fetched here, not per handshake.
     let deps = ConnectDeps::from_aws(&aws, config).await?;
     run(service_fn(|event| handlers::connect(&deps, event))).await

@@ -9,7 +9,7 @@ use shared::handlers::{self, Deps};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = shared::Config::from_env()?;
-    let aws = aws_config::load_from_env().await;
+    let aws = handlers::aws_sdk_config().await;
     // Built once per cold start: DynamoDB, management API and S3 clients, the owner key.
     let deps = Deps::from_aws(&aws, config).await?;
     run(service_fn(|event| handlers::default(&deps, event))).await

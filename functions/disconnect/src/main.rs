@@ -6,7 +6,7 @@ use shared::handlers::{self, Deps};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = shared::Config::from_env()?;
-    let aws = aws_config::load_from_env().await;
+    let aws = handlers::aws_sdk_config().await;
     let deps = Deps::storage_only(&aws, config);
     run(service_fn(|event| handlers::disconnect(&deps, event))).await
 }

@@ -428,7 +428,10 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
                 holds(*size <= targets::BOOTSTRAP_BYTES)
             )?;
         }
-        writeln!(w)?;
+        writeln!(
+            w,
+            "\nWhat was tried to get there, lever by lever: [bootstrap-size.md](bootstrap-size.md).\n"
+        )?;
     }
 
     // 4. Price.
