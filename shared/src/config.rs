@@ -219,7 +219,7 @@ impl Config {
             management_endpoint: get("MANAGEMENT_ENDPOINT").filter(|v| !v.trim().is_empty()),
             jwt_secret,
             display_offset,
-            connection_ttl_secs: number("CONNECTION_TTL_SECONDS", 7500, 60, 86400)? as i64,
+            connection_ttl_secs: number("CONNECTION_TTL_SECONDS", 7500, 5, 86400)? as i64,
             gone_grace_secs: number("GONE_GRACE_SECONDS", 30, 0, 600)? as i64,
             max_connections_per_user: number("MAX_CONNECTIONS_PER_USER", 20, 1, 100)?,
             recall_window_secs: number("RECALL_WINDOW_SECONDS", 120, 1, 86400)? as i64,

@@ -95,6 +95,34 @@ pub struct Gateway {
     /// nothing (0 = never).
     post_fault_every: AtomicU64,
     posts: AtomicU64,
+    /// Connections that ended (for soak audits), and POSTs to connections that were gone.
+    /// Bounded: each keeps its first `AUDIT_CAP` entries.
+    ended: Mutex<HashMap<String, Ended>>,
+    gone_posts: Mutex<Vec<GonePost>>,
+}
+
+/// How many ended connections and gone posts the gateway remembers.
+const AUDIT_CAP: usize = 100_000;
+
+/// A connection that ended, as the gateway saw it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub id: String,
+    pub connected_at_ms: i64,
+    pub closed_at_ms: i64,
+    /// The close code (1001 idle or lifetime, 1006 vanished without a close frame, ...).
+    pub code: u16,
+    /// Whether the gateway invoked `$disconnect` for it.
+    pub disconnect_sent: bool,
+}
+
+/// A `POST @connections/{id}` answered 410 because the connection was gone.
+#[derive(Debug, Clone)]
+pub struct GonePost {
+    pub id: String,
+    pub at_ms: i64,
+    /// When the connection had opened, if the gateway remembers it (it ended here).
+    pub connected_at_ms: Option<i64>,
 }
 
 fn now_ms() -> i64 {
@@ -136,7 +164,52 @@ impl Gateway {
             seq: AtomicU64::new(0),
             post_fault_every: AtomicU64::new(0),
             posts: AtomicU64::new(0),
+            ended: Mutex::default(),
+            gone_posts: Mutex::default(),
         })
+    }
+
+    /// Every connection that ended so far (at most the first 100,000).
+    pub fn ended_connections(&self) -> Vec<Ended> {
+        self.ended.lock().expect("lock").values().cloned().collect()
+    }
+
+    /// Every POST to a connection that was gone (410) so far (at most the first 100,000).
+    pub fn gone_posts(&self) -> Vec<GonePost> {
+        self.gone_posts.lock().expect("lock").clone()
+    }
+
+    fn note_gone_post(&self, id: &str) {
+        let connected_at_ms = self
+            .ended
+            .lock()
+            .expect("lock")
+            .get(id)
+            .map(|e| e.connected_at_ms);
+        let mut posts = self.gone_posts.lock().expect("lock");
+        if posts.len() < AUDIT_CAP {
+            posts.push(GonePost {
+                id: id.to_owned(),
+                at_ms: now_ms(),
+                connected_at_ms,
+            });
+        }
+    }
+
+    fn note_ended(&self, conn: &Conn, code: u16, disconnect_sent: bool) {
+        let mut ended = self.ended.lock().expect("lock");
+        if ended.len() < AUDIT_CAP {
+            ended.insert(
+                conn.id.clone(),
+                Ended {
+                    id: conn.id.clone(),
+                    connected_at_ms: conn.connected_at_ms,
+                    closed_at_ms: now_ms(),
+                    code,
+                    disconnect_sent,
+                },
+            );
+        }
     }
 
     /// Fault tests: from now on every `every`-th POST to @connections answers 500 and
@@ -392,9 +465,13 @@ impl Gateway {
                 },
             }
         };
+        let skip_disconnect =
+            (abrupt && !self.options.disconnect_on_abrupt_close) || self.invoker.is_closed();
+        // (noted before it leaves `conns`, so a post that finds it gone finds it here)
+        self.note_ended(&conn, code, !skip_disconnect);
         self.conns.lock().expect("lock").remove(&conn.id);
         let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-        if (abrupt && !self.options.disconnect_on_abrupt_close) || self.invoker.is_closed() {
+        if skip_disconnect {
             return;
         }
         let Some(function) = self.api.routes.get("$disconnect") else {
@@ -630,7 +707,12 @@ async fn post_to_connection(
 ) -> Response {
     let conn = match target(&g, &id, &headers, false) {
         Ok(c) => c,
-        Err(r) => return *r,
+        Err(r) => {
+            if r.status() == StatusCode::GONE {
+                g.note_gone_post(&id);
+            }
+            return *r;
+        }
     };
     let every = g.post_fault_every.load(Ordering::SeqCst);
     if every > 0 && g.posts.fetch_add(1, Ordering::SeqCst) % every == every - 1 {
@@ -652,6 +734,7 @@ async fn post_to_connection(
         Err(e) => Outbound::Binary(e.into_bytes()),
     };
     if conn.tx.send(out).is_err() {
+        g.note_gone_post(&id);
         return aws_error(StatusCode::GONE, "GoneException", None);
     }
     conn.touch();

@@ -30,6 +30,15 @@ fn binary() -> PathBuf {
 impl S3Local {
     /// Starts s3s-fs on a free loopback port with one folder per bucket under `root`.
     pub fn start(root: &Path, buckets: &[String]) -> Result<Self, DevError> {
+        Self::start_with(root, buckets, None)
+    }
+
+    /// As [`S3Local::start`], on `port` of 127.0.0.1 if given (a restart after an outage).
+    pub fn start_with(
+        root: &Path,
+        buckets: &[String],
+        port: Option<u16>,
+    ) -> Result<Self, DevError> {
         let bin = binary();
         if !bin.is_file() {
             return Err(DevError::S3(format!(
@@ -42,9 +51,11 @@ impl S3Local {
             std::fs::create_dir_all(root.join(b))?;
         }
         let net = isolated();
-        let port = match net {
-            Some(ns) => ns.free_port()?,
-            None => free_port()?,
+        let outer_port = port;
+        let port = match (net, outer_port) {
+            (Some(ns), _) => ns.free_port()?,
+            (None, Some(p)) => p,
+            (None, None) => free_port()?,
         };
         let mut cmd = Command::new(bin);
         cmd.args([
@@ -79,7 +90,7 @@ impl S3Local {
             std::thread::sleep(Duration::from_millis(50));
         }
         let forwarder = match net {
-            Some(ns) => Some(Forwarder::start(0, port, ns)?),
+            Some(ns) => Some(Forwarder::start(outer_port.unwrap_or(0), port, ns)?),
             None => None,
         };
         Ok(S3Local {
@@ -91,6 +102,10 @@ impl S3Local {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 

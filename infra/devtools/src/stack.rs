@@ -64,7 +64,10 @@ pub struct Stack {
     /// Behind a lock so that a fault test can stop and restart it while clients use the stack.
     dynamodb: std::sync::Mutex<Option<DynamoDbLocal>>,
     dynamodb_port: u16,
-    s3: Option<S3Local>,
+    /// Behind a lock, like DynamoDB Local: an outage test stops and restarts it.
+    s3: std::sync::Mutex<Option<S3Local>>,
+    s3_port: Option<u16>,
+    buckets: Vec<String>,
     s3_front: Option<S3Front>,
     server: tokio::task::JoinHandle<()>,
     data_dir: PathBuf,
@@ -185,7 +188,9 @@ impl Stack {
             invoker,
             dynamodb_port: dynamodb.port(),
             dynamodb: std::sync::Mutex::new(Some(dynamodb)),
-            s3,
+            s3_port: s3.as_ref().map(S3Local::port),
+            s3: std::sync::Mutex::new(s3),
+            buckets,
             s3_front,
             server,
             data_dir,
@@ -223,6 +228,26 @@ impl Stack {
         *self.dynamodb.lock().expect("dynamodb lock") = None;
     }
 
+    /// Stops the local S3 (an outage; its front answers 502 meanwhile). Its data stays.
+    pub fn stop_s3(&self) {
+        *self.s3.lock().expect("s3 lock") = None;
+    }
+
+    /// Starts the local S3 again on the same port with the same data (no-op without S3).
+    pub fn restart_s3(&self) -> Result<(), DevError> {
+        let Some(port) = self.s3_port else {
+            return Ok(());
+        };
+        let mut slot = self.s3.lock().expect("s3 lock");
+        *slot = None;
+        *slot = Some(S3Local::start_with(
+            &self.data_dir.join("s3"),
+            &self.buckets,
+            Some(port),
+        )?);
+        Ok(())
+    }
+
     /// Starts DynamoDB Local again on the same port with the same data.
     pub fn restart_dynamodb(&self) -> Result<(), DevError> {
         let mut slot = self.dynamodb.lock().expect("dynamodb lock");
@@ -243,7 +268,9 @@ impl Drop for Stack {
             *d = None;
         }
         self.s3_front = None;
-        self.s3 = None;
+        if let Ok(mut s3) = self.s3.lock() {
+            *s3 = None;
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

@@ -13,7 +13,10 @@
 //! Phases: `load` (500 connections, 20,000 messages), `dynamodb-restart` (DynamoDB Local
 //! killed and restarted mid-load), `posts-fail` (every 5th post of the management API answers
 //! 500), `function-killed` (a busy `$default` process killed every 300 ms), `sends-tripled`
-//! (every send frame sent three times at once).
+//! (every send frame sent three times at once), `s3-stopped` (image sends while the local S3
+//! is stopped and started again), and `soak`, on a stack of its own whose limits are
+//! shortened to seconds (connections expire, records disappear, expired records are never
+//! posted to). `--only load,soak` runs some of them.
 use devtools::runtime::Logs;
 use devtools::stack::{Stack, StackOptions};
 use futures::{SinkExt, StreamExt};
@@ -50,6 +53,8 @@ enum Fault {
     PostsFail,
     FunctionKilled,
     SendsTripled,
+    /// Image sends (ticket, upload, send) while the local S3 is stopped and started again.
+    S3Stopped,
 }
 
 struct Phase {
@@ -110,6 +115,8 @@ struct Figures {
     crashes: u64,
     elapsed: Duration,
     rss_mb_after: u64,
+    /// Figures particular to the phase, printed under the table.
+    notes: Vec<String>,
 }
 
 fn token(user: &str) -> Res<String> {
@@ -181,31 +188,7 @@ async fn run_pair(stack: &Stack, plan: PairPlan<'_>, counters: &Counters) -> Res
     let mut a = open(stack, &ann).await?;
     let b = open(stack, &bob).await?;
     let seen = Arc::new(Mutex::new(PairSeen::default()));
-    // Bob reads until told to stop.
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let bob_seen = seen.clone();
-    let bob_reader = tokio::spawn(async move {
-        let mut b = b;
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                m = b.next() => match m {
-                    Some(Ok(WsMessage::Text(t))) => {
-                        if let Ok(f) = serde_json::from_str::<Value>(&t) {
-                            if f["type"] == "message" {
-                                if let Some(id) = f["message"]["id"].as_str() {
-                                    bob_seen.lock().unwrap().bob_got.insert(id.to_owned());
-                                }
-                            }
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    _ => break,
-                }
-            }
-        }
-        let _ = b.close(None).await;
-    });
+    let (stop_tx, bob_reader) = spawn_reader(b, seen.clone());
     let cmid = |i: usize| format!("{phase}-{p}-{i}");
     let frame = |i: usize| {
         json!({"action":"send","to":bob,"client_msg_id":cmid(i),"chat_type":0,
@@ -299,6 +282,202 @@ async fn run_pair(stack: &Stack, plan: PairPlan<'_>, counters: &Counters) -> Res
     Ok(out)
 }
 
+/// A small PNG, the image every media send uploads.
+fn png() -> Vec<u8> {
+    let img =
+        image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 16, y as u8 * 16, 128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("a PNG encodes");
+    out.into_inner()
+}
+
+/// Sends `frame` on `ws` and reads until a frame `matches`, an "Internal server error" frame
+/// (API Gateway's, when the invocation failed) or `ACK_TIMEOUT` passes (`None`).
+async fn ask(
+    ws: &mut Ws,
+    frame: &Value,
+    counters: &Counters,
+    matches: impl Fn(&Value) -> bool,
+) -> Res<Option<Value>> {
+    ws.send(WsMessage::Text(frame.to_string().into())).await?;
+    counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+    let until = tokio::time::Instant::now() + ACK_TIMEOUT;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(until, ws.next()).await else {
+            return Ok(None);
+        };
+        let Some(Ok(WsMessage::Text(t))) = next else {
+            if next.is_none() || matches!(next, Some(Err(_))) {
+                return Err("the socket closed".into());
+            }
+            continue;
+        };
+        let f: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+        if f.get("message")
+            .is_some_and(|m| m == "Internal server error")
+        {
+            counters.gateway_errors.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        if matches(&f) {
+            return Ok(Some(f));
+        }
+    }
+}
+
+/// Uploads `body` with a ticket's POST form (what `wx.uploadFile` sends); the HTTP status, or
+/// 0 when nothing answered.
+async fn post_form(http: &reqwest::Client, ticket: &Value, body: Vec<u8>) -> u16 {
+    let mut form = reqwest::multipart::Form::new();
+    if let Some(fields) = ticket["post"]["fields"].as_object() {
+        for (k, v) in fields {
+            form = form.text(k.clone(), v.as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let part = reqwest::multipart::Part::bytes(body)
+        .file_name("photo.png")
+        .mime_str("image/png")
+        .expect("a valid mime type");
+    let url = ticket["post"]["url"].as_str().unwrap_or_default();
+    match http
+        .post(url)
+        .multipart(form.part("file", part))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// One pair of the media phase: Ann sends `n` images to Bob one after the other, each as a
+/// mini-program does (ticket, POST upload, send naming the key), retrying whatever fails
+/// after `RETRY_AFTER`: a failed upload with a new ticket, a refused or unanswered send with
+/// the same `client_msg_id`.
+async fn run_media_pair(
+    stack: &Stack,
+    plan: PairPlan<'_>,
+    counters: &Counters,
+    http: &reqwest::Client,
+) -> Res<PairSeen> {
+    let PairPlan {
+        phase, p, n, until, ..
+    } = plan;
+    let (ann, bob) = accounts(phase, p);
+    let mut a = open(stack, &ann).await?;
+    let b = open(stack, &bob).await?;
+    let seen = Arc::new(Mutex::new(PairSeen::default()));
+    let (stop_tx, bob_reader) = spawn_reader(b, seen.clone());
+    let image = png();
+    let retry = |what: &str| {
+        counters.error(what);
+        tokio::time::sleep(RETRY_AFTER)
+    };
+    'messages: for i in 0..n {
+        let cmid = format!("{phase}-{p}-{i}");
+        // 1. a ticket and an upload that S3 stored
+        let mut tries = 0;
+        let key = loop {
+            tries += 1;
+            if Instant::now() >= until || tries > 60 {
+                seen.lock().unwrap().gave_up += 1;
+                continue 'messages;
+            }
+            let req_id = format!("r{i}-{tries}");
+            let ticket = json!({"action":"upload","req_id":req_id,"chat_type":1,
+                                "content_type":"image/png","size":image.len()});
+            let t = ask(&mut a, &ticket, counters, |f| {
+                f["req_id"] == req_id.as_str()
+            })
+            .await?;
+            let Some(t) = t.filter(|t| t["type"] == "upload") else {
+                retry("ticket refused").await;
+                continue;
+            };
+            match post_form(http, &t, image.clone()).await {
+                200..=299 => break t["key"].as_str().unwrap_or_default().to_owned(),
+                0 => retry("upload: no answer").await,
+                status => retry(&format!("upload: HTTP {status}")).await,
+            }
+        };
+        // 2. the send, until it is acknowledged (or known stored: not_delivered)
+        let frame = json!({"action":"send","to":bob,"client_msg_id":cmid,"chat_type":1,
+                           "chat_content":key});
+        for attempt in 0..60 {
+            if attempt > 0 {
+                seen.lock().unwrap().resent.insert(i);
+                counters.resends.fetch_add(1, Ordering::Relaxed);
+            }
+            let f = ask(&mut a, &frame, counters, |f| {
+                f["client_msg_id"] == cmid.as_str()
+                    && (f["type"] == "error" || f["message"]["userphone"] == ann.as_str())
+            })
+            .await?;
+            match f {
+                Some(f) if f["type"] == "message" => {
+                    let id = f["message"]["id"].as_str().unwrap_or_default().to_owned();
+                    seen.lock().unwrap().acked.insert(cmid.clone(), id);
+                    continue 'messages;
+                }
+                Some(f) if f["error"] == "not_delivered" => {
+                    counters.error("not_delivered");
+                    let id = f["id"].as_str().unwrap_or_default().to_owned();
+                    seen.lock().unwrap().acked.insert(cmid.clone(), id);
+                    continue 'messages;
+                }
+                Some(f) => retry(f["error"].as_str().unwrap_or("?")).await,
+                None => tokio::time::sleep(RETRY_AFTER).await,
+            }
+            if Instant::now() >= until {
+                break;
+            }
+        }
+        seen.lock().unwrap().gave_up += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop_tx.send(());
+    let _ = bob_reader.await;
+    let _ = a.close(None).await;
+    let mut out = std::mem::take(&mut *seen.lock().unwrap());
+    out.pair = p;
+    Ok(out)
+}
+
+/// Bob: reads message frames (the ids he received) until told to stop.
+fn spawn_reader(
+    b: Ws,
+    bob_seen: Arc<Mutex<PairSeen>>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let bob_reader = tokio::spawn(async move {
+        let mut b = b;
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                m = b.next() => match m {
+                    Some(Ok(WsMessage::Text(t))) => {
+                        if let Ok(f) = serde_json::from_str::<Value>(&t) {
+                            if f["type"] == "message" {
+                                if let Some(id) = f["message"]["id"].as_str() {
+                                    bob_seen.lock().unwrap().bob_got.insert(id.to_owned());
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+        }
+        let _ = b.close(None).await;
+    });
+    (stop_tx, bob_reader)
+}
+
 fn accounts(phase: &str, p: usize) -> (String, String) {
     let tag: u32 = phase.bytes().map(u32::from).sum::<u32>() % 90 + 10;
     (format!("13{tag}0{p:05}"), format!("13{tag}1{p:05}"))
@@ -314,6 +493,8 @@ async fn run_phase(stack: &Stack, store: &DynamoStore, phase: &Phase) -> Res<Fig
     let counters = Arc::new(Counters::default());
     let crashes_before = stack.invoker().crashes();
     let tripled = matches!(phase.fault, Fault::SendsTripled);
+    let media = matches!(phase.fault, Fault::S3Stopped);
+    let http = reqwest::Client::new();
     if matches!(phase.fault, Fault::PostsFail) {
         stack.gateway.fail_posts_every(5);
     }
@@ -322,6 +503,7 @@ async fn run_phase(stack: &Stack, store: &DynamoStore, phase: &Phase) -> Res<Fig
         let work = futures::stream::iter(0..phase.pairs)
             .map(|p| {
                 let counters = counters.clone();
+                let http = http.clone();
                 async move {
                     let plan = PairPlan {
                         phase: phase.name,
@@ -331,7 +513,11 @@ async fn run_phase(stack: &Stack, store: &DynamoStore, phase: &Phase) -> Res<Fig
                         tripled,
                         until,
                     };
-                    run_pair(stack_ref, plan, &counters).await
+                    if media {
+                        run_media_pair(stack_ref, plan, &counters, &http).await
+                    } else {
+                        run_pair(stack_ref, plan, &counters).await
+                    }
                 }
             })
             .buffer_unordered(phase.pairs);
@@ -359,6 +545,15 @@ async fn run_phase(stack: &Stack, store: &DynamoStore, phase: &Phase) -> Res<Fig
                     eprintln!("[reliability]   DynamoDB Local restarted");
                     r
                 }
+                Fault::S3Stopped => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    tokio::task::block_in_place(|| stack_ref.stop_s3());
+                    eprintln!("[reliability]   S3 stopped");
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    let r = tokio::task::block_in_place(|| stack_ref.restart_s3());
+                    eprintln!("[reliability]   S3 restarted");
+                    r
+                }
                 _ => Ok(()),
             }
         };
@@ -371,7 +566,7 @@ async fn run_phase(stack: &Stack, store: &DynamoStore, phase: &Phase) -> Res<Fig
     for r in results {
         seen.push(r?);
     }
-    figures(
+    let mut f = figures(
         stack,
         store,
         phase,
@@ -380,7 +575,60 @@ async fn run_phase(stack: &Stack, store: &DynamoStore, phase: &Phase) -> Res<Fig
         started,
         crashes_before,
     )
-    .await
+    .await?;
+    if media {
+        f.notes
+            .push(media_objects(stack, store, phase, &seen).await?);
+    }
+    Ok(f)
+}
+
+/// Whether every stored image message's object is in the bucket (no message names a lost
+/// upload; no half-written send).
+async fn media_objects(
+    stack: &Stack,
+    store: &DynamoStore,
+    phase: &Phase,
+    seen: &[PairSeen],
+) -> Res<String> {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(stack.s3_endpoint().ok_or("the stack has no S3")?)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                devtools::s3_local::ACCESS_KEY,
+                devtools::s3_local::SECRET_KEY,
+                None,
+                None,
+                "reliability",
+            ))
+            .build(),
+    );
+    let (mut present, mut missing) = (0, 0);
+    for s in seen {
+        let (ann, bob) = accounts(phase.name, s.pair);
+        let page = store
+            .latest_through(&Conversation::new(APP, &ann, &bob), "~", 1000)
+            .await?;
+        for m in &page.messages {
+            let head = s3
+                .head_object()
+                .bucket(&stack.app.buckets[0].name)
+                .key(&m.content)
+                .send()
+                .await;
+            if head.is_ok() {
+                present += 1;
+            } else {
+                missing += 1;
+            }
+        }
+    }
+    Ok(format!(
+        "stored image messages whose object is in the bucket: {present}; whose object is missing: **{missing}**"
+    ))
 }
 
 async fn figures(
@@ -410,6 +658,7 @@ async fn figures(
         crashes: stack.invoker().crashes() - crashes_before,
         elapsed: started.elapsed(),
         rss_mb_after: rss_mb(),
+        notes: Vec::new(),
     };
     for s in seen {
         let p = s.pair;
@@ -478,7 +727,7 @@ async fn main() -> Res<()> {
             other if !other.starts_with("--") => out = other.into(),
             _ => {
                 return Err(
-                    "usage: local-reliability [--release] [--quick] [--only PHASE] [out-file]"
+                    "usage: local-reliability [--release] [--quick] [--only PHASE[,PHASE...]] [out-file]"
                         .into(),
                 )
             }
@@ -501,7 +750,7 @@ async fn run(release: bool, quick: bool, only: Option<String>, out: std::path::P
         jwt_secret: SECRET.into(),
         logs: Logs::Quiet,
         functions_dir: dir.clone(),
-        with_s3: false,
+        with_s3: true,
         ..Default::default()
     };
     // Load, not abuse: the per-connection rate limit is not what is measured here.
@@ -560,27 +809,374 @@ async fn run(release: bool, quick: bool, only: Option<String>, out: std::path::P
             fault: Fault::SendsTripled,
             deadline: Duration::from_secs(120),
         },
+        Phase {
+            name: "s3-stopped",
+            what: "image sends (ticket, POST upload, send); S3 stopped 2 s in, restarted 4 s later",
+            pairs: scale(10),
+            per_pair: 10,
+            in_flight: 1,
+            fault: Fault::S3Stopped,
+            deadline: Duration::from_secs(120),
+        },
     ];
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w == name))
+    };
     let rss_start = rss_mb();
     let mut all = Vec::new();
-    for phase in phases
-        .iter()
-        .filter(|p| only.as_deref().is_none_or(|o| o == p.name))
-    {
-        let f = run_phase(&stack, &store, phase).await?;
+    let progress = |f: &Figures| {
         eprintln!(
             "[reliability]   sent {} stored {} duplicated {} delivered {} missing {} order violations {} ({:.1} s)",
             f.sent, f.stored, f.duplicated, f.delivered, f.missing, f.order_violations,
             f.elapsed.as_secs_f64()
         );
+        for n in &f.notes {
+            eprintln!("[reliability]   {n}");
+        }
+    };
+    for phase in phases.iter().filter(|p| wanted(p.name)) {
+        let f = run_phase(&stack, &store, phase).await?;
+        progress(&f);
+        all.push(f);
+    }
+    drop(stack);
+    if wanted("soak") {
+        let f = run_soak(&dir, quick).await?;
+        progress(&f);
         all.push(f);
     }
     let report = render(&all, release, quick, rss_start, &dir);
     std::fs::write(&out, &report)?;
     println!("{report}");
     eprintln!("[reliability] wrote {}", out.display());
-    drop(stack);
     Ok(())
+}
+
+// ------------------------------------------------------------------------------- soak
+
+/// The soak's limits, shortened from API Gateway's 10 minutes idle and 2 hours of life and the
+/// record's 7,500 s (`ConnectionTtlSeconds`) to seconds, keeping their order: a live connection
+/// is never older than its record's lifetime.
+const SOAK_IDLE: Duration = Duration::from_secs(2);
+const SOAK_LIFETIME: Duration = Duration::from_secs(6);
+const SOAK_TTL_SECS: i64 = 8;
+const SOAK_SEND_EVERY: Duration = Duration::from_millis(400);
+
+/// How a session of a soak client ends; clients go through them in turn.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// Keeps the connection busy until the gateway closes it at its maximum lifetime.
+    LivesOut,
+    /// Goes quiet after a second; the gateway closes it for idleness.
+    GoesQuiet,
+    /// Vanishes after two seconds without a close frame: no `$disconnect` (the gateway of the
+    /// soak drops it, as AWS may), so its record stays until it expires.
+    Vanishes,
+}
+
+const ENDINGS: [Ending; 3] = [Ending::LivesOut, Ending::GoesQuiet, Ending::Vanishes];
+
+/// One soak session of `user` (Ann when `to_send` is given): opens, behaves as `ending` says
+/// and returns when the connection is over. Ann resends everything unacknowledged when she
+/// opens, then sends the next message every `SOAK_SEND_EVERY`; Bob asks for the latest page
+/// when he opens (as the mini-program does after every reconnect) and reads.
+async fn soak_session(
+    stack: &Stack,
+    user: &str,
+    peer: &str,
+    ending: Ending,
+    mut to_send: Option<&mut SoakSender>,
+    seen: &Mutex<PairSeen>,
+    counters: &Counters,
+) -> Res<()> {
+    let mut ws = open(stack, user).await?;
+    let opened = Instant::now();
+    let frame = |cmid: &str, i: usize| {
+        json!({"action":"send","to":peer,"client_msg_id":cmid,"chat_type":0,
+               "chat_content":format!("soak message {i}")})
+        .to_string()
+    };
+    match to_send.as_deref_mut() {
+        Some(sender) => {
+            for (cmid, i) in sender.pending.clone() {
+                ws.send(WsMessage::Text(frame(&cmid, i).into())).await?;
+                counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                counters.resends.fetch_add(1, Ordering::Relaxed);
+                seen.lock().unwrap().resent.insert(i);
+            }
+        }
+        None => {
+            let sync = json!({"action":"sync","to":peer,"limit":100}).to_string();
+            ws.send(WsMessage::Text(sync.into())).await?;
+        }
+    }
+    let mut tick = tokio::time::interval(SOAK_SEND_EVERY);
+    loop {
+        let age = opened.elapsed();
+        let quiet = matches!(ending, Ending::GoesQuiet) && age >= Duration::from_secs(1);
+        if matches!(ending, Ending::Vanishes) && age >= Duration::from_secs(2) {
+            drop(ws); // no close frame: the TCP connection just ends
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tick.tick() => {
+                if quiet {
+                    continue;
+                }
+                let next = to_send.as_deref_mut().and_then(SoakSender::next);
+                let text = match &next {
+                    Some((i, cmid)) => frame(cmid, *i),
+                    None => json!({"action":"ping"}).to_string(),
+                };
+                if ws.send(WsMessage::Text(text.into())).await.is_err() {
+                    return Ok(());
+                }
+                counters.frames_sent.fetch_add(u64::from(next.is_some()), Ordering::Relaxed);
+            }
+            m = ws.next() => {
+                let Some(Ok(m)) = m else { return Ok(()) };
+                let WsMessage::Text(t) = m else {
+                    if matches!(m, WsMessage::Close(_)) {
+                        return Ok(());
+                    }
+                    continue;
+                };
+                let f: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                let ids = |f: &Value| -> Vec<String> {
+                    let mut ids: Vec<String> = f["data"].as_array().map(|rows| {
+                        rows.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect()
+                    }).unwrap_or_default();
+                    ids.extend(f["message"]["id"].as_str().map(str::to_owned));
+                    ids
+                };
+                match to_send.as_deref_mut() {
+                    Some(sender) => {
+                        let cmid = f["client_msg_id"].as_str().unwrap_or_default();
+                        let stored = (f["type"] == "message" && f["message"]["userphone"] == user)
+                            .then(|| f["message"]["id"].as_str())
+                            .or_else(|| (f["error"] == "not_delivered").then(|| f["id"].as_str()))
+                            .flatten();
+                        if let Some(id) = stored {
+                            if sender.pending.remove(cmid).is_some() {
+                                seen.lock().unwrap().acked.insert(cmid.to_owned(), id.to_owned());
+                            }
+                        } else if f["type"] == "error" {
+                            counters.error(f["error"].as_str().unwrap_or("?"));
+                        }
+                    }
+                    None => {
+                        if f["type"] == "message" || f["type"] == "history" {
+                            seen.lock().unwrap().bob_got.extend(ids(&f));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Ann's messages: the next to send and those sent but not acknowledged (client_msg_id →
+/// index, resent on every new connection).
+struct SoakSender {
+    prefix: String,
+    next: usize,
+    n: usize,
+    pending: BTreeMap<String, usize>,
+}
+
+impl SoakSender {
+    fn next(&mut self) -> Option<(usize, String)> {
+        (self.next < self.n).then(|| {
+            let i = self.next;
+            self.next += 1;
+            let cmid = format!("{}-{i}", self.prefix);
+            self.pending.insert(cmid.clone(), i);
+            (i, cmid)
+        })
+    }
+}
+
+/// One soak pair: Ann sends `n` messages to Bob; both go through sessions ending every way
+/// in turn until Ann's messages are all acknowledged or `until`; Bob then syncs once more.
+async fn soak_pair(
+    stack: &Stack,
+    p: usize,
+    n: usize,
+    until: Instant,
+    counters: &Counters,
+) -> Res<PairSeen> {
+    let (ann, bob) = accounts("soak", p);
+    let seen = Mutex::new(PairSeen::default());
+    let mut sender = SoakSender {
+        prefix: format!("soak-{p}"),
+        next: 0,
+        n,
+        pending: BTreeMap::new(),
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let ann_side = async {
+        let mut c = p; // pairs start at different points of the cycle
+        while (sender.next < n || !sender.pending.is_empty()) && Instant::now() < until {
+            let ending = ENDINGS[c % 3];
+            c += 1;
+            soak_session(
+                stack,
+                &ann,
+                &bob,
+                ending,
+                Some(&mut sender),
+                &seen,
+                counters,
+            )
+            .await?;
+        }
+        seen.lock().unwrap().gave_up += sender.pending.len() + (n - sender.next);
+        done.store(true, Ordering::SeqCst);
+        Res::Ok(())
+    };
+    let bob_side = async {
+        let mut c = p + 1;
+        while !done.load(Ordering::SeqCst) {
+            let ending = ENDINGS[c % 3];
+            c += 1;
+            soak_session(stack, &bob, &ann, ending, None, &seen, counters).await?;
+        }
+        // What a client sees when it comes back: the latest page.
+        soak_session(stack, &bob, &ann, Ending::GoesQuiet, None, &seen, counters).await
+    };
+    let (a, b) = futures::join!(ann_side, bob_side);
+    a?;
+    b?;
+    let mut out = seen.into_inner().unwrap();
+    out.pair = p;
+    Ok(out)
+}
+
+/// The soak: its own stack with the limits shortened to seconds, pairs chatting through
+/// connections that end every way, then an audit of what the gateway was asked to post and of
+/// the connection records left behind.
+async fn run_soak(dir: &std::path::Path, quick: bool) -> Res<Figures> {
+    let mut opts = StackOptions {
+        jwt_secret: SECRET.into(),
+        logs: Logs::Quiet,
+        functions_dir: dir.to_owned(),
+        with_s3: false,
+        ..Default::default()
+    };
+    opts.gateway.limits = devtools::apigw::Limits {
+        idle_timeout: SOAK_IDLE,
+        max_lifetime: SOAK_LIFETIME,
+        ..Default::default()
+    };
+    opts.gateway.disconnect_on_abrupt_close = false;
+    opts.parameters
+        .insert("MaxSendsPerMinute".into(), "100000".into());
+    opts.env
+        .insert("CONNECTION_TTL_SECONDS".into(), SOAK_TTL_SECS.to_string());
+    // Only expiry, not a 410, may end a vanished connection's record here.
+    opts.env.insert("GONE_GRACE_SECONDS".into(), "600".into());
+    let stack = Stack::start(opts).await?;
+    let store = DynamoStore::new(
+        dynamo_client(&stack.dynamodb_endpoint()),
+        &stack.tables.messages,
+        &stack.tables.connections,
+    );
+    let phase = Phase {
+        name: "soak",
+        what: "idle 2 s, lifetime 6 s, records live 8 s; every session ends by lifetime, idleness or vanishing (no $disconnect) in turn",
+        pairs: if quick { 3 } else { 10 },
+        per_pair: if quick { 40 } else { 90 },
+        in_flight: 0,
+        fault: Fault::None,
+        deadline: Duration::from_secs(if quick { 90 } else { 150 }),
+    };
+    eprintln!(
+        "[reliability] {}: {} pairs × {} messages ({})",
+        phase.name, phase.pairs, phase.per_pair, phase.what
+    );
+    let started = Instant::now();
+    let until = started + phase.deadline;
+    let counters = Counters::default();
+    let crashes_before = stack.invoker().crashes();
+    let results = futures::future::join_all(
+        (0..phase.pairs).map(|p| soak_pair(&stack, p, phase.per_pair, until, &counters)),
+    )
+    .await;
+    let mut seen = Vec::new();
+    for r in results {
+        seen.push(r?);
+    }
+    let mut f = figures(
+        &stack,
+        &store,
+        &phase,
+        &seen,
+        &counters,
+        started,
+        crashes_before,
+    )
+    .await?;
+    // Every record has expired once its lifetime has passed since the last connection ended.
+    tokio::time::sleep(Duration::from_secs(SOAK_TTL_SECS as u64 + 2)).await;
+    let ended = stack.gateway.ended_connections();
+    let gone = stack.gateway.gone_posts();
+    let ttl_ms = SOAK_TTL_SECS * 1000;
+    let after_expiry = gone
+        .iter()
+        .filter(|g| g.connected_at_ms.is_none_or(|c| g.at_ms > c + ttl_ms))
+        .count();
+    let oldest = gone
+        .iter()
+        .filter_map(|g| Some(g.at_ms - g.connected_at_ms?))
+        .max()
+        .unwrap_or(0);
+    let by_code = |code: u16| ended.iter().filter(|e| e.code == code).count();
+    let vanished = ended.iter().filter(|e| !e.disconnect_sent).count();
+    let client = dynamo_client(&stack.dynamodb_endpoint());
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let (mut deleted, mut expired, mut live) = (0, 0, 0);
+    for e in &ended {
+        let item = client
+            .get_item()
+            .table_name(&stack.tables.connections)
+            .key(
+                "connection_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(e.id.clone()),
+            )
+            .consistent_read(true)
+            .send()
+            .await?;
+        match item
+            .item()
+            .and_then(|i| i.get("expires_at")?.as_n().ok()?.parse::<i64>().ok())
+        {
+            None if item.item().is_none() => deleted += 1,
+            Some(exp) if exp <= now_s => expired += 1,
+            _ => live += 1,
+        }
+    }
+    f.notes = vec![
+        format!(
+            "{} connections ended: {} closed by the gateway (1001: idle or lifetime), {} vanished without $disconnect, {} others",
+            ended.len(),
+            by_code(1001),
+            vanished,
+            ended.len() - by_code(1001) - vanished
+        ),
+        format!(
+            "posts to gone connections (410): {}; to a connection whose record had expired (older than {SOAK_TTL_SECS} s): **{after_expiry}**; the oldest gone connection posted to was {:.1} s old",
+            gone.len(),
+            oldest as f64 / 1000.0
+        ),
+        format!(
+            "records of the ended connections {SOAK_TTL_SECS} s after the last ended: {deleted} deleted by $disconnect, {expired} expired (left to the table's TTL, ignored by every read), **{live} still live**"
+        ),
+    ];
+    drop(stack);
+    Ok(f)
 }
 
 fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
@@ -653,6 +1249,12 @@ fn render(
             f.crashes,
             f.elapsed.as_secs_f64(),
         ));
+    }
+    for f in all.iter().filter(|f| !f.notes.is_empty()) {
+        s.push_str(&format!("\n`{}`:\n", f.name));
+        for n in &f.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
     }
     let peak = all.iter().map(|f| f.rss_mb_after).max().unwrap_or(0);
     s.push_str(&format!(
