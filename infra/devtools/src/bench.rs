@@ -604,6 +604,30 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     rest.split_whitespace().next()
 }
 
+/// The parts of one send, from `$default`'s "message sent" log line (JSON, as the local
+/// runtime captures it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SendParts {
+    pub storage_ms: f64,
+    pub frames_ms: f64,
+    pub posts_ms: f64,
+}
+
+pub fn parse_send_parts(line: &str) -> Option<SendParts> {
+    if !line.contains("\"message sent\"") {
+        return None;
+    }
+    // (captured lines start with the function's name: `[DefaultFunction] {...}`)
+    let v: Value = serde_json::from_str(&line[line.find('{')?..]).ok()?;
+    let f = &v["fields"];
+    let ms = |k: &str| Some(f[k].as_u64()? as f64 / 1000.0);
+    Some(SendParts {
+        storage_ms: ms("storage_us")?,
+        frames_ms: ms("frames_us")?,
+        posts_ms: ms("posts_us")?,
+    })
+}
+
 pub fn parse_report(line: &str) -> Option<Report> {
     if !line.starts_with("REPORT ") {
         return None;
@@ -763,6 +787,22 @@ mod tests {
         );
         // AND a function's own output is not a report
         assert_eq!(parse_report("[DefaultFunction] {\"level\":\"INFO\"}"), None);
+    }
+
+    #[test]
+    fn a_message_sent_line_gives_the_parts_of_a_send() {
+        let line = r#"[DefaultFunction] {"timestamp":"2026-11-26T13:00:00Z","level":"INFO","fields":{"message":"message sent","delivered":2,"storage_us":10250,"frames_us":310,"posts_us":3020},"target":"shared::chat"}"#;
+        assert_eq!(
+            parse_send_parts(line),
+            Some(SendParts {
+                storage_ms: 10.25,
+                frames_ms: 0.31,
+                posts_ms: 3.02
+            })
+        );
+        // other lines, and a "message sent" line without the parts, are not
+        assert_eq!(parse_send_parts(&line.replace("message sent", "x")), None);
+        assert_eq!(parse_send_parts(&line.replace("storage_us", "s")), None);
     }
 
     #[test]

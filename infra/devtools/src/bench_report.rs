@@ -33,6 +33,8 @@ pub struct LatencyRow {
     pub floor: Vec<Duration>,
     /// `Duration` of the `$default` invocations (REPORT lines) of the sends through the stack.
     pub function_ms: Vec<f64>,
+    /// What the sends' "message sent" log lines say of their parts.
+    pub parts: Vec<crate::bench::SendParts>,
 }
 
 pub struct UsersRow {
@@ -230,6 +232,47 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
         )?;
     }
     writeln!(w, "\n![latency by load](latency.svg)\n")?;
+    writeln!(
+        w,
+        "### Where a send's time goes\n\nMedians in ms. Inside `$default`, from its \"message \
+         sent\" log line: **storage** (the send's DynamoDB requests as the function makes them \
+         over HTTP, compare the floor, which makes them in-process), **frames** (building and \
+         signing the frames), **posts** (the `@connections` posts, concurrently); the **rest \
+         of the invocation** is the duration (REPORT) minus those: reading the event, the \
+         connection record (cached when warm), logging, answering the runtime. **Outside** is \
+         the send → peer latency minus the invocation: the client's frame through the local \
+         gateway, the handoff to the runtime and any wait for a free instance. The peer's copy \
+         is posted during the invocation, before the sender's acknowledgement has been posted \
+         and the invocation has answered the runtime, so at one pair this can come out \
+         slightly negative: the gateway's part is below what these medians resolve.\n"
+    )?;
+    writeln!(
+        w,
+        "| pairs | send → peer | floor | `$default` | storage | frames | posts | rest of the invocation | outside |\n|---|---|---|---|---|---|---|---|---|"
+    )?;
+    for l in &r.latency {
+        let med = |f: fn(&crate::bench::SendParts) -> f64| {
+            median(&l.parts.iter().map(f).collect::<Vec<_>>())
+        };
+        let (storage, frames, posts) = (
+            med(|p| p.storage_ms),
+            med(|p| p.frames_ms),
+            med(|p| p.posts_ms),
+        );
+        let (s50, f50, d50) = (
+            percentile_ms(&l.stack, 0.5),
+            percentile_ms(&l.floor, 0.5),
+            median(&l.function_ms),
+        );
+        writeln!(
+            w,
+            "| {} | {s50:.1} | {f50:.1} | {d50:.1} | {storage:.1} | {frames:.2} | {posts:.1} | {:.1} | {:.1} |",
+            l.pairs,
+            d50 - storage - frames - posts,
+            s50 - d50
+        )?;
+    }
+    writeln!(w)?;
 
     // 2. Requests.
     writeln!(

@@ -198,9 +198,6 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         "media sends: their S3 requests (HeadObject, CopyObject) are not counted or timed here; \
          every send of this run is a text send"
             .to_string(),
-        "a breakdown of `$default`'s duration beyond the floor and the two posts (runtime \
-         handoff, the function's own work)"
-            .to_string(),
     ];
     progress(format!(
         "starting the local stack on {}",
@@ -243,11 +240,16 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         ));
         let logs_before = stack.function_logs().len();
         let l = bench::latency(&mut pairs[..p], &floor, m).await?;
-        let function_ms: Vec<f64> = stack.function_logs()[logs_before..]
+        let logs = stack.function_logs();
+        let function_ms: Vec<f64> = logs[logs_before..]
             .iter()
             .filter_map(|l| bench::parse_report(l))
             .filter(|r| r.function == "DefaultFunction")
             .map(|r| r.duration_ms)
+            .collect();
+        let parts: Vec<bench::SendParts> = logs[logs_before..]
+            .iter()
+            .filter_map(|l| bench::parse_send_parts(l))
             .collect();
         floor_log.take();
         progress(format!(
@@ -263,6 +265,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
             stack: l.stack,
             floor: l.floor,
             function_ms,
+            parts,
         });
     }
     drop(pairs);
