@@ -975,21 +975,7 @@ async fn media_refusals_come_at_ticket_time_or_at_send_and_store_nothing() {
     }
     // Objects a ticket could never produce, put straight into the local S3 under Ann's owner
     // segment: another type behind a .jpg key, and an image over the 10 MB limit
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(s.s3_endpoint().unwrap())
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                devtools::s3_local::ACCESS_KEY,
-                devtools::s3_local::SECRET_KEY,
-                None,
-                None,
-                "e2e",
-            ))
-            .build(),
-    );
+    let s3 = devtools::s3_local::client(&s.s3_endpoint().unwrap());
     let owner = shared::media::OwnerKey::from_secret(SECRET.as_bytes()).owner("e2em3", "111");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -109,6 +109,22 @@ impl S3Local {
     }
 }
 
+/// An S3 client with the local S3's credentials for `endpoint` (the stack's S3 front, or
+/// s3s-fs itself), path-style: what tests and runs use to look at objects directly.
+pub fn client(endpoint: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(crate::sam::LOCAL_REGION))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "local",
+            ))
+            .build(),
+    )
+}
+
 impl Drop for S3Local {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -272,14 +272,7 @@ async fn run_pair(stack: &Stack, plan: PairPlan<'_>, counters: &Counters) -> Res
             pending.insert(k, (i, Instant::now(), tries + 1));
         }
     }
-    // Give Bob's copies a moment to land, then stop.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _ = stop_tx.send(());
-    let _ = bob_reader.await;
-    let _ = a.close(None).await;
-    let mut out = std::mem::take(&mut *seen.lock().unwrap());
-    out.pair = p;
-    Ok(out)
+    Ok(finish_pair(p, a, stop_tx, bob_reader, &seen).await)
 }
 
 /// A small PNG, the image every media send uploads.
@@ -435,13 +428,25 @@ async fn run_media_pair(
         }
         seen.lock().unwrap().gave_up += 1;
     }
+    Ok(finish_pair(p, a, stop_tx, bob_reader, &seen).await)
+}
+
+/// Ends a pair: gives Bob's copies a moment to land, stops his reader, closes Ann's socket and
+/// returns what they saw.
+async fn finish_pair(
+    p: usize,
+    mut a: Ws,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    bob_reader: tokio::task::JoinHandle<()>,
+    seen: &Mutex<PairSeen>,
+) -> PairSeen {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = stop_tx.send(());
     let _ = bob_reader.await;
     let _ = a.close(None).await;
     let mut out = std::mem::take(&mut *seen.lock().unwrap());
     out.pair = p;
-    Ok(out)
+    out
 }
 
 /// Bob: reads message frames (the ids he received) until told to stop.
@@ -591,21 +596,7 @@ async fn media_objects(
     phase: &Phase,
     seen: &[PairSeen],
 ) -> Res<String> {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(stack.s3_endpoint().ok_or("the stack has no S3")?)
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                devtools::s3_local::ACCESS_KEY,
-                devtools::s3_local::SECRET_KEY,
-                None,
-                None,
-                "reliability",
-            ))
-            .build(),
-    );
+    let s3 = devtools::s3_local::client(&stack.s3_endpoint().ok_or("the stack has no S3")?);
     let (mut present, mut missing) = (0, 0);
     for s in seen {
         let (ann, bob) = accounts(phase.name, s.pair);
