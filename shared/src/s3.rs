@@ -26,6 +26,12 @@ pub struct S3Media {
 impl S3Media {
     /// `force_path_style` is for local S3 servers on 127.0.0.1 (`S3_FORCE_PATH_STYLE=true`);
     /// on AWS the virtual-hosted style is used.
+    /// The same adapter over another client of the bucket's service (the benchmark's, which
+    /// counts requests); presigning keeps the configuration's credentials.
+    pub fn with_client(self, client: Client) -> Self {
+        S3Media { client, ..self }
+    }
+
     pub fn new(aws: &aws_config::SdkConfig, bucket: &str, force_path_style: bool) -> Self {
         let config = aws_sdk_s3::config::Builder::from(aws)
             .force_path_style(force_path_style)

@@ -67,10 +67,19 @@ impl Notifier for Silent {
 
 pub type BenchDeps = Deps<DynamoStore, Silent, Media<S3Media>>;
 
+/// The media owner key of the in-process sends ([`deps`]); keys of their uploads are made
+/// with it ([`media_send`]).
+pub const OWNER_SECRET: &[u8] = b"bench";
+
 /// `$default`'s dependencies in-process, on the stack's tables through `client`, with the
-/// function's own configuration from the template and a [`Silent`] notifier. Sends carry no
-/// media, so the S3 adapter points at a port nothing listens on.
-pub fn deps(stack: &Stack, client: aws_sdk_dynamodb::Client) -> Result<BenchDeps, Error> {
+/// function's own configuration from the template and a [`Silent`] notifier. With `s3_log`
+/// and a stack with S3, the media adapter uses the stack's bucket through a client whose
+/// requests go into that log; otherwise it points at a port nothing listens on (text sends).
+pub fn deps(
+    stack: &Stack,
+    client: aws_sdk_dynamodb::Client,
+    s3_log: Option<&RequestLog>,
+) -> Result<BenchDeps, Error> {
     let env = stack
         .app
         .functions
@@ -86,12 +95,24 @@ pub fn deps(stack: &Stack, client: aws_sdk_dynamodb::Client) -> Result<BenchDeps
             aws_sdk_s3::config::Credentials::new("local", "local", None, None, "bench"),
         ))
         .build();
+    let objects = match (s3_log, stack.s3_endpoint(), stack.app.buckets.first()) {
+        (Some(log), Some(endpoint), Some(bucket)) => {
+            let counted = crate::s3_local::client(&endpoint)
+                .config()
+                .to_builder()
+                .interceptor(log.clone())
+                .build();
+            S3Media::new(&aws, &bucket.name, true)
+                .with_client(aws_sdk_s3::Client::from_conf(counted))
+        }
+        _ => S3Media::new(&aws, "unused", true),
+    };
     Ok(Deps {
         store: DynamoStore::new(client, &stack.tables.messages, &stack.tables.connections),
         notifier: Silent::default(),
         media: Media {
-            objects: S3Media::new(&aws, "unused", true),
-            owner_key: OwnerKey::from_secret(b"bench"),
+            objects,
+            owner_key: OwnerKey::from_secret(OWNER_SECRET),
         },
         config,
         records: Default::default(),
@@ -291,11 +312,57 @@ pub async fn counted_send(
     to: &str,
     client_msg_id: &str,
 ) -> Result<SendCost, Error> {
+    counted_frame(deps, log, from_id, &send_frame(to, client_msg_id, 0)).await
+}
+
+/// One image send from `from_id` (`user` of `app`) to `to` in-process, as [`counted_send`]:
+/// the image is first put into the stack's bucket under a key issued to `user` (not
+/// counted), then the send names it and its requests are counted, S3's with DynamoDB's when
+/// `deps` came from [`deps`] with the same log.
+pub async fn media_send(
+    stack: &Stack,
+    deps: &BenchDeps,
+    log: &RequestLog,
+    (app, user, from_id): (&str, &str, &str),
+    to: &str,
+    client_msg_id: &str,
+    image: &[u8],
+) -> Result<SendCost, Error> {
+    let owner = OwnerKey::from_secret(OWNER_SECRET).owner(app, user);
+    let key = shared::media::MediaKey::new(
+        shared::media::MediaKind::Image,
+        owner,
+        "image/png",
+        None,
+        now_ms(),
+    )
+    .upload_key();
+    let endpoint = stack.s3_endpoint().ok_or("the stack has no S3")?;
+    let bucket = &stack.app.buckets.first().ok_or("no bucket")?.name;
+    crate::s3_local::client(&endpoint)
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .content_type("image/png")
+        .body(image.to_vec().into())
+        .send()
+        .await?;
+    let frame = json!({"action":"send","to":to,"client_msg_id":client_msg_id,"chat_type":1,
+                       "chat_content":key})
+    .to_string();
+    counted_frame(deps, log, from_id, &frame).await
+}
+
+async fn counted_frame(
+    deps: &BenchDeps,
+    log: &RequestLog,
+    from_id: &str,
+    frame: &str,
+) -> Result<SendCost, Error> {
     log.take();
     let posts = deps.notifier.count();
-    let frame = send_frame(to, client_msg_id, 0);
     let started = Instant::now();
-    let out = on_frame(deps, from_id, &frame, now_ms()).await?;
+    let out = on_frame(deps, from_id, frame, now_ms()).await?;
     let elapsed = started.elapsed();
     expect_sent(&out)?;
     let requests = log.take_timed();
@@ -602,6 +669,16 @@ pub struct Report {
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let rest = &line[line.find(name)? + name.len()..];
     rest.split_whitespace().next()
+}
+
+/// A small PNG (16 × 16): the image of the benchmark's and the reliability run's media sends.
+pub fn png() -> Vec<u8> {
+    let img =
+        image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 16, y as u8 * 16, 128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("a PNG encodes in memory");
+    out.into_inner()
 }
 
 /// The parts of one send, from `$default`'s "message sent" log line (JSON, as the local

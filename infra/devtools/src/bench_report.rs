@@ -61,6 +61,8 @@ pub struct Results {
     pub history: Vec<HistoryRow>,
     /// The reference at the history phase's number of users.
     pub history_reference: Vec<ReferenceCost>,
+    /// Image sends (in-process, warm), their S3 requests counted with DynamoDB's.
+    pub media: Vec<SendCost>,
     pub cold: Vec<Report>,
     /// Every REPORT line of the stack during the run.
     pub load: Vec<Report>,
@@ -94,6 +96,9 @@ fn mean(v: impl IntoIterator<Item = f64>) -> f64 {
         s / n as f64
     }
 }
+
+/// The S3 operations a media send may make.
+const S3_OPS: [&str; 3] = ["HeadObject", "CopyObject", "GetObject"];
 
 fn ops_summary(c: &[SendCost]) -> String {
     // The most common request sequence, e.g. "GetItem, BatchGetItem, TransactWriteItems".
@@ -378,6 +383,29 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
         holds(flat && !per_row.is_empty()),
         ops_summary(&all.into_iter().cloned().collect::<Vec<_>>())
     )?;
+    if !r.media.is_empty() {
+        let s3 = |c: &SendCost| {
+            c.requests
+                .iter()
+                .filter(|op| S3_OPS.contains(&op.as_str()))
+                .count() as f64
+        };
+        let m = &r.media;
+        writeln!(
+            w,
+            "**A media send** (an image, reported separately): {} sends by the same warm              sender, each naming an object put into the stack's S3 beforehand (not counted),              its S3 requests counted on the wire with its DynamoDB requests. Median: {:.0}              requests, of them {:.0} to S3; {:.0} sequential round trips (max {}); {:.1} read              and {:.1} write units; {:.0} posts; {:.1} ms in-process. Most common sequence:              {}. The S3 requests are the object's check (`HeadObject`) and its copy out of the              upload area (`CopyObject`), which come before the text send's requests; signing              the URLs of the frames makes no request.\n",
+            m.len(),
+            requests_of(m),
+            median(&m.iter().map(s3).collect::<Vec<_>>()),
+            trips_of(m),
+            max_trips(m),
+            mean(m.iter().map(|c| c.read_units)),
+            mean(m.iter().map(|c| c.write_units)),
+            posts_of(m),
+            median(&m.iter().map(|c| c.elapsed.as_secs_f64() * 1000.0).collect::<Vec<_>>()),
+            ops_summary(m)
+        )?;
+    }
     writeln!(
         w,
         "![requests per send against users](requests-users.svg)\n"

@@ -147,8 +147,14 @@ impl Intercept for RequestLog {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let target = ctx.request().headers().get("x-amz-target").unwrap_or("?");
-        let op = target.rsplit('.').next().unwrap_or(target).to_owned();
+        // DynamoDB names its operation in a header; other services (S3) only in the
+        // operation's metadata.
+        let op = match ctx.request().headers().get("x-amz-target") {
+            Some(target) => target.rsplit('.').next().unwrap_or(target).to_owned(),
+            None => cfg
+                .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+                .map_or("?".to_owned(), |m| m.name().to_owned()),
+        };
         let mut log = self.requests.lock().unwrap();
         cfg.interceptor_state().store_put(LogIndex(log.len()));
         log.push(Request {

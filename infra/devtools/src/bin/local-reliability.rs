@@ -275,16 +275,6 @@ async fn run_pair(stack: &Stack, plan: PairPlan<'_>, counters: &Counters) -> Res
     Ok(finish_pair(p, a, stop_tx, bob_reader, &seen).await)
 }
 
-/// A small PNG, the image every media send uploads.
-fn png() -> Vec<u8> {
-    let img =
-        image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 16, y as u8 * 16, 128]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("a PNG encodes");
-    out.into_inner()
-}
-
 /// Sends `frame` on `ws` and reads until a frame `matches`, an "Internal server error" frame
 /// (API Gateway's, when the invocation failed) or `ACK_TIMEOUT` passes (`None`).
 async fn ask(
@@ -362,7 +352,7 @@ async fn run_media_pair(
     let b = open(stack, &bob).await?;
     let seen = Arc::new(Mutex::new(PairSeen::default()));
     let (stop_tx, bob_reader) = spawn_reader(b, seen.clone());
-    let image = png();
+    let image = devtools::bench::png();
     let retry = |what: &str| {
         counters.error(what);
         tokio::time::sleep(RETRY_AFTER)
