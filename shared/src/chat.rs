@@ -576,8 +576,9 @@ where
     /// connections or messages: one `BatchGetItem` (both entries, both registries, both
     /// profiles), one `TransactWriteItems`, and beside it one page query only when a
     /// conversation connection of this conversation is listening; plus one delete per
-    /// connection found gone. A media send first adds a `HeadObject` and a `CopyObject` per
-    /// object (the video and its poster in parallel).
+    /// connection found gone. A media send first adds, per object (the video and its poster
+    /// in parallel), two `HeadObject`s at once (the upload area and the sent objects) and
+    /// then a `CopyObject` unless it was already copied.
     async fn send(&self, send: SendRequest) -> std::result::Result<FrameOutcome, Refusal> {
         // Where the send's time goes (logged with "message sent"; `make bench` reads it).
         let started = std::time::Instant::now();

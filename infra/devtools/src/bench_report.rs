@@ -393,7 +393,15 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
         let m = &r.media;
         writeln!(
             w,
-            "**A media send** (an image, reported separately): {} sends by the same warm              sender, each naming an object put into the stack's S3 beforehand (not counted),              its S3 requests counted on the wire with its DynamoDB requests. Median: {:.0}              requests, of them {:.0} to S3; {:.0} sequential round trips (max {}); {:.1} read              and {:.1} write units; {:.0} posts; {:.1} ms in-process. Most common sequence:              {}. The S3 requests are the object's check (`HeadObject`) and its copy out of the              upload area (`CopyObject`), which come before the text send's requests; signing              the URLs of the frames makes no request.\n",
+            "**A media send** (an image, reported separately): {} sends by the same warm \
+             sender, each naming an object put into the stack's S3 beforehand (not counted), \
+             its S3 requests counted on the wire with its DynamoDB requests. Median: {:.0} \
+             requests, of them {:.0} to S3; {:.0} sequential round trips (max {}); {:.1} read \
+             and {:.1} write units; {:.0} posts; {:.1} ms in-process. Most common sequence: \
+             {}. The S3 requests come before the text send's: the object is looked for in the \
+             upload area and among sent objects at once (two `HeadObject`s in parallel: a \
+             retried send finds it already copied), then copied out of the upload area \
+             (`CopyObject`). Signing the frames' download URLs sends nothing.\n",
             m.len(),
             requests_of(m),
             median(&m.iter().map(s3).collect::<Vec<_>>()),
@@ -402,7 +410,11 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
             mean(m.iter().map(|c| c.read_units)),
             mean(m.iter().map(|c| c.write_units)),
             posts_of(m),
-            median(&m.iter().map(|c| c.elapsed.as_secs_f64() * 1000.0).collect::<Vec<_>>()),
+            median(
+                &m.iter()
+                    .map(|c| c.elapsed.as_secs_f64() * 1000.0)
+                    .collect::<Vec<_>>()
+            ),
             ops_summary(m)
         )?;
     }

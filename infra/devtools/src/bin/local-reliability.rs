@@ -39,6 +39,8 @@ const RUN_DEADLINE: Duration = Duration::from_secs(20 * 60);
 /// mini-program client does (`ackTimeoutMs`). Shorter floods an overloaded stack with resends,
 /// each a full invocation: a first run with 4 s stored a fifth of the load in 10 minutes.
 const ACK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Between two image sends of one pair in the media phase.
+const MEDIA_PAUSE: Duration = Duration::from_millis(300);
 /// After an error frame, the client waits this long before sending again.
 const RETRY_AFTER: Duration = Duration::from_millis(700);
 
@@ -358,6 +360,11 @@ async fn run_media_pair(
         tokio::time::sleep(RETRY_AFTER)
     };
     'messages: for i in 0..n {
+        if i > 0 {
+            // A person picks the next photo: the phase spans the outage instead of finishing
+            // before it.
+            tokio::time::sleep(MEDIA_PAUSE).await;
+        }
         let cmid = format!("{phase}-{p}-{i}");
         // 1. a ticket and an upload that S3 stored
         let mut tries = 0;
@@ -794,7 +801,7 @@ async fn run(release: bool, quick: bool, only: Option<String>, out: std::path::P
             name: "s3-stopped",
             what: "image sends (ticket, POST upload, send); S3 stopped 2 s in, restarted 4 s later",
             pairs: scale(10),
-            per_pair: 10,
+            per_pair: 30,
             in_flight: 1,
             fault: Fault::S3Stopped,
             deadline: Duration::from_secs(120),
