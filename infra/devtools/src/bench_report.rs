@@ -186,12 +186,13 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
     writeln!(w, "## Send → the peer's copy, against the storage floor\n")?;
     writeln!(
         w,
-        "Each pair: two users on user connections; one sends, waits for the peer's copy (the \
-         measured time) and its own acknowledgement, then sends the next; pairs run \
-         concurrently. The **floor** is the same sends made in-process by \
+        "Each pair: two users on user connections; one sends and waits for the peer's copy \
+         (the measured time) and its own acknowledgement. The **floor** is the same sends made in-process by \
          `shared::chat::on_frame` with the real DynamoDB adapter on the same DynamoDB Local \
-         and a notifier that posts nothing, with the same number of concurrent pairs: exactly \
-         the send's DynamoDB requests, in the same sequence and concurrency. Up to {} \
+         and a notifier that posts nothing: exactly the send's DynamoDB requests, in the same \
+         sequence and concurrency. The run goes in rounds (5 untimed first): every pair sends \
+         through the stack at once, then every pair makes its floor send at once, so both \
+         meet DynamoDB Local in the same state. Up to {} \
          instances of each function run at once, so above {} pairs invocations queue for an \
          instance (the floor has no such cap); `$default` duration is the invocation itself \
          (REPORT lines), so latency minus it is the gateway, the runtime and the queue. The \
