@@ -538,23 +538,15 @@ async fn run_phase(stack: &Stack, store: &DynamoStore, phase: &Phase) -> Res<Fig
                     Ok(())
                 }
                 Fault::DynamoRestart => {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    // (blocking: DynamoDB Local stops and starts on this worker)
-                    tokio::task::block_in_place(|| stack_ref.stop_dynamodb());
-                    eprintln!("[reliability]   DynamoDB Local stopped");
-                    tokio::time::sleep(Duration::from_secs(4)).await;
-                    let r = tokio::task::block_in_place(|| stack_ref.restart_dynamodb());
-                    eprintln!("[reliability]   DynamoDB Local restarted");
-                    r
+                    outage(
+                        "DynamoDB Local",
+                        || stack_ref.stop_dynamodb(),
+                        || stack_ref.restart_dynamodb(),
+                    )
+                    .await
                 }
                 Fault::S3Stopped => {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    tokio::task::block_in_place(|| stack_ref.stop_s3());
-                    eprintln!("[reliability]   S3 stopped");
-                    tokio::time::sleep(Duration::from_secs(4)).await;
-                    let r = tokio::task::block_in_place(|| stack_ref.restart_s3());
-                    eprintln!("[reliability]   S3 restarted");
-                    r
+                    outage("S3", || stack_ref.stop_s3(), || stack_ref.restart_s3()).await
                 }
                 _ => Ok(()),
             }
@@ -617,6 +609,22 @@ async fn media_objects(
     Ok(format!(
         "stored image messages whose object is in the bucket: {present}; whose object is missing: **{missing}**"
     ))
+}
+
+/// A dependency's outage: stopped 2 s into the phase, started again 4 s later on the same
+/// data. (Both are blocking: they stop and start a process on this worker.)
+async fn outage(
+    what: &str,
+    stop: impl FnOnce(),
+    start: impl FnOnce() -> Result<(), devtools::DevError>,
+) -> Result<(), devtools::DevError> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(stop);
+    eprintln!("[reliability]   {what} stopped");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let r = tokio::task::block_in_place(start);
+    eprintln!("[reliability]   {what} restarted");
+    r
 }
 
 async fn figures(
