@@ -40,12 +40,6 @@ impl Error {
     }
 }
 
-impl From<aws_sdk_dynamodb::Error> for Error {
-    fn from(e: aws_sdk_dynamodb::Error) -> Self {
-        Error::store(e)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

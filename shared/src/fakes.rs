@@ -2,11 +2,12 @@
 //! the adapters' semantics: conditional writes, versions, registries, idempotency markers.
 
 use crate::config::Config;
+use crate::domain::connection::{ConnectionRecord, Registry, Target};
+use crate::domain::ids::{Conversation, Cursor, ListCursor};
+use crate::domain::inbox::{Entry, ListPage};
+use crate::domain::message::{Message, Page, Profile};
+use crate::domain::send::{Committed, SendCommit, Snapshot};
 use crate::error::{Error, Result};
-use crate::model::{
-    Committed, ConnectionRecord, Conversation, Cursor, Entry, ListCursor, ListPage, Message, Page,
-    Peer, Profile, Registry, SendCommit, Snapshot,
-};
 use crate::ports::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -154,7 +155,7 @@ impl ConnectionRemove for FakeStore {
             }
         })
     }
-    async fn remove_gone(&self, app: &str, peer: &Peer, before_ms: i64) -> Result<bool> {
+    async fn remove_gone(&self, app: &str, peer: &Target, before_ms: i64) -> Result<bool> {
         self.with(|s| {
             let id = peer.connection_id();
             let stale = s
@@ -444,6 +445,9 @@ impl Inbox for FakeStore {
             }
         })
     }
+}
+
+impl MessageRecall for FakeStore {
     async fn recall(
         &self,
         c: &Conversation,
@@ -561,7 +565,7 @@ pub fn config() -> Config {
 /// A media bucket in memory: objects by key, with the requests made counted.
 #[derive(Default)]
 pub struct FakeMedia {
-    pub objects: Mutex<HashMap<String, crate::media::ObjectInfo>>,
+    pub objects: Mutex<HashMap<String, crate::domain::media::ObjectInfo>>,
     pub heads: Mutex<usize>,
     pub copies: Mutex<Vec<(String, String)>>,
 }
@@ -571,7 +575,7 @@ impl FakeMedia {
     pub fn put(&self, key: &str, content_type: &str, size: u64) {
         self.objects.lock().unwrap().insert(
             key.to_owned(),
-            crate::media::ObjectInfo {
+            crate::domain::media::ObjectInfo {
                 content_type: content_type.to_owned(),
                 size,
             },
@@ -591,7 +595,7 @@ impl FakeMedia {
 }
 
 impl MediaObjects for FakeMedia {
-    async fn head(&self, key: &str) -> Result<Option<crate::media::ObjectInfo>> {
+    async fn head(&self, key: &str) -> Result<Option<crate::domain::media::ObjectInfo>> {
         *self.heads.lock().unwrap() += 1;
         Ok(self.objects.lock().unwrap().get(key).cloned())
     }
@@ -617,8 +621,8 @@ impl MediaSigner for FakeMedia {
         content_type: &str,
         size: u64,
         _expires: std::time::Duration,
-    ) -> Result<crate::media::UploadTicket> {
-        Ok(crate::media::UploadTicket {
+    ) -> Result<crate::domain::media::UploadTicket> {
+        Ok(crate::domain::media::UploadTicket {
             put_url: format!("https://s3.test/{key}?put"),
             put_headers: vec![
                 ("content-type".into(), content_type.into()),

@@ -1,35 +1,30 @@
-//! Everything the chat Lambdas share.
+//! Everything the chat Lambdas share. `ls` shows the layers, from the outside in:
 //!
-//! The layering, from the outside in:
-//! - [`handlers`]: API Gateway WebSocket events in, `{statusCode}` out. The only module that
-//!   knows Lambda event types.
-//! - [`chat`]: the domain flows (`connect`, `disconnect`, a frame on `$default`), generic over
-//!   the narrow capability traits in [`ports`]. Free of AWS types; unit-tested with fakes.
-//! - [`protocol`] and [`model`]: the wire contract (`docs/protocol.md`), validation, keys.
-//! - [`inbox`]: what a send writes to the conversation entries and who hears about it.
-//! - [`media`]: media keys, limits and the presigned POST policy.
-//! - Adapters: [`dynamo`] (DynamoDB), [`s3`] (the media bucket) and [`notify`] (API Gateway
-//!   `@connections`), tested
-//!   against the real local servers in `tests/`.
-pub mod auth;
-pub mod chat;
+//! - [`entrypoints`]: Lambda events in, a status out, and the wiring each function builds once
+//!   per cold start. The only module that knows Lambda event types.
+//! - [`adapters`]: DynamoDB (one file per port group), S3 with its POST-policy signing, API
+//!   Gateway `@connections`, Secrets Manager. Tested against the real local servers in
+//!   `tests/`.
+//! - [`flows`]: `$connect`, `$disconnect` and every frame on `$default`, each a list of named
+//!   steps over the narrow traits in [`ports`]. No AWS types; unit-tested with fakes.
+//! - [`wire`]: the protocol of `docs/protocol.md`, frames in and out.
+//! - [`domain`]: values, keys and rules (what a send writes, who hears it, media limits,
+//!   tokens). Plain Rust.
+//! - [`config`] (typed, loaded once, with the table of variables) and [`error`] (one enum and
+//!   what a client may see of it) serve every layer.
+//!
+//! Nothing in `domain`, `wire`, `ports` or `flows` imports an AWS crate.
+pub mod adapters;
 pub mod config;
-pub mod dynamo;
+pub mod domain;
+pub mod entrypoints;
 pub mod error;
-pub mod handlers;
-pub mod inbox;
-pub mod media;
-pub mod model;
-pub mod notify;
+pub mod flows;
 pub mod ports;
-pub mod protocol;
-pub mod s3;
+pub mod wire;
 
 #[cfg(test)]
 pub(crate) mod fakes;
 
 pub use config::Config;
 pub use error::{Error, Result};
-
-#[cfg(test)]
-mod frame_props;

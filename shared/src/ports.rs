@@ -2,12 +2,13 @@
 //! exactly what it uses (`$disconnect` needs only [`ConnectionRemove`]). The DynamoDB and API
 //! Gateway adapters implement them; unit tests use in-memory fakes.
 
+use crate::domain::connection::{ConnectionRecord, Registry, Target};
+use crate::domain::ids::{Conversation, Cursor, ListCursor};
+use crate::domain::inbox::{Entry, ListPage};
+use crate::domain::media::{ObjectInfo, UploadTicket};
+use crate::domain::message::{Message, Page, Profile};
+use crate::domain::send::{Committed, SendCommit, Snapshot};
 use crate::error::Result;
-use crate::media::{ObjectInfo, UploadTicket};
-use crate::model::{
-    Committed, ConnectionRecord, Conversation, Cursor, Entry, ListCursor, ListPage, Message, Page,
-    Peer, Profile, Registry, SendCommit, Snapshot,
-};
 use std::future::Future;
 
 /// Records a new connection (at `$connect`).
@@ -35,7 +36,7 @@ pub trait ConnectionRemove: Send + Sync {
     fn remove_gone(
         &self,
         app_sid: &str,
-        peer: &Peer,
+        target: &Target,
         connected_before_ms: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
 }
@@ -114,7 +115,7 @@ pub trait MessageStore: Send + Sync {
     ) -> impl Future<Output = Result<Page>> + Send;
 }
 
-/// The per-user conversation list and what changes entries besides sends.
+/// A user's inbox (the conversation list) and what changes its entries besides sends.
 pub trait Inbox: Send + Sync {
     /// `user`'s conversations by last activity, newest first, after `before`. One request;
     /// eventually consistent.
@@ -133,6 +134,10 @@ pub trait Inbox: Send + Sync {
         user: &str,
         message: &Message,
     ) -> impl Future<Output = Result<(Option<Entry>, bool)>> + Send;
+}
+
+/// Takes back a sent message.
+pub trait MessageRecall: Send + Sync {
     /// Recalls message `id` of `conversation` if `sender` sent it at or after `not_before_ms`,
     /// and the copies of it that the entries of `entry_users` hold as their last message.
     /// Returns whether the message was recalled (false: gone, not the sender's, or too old).

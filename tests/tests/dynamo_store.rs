@@ -5,11 +5,11 @@
 mod common;
 
 use common::*;
-use shared::chat::{on_frame, FrameOutcome};
-use shared::inbox::{plan_send, Draft};
-use shared::model::{
-    ChatType, Committed, ConnectionRecord, Conversation, Cursor, ListCursor, Message, Profile,
-};
+use shared::domain::connection::ConnectionRecord;
+use shared::domain::ids::{Conversation, Cursor, ListCursor};
+use shared::domain::message::{ChatType, Message, Profile};
+use shared::domain::send::{plan_send, Committed, Draft};
+use shared::flows::{on_frame, FrameOutcome};
 use shared::ports::*;
 use std::time::Duration;
 
@@ -143,7 +143,7 @@ async fn registries_list_both_kinds_of_connection_and_forget_them_on_disconnect(
     f.store.prune("app", "999", &["x".into()]).await.unwrap();
     // THEN they are gone from records and registries; the other app's untouched
     assert_eq!(f.store.get("a1", now_s).await.unwrap(), None);
-    let ids = |r: Option<shared::model::Registry>| -> Vec<String> {
+    let ids = |r: Option<shared::domain::connection::Registry>| -> Vec<String> {
         r.unwrap()
             .entries
             .into_iter()
@@ -193,7 +193,7 @@ async fn an_expired_idempotency_marker_counts_as_absent_before_dynamodb_sweeps_i
         client_msg_id: Some("k".into()),
     };
     let t = now_ms();
-    let plan = |snap: &shared::model::Snapshot, at_s: i64| {
+    let plan = |snap: &shared::domain::send::Snapshot, at_s: i64| {
         plan_send(&me, "222", snap, &draft, at_s * 1000).with_marker_ttl(at_s, 10)
     };
     let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
@@ -283,7 +283,7 @@ async fn the_send_rate_is_counted_and_enforced_inside_the_sends_transaction() {
         media: None,
         client_msg_id: None,
     };
-    let window = shared::model::send_window(now_s);
+    let window = shared::domain::connection::send_window(now_s);
     let send = |text: &'static str, at_s: i64| {
         let (f, conv) = (&f, &conv);
         let draft = draft(text);
@@ -324,7 +324,7 @@ async fn the_send_rate_is_counted_and_enforced_inside_the_sends_transaction() {
         entry
     );
     // WHEN the next minute comes THEN it may send again, and the old count goes
-    let next_s = (window + 1) * shared::model::SEND_RATE_WINDOW_SECS;
+    let next_s = (window + 1) * shared::domain::connection::SEND_RATE_WINDOW_SECS;
     assert_eq!(send("four", next_s).await, Committed::Stored);
     let counted = f.store.get("rate-1", now_s).await.unwrap().unwrap().sends;
     assert_eq!(counted, [(window + 1, 1)]);
@@ -448,10 +448,10 @@ async fn paging_returns_every_message_once_oldest_first_with_profiles() {
 /// connections, then conversation connections on this conversation if `with_pages`).
 struct Busy {
     f: Fixture,
-    d: shared::chat::Deps<
-        shared::dynamo::DynamoStore,
+    d: shared::flows::Deps<
+        shared::adapters::dynamo::DynamoStore,
         RecordingNotifier,
-        shared::chat::Media<shared::s3::S3Media>,
+        shared::flows::Media<shared::adapters::s3::S3Media>,
     >,
     /// The message 222 sent last.
     theirs: Message,

@@ -5,7 +5,7 @@ mod common;
 
 use common::s3_media;
 use devtools::s3_local::S3Local;
-use shared::media::UploadTicket;
+use shared::domain::media::UploadTicket;
 use shared::ports::{MediaObjects, MediaSigner};
 use std::time::Duration;
 

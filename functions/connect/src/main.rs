@@ -1,6 +1,6 @@
 //! `$connect`: authenticates the handshake and records the connection.
 use lambda_runtime::{run, service_fn, Error};
-use shared::handlers::{self, ConnectDeps};
+use shared::entrypoints::{self as handlers, ConnectDeps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -3,7 +3,8 @@
 // rustc's default query limit when its layout is computed from scratch.
 #![recursion_limit = "256"]
 use lambda_runtime::{run, service_fn, Error};
-use shared::handlers::{self, Deps};
+use shared::entrypoints as handlers;
+use shared::flows::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

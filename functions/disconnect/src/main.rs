@@ -1,6 +1,7 @@
 //! `$disconnect`: forgets the connection (best effort; TTL covers a missed one).
 use lambda_runtime::{run, service_fn, Error};
-use shared::handlers::{self, Deps};
+use shared::entrypoints as handlers;
+use shared::flows::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

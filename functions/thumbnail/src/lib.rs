@@ -7,7 +7,8 @@
 //! succeeds, since a retry would fail the same way; a storage failure fails the invocation so
 //! that Lambda retries it.
 //!
-//! Deliberately independent of `chat-shared`: [`key`] mirrors `shared::media::thumbnail_key`.
+//! Deliberately independent of `chat-shared` (it carries the `image` crate and nothing of the
+//! chat); the key rule comes from the dependency-free `chat-media-key`, which the chat uses too.
 
 pub mod key;
 pub mod render;
@@ -87,6 +88,29 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The variables read, each with its default as text and its meaning (for
+    /// docs/configuration.md and the test that holds the defaults against template.yaml).
+    pub fn variables() -> [(&'static str, String, &'static str); 3] {
+        let d = Config::default();
+        [
+            (
+                "MAX_IMAGE_BYTES",
+                d.max_image_bytes.to_string(),
+                "Largest object read, in bytes (the upload limit).",
+            ),
+            (
+                "THUMBNAIL_MAX_PIXELS",
+                d.max_pixels.to_string(),
+                "Largest width × height decoded; bigger images get no thumbnail.",
+            ),
+            (
+                "S3_FORCE_PATH_STYLE",
+                d.force_path_style.to_string(),
+                "Path-style S3 URLs, for a local S3 on 127.0.0.1.",
+            ),
+        ]
+    }
+
     /// Reads the process environment; a malformed value is an error naming the variable.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|k| std::env::var(k).ok())

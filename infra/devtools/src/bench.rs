@@ -13,13 +13,13 @@ use aws_sdk_dynamodb::types::{
 };
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use shared::auth::{mint, Claims};
-use shared::chat::{on_frame, Deps, FrameOutcome, Media};
-use shared::dynamo::DynamoStore;
-use shared::media::OwnerKey;
-use shared::model::Conversation;
+use shared::adapters::dynamo::DynamoStore;
+use shared::adapters::s3::S3Media;
+use shared::domain::auth::{mint, Claims};
+use shared::domain::ids::Conversation;
+use shared::domain::media::OwnerKey;
+use shared::flows::{on_frame, Deps, FrameOutcome, Media};
 use shared::ports::{ConnectionLookup, Notifier, PostError};
-use shared::s3::S3Media;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -321,8 +321,8 @@ pub async fn media_send(
     image: &[u8],
 ) -> Result<SendCost, Error> {
     let owner = OwnerKey::from_secret(OWNER_SECRET).owner(app, user);
-    let key = shared::media::MediaKey::new(
-        shared::media::MediaKind::Image,
+    let key = shared::domain::media::new_key(
+        shared::domain::media::MediaKind::Image,
         owner,
         "image/png",
         None,

@@ -188,7 +188,7 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
         w,
         "Each pair: two users on user connections; one sends and waits for the peer's copy \
          (the measured time) and its own acknowledgement. The **floor** is the same sends made in-process by \
-         `shared::chat::on_frame` with the real DynamoDB adapter on the same DynamoDB Local \
+         `shared::flows::on_frame` with the real DynamoDB adapter on the same DynamoDB Local \
          and a notifier that posts nothing: exactly the send's DynamoDB requests, in the same \
          sequence and concurrency. The run goes in rounds (5 untimed first): every pair sends \
          through the stack at once, then every pair makes its floor send at once, so both \

@@ -278,15 +278,24 @@ mod tests {
         );
         assert_eq!(
             messages.ttl_attribute.as_deref(),
-            Some(shared::dynamo::MARKER_TTL_ATTRIBUTE),
+            Some(shared::adapters::dynamo::MARKER_TTL_ATTRIBUTE),
             "idempotency markers expire"
+        );
+        let ix = &messages.indexes[0];
+        assert_eq!(ix.name, shared::adapters::dynamo::BY_ACTIVITY_INDEX);
+        assert_eq!(
+            ix.key_schema,
+            vec![
+                ("inbox".into(), "HASH".into()),
+                ("activity".into(), "RANGE".into())
+            ]
         );
         let connections = by_id("ConnectionsTable");
         assert_eq!(connections.ttl_attribute.as_deref(), Some("expires_at"));
-        let ix = &connections.indexes[0];
-        assert_eq!(ix.name, shared::dynamo::BY_CONVERSATION_INDEX);
-        assert!(ix.non_key_attributes.contains(&"user".to_string()));
-        assert!(ix.non_key_attributes.contains(&"expires_at".to_string()));
+        assert!(
+            connections.indexes.is_empty(),
+            "nothing reads an index there"
+        );
     }
 
     #[test]

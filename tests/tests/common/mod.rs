@@ -7,11 +7,11 @@
 pub use devtools::ddb_log::{client, round_trips, RequestLog};
 use devtools::dynamodb_local::DynamoDbLocal;
 use devtools::template::{create_chat_tables, ChatTables};
-use shared::chat::{Deps, Media};
-use shared::dynamo::DynamoStore;
-use shared::media::OwnerKey;
+use shared::adapters::dynamo::DynamoStore;
+use shared::adapters::s3::S3Media;
+use shared::domain::media::OwnerKey;
+use shared::flows::{Deps, Media};
 use shared::ports::{Notifier, PostError};
-use shared::s3::S3Media;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};

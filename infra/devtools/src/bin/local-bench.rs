@@ -17,7 +17,7 @@ use devtools::ddb_log::RequestLog;
 use devtools::runtime::{Logs, MAX_INSTANCES};
 use devtools::stack::{Stack, StackOptions};
 use futures::StreamExt;
-use shared::model::Conversation;
+use shared::domain::ids::Conversation;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! tokens and how to chat from a terminal; runs until Ctrl-C / SIGTERM.
 use devtools::runtime::Logs;
 use devtools::stack::{Stack, StackOptions};
-use shared::auth::{mint, Claims};
+use shared::domain::auth::{mint, Claims};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

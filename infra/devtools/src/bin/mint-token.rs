@@ -1,7 +1,7 @@
 //! Mints a chat token for local testing, signed with `JWT_SECRET`.
 //!
 //! usage: JWT_SECRET=... mint-token <account> <app_sid> [name] [avatar-url] [ttl-seconds]
-use shared::auth::{mint, Claims, MIN_SECRET_BYTES};
+use shared::domain::auth::{mint, Claims, MIN_SECRET_BYTES};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,13 +1,91 @@
-//! The inbox's rules as plain functions: what a send writes to both conversation entries,
-//! which connections hear about a change, which profiles a conversation shows. No I/O; the
-//! flows in [`crate::chat`] read a [`Snapshot`], call these, and write what they return.
+//! A send's rules as plain functions: what it writes to the message and both conversation
+//! entries, which connections hear about a change, which profiles a conversation shows. No
+//! I/O; the flows in [`crate::flows`] read a [`Snapshot`], call these, and write what they
+//! return.
 
-use crate::media::MediaInfo;
-use crate::model::{
-    new_message_id_after, ChatType, ConnectionRecord, Entry, Message, Peer, Profile, SendCommit,
-    Snapshot,
-};
+use crate::domain::connection::{ConnectionRecord, RateClaim, Registry, Target};
+use crate::domain::ids::new_message_id_after;
+use crate::domain::inbox::Entry;
+use crate::domain::message::{ChatType, MediaInfo, Message, Profile};
 use std::collections::HashMap;
+
+/// How long an idempotency marker lives by default (`IDEMPOTENCY_TTL_SECONDS`): 7 days.
+pub const DEFAULT_MARKER_TTL_SECS: i64 = 7 * 86_400;
+
+/// What one strongly consistent read (one request) tells about a conversation: both users'
+/// entries, both registries, the profiles stored in the conversation and, when asked for, one
+/// of its messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The asking user's entry, and the peer's.
+    pub mine: Option<Entry>,
+    pub theirs: Option<Entry>,
+    /// The registries of the two users that exist.
+    pub registries: Vec<Registry>,
+    /// Profiles stored in the conversation's partition (written by conversation connections'
+    /// handshakes and by sends).
+    pub profiles: HashMap<String, Profile>,
+    pub message: Option<Message>,
+}
+
+impl Snapshot {
+    pub fn registry(&self, user: &str) -> Option<&Registry> {
+        self.registries.iter().find(|r| r.user == user)
+    }
+}
+
+/// Everything one send writes, atomically: the message (with its idempotency marker when it
+/// has a `client_msg_id`), both entries, and profiles the conversation has stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendCommit {
+    pub message: Message,
+    /// The sender's entry after the send. Written: `ver`, `sent`, `read_seq`, `last`,
+    /// `updated_at`, `peer_profile`.
+    pub sender: Entry,
+    /// The receiver's entry after the send. Written: `ver`, `peer_sent`, `last`, `updated_at`,
+    /// `peer_profile` (its `sent` and `read_seq` only when it is new).
+    pub receiver: Entry,
+    /// The `ver` both entries must still have (`None`: neither may exist yet).
+    pub sender_was: Option<u64>,
+    pub receiver_was: Option<u64>,
+    pub profiles: Vec<(String, Profile)>,
+    /// The handler's clock (epoch s): an idempotency marker whose `expires_at` is not after it
+    /// counts as absent (DynamoDB deletes expired items only eventually).
+    pub now_s: i64,
+    /// When the idempotency marker this send writes expires (epoch s; the table's TTL).
+    pub marker_expires_at: i64,
+    /// The sending connection's rate limit, checked and counted in the same write.
+    pub rate: Option<RateClaim>,
+}
+
+impl SendCommit {
+    /// Sets the clock the marker's expiry is judged by, and the marker's lifetime.
+    pub fn with_marker_ttl(mut self, now_s: i64, ttl_secs: i64) -> Self {
+        self.now_s = now_s;
+        self.marker_expires_at = now_s + ttl_secs;
+        self
+    }
+
+    /// Counts this send against its connection's rate limit, in the same write.
+    pub fn with_rate(mut self, claim: RateClaim) -> Self {
+        self.rate = Some(claim);
+        self
+    }
+}
+
+/// Outcome of [`SendCommit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    Stored,
+    /// The sender already stored a message with this `client_msg_id`: here it is; nothing
+    /// was written.
+    Duplicate(Box<Message>),
+    /// An entry's version moved since it was read (a concurrent send in this conversation):
+    /// nothing was written; read again and retry.
+    Conflict,
+    /// The sending connection reached its rate limit for this window: nothing was written.
+    RateLimited,
+}
 
 /// What a send carries, already checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +200,7 @@ pub fn plan_send(
         marker_expires_at: 0,
         rate: None,
     }
-    .with_marker_ttl(arrived_ms / 1000, crate::config::DEFAULT_MARKER_TTL_SECS)
+    .with_marker_ttl(arrived_ms / 1000, DEFAULT_MARKER_TTL_SECS)
 }
 
 /// Whether a stored message (found through its idempotency marker) is what `draft` would
@@ -142,7 +220,7 @@ pub fn same_send(stored: &Message, draft: &Draft, peer: &str) -> bool {
 /// connection of both, and the conversation connections opened on this conversation. The
 /// connection `me` is on is always included (a connection from before the registry existed
 /// is in none).
-pub fn audience(snap: &Snapshot, me: &ConnectionRecord, peer: &str, now_s: i64) -> Vec<Peer> {
+pub fn audience(snap: &Snapshot, me: &ConnectionRecord, peer: &str, now_s: i64) -> Vec<Target> {
     let mut out = Vec::new();
     for (user, other) in [(me.user.as_str(), peer), (peer, me.user.as_str())] {
         let Some(registry) = snap.registry(user) else {
@@ -152,7 +230,7 @@ pub fn audience(snap: &Snapshot, me: &ConnectionRecord, peer: &str, now_s: i64) 
             registry
                 .live(now_s)
                 .filter(|e| e.is_user_connection() || e.is_conversation_with(other))
-                .map(|e| Peer {
+                .map(|e| Target {
                     user: user.to_owned(),
                     connection: e.clone(),
                 }),
@@ -162,7 +240,7 @@ pub fn audience(snap: &Snapshot, me: &ConnectionRecord, peer: &str, now_s: i64) 
         .iter()
         .any(|p| p.connection.connection_id == me.connection_id)
     {
-        out.push(Peer {
+        out.push(Target {
             user: me.user.clone(),
             connection: me.registry_entry(),
         });
@@ -173,7 +251,7 @@ pub fn audience(snap: &Snapshot, me: &ConnectionRecord, peer: &str, now_s: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Registry, RegistryEntry};
+    use crate::domain::connection::RegistryEntry;
 
     fn record(cid: &str, user: &str, friend: Option<&str>) -> ConnectionRecord {
         ConnectionRecord {

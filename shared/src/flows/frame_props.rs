@@ -2,12 +2,13 @@
 //! flow. Whatever a client sends, nothing panics, a refused frame gets exactly one error frame,
 //! and nothing is written.
 
-use crate::chat::{on_frame, Deps, FrameOutcome, Media};
+use crate::domain::connection::ConnectionRecord;
+use crate::domain::media::OwnerKey;
+use crate::domain::message::Profile;
 use crate::fakes::{config, FakeMedia, FakeNotifier, FakeStore};
-use crate::media::OwnerKey;
-use crate::model::{ConnectionRecord, Profile};
+use crate::flows::{on_frame, Deps, FrameOutcome, Media};
 use crate::ports::ConnectionRegister;
-use crate::protocol::parse_request;
+use crate::wire::request::parse_request;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

@@ -1,7 +1,14 @@
-use super::*;
-use crate::auth::{mint, Claims};
+use crate::config::Config;
+use crate::domain::auth::{mint, Claims, TokenVerifier};
+use crate::domain::ids::Conversation;
+use crate::error::Result;
 use crate::fakes::{config, FakeMedia, FakeNotifier, FakeStore};
-use crate::model::Conversation;
+use crate::flows::send::MAX_SEND_RETRIES;
+use crate::flows::{
+    connect, disconnect, on_frame, on_frame_arrived, ConnectOutcome, ConnectRequest, Deps,
+    FrameOutcome, Media,
+};
+use crate::ports::{ConnectionRemove, MessageStore};
 use serde_json::Value;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -43,7 +50,7 @@ impl World {
                 notifier: FakeNotifier::default(),
                 media: Media {
                     objects: FakeMedia::default(),
-                    owner_key: crate::media::OwnerKey::from_secret(SECRET),
+                    owner_key: crate::domain::media::OwnerKey::from_secret(SECRET),
                 },
                 config: config(),
                 records: Default::default(),
@@ -620,7 +627,7 @@ async fn an_uploaded_image_is_copied_sent_and_rendered_with_signed_urls() {
         *w.deps.media.objects.copies.lock().unwrap(),
         vec![(key.clone(), message_key.clone())]
     );
-    let thumb = crate::media::thumbnail_key(&key).unwrap();
+    let thumb = crate::domain::media::thumbnail_key(&key).unwrap();
     for cid in ["a1", "b1"] {
         let row = &w.last_to(cid)["data"][0];
         assert_eq!(row["content"], FakeMedia::url(&message_key));
@@ -678,7 +685,7 @@ async fn a_video_with_a_poster_carries_both_urls() {
     let poster_copy = poster.replacen("u/", "m/", 1);
     assert_eq!(row["media"]["content_type"], "video/mp4");
     assert_eq!(row["media"]["poster_url"], FakeMedia::url(&poster_copy));
-    let thumb = crate::media::thumbnail_key(&poster).unwrap();
+    let thumb = crate::domain::media::thumbnail_key(&poster).unwrap();
     assert_eq!(row["media"]["thumb_url"], FakeMedia::url(&thumb));
     assert!(w.deps.media.objects.has(&video.replacen("u/", "m/", 1)));
     assert!(w.deps.media.objects.has(&poster_copy));
@@ -1416,7 +1423,7 @@ async fn read_moves_forward_only_clears_unread_and_sends_a_receipt() {
     assert_eq!(w.last_to("a")["data"]["unread"], 0);
     assert_eq!(w.deps.store.entry("app", "111", "222").unwrap().unread(), 0);
     // AND an unknown id, a malformed one
-    let unknown = crate::model::new_message_id(now());
+    let unknown = crate::domain::ids::new_message_id(now());
     assert_eq!(
         w.frame("a", &read(&unknown)).await.unwrap(),
         FrameOutcome::Rejected("not_found")
@@ -1550,7 +1557,7 @@ async fn a_recall_of_anothers_an_old_or_an_unknown_message_is_refused() {
         (theirs.as_str(), now() + 1000, "not_yours"),
         (mine.as_str(), now() + 61_001, "recall_window_passed"),
         (
-            &crate::model::new_message_id(now()),
+            &crate::domain::ids::new_message_id(now()),
             now() + 1000,
             "not_found",
         ),
@@ -1609,12 +1616,25 @@ async fn a_warm_instance_trusts_a_record_it_read_for_a_bounded_time_only() {
 
 #[tokio::test]
 async fn a_disconnect_handled_here_forgets_the_record_at_once() {
+    // GIVEN a user connection made a minute ago whose record this instance has cached
     let w = World::new();
     let t = now() + 1000;
-    w.connect_user("a1", "app", "111").await;
+    w.connect_at("a1", "app", "111", None, now() - 60_000).await;
+    w.connect_user("b1", "app", "222").await;
     assert_eq!(ping_at(&w, "a1", t).await, FrameOutcome::Ponged);
-    w.deps.records.forget("a1");
-    w.deps.store.remove("a1").await.unwrap();
+    // WHEN its socket is gone and a send from here finds out (410): this is the disconnect
+    // this instance sees; `$disconnect` itself runs in another function
+    w.deps.notifier.gone.lock().unwrap().insert("a1".into());
+    let sent = w
+        .frame_at("b1", &send_to("111", "k1", "hi"), t)
+        .await
+        .unwrap();
+    assert!(
+        matches!(sent, FrameOutcome::Sent { gone: 1, .. }),
+        "{sent:?}"
+    );
+    // THEN the record is gone and this instance no longer serves its cached copy
+    assert!(!w.deps.store.has_connection("a1"));
     assert_eq!(
         ping_at(&w, "a1", t + 1).await,
         FrameOutcome::UnknownConnection

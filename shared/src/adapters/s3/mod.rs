@@ -1,17 +1,18 @@
 //! The media bucket as [`MediaObjects`] and [`MediaSigner`]: `HeadObject`, `CopyObject`, and
 //! presigned PUT, POST and GET, all through one `aws-sdk-s3` client built once per cold start.
 //! Presigned PUT and GET come from the SDK's own presigning; the POST form (which the SDK does
-//! not offer, aws-sdk-rust #863) from [`crate::media::post_policy_fields`].
+//! not offer, aws-sdk-rust #863) from [`post_policy`].
 
+pub mod post_policy;
+
+use crate::domain::media::{ObjectInfo, UploadTicket};
 use crate::error::{Error, Result};
-use crate::media::{
-    post_policy_fields, ObjectInfo, PostPolicyRequest, SigningCredentials, UploadTicket,
-};
 use crate::ports::{MediaObjects, MediaSigner};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::Client;
+use post_policy::{post_policy_fields, PostPolicyRequest, SigningCredentials};
 use std::time::{Duration, SystemTime};
 
 /// One bucket behind one client.
@@ -24,14 +25,14 @@ pub struct S3Media {
 }
 
 impl S3Media {
-    /// `force_path_style` is for local S3 servers on 127.0.0.1 (`S3_FORCE_PATH_STYLE=true`);
-    /// on AWS the virtual-hosted style is used.
     /// The same adapter over another client of the bucket's service (the benchmark's, which
     /// counts requests); presigning keeps the configuration's credentials.
     pub fn with_client(self, client: Client) -> Self {
         S3Media { client, ..self }
     }
 
+    /// `force_path_style` is for local S3 servers on 127.0.0.1 (`S3_FORCE_PATH_STYLE=true`);
+    /// on AWS the virtual-hosted style is used.
     pub fn new(aws: &aws_config::SdkConfig, bucket: &str, force_path_style: bool) -> Self {
         let config = aws_sdk_s3::config::Builder::from(aws)
             .force_path_style(force_path_style)

@@ -1,9 +1,13 @@
 //! Typed configuration, read once at cold start. A missing or malformed value stops the
-//! function there, with a message naming the variable, instead of failing per request.
+//! function there, with a message naming the variable, instead of failing per request. Names,
+//! defaults and ranges come from one table, [`vars::VARS`].
 
+pub mod vars;
+
+use crate::domain::media::MediaLimits;
 use crate::error::{Error, Result};
-use crate::media::MediaLimits;
 use time::UtcOffset;
+use vars::{var, Kind};
 
 /// Where the JWT signing secret comes from.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,9 +27,6 @@ impl std::fmt::Debug for SecretSource {
     }
 }
 
-/// How long an idempotency marker lives by default (`IDEMPOTENCY_TTL_SECONDS`): 7 days.
-pub const DEFAULT_MARKER_TTL_SECS: i64 = 7 * 86_400;
-
 /// Tunables of the chat protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -41,14 +42,48 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The defaults of [`vars::VARS`].
     fn default() -> Self {
         Limits {
-            page_default: 20,
-            page_max: 100,
-            max_content_bytes: 4096,
-            max_frame_bytes: 127_000,
+            page_default: default_number("PAGE_SIZE_DEFAULT") as usize,
+            page_max: default_number("PAGE_SIZE_MAX") as usize,
+            max_content_bytes: default_number("MAX_CONTENT_BYTES") as usize,
+            max_frame_bytes: default_number("MAX_FRAME_BYTES") as usize,
         }
     }
+}
+
+impl Default for MediaLimits {
+    /// The defaults of [`vars::VARS`].
+    fn default() -> Self {
+        MediaLimits {
+            image_types: content_types(default_text("IMAGE_CONTENT_TYPES")),
+            max_image_bytes: default_number("MAX_IMAGE_BYTES"),
+            video_types: content_types(default_text("VIDEO_CONTENT_TYPES")),
+            max_video_bytes: default_number("MAX_VIDEO_BYTES"),
+            ticket_secs: default_number("UPLOAD_TICKET_SECONDS"),
+            download_secs: default_number("DOWNLOAD_URL_SECONDS"),
+        }
+    }
+}
+
+fn default_number(name: &str) -> u64 {
+    match var(name).kind {
+        Kind::Number { default, .. } => default,
+        _ => panic!("{name} is not a number in config::vars::VARS"),
+    }
+}
+
+fn default_text(name: &str) -> &'static str {
+    match var(name).kind {
+        Kind::Text { default } => default,
+        _ => panic!("{name} is not text in config::vars::VARS"),
+    }
+}
+
+/// `image/jpeg,image/png` as a list.
+fn content_types(v: &str) -> Vec<String> {
+    v.split(',').map(|t| t.trim().to_owned()).collect()
 }
 
 /// Everything the functions read from their environment.
@@ -103,35 +138,16 @@ impl Config {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
-    /// Reads configuration through `get` (the environment, or a map in tests).
+    /// Reads configuration through `get` (the environment, or a map in tests). A flat table:
+    /// every name, default and range comes from [`vars::VARS`].
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let required = |k: &str| match get(k) {
-            Some(v) if !v.trim().is_empty() => Ok(v),
-            _ => Err(Error::Config(format!("{k} must be set"))),
-        };
-        let number = |k: &str, default: usize, min: usize, max: usize| -> Result<usize> {
-            match get(k) {
-                None => Ok(default),
-                Some(v) => match v.trim().parse::<usize>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(Error::Config(format!(
-                        "{k} must be a whole number from {min} to {max}"
-                    ))),
-                },
-            }
-        };
-        let defaults = Limits::default();
-        let page_max = number("PAGE_SIZE_MAX", defaults.page_max, 1, 500)?;
+        let env = Env(&get);
+        let page_max = env.number("PAGE_SIZE_MAX")?;
         let limits = Limits {
-            page_default: number("PAGE_SIZE_DEFAULT", defaults.page_default, 1, page_max)?,
-            page_max,
-            max_content_bytes: number("MAX_CONTENT_BYTES", defaults.max_content_bytes, 1, 16384)?,
-            max_frame_bytes: number(
-                "MAX_FRAME_BYTES",
-                defaults.max_frame_bytes,
-                16 * 1024,
-                128_000,
-            )?,
+            page_default: env.number_up_to("PAGE_SIZE_DEFAULT", page_max)? as usize,
+            page_max: page_max as usize,
+            max_content_bytes: env.number("MAX_CONTENT_BYTES")? as usize,
+            max_frame_bytes: env.number("MAX_FRAME_BYTES")? as usize,
         };
         // A row is at most ~6 bytes per content byte (JSON escapes) plus names and URLs: one
         // must always fit in a frame.
@@ -145,103 +161,36 @@ impl Config {
             (_, Some(s)) if !s.is_empty() => Some(SecretSource::Inline(s.into_bytes())),
             _ => None,
         };
-        let display_offset = match get("DISPLAY_UTC_OFFSET") {
-            None => UtcOffset::from_hms(8, 0, 0).expect("+08:00 is a valid offset"),
-            Some(v) => parse_offset(&v).ok_or_else(|| {
-                Error::Config("DISPLAY_UTC_OFFSET must look like +08:00 or -05:30".into())
-            })?,
-        };
-        let media_defaults = MediaLimits::default();
-        let types = |k: &str, default: &[String]| -> Result<Vec<String>> {
-            let Some(v) = get(k) else {
-                return Ok(default.to_vec());
-            };
-            let list: Vec<String> = v.split(',').map(|t| t.trim().to_owned()).collect();
-            let valid = |t: &String| {
-                t.split_once('/').is_some_and(|(a, b)| {
-                    let ok = |s: &str| {
-                        !s.is_empty()
-                            && s.bytes().all(|c| {
-                                c.is_ascii_lowercase() || c.is_ascii_digit() || b".+-".contains(&c)
-                            })
-                    };
-                    ok(a) && ok(b)
-                })
-            };
-            if list.iter().all(valid) {
-                Ok(list)
-            } else {
-                Err(Error::Config(format!(
-                    "{k} must be a comma-separated list of content types like image/jpeg"
-                )))
-            }
-        };
+        let display_offset = parse_offset(&env.text("DISPLAY_UTC_OFFSET")).ok_or_else(|| {
+            Error::Config("DISPLAY_UTC_OFFSET must look like +08:00 or -05:30".into())
+        })?;
         let media = MediaLimits {
-            image_types: types("IMAGE_CONTENT_TYPES", &media_defaults.image_types)?,
-            max_image_bytes: number(
-                "MAX_IMAGE_BYTES",
-                media_defaults.max_image_bytes as usize,
-                1,
-                100 << 20,
-            )? as u64,
-            video_types: types("VIDEO_CONTENT_TYPES", &media_defaults.video_types)?,
-            max_video_bytes: number(
-                "MAX_VIDEO_BYTES",
-                media_defaults.max_video_bytes as usize,
-                1,
-                1 << 30,
-            )? as u64,
-            ticket_secs: number(
-                "UPLOAD_TICKET_SECONDS",
-                media_defaults.ticket_secs as usize,
-                30,
-                3600,
-            )? as u64,
-            download_secs: number(
-                "DOWNLOAD_URL_SECONDS",
-                media_defaults.download_secs as usize,
-                60,
-                43200,
-            )? as u64,
-        };
-        let s3_force_path_style = match get("S3_FORCE_PATH_STYLE").as_deref().map(str::trim) {
-            None | Some("") | Some("false") => false,
-            Some("true") => true,
-            Some(_) => {
-                return Err(Error::Config(
-                    "S3_FORCE_PATH_STYLE must be true or false".into(),
-                ))
-            }
+            image_types: env.content_types("IMAGE_CONTENT_TYPES")?,
+            max_image_bytes: env.number("MAX_IMAGE_BYTES")?,
+            video_types: env.content_types("VIDEO_CONTENT_TYPES")?,
+            max_video_bytes: env.number("MAX_VIDEO_BYTES")?,
+            ticket_secs: env.number("UPLOAD_TICKET_SECONDS")?,
+            download_secs: env.number("DOWNLOAD_URL_SECONDS")?,
         };
         Ok(Config {
-            messages_table: required("MESSAGES_TABLE")?,
-            connections_table: required("CONNECTIONS_TABLE")?,
-            management_endpoint: get("MANAGEMENT_ENDPOINT").filter(|v| !v.trim().is_empty()),
+            messages_table: env.required("MESSAGES_TABLE")?,
+            connections_table: env.required("CONNECTIONS_TABLE")?,
+            management_endpoint: env.optional("MANAGEMENT_ENDPOINT"),
             jwt_secret,
             display_offset,
-            connection_ttl_secs: number("CONNECTION_TTL_SECONDS", 7500, 5, 86400)? as i64,
-            gone_grace_secs: number("GONE_GRACE_SECONDS", 30, 0, 600)? as i64,
-            max_connections_per_user: number("MAX_CONNECTIONS_PER_USER", 20, 1, 100)?,
-            recall_window_secs: number("RECALL_WINDOW_SECONDS", 120, 1, 86400)? as i64,
-            marker_ttl_secs: number(
-                "IDEMPOTENCY_TTL_SECONDS",
-                DEFAULT_MARKER_TTL_SECS as usize,
-                3600,
-                365 * 86_400,
-            )? as i64,
-            max_sends_per_minute: number("MAX_SENDS_PER_MINUTE", 60, 1, 100_000)? as u64,
-            connection_cache_secs: number("CONNECTION_CACHE_SECONDS", 5, 0, 60)? as i64,
+            connection_ttl_secs: env.number("CONNECTION_TTL_SECONDS")? as i64,
+            gone_grace_secs: env.number("GONE_GRACE_SECONDS")? as i64,
+            max_connections_per_user: env.number("MAX_CONNECTIONS_PER_USER")? as usize,
+            recall_window_secs: env.number("RECALL_WINDOW_SECONDS")? as i64,
+            marker_ttl_secs: env.number("IDEMPOTENCY_TTL_SECONDS")? as i64,
+            max_sends_per_minute: env.number("MAX_SENDS_PER_MINUTE")?,
+            connection_cache_secs: env.number("CONNECTION_CACHE_SECONDS")? as i64,
             limits,
             media,
-            media_bucket: get("MEDIA_BUCKET").filter(|v| !v.trim().is_empty()),
-            s3_force_path_style,
-            max_token_lifetime_secs: number(
-                "MAX_TOKEN_LIFETIME_SECONDS",
-                crate::auth::DEFAULT_MAX_TOKEN_LIFETIME_SECS as usize,
-                60,
-                30 * 86_400,
-            )? as u64,
-            secret_max_age_secs: number("SECRET_MAX_AGE_SECONDS", 300, 0, 86_400)? as u64,
+            media_bucket: env.optional("MEDIA_BUCKET"),
+            s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
+            max_token_lifetime_secs: env.number("MAX_TOKEN_LIFETIME_SECONDS")?,
+            secret_max_age_secs: env.number("SECRET_MAX_AGE_SECONDS")?,
         })
     }
 
@@ -264,6 +213,79 @@ impl Config {
         self.jwt_secret.as_ref().ok_or_else(|| {
             Error::Config("JWT_SECRET_ARN (or JWT_SECRET locally) must be set".into())
         })
+    }
+}
+
+/// The environment as the loader reads it: each value checked against its [`vars::VARS`] row.
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn required(&self, k: &str) -> Result<String> {
+        match (self.0)(k) {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            _ => Err(Error::Config(format!("{k} must be set"))),
+        }
+    }
+
+    fn optional(&self, k: &str) -> Option<String> {
+        (self.0)(k).filter(|v| !v.trim().is_empty())
+    }
+
+    fn number(&self, k: &str) -> Result<u64> {
+        match var(k).kind {
+            Kind::Number { max, .. } => self.number_up_to(k, max),
+            _ => Err(Error::Config(format!("{k} is not a number"))),
+        }
+    }
+
+    /// A number within its row's range, and at most `cap`.
+    fn number_up_to(&self, k: &str, cap: u64) -> Result<u64> {
+        let Kind::Number { default, min, max } = var(k).kind else {
+            return Err(Error::Config(format!("{k} is not a number")));
+        };
+        let max = max.min(cap);
+        match (self.0)(k) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(Error::Config(format!(
+                    "{k} must be a whole number from {min} to {max}"
+                ))),
+            },
+        }
+    }
+
+    fn text(&self, k: &str) -> String {
+        (self.0)(k).unwrap_or_else(|| var(k).kind.default_text().unwrap_or_default())
+    }
+
+    fn flag(&self, k: &str) -> Result<bool> {
+        let Kind::Flag { default } = var(k).kind else {
+            return Err(Error::Config(format!("{k} is not a flag")));
+        };
+        match (self.0)(k).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(Error::Config(format!("{k} must be true or false"))),
+        }
+    }
+
+    /// A comma-separated list of content types like `image/jpeg`.
+    fn content_types(&self, k: &str) -> Result<Vec<String>> {
+        let list = content_types(&self.text(k));
+        let part = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b".+-".contains(&c))
+        };
+        let valid = |t: &String| t.split_once('/').is_some_and(|(a, b)| part(a) && part(b));
+        match list.iter().all(valid) {
+            true => Ok(list),
+            false => Err(Error::Config(format!(
+                "{k} must be a comma-separated list of content types like image/jpeg"
+            ))),
+        }
     }
 }
 

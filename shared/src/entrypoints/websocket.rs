@@ -1,19 +1,13 @@
 //! Lambda entry points: API Gateway WebSocket events in, a status code out. Each `main.rs`
-//! builds its dependencies once and hands every event to one of these.
+//! builds its dependencies once (see [`super::wiring`]) and hands every event to one of these.
 
-use crate::auth::Verifier;
-use crate::chat::FrameStore;
-use crate::chat::{self, ConnectRequest, FrameOutcome};
-pub use crate::chat::{Deps, Media};
+use crate::adapters::secrets::Verifier;
 use crate::config::Config;
-use crate::dynamo::DynamoStore;
-use crate::media::OwnerKey;
-use crate::notify::ApiGatewayNotifier;
+use crate::flows::{self, ConnectRequest, Deps, FrameOutcome, FrameStore, Media};
 use crate::ports::{
     ConnectionCloser, ConnectionRegister, ConnectionRemove, MediaObjects, MediaSigner, Notifier,
     ProfileWrite,
 };
-use crate::s3::S3Media;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
@@ -30,86 +24,6 @@ pub struct ConnectDeps<S, C> {
     pub closer: C,
     pub verifier: Verifier,
     pub config: Config,
-}
-
-impl ConnectDeps<DynamoStore, ApiGatewayNotifier> {
-    /// Loads the signing secret and builds the DynamoDB and management clients. Fails at cold
-    /// start.
-    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
-        let verifier = Verifier::load(
-            config.require_jwt_secret()?,
-            aws,
-            std::time::Duration::from_secs(config.secret_max_age_secs),
-            config.max_token_lifetime_secs,
-        )
-        .await?;
-        Ok(ConnectDeps {
-            store: dynamo_store(aws, &config),
-            closer: ApiGatewayNotifier::new(aws, config.require_management_endpoint()?),
-            verifier,
-            config,
-        })
-    }
-}
-
-impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
-    /// The `$default` function's clients, and the key that names upload owners (derived from
-    /// the signing secret, loaded once).
-    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
-        let notifier = ApiGatewayNotifier::new(aws, config.require_management_endpoint()?);
-        let objects = S3Media::new(
-            aws,
-            config.require_media_bucket()?,
-            config.s3_force_path_style,
-        );
-        let secret = crate::auth::load_secret(config.require_jwt_secret()?, aws).await?;
-        Ok(Deps {
-            store: dynamo_store(aws, &config),
-            notifier,
-            media: Media {
-                objects,
-                owner_key: OwnerKey::from_secret(&secret),
-            },
-            config,
-            records: Default::default(),
-        })
-    }
-}
-
-impl Deps<DynamoStore> {
-    /// The `$disconnect` function's client.
-    pub fn storage_only(aws: &aws_config::SdkConfig, config: Config) -> Self {
-        Deps {
-            store: dynamo_store(aws, &config),
-            notifier: (),
-            media: (),
-            config,
-            records: Default::default(),
-        }
-    }
-}
-
-/// A function's AWS configuration, from its environment (credentials, region, endpoint
-/// overrides) as `aws_config::load_from_env` reads it, with one HTTPS client for every SDK
-/// client: rustls on `ring` rather than the SDK's default aws-lc, whose C library was the
-/// largest single part of each bootstrap (docs/benchmark.md, "Bootstrap size").
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(https)
-        .load()
-        .await
-}
-
-fn dynamo_store(aws: &aws_config::SdkConfig, config: &Config) -> DynamoStore {
-    DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(aws),
-        &config.messages_table,
-        &config.connections_table,
-    )
 }
 
 fn now_ms() -> i64 {
@@ -185,7 +99,7 @@ where
         now_ms: now_ms(),
     };
     let verifier = deps.verifier.get().await;
-    match chat::connect(&deps.store, &deps.closer, &verifier, &deps.config, &req).await {
+    match flows::connect(&deps.store, &deps.closer, &verifier, &deps.config, &req).await {
         Ok(outcome) => {
             if outcome.status() != 200 {
                 tracing::info!(
@@ -224,7 +138,7 @@ where
     };
     let now = now_ms();
     let arrived = arrived_ms(ev.request_context.request_time_epoch, now);
-    match chat::on_frame_arrived(deps, cid, body, now, arrived).await {
+    match flows::on_frame_arrived(deps, cid, body, now, arrived).await {
         // The client learns the outcome from its frames; the status tells API Gateway's access
         // log (`integrationStatus`) and the tests what happened: 400 for a refused frame, 410
         // for a connection without a record.
@@ -253,8 +167,7 @@ pub async fn disconnect<S: ConnectionRemove, N, M>(
         return Ok(response(400, "no connection id"));
     };
     tracing::Span::current().record("connection_id", cid);
-    deps.records.forget(cid);
-    match chat::disconnect(&deps.store, cid).await {
+    match flows::disconnect(&deps.store, cid).await {
         Ok(()) => Ok(response(200, "ok")),
         // A failure here is retried by nobody; TTL removes the record within hours.
         Err(e) => {
@@ -268,7 +181,8 @@ pub async fn disconnect<S: ConnectionRemove, N, M>(
 mod tests {
     //! Handlers on the sample events in `events/` (the same files `sam local invoke` uses).
     use super::*;
-    use crate::auth::{mint, Claims};
+    use crate::domain::auth::{mint, Claims};
+    use crate::domain::media::OwnerKey;
     use crate::fakes::{config, FakeNotifier, FakeStore};
     use lambda_runtime::Context;
 
@@ -282,7 +196,7 @@ mod tests {
     }
 
     fn connect_event(token: &str) -> WsEvent {
-        let json = include_str!("../../events/connect.json")
+        let json = include_str!("../../../events/connect.json")
             .replace("REPLACE_WITH_A_TOKEN_FROM_mint-token", token);
         event(&json)
     }
@@ -310,7 +224,7 @@ mod tests {
         ConnectDeps {
             store: FakeStore::default(),
             closer: FakeNotifier::default(),
-            verifier: Verifier::fixed(crate::auth::TokenVerifier::new(SECRET).unwrap()),
+            verifier: Verifier::fixed(crate::domain::auth::TokenVerifier::new(SECRET).unwrap()),
             config: config(),
         }
     }
@@ -363,7 +277,7 @@ mod tests {
                 .status_code,
             403
         );
-        let json = include_str!("../../events/connect.json").replace("\"wxdemo\"", "\"\"");
+        let json = include_str!("../../../events/connect.json").replace("\"wxdemo\"", "\"\"");
         assert_eq!(connect(&deps, event(&json)).await.unwrap().status_code, 400);
         assert!(!deps.store.has_connection("L0SM9cOFvHcCIhw="));
     }
@@ -388,7 +302,7 @@ mod tests {
         // WHEN the seed client's chatInfo arrives on $default
         let r = default(
             &deps,
-            event(include_str!("../../events/default-seed-chatinfo.json")),
+            event(include_str!("../../../events/default-seed-chatinfo.json")),
         )
         .await
         .unwrap();
@@ -398,9 +312,9 @@ mod tests {
         let frame = &deps.notifier.frames_to("L0SM9cOFvHcCIhw=")[0];
         assert_eq!(frame["data"][0]["content"], "hello from the seed client");
         for sample in [
-            include_str!("../../events/default-send.json"),
-            include_str!("../../events/default-sync.json"),
-            include_str!("../../events/default-ping.json"),
+            include_str!("../../../events/default-send.json"),
+            include_str!("../../../events/default-sync.json"),
+            include_str!("../../../events/default-ping.json"),
         ] {
             assert_eq!(
                 default(&deps, event(sample)).await.unwrap().status_code,
@@ -409,21 +323,33 @@ mod tests {
         }
         assert_eq!(deps.store.message_count(), 2);
         // AND a refused frame answers 400 and stores nothing
-        let mut ev = event(include_str!("../../events/default-send.json"));
+        let mut ev = event(include_str!("../../../events/default-send.json"));
         ev.payload.body = Some(r#"{"action":"send","chat_type":7,"chat_content":"x"}"#.into());
         let r = default(&deps, ev).await.unwrap();
         assert_eq!(r.status_code, 400);
         assert_eq!(deps.store.message_count(), 2);
         // AND $disconnect forgets the connection
-        let r = disconnect(&deps, event(include_str!("../../events/disconnect.json")))
-            .await
-            .unwrap();
+        let r = disconnect(
+            &deps,
+            event(include_str!("../../../events/disconnect.json")),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status_code, 200);
         assert!(!deps.store.has_connection("L0SM9cOFvHcCIhw="));
-        // AND a frame on the forgotten connection answers 410 with a not_connected frame
-        let r = default(&deps, event(include_str!("../../events/default-ping.json")))
-            .await
-            .unwrap();
+        // AND a frame on the forgotten connection answers 410 with a not_connected frame, in a
+        // `$default` instance without the record cached (`$disconnect` is another function: an
+        // instance that read the record lately serves it for CONNECTION_CACHE_SECONDS)
+        let deps = Deps {
+            records: Default::default(),
+            ..deps
+        };
+        let r = default(
+            &deps,
+            event(include_str!("../../../events/default-ping.json")),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status_code, 410);
         let last = deps.notifier.frames_to("L0SM9cOFvHcCIhw=").pop().unwrap();
         assert_eq!(last["error"], "not_connected");
@@ -433,7 +359,7 @@ mod tests {
     async fn a_user_connection_and_its_frames_run_through_their_handlers() {
         // GIVEN the sample user connection (no friendphone) accepted
         let cdeps = connect_deps();
-        let json = include_str!("../../events/connect-user.json").replace(
+        let json = include_str!("../../../events/connect-user.json").replace(
             "REPLACE_WITH_A_TOKEN_FROM_mint-token",
             &token("13800000001"),
         );
@@ -453,8 +379,8 @@ mod tests {
         };
         // WHEN it sends to a peer and lists its conversations
         for sample in [
-            include_str!("../../events/default-send-to.json"),
-            include_str!("../../events/default-conversations.json"),
+            include_str!("../../../events/default-send-to.json"),
+            include_str!("../../../events/default-conversations.json"),
         ] {
             assert_eq!(
                 default(&deps, event(sample)).await.unwrap().status_code,

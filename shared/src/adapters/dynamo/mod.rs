@@ -1,0 +1,46 @@
+//! DynamoDB adapters for the storage ports, one file per port group: [`connections`],
+//! [`messages`] (pages and the snapshot), [`send`] (a send's transaction), [`inbox`], [`recall`];
+//! [`items`] encodes. Item layouts (see also docs/architecture.md):
+//!
+//! Connections table, key `connection_id`:
+//! - connection record: `app_sid`, `user`, `friend` (conversation connections only), `name`,
+//!   `avatar`, `connected_at` (ms), `expires_at` (s, the table's TTL attribute), `reg` (true
+//!   once it is in its user's registry), `typing_at` (ms, the typing throttle), `sends_<window>`
+//!   (messages sent in that minute, `window` = epoch s / 60; a send's transaction counts one and
+//!   removes older windows' counts: the rate limit). Records written before the registry
+//!   existed may also carry `conversation`, which nothing reads.
+//! - registry: `connection_id` = `r#<app>#<user>` (API Gateway's ids never contain `#`);
+//!   `conns` = map of connection id → `{kind: "user"|"conversation", friend?, at, exp}`;
+//!   `name`, `avatar` (the profile of the user's latest handshake), `user`, `app_sid`. No TTL:
+//!   expired entries are ignored and pruned at the user's next `$connect`.
+//!
+//! Messages table, key (`pk`, `sk`):
+//! - message: `pk` = conversation key, `sk` = `m#<ulid>`; `sender`, `receiver`, `app_sid`,
+//!   `chat_type`, `content`, `created_at`, `client_msg_id`?, `seq`? (the sender's count; absent
+//!   on messages from before conversation entries), `recalled`?; for uploaded media also
+//!   `media_type`, `media_size`, `media_w`?, `media_h`?, `poster`? (`content` is then the key).
+//! - profile: `pk` = conversation key, `sk` = `p#<account>`; `name`, `avatar`.
+//! - idempotency marker: `pk` = `d#<conversation key>#<sender>#<client_msg_id>`, `sk` = `d`;
+//!   a copy of the message it guards, so a duplicate is answered without another read, and
+//!   `expires_at` (s, the table's TTL attribute; `IDEMPOTENCY_TTL_SECONDS` after the send).
+//!   Writes treat a marker whose `expires_at` has passed as absent.
+//! - conversation entry: `pk` = `i#<app>#<user>`, `sk` = `c#<peer>`; `last` (a map with the
+//!   last message's attributes), `updated_at`, `sent`, `peer_sent`, `read_seq`,
+//!   `peer_read_id`?, `peer_read_seq`?, `ver`, `peer_name`, `peer_avatar`, `user`, `peer`, and
+//!   the keys of the sparse `by_activity` index: `inbox` (= `pk`) and `activity`
+//!   (`<updated_at, 15 digits>#<peer>`).
+//!
+//! Inside a conversation partition `m#…` sorts before `p#…` and nothing sorts before `m#`, so
+//! "latest page plus profiles" is one descending Query over `[m#, p$]`, and "older than
+//! cursor" is `sk < m#<cursor>`.
+
+mod client;
+mod connections;
+mod inbox;
+mod items;
+mod messages;
+mod recall;
+mod send;
+
+pub use client::{DynamoStore, BY_ACTIVITY_INDEX};
+pub use items::MARKER_TTL_ATTRIBUTE;

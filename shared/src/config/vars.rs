@@ -1,0 +1,92 @@
+//! Every environment variable the chat functions read, in one table: its default, the range the
+//! loader accepts, the template parameter that sets it on AWS, and what it means. The loader
+//! ([`super::Config::from_lookup`]) takes its defaults and ranges from here, a test holds the
+//! template's parameter defaults against it, and `docs/configuration.md` is generated from it.
+
+use crate::domain::auth::DEFAULT_MAX_TOKEN_LIFETIME_SECS;
+use crate::domain::send::DEFAULT_MARKER_TTL_SECS;
+
+/// What a variable holds, with its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Must be set (the template sets it from a resource).
+    Required,
+    /// Needed only by the functions that use it; they refuse to start without it.
+    Optional,
+    /// A whole number from `min` to `max`.
+    Number { default: u64, min: u64, max: u64 },
+    /// Text in a format the loader checks.
+    Text { default: &'static str },
+    /// `true` or `false`.
+    Flag { default: bool },
+}
+
+impl Kind {
+    /// The default as the template would write it (`None`: no default).
+    pub fn default_text(&self) -> Option<String> {
+        match self {
+            Kind::Required | Kind::Optional => None,
+            Kind::Number { default, .. } => Some(default.to_string()),
+            Kind::Text { default } => Some((*default).to_owned()),
+            Kind::Flag { default } => Some(default.to_string()),
+        }
+    }
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    /// The template parameter that sets it on AWS; `None` when only the environment does
+    /// (the template sets it from a resource, or leaves it at its default).
+    pub parameter: Option<&'static str>,
+    pub kind: Kind,
+    /// Which functions read it.
+    pub read_by: &'static str,
+    pub doc: &'static str,
+}
+
+const fn num(default: u64, min: u64, max: u64) -> Kind {
+    Kind::Number { default, min, max }
+}
+
+/// The variables of `chat-shared`'s [`super::Config`] (the thumbnail function reads its own
+/// three, `functions/thumbnail`).
+#[rustfmt::skip]
+pub const VARS: &[Var] = &[
+    Var { name: "MESSAGES_TABLE", parameter: None, kind: Kind::Required, read_by: "all", doc: "The messages table (messages, profiles, idempotency markers, conversation entries)." },
+    Var { name: "CONNECTIONS_TABLE", parameter: None, kind: Kind::Required, read_by: "all", doc: "The connections table (connection records and per-user registries)." },
+    Var { name: "MANAGEMENT_ENDPOINT", parameter: None, kind: Kind::Optional, read_by: "$connect, $default", doc: "`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, from the API id (never the event's domain name)." },
+    Var { name: "JWT_SECRET_ARN", parameter: None, kind: Kind::Optional, read_by: "$connect, $default", doc: "Secrets Manager secret holding the HS256 signing secret (one key, or a key per app): parameter `JwtSecretArn`, or the secret the stack creates when that is empty." },
+    Var { name: "JWT_SECRET", parameter: None, kind: Kind::Optional, read_by: "$connect, $default", doc: "The signing secret itself, for local runs only (`JWT_SECRET_ARN` wins when both are set)." },
+    Var { name: "MEDIA_BUCKET", parameter: None, kind: Kind::Optional, read_by: "$default", doc: "The private media bucket." },
+    Var { name: "S3_FORCE_PATH_STYLE", parameter: None, kind: Kind::Flag { default: false }, read_by: "$default", doc: "Path-style S3 URLs, for a local S3 on 127.0.0.1." },
+    Var { name: "DISPLAY_UTC_OFFSET", parameter: Some("DisplayUtcOffset"), kind: Kind::Text { default: "+08:00" }, read_by: "all", doc: "UTC offset of rows' `created_date` (the seed's clients expect +08:00)." },
+    Var { name: "PAGE_SIZE_DEFAULT", parameter: Some("PageSizeDefault"), kind: num(20, 1, 500), read_by: "all", doc: "Rows in a page when a frame names no limit (and after every send); at most `PAGE_SIZE_MAX`." },
+    Var { name: "PAGE_SIZE_MAX", parameter: Some("PageSizeMax"), kind: num(100, 1, 500), read_by: "all", doc: "Largest `limit` a frame may ask for." },
+    Var { name: "MAX_CONTENT_BYTES", parameter: Some("MaxContentBytes"), kind: num(4096, 1, 16384), read_by: "all", doc: "Largest text message, in UTF-8 bytes." },
+    Var { name: "MAX_FRAME_BYTES", parameter: None, kind: num(127_000, 16 * 1024, 128_000), read_by: "all", doc: "Largest frame posted; below API Gateway's 128 KB either way it is counted. At least 6 × `MAX_CONTENT_BYTES` + 16384." },
+    Var { name: "CONNECTION_TTL_SECONDS", parameter: Some("ConnectionTtlSeconds"), kind: num(7500, 5, 86_400), read_by: "all", doc: "Lifetime of a connection record without `$disconnect` (API Gateway's 2 h plus slack)." },
+    Var { name: "GONE_GRACE_SECONDS", parameter: None, kind: num(30, 0, 600), read_by: "$default", doc: "A connection younger than this is not removed on a 410 (it may still be in `$connect`)." },
+    Var { name: "MAX_CONNECTIONS_PER_USER", parameter: Some("MaxConnectionsPerUser"), kind: num(20, 1, 100), read_by: "$connect", doc: "Live connections one user may hold; `$connect` closes the oldest over it." },
+    Var { name: "RECALL_WINDOW_SECONDS", parameter: Some("RecallWindowSeconds"), kind: num(120, 1, 86_400), read_by: "$default", doc: "How long after sending a message its sender may recall it." },
+    Var { name: "IDEMPOTENCY_TTL_SECONDS", parameter: Some("IdempotencyTtlSeconds"), kind: num(DEFAULT_MARKER_TTL_SECS as u64, 3600, 365 * 86_400), read_by: "$default", doc: "How long a send's idempotency marker (`client_msg_id`) lives." },
+    Var { name: "MAX_SENDS_PER_MINUTE", parameter: Some("MaxSendsPerMinute"), kind: num(60, 1, 100_000), read_by: "$default", doc: "Messages one connection may send per minute; more are refused with `rate_limited`." },
+    Var { name: "CONNECTION_CACHE_SECONDS", parameter: None, kind: num(5, 0, 60), read_by: "$default", doc: "How long a warm instance trusts a connection record it read (0: read it on every frame)." },
+    Var { name: "IMAGE_CONTENT_TYPES", parameter: Some("ImageContentTypes"), kind: Kind::Text { default: "image/jpeg,image/png,image/gif,image/webp" }, read_by: "all", doc: "Content types an image upload ticket may name (comma-separated)." },
+    Var { name: "MAX_IMAGE_BYTES", parameter: Some("MaxImageBytes"), kind: num(10 << 20, 1, 100 << 20), read_by: "all", doc: "Largest image upload, in bytes." },
+    Var { name: "VIDEO_CONTENT_TYPES", parameter: Some("VideoContentTypes"), kind: Kind::Text { default: "video/mp4,video/quicktime" }, read_by: "all", doc: "Content types a video upload ticket may name (comma-separated)." },
+    Var { name: "MAX_VIDEO_BYTES", parameter: Some("MaxVideoBytes"), kind: num(25 << 20, 1, 1 << 30), read_by: "all", doc: "Largest video upload, in bytes." },
+    Var { name: "UPLOAD_TICKET_SECONDS", parameter: Some("UploadTicketSeconds"), kind: num(300, 30, 3600), read_by: "$default", doc: "How long an upload ticket (presigned PUT and POST) stays valid." },
+    Var { name: "DOWNLOAD_URL_SECONDS", parameter: Some("DownloadUrlSeconds"), kind: num(3600, 60, 43_200), read_by: "$default", doc: "How long the presigned GET URLs in a frame stay valid." },
+    Var { name: "MAX_TOKEN_LIFETIME_SECONDS", parameter: Some("MaxTokenLifetimeSeconds"), kind: num(DEFAULT_MAX_TOKEN_LIFETIME_SECS, 60, 30 * 86_400), read_by: "$connect", doc: "Tokens whose expiry is further away are refused." },
+    Var { name: "SECRET_MAX_AGE_SECONDS", parameter: Some("SecretCacheSeconds"), kind: num(300, 0, 86_400), read_by: "$connect", doc: "`$connect` fetches the signing secret again once its copy is this old." },
+];
+
+/// The variable named `name`. Every name the loader reads is in [`VARS`] (its tests read them
+/// all), so a miss is a programming error caught there.
+pub fn var(name: &str) -> &'static Var {
+    VARS.iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("{name} is not in config::vars::VARS"))
+}

@@ -1,0 +1,8 @@
+//! The entry points: Lambda events in, the flows called, a response out ([`websocket`]), and
+//! the wiring of AWS clients and adapters each function builds once per cold start
+//! ([`wiring`]).
+pub mod websocket;
+pub mod wiring;
+
+pub use websocket::{connect, default, disconnect, response, ConnectDeps, HandlerResult, WsEvent};
+pub use wiring::aws_sdk_config;

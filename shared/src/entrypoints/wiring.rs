@@ -1,0 +1,90 @@
+//! Wiring: the AWS configuration and the adapters each function builds once per cold start.
+
+use crate::adapters::apigw::ApiGatewayNotifier;
+use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::s3::S3Media;
+use crate::adapters::secrets::{load_secret, Verifier};
+use crate::config::Config;
+use crate::domain::media::OwnerKey;
+use crate::entrypoints::websocket::ConnectDeps;
+use crate::flows::{Deps, Media};
+
+impl ConnectDeps<DynamoStore, ApiGatewayNotifier> {
+    /// Loads the signing secret and builds the DynamoDB and management clients. Fails at cold
+    /// start.
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        let verifier = Verifier::load(
+            config.require_jwt_secret()?,
+            aws,
+            std::time::Duration::from_secs(config.secret_max_age_secs),
+            config.max_token_lifetime_secs,
+        )
+        .await?;
+        Ok(ConnectDeps {
+            store: dynamo_store(aws, &config),
+            closer: ApiGatewayNotifier::new(aws, config.require_management_endpoint()?),
+            verifier,
+            config,
+        })
+    }
+}
+
+impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
+    /// The `$default` function's clients, and the key that names upload owners (derived from
+    /// the signing secret, loaded once).
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        let notifier = ApiGatewayNotifier::new(aws, config.require_management_endpoint()?);
+        let objects = S3Media::new(
+            aws,
+            config.require_media_bucket()?,
+            config.s3_force_path_style,
+        );
+        let secret = load_secret(config.require_jwt_secret()?, aws).await?;
+        Ok(Deps {
+            store: dynamo_store(aws, &config),
+            notifier,
+            media: Media {
+                objects,
+                owner_key: OwnerKey::from_secret(&secret),
+            },
+            config,
+            records: Default::default(),
+        })
+    }
+}
+
+impl Deps<DynamoStore> {
+    /// The `$disconnect` function's client.
+    pub fn storage_only(aws: &aws_config::SdkConfig, config: Config) -> Self {
+        Deps {
+            store: dynamo_store(aws, &config),
+            notifier: (),
+            media: (),
+            config,
+            records: Default::default(),
+        }
+    }
+}
+
+/// A function's AWS configuration, from its environment (credentials, region, endpoint
+/// overrides) as `aws_config::load_from_env` reads it, with one HTTPS client for every SDK
+/// client: rustls on `ring` rather than the SDK's default aws-lc, whose C library was the
+/// largest single part of each bootstrap (docs/benchmark.md, "Bootstrap size").
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https)
+        .load()
+        .await
+}
+
+fn dynamo_store(aws: &aws_config::SdkConfig, config: &Config) -> DynamoStore {
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        &config.messages_table,
+        &config.connections_table,
+    )
+}

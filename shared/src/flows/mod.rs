@@ -1,0 +1,27 @@
+//! The domain flows behind the routes, generic over the ports in [`crate::ports`]; no AWS
+//! types. `$connect` and `$disconnect` are [`connect`]; every frame on `$default` goes through
+//! [`frame`], which hands each action to a file of its own: [`pages`] (`sync`, `history`),
+//! [`media`] (`upload`, and what a send accepts), [`send`], [`list`] (`conversations`),
+//! [`read`], [`typing`], [`recall`]. [`fanout`] posts and handles 410s; [`records`] is a warm
+//! instance's cache of connection records.
+pub mod connect;
+pub mod deps;
+mod fanout;
+pub mod frame;
+mod list;
+mod media;
+mod pages;
+mod read;
+mod recall;
+pub mod records;
+pub mod send;
+pub mod typing;
+
+pub use connect::{connect, disconnect, ConnectOutcome, ConnectRequest};
+pub use deps::{Deps, FrameStore, Media};
+pub use frame::{on_frame, on_frame_arrived, FrameOutcome};
+
+#[cfg(test)]
+mod frame_props;
+#[cfg(test)]
+mod tests;
