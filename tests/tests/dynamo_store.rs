@@ -776,27 +776,89 @@ fn raw_list_tables(port: u16) -> String {
     out
 }
 
+/// What an unprivileged user runs of this checkout, copied where that user can read it: the
+/// checkout may live under a directory only its owner can enter (root's home, a `mktemp -d`).
+/// Removed on drop.
+struct Staged {
+    dir: std::path::PathBuf,
+}
+
+impl Staged {
+    /// This test binary and DynamoDB Local's jar directory, in a fresh world-readable folder.
+    fn for_nobody() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("chat-nobody-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = std::env::current_exe().unwrap();
+        std::fs::copy(&me, dir.join("test-binary")).unwrap();
+        let jar = devtools::dynamodb_local::jar_dir().expect("DynamoDB Local is installed");
+        copy_tree(&jar, &dir.join("dynamodb")).unwrap();
+        for entry in walk(&dir) {
+            let mode = if entry.is_dir() || entry.ends_with("test-binary") {
+                0o755
+            } else {
+                0o644
+            };
+            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        Staged { dir }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        match entry.file_type()?.is_dir() {
+            true => copy_tree(&entry.path(), &target)?,
+            false => std::fs::copy(entry.path(), &target).map(drop)?,
+        }
+    }
+    Ok(())
+}
+
+/// `dir` and everything below it.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match entry.path().is_dir() {
+            true => out.extend(walk(&entry.path())),
+            false => out.push(entry.path()),
+        }
+    }
+    out
+}
+
 #[test]
+#[ignore = "needs root"]
 fn as_an_unprivileged_user_dynamodb_local_is_isolated_too() {
     // GIVEN a user that is not root (`nobody`, through setpriv; needs root to switch, which
-    // CI has: elsewhere the developer is that unprivileged user already and the test above
-    // covers it)
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: not root, so the test above already ran unprivileged");
-        return;
-    }
+    // CI has and `make test` then runs this with --include-ignored: elsewhere the developer is
+    // that unprivileged user already and the test above covers it), and what that user runs
+    // staged where it can read it
+    assert_eq!(unsafe { libc::geteuid() }, 0, "run as root");
+    let staged = Staged::for_nobody();
     // WHEN that user runs the test above (the same binary)
-    let me = std::env::current_exe().unwrap();
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&me)
+        .arg(staged.dir.join("test-binary"))
         .args([
             "--exact",
             "dynamodb_local_is_reachable_only_through_the_loopback_forwarder",
             "--nocapture",
         ])
+        .current_dir(&staged.dir)
         .env("CHAT_EXPECT_BRIDGED", "1")
-        .env("HOME", std::env::temp_dir())
+        .env("DYNAMODB_LOCAL_DIR", staged.dir.join("dynamodb"))
+        .env("HOME", &staged.dir)
         .output()
         .expect("setpriv runs");
     // THEN it passes: DynamoDB Local in a namespace of its own, bridged, answering

@@ -140,7 +140,9 @@ impl Drop for DynamoDbLocal {
     }
 }
 
-fn jar_dir() -> Result<PathBuf, DevError> {
+/// The directory of `DynamoDBLocal.jar`: `DYNAMODB_LOCAL_DIR`, else [`DEFAULT_DIR`] of the
+/// checkout.
+pub fn jar_dir() -> Result<PathBuf, DevError> {
     let base = match std::env::var_os("DYNAMODB_LOCAL_DIR") {
         Some(d) => PathBuf::from(d),
         None => crate::repo_root().join(DEFAULT_DIR),
