@@ -1,8 +1,9 @@
 # The two commands of the README. Everything else lives in infra/.
 .PHONY: dev test bench reliability
 
+# make dev PARAMS="MaxSendsPerMinute=1000" overrides template parameters (as sam local does).
 dev:
-	bash infra/dev.sh
+	PARAMS="$(PARAMS)" bash infra/dev.sh
 
 test:
 	bash infra/test.sh

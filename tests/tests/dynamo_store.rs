@@ -703,7 +703,7 @@ async fn a_gone_connection_loses_its_record_and_registry_entry_and_only_that_one
 #[tokio::test]
 async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
     // GIVEN a private DynamoDB Local for this test, with a connected user
-    let mut local = devtools::dynamodb_local::DynamoDbLocal::start().unwrap();
+    let mut local = local_stack::dynamodb_local::DynamoDbLocal::start().unwrap();
     let f = fixture_on(&local.endpoint()).await;
     let d = frame_deps(&f, RecordingNotifier::default());
     connect(
@@ -732,13 +732,13 @@ async fn when_dynamodb_goes_away_a_send_gets_an_internal_error_frame() {
 fn dynamodb_local_is_reachable_only_through_the_loopback_forwarder() {
     // GIVEN a machine that grants private network namespaces (root, or user namespaces)
     // (Without one this test fails rather than passing unseen: accepting DynamoDB Local on every
-    // interface is an explicit choice, CHAT_LOCAL_HOST_NETWORK=1.)
-    if devtools::dynamodb_local::isolated().is_none() {
+    // interface is an explicit choice, LOCAL_STACK_HOST_NETWORK=1.)
+    if local_stack::dynamodb_local::isolated().is_none() {
         assert_eq!(
-            std::env::var("CHAT_LOCAL_HOST_NETWORK").as_deref(),
+            std::env::var("LOCAL_STACK_HOST_NETWORK").as_deref(),
             Ok("1"),
             "no network namespace here, so DynamoDB Local would listen on every interface; \
-             set CHAT_LOCAL_HOST_NETWORK=1 to accept that"
+             set LOCAL_STACK_HOST_NETWORK=1 to accept that"
         );
         return;
     }
@@ -749,7 +749,9 @@ fn dynamodb_local_is_reachable_only_through_the_loopback_forwarder() {
     assert!(local.is_isolated());
     if std::env::var_os("CHAT_EXPECT_BRIDGED").is_some() {
         // (run by the next test as an unprivileged user)
-        assert!(devtools::dynamodb_local::isolated().unwrap().is_bridged());
+        assert!(local_stack::dynamodb_local::isolated()
+            .unwrap()
+            .is_bridged());
     }
     let inner = std::net::SocketAddr::from(([127, 0, 0, 1], local.inner_port()));
     assert!(std::net::TcpStream::connect_timeout(&inner, Duration::from_millis(300)).is_err());
@@ -792,7 +794,7 @@ impl Staged {
         std::fs::create_dir_all(&dir).unwrap();
         let me = std::env::current_exe().unwrap();
         std::fs::copy(&me, dir.join("test-binary")).unwrap();
-        let jar = devtools::dynamodb_local::jar_dir().expect("DynamoDB Local is installed");
+        let jar = local_stack::dynamodb_local::jar_dir().expect("DynamoDB Local is installed");
         copy_tree(&jar, &dir.join("dynamodb")).unwrap();
         for entry in walk(&dir) {
             let mode = if entry.is_dir() || entry.ends_with("test-binary") {

@@ -1,10 +1,10 @@
 //! End to end: real WebSocket clients → local API Gateway → the real function binaries →
 //! DynamoDB Local. Needs `cargo build --workspace --bins` first (`make test` does it).
 
-use devtools::apigw;
-use devtools::runtime::Logs;
-use devtools::stack::{Stack, StackOptions};
 use futures::{SinkExt, StreamExt};
+use local_stack::apigw;
+use local_stack::runtime::Logs;
+use local_stack::stack::{Stack, StackOptions};
 use serde_json::{json, Value};
 use shared::domain::auth::{mint, Claims};
 use std::sync::OnceLock;
@@ -18,9 +18,8 @@ const WAIT: Duration = Duration::from_secs(15);
 
 fn options() -> StackOptions {
     let opts = StackOptions {
-        jwt_secret: SECRET.into(),
         logs: Logs::Quiet,
-        ..Default::default()
+        ..devtools::chat::stack_options(SECRET)
     };
     assert_fresh_binaries(&opts.functions_dir);
     opts
@@ -479,15 +478,7 @@ async fn the_sample_events_run_through_the_real_binaries() {
 }
 
 fn dynamodb(stack: &Stack) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .endpoint_url(stack.dynamodb_endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "t",
-        ))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    local_stack::clients::dynamodb(&stack.dynamodb_endpoint())
 }
 
 /// The live connections in `user`'s registry, oldest first, read straight from DynamoDB Local.
@@ -495,7 +486,7 @@ async fn registered(stack: &Stack, app: &str, user: &str) -> Vec<String> {
     use aws_sdk_dynamodb::types::AttributeValue;
     let out = dynamodb(stack)
         .get_item()
-        .table_name(&stack.tables.connections)
+        .table_name(&devtools::chat::tables(stack).connections)
         .key(
             "connection_id",
             AttributeValue::S(format!("r#{app}#{user}")),
@@ -970,7 +961,7 @@ async fn media_refusals_come_at_ticket_time_or_at_send_and_store_nothing() {
     }
     // Objects a ticket could never produce, put straight into the local S3 under Ann's owner
     // segment: another type behind a .jpg key, and an image over the 10 MB limit
-    let s3 = devtools::s3_local::client(&s.s3_endpoint().unwrap());
+    let s3 = local_stack::clients::s3(&s.s3_endpoint().unwrap());
     let owner =
         shared::domain::media::OwnerKey::from_secret(SECRET.as_bytes()).owner("e2em3", "111");
     let now = std::time::SystemTime::now()
@@ -1551,4 +1542,121 @@ async fn a_connection_over_max_sends_per_minute_is_refused_and_nothing_is_stored
     // AND the same user's other connection has its own allowance
     let f = other.ask(send_to("222", "r4", "other device")).await;
     assert_eq!(f["type"], "message", "{f}");
+}
+
+// ---------------------------------------------------------------- make dev PARAMS=...
+
+/// `target/debug/local-stack`, as `make dev` runs it (infra/dev.sh passes
+/// `PARAMS` as `--parameter-overrides`), with its output read line by line.
+struct DevStack {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl DevStack {
+    fn start(params: &str) -> DevStack {
+        use std::io::BufRead;
+        let bin = local_stack::project_root().join("target/debug/local-stack");
+        let mut child = std::process::Command::new(bin)
+            .args(["--port", "0", "--parameter-overrides", params])
+            .env("JWT_SECRET", SECRET)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("target/debug/local-stack runs (cargo build --workspace --bins)");
+        let (tx, lines) = std::sync::mpsc::channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        DevStack { child, lines }
+    }
+
+    /// The first line containing `needle`, waiting at most a minute; `None` if the process
+    /// ended first.
+    fn line_with(&self, needle: &str) -> Option<String> {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for DevStack {
+    fn drop(&mut self) {
+        // SIGTERM: the stack stops its servers and functions on the way out.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn make_dev_params_change_a_limit_that_a_client_then_observes() {
+    // GIVEN the stack as `make dev PARAMS="MaxSendsPerMinute=2"` runs it
+    let dev = DevStack::start("MaxSendsPerMinute=2");
+    let said = dev.line_with("Parameters:").expect("the stack came up");
+    assert!(said.contains("MaxSendsPerMinute=2"), "{said}");
+    let line = dev.line_with("WebSocket:").expect("the stack came up");
+    let ws_url = line.split_whitespace().last().unwrap().to_owned();
+    // WHEN a user connection sends three messages within the minute
+    let q = format!(
+        "userphone=111&app_sid=devp&token={}",
+        token("111", "devp", 600)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}?{q}"))
+        .await
+        .expect("handshake accepted");
+    let mut answers = Vec::new();
+    for i in 0..3 {
+        let frame = send_to("222", &format!("p{i}"), "hi");
+        ws.send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let msg = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                answers.push(v["type"].as_str().unwrap_or_default().to_owned());
+                if v["type"] == "error" {
+                    answers.push(v["error"].as_str().unwrap_or_default().to_owned());
+                }
+                break;
+            }
+        }
+    }
+    // THEN the limit the parameter set is the one enforced
+    assert_eq!(answers, ["message", "message", "error", "rate_limited"]);
+}
+
+#[test]
+fn make_dev_stops_on_a_parameter_the_template_does_not_declare() {
+    // GIVEN `make dev PARAMS="MaxSendsPerMinut=2"` (a typo) and one out of range
+    for (params, names) in [
+        ("MaxSendsPerMinut=2", "MaxSendsPerMinut"),
+        ("MaxConnectionsPerUser=1000", "MaxValue"),
+    ] {
+        let mut dev = DevStack::start(params);
+        // THEN it stops with a message naming it, and no stack comes up
+        let status = dev.child.wait().unwrap();
+        let said: Vec<String> = dev.lines.try_iter().collect();
+        assert!(!status.success(), "{params}: {said:?}");
+        assert!(said.iter().any(|l| l.contains(names)), "{params}: {said:?}");
+        assert!(!said.iter().any(|l| l.contains("WebSocket:")), "{said:?}");
+    }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::s3_media;
-use devtools::s3_local::S3Local;
+use local_stack::s3_local::S3Local;
 use shared::domain::media::UploadTicket;
 use shared::ports::{MediaObjects, MediaSigner};
 use std::time::Duration;

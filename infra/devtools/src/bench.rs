@@ -4,14 +4,14 @@
 //! Everything runs on loopback against one [`Stack`].
 
 use crate::ddb_log::{self, round_trips, RequestLog};
-use crate::runtime::{Invoker, Logs};
-use crate::sam::FunctionSpec;
-use crate::stack::Stack;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
     ReturnConsumedCapacity, ScalarAttributeType, WriteRequest,
 };
 use futures::{SinkExt, StreamExt};
+use local_stack::app::FunctionSpec;
+use local_stack::runtime::{Invoker, Logs};
+use local_stack::stack::Stack;
 use serde_json::{json, Value};
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::s3::S3Media;
@@ -87,19 +87,10 @@ pub fn deps(
         .map(|f| f.env.clone())
         .ok_or("no DefaultFunction in the template")?;
     let config = shared::Config::from_lookup(|k| env.get(k).cloned())?;
-    let aws = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:9")
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_sdk_s3::config::Credentials::new("local", "local", None, None, "bench"),
-        ))
-        .build();
+    let aws = local_stack::clients::sdk_config("http://127.0.0.1:9");
     let objects = match (s3_log, stack.s3_endpoint(), stack.app.buckets.first()) {
         (Some(log), Some(endpoint), Some(bucket)) => {
-            let counted = crate::s3_local::client(&endpoint)
-                .config()
-                .to_builder()
+            let counted = local_stack::clients::s3_config(&endpoint)
                 .interceptor(log.clone())
                 .build();
             S3Media::new(&aws, &bucket.name, true)
@@ -108,7 +99,11 @@ pub fn deps(
         _ => S3Media::new(&aws, "unused", true),
     };
     Ok(Deps {
-        store: DynamoStore::new(client, &stack.tables.messages, &stack.tables.connections),
+        store: DynamoStore::new(
+            client,
+            &crate::chat::tables(stack).messages,
+            &crate::chat::tables(stack).connections,
+        ),
         notifier: Silent::default(),
         media: Media {
             objects,
@@ -331,7 +326,7 @@ pub async fn media_send(
     .upload_key();
     let endpoint = stack.s3_endpoint().ok_or("the stack has no S3")?;
     let bucket = &stack.app.buckets.first().ok_or("no bucket")?.name;
-    crate::s3_local::client(&endpoint)
+    local_stack::clients::s3(&endpoint)
         .put_object()
         .bucket(bucket)
         .key(&key)
@@ -765,11 +760,11 @@ pub async fn cold_starts(
         ),
         (
             "AWS_ACCESS_KEY_ID".to_string(),
-            crate::s3_local::ACCESS_KEY.to_string(),
+            local_stack::clients::ACCESS_KEY.to_string(),
         ),
         (
             "AWS_SECRET_ACCESS_KEY".to_string(),
-            crate::s3_local::SECRET_KEY.to_string(),
+            local_stack::clients::SECRET_KEY.to_string(),
         ),
         ("JWT_SECRET".to_string(), SECRET.to_string()),
         ("JWT_SECRET_ARN".to_string(), String::new()),

@@ -178,7 +178,7 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
     writeln!(w, "| commit | {} |", r.commit)?;
     writeln!(
         w,
-        "| local runtime instance cap | {} instances per function (`devtools::runtime::MAX_INSTANCES`; a further invocation waits) |\n",
+        "| local runtime instance cap | {} instances per function (`local_stack::runtime::MAX_INSTANCES`; a further invocation waits) |\n",
         r.instance_cap
     )?;
 
@@ -434,7 +434,7 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
         w,
         "Init: process start until the first Runtime API poll (the local runtime's `Init \
          Duration`), one cold start per binary per round, one binary at a time, each through \
-         a fresh `devtools::runtime::Invoker`; the echo is `bench-echo` (a bare \
+         a fresh `local_stack::runtime::Invoker`; the echo is `bench-echo` (a bare \
          `lambda_runtime` function, same release profile). Peak RSS: `Max Memory Used` \
          (`VmHWM`) after that invocation, and the highest over every invocation of the \
          stack during the whole run (load).\n"

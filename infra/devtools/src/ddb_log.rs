@@ -3,7 +3,6 @@
 //! The adapter tests count requests and round trips with it; `local-bench` counts them per
 //! send and prices them.
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::types::{ConsumedCapacity, ReturnConsumedCapacity};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -232,11 +231,7 @@ impl Intercept for RequestLog {
 /// A DynamoDB client for `endpoint` (DynamoDB Local) with dummy credentials, short timeouts
 /// and `log` installed.
 pub fn client(endpoint: &str, log: &RequestLog) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+    let config = local_stack::clients::dynamodb_config(endpoint)
         .timeout_config(
             aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
                 .operation_timeout(Duration::from_secs(5))

@@ -1,12 +1,12 @@
 //! Shared set-up for tests against the real DynamoDB Local.
 #![allow(dead_code)]
 
+use devtools::chat::{create_chat_tables, ChatTables};
 /// The request log lives in devtools (the benchmark counts with it too). Not every test
 /// binary that includes this module counts round trips.
 #[allow(unused_imports)]
 pub use devtools::ddb_log::{client, round_trips, RequestLog};
-use devtools::dynamodb_local::DynamoDbLocal;
-use devtools::template::{create_chat_tables, ChatTables};
+use local_stack::dynamodb_local::DynamoDbLocal;
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::s3::S3Media;
 use shared::domain::media::OwnerKey;
@@ -79,21 +79,7 @@ pub fn frame_deps_with_s3<N>(
 
 /// The S3 adapter for a local S3 at `endpoint` (path style, the local stack's credentials).
 pub fn s3_media(endpoint: &str, bucket: &str) -> S3Media {
-    let aws = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_sdk_s3::config::Credentials::new(
-                devtools::s3_local::ACCESS_KEY,
-                devtools::s3_local::SECRET_KEY,
-                None,
-                None,
-                "tests",
-            ),
-        ))
-        .build();
-    S3Media::new(&aws, bucket, true)
+    S3Media::new(&local_stack::clients::sdk_config(endpoint), bucket, true)
 }
 
 /// Records posts; ids in `gone` answer 410.

@@ -14,9 +14,9 @@
 use devtools::bench::{self, Crowd, Error, Pair};
 use devtools::bench_report::{self, HistoryRow, LatencyRow, Results, UsersRow};
 use devtools::ddb_log::RequestLog;
-use devtools::runtime::{Logs, MAX_INSTANCES};
-use devtools::stack::{Stack, StackOptions};
 use futures::StreamExt;
+use local_stack::runtime::{Logs, MAX_INSTANCES};
+use local_stack::stack::{Stack, StackOptions};
 use shared::domain::ids::Conversation;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -201,7 +201,6 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
     ));
     let stack = Stack::start(StackOptions {
         functions_dir: binaries.clone(),
-        jwt_secret: bench::SECRET.into(),
         logs: Logs::Capture,
         // (for the media sends of phase 2)
         with_s3: true,
@@ -209,7 +208,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
             "MaxSendsPerMinute".to_string(),
             SENDS_PER_MINUTE.to_string(),
         )]),
-        ..Default::default()
+        ..devtools::chat::stack_options(bench::SECRET)
     })
     .await?;
     let floor_log = RequestLog::default();
@@ -348,7 +347,13 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
                 h - stored
             ));
             let t = Instant::now();
-            bench::add_history(&setup, &stack.tables.messages, &conversation, h - stored).await?;
+            bench::add_history(
+                &setup,
+                &devtools::chat::tables(&stack).messages,
+                &conversation,
+                h - stored,
+            )
+            .await?;
             setup_log.take();
             progress(format!(
                 "phase 2/4: history: stored {} messages in {:.1} s",

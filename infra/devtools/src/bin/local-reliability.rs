@@ -17,9 +17,9 @@
 //! is stopped and started again), and `soak`, on a stack of its own whose limits are
 //! shortened to seconds (connections expire, records disappear, expired records are never
 //! posted to). `--only load,soak` runs some of them.
-use devtools::runtime::Logs;
-use devtools::stack::{Stack, StackOptions};
 use futures::{SinkExt, StreamExt};
+use local_stack::runtime::Logs;
+use local_stack::stack::{Stack, StackOptions};
 use serde_json::{json, Value};
 use shared::adapters::dynamo::DynamoStore;
 use shared::domain::auth::{mint, Claims};
@@ -585,7 +585,7 @@ async fn media_objects(
     phase: &Phase,
     seen: &[PairSeen],
 ) -> Res<String> {
-    let s3 = devtools::s3_local::client(&stack.s3_endpoint().ok_or("the stack has no S3")?);
+    let s3 = local_stack::clients::s3(&stack.s3_endpoint().ok_or("the stack has no S3")?);
     let (mut present, mut missing) = (0, 0);
     for s in seen {
         let (ann, bob) = accounts(phase.name, s.pair);
@@ -743,11 +743,10 @@ async fn run(release: bool, quick: bool, only: Option<String>, out: std::path::P
         "target/debug"
     });
     let mut opts = StackOptions {
-        jwt_secret: SECRET.into(),
         logs: Logs::Quiet,
         functions_dir: dir.clone(),
         with_s3: true,
-        ..Default::default()
+        ..devtools::chat::stack_options(SECRET)
     };
     // Load, not abuse: the per-connection rate limit is not what is measured here.
     opts.parameters
@@ -755,8 +754,8 @@ async fn run(release: bool, quick: bool, only: Option<String>, out: std::path::P
     let stack = Stack::start(opts).await?;
     let store = DynamoStore::new(
         dynamo_client(&stack.dynamodb_endpoint()),
-        &stack.tables.messages,
-        &stack.tables.connections,
+        &devtools::chat::tables(&stack).messages,
+        &devtools::chat::tables(&stack).connections,
     );
     let scale = |n: usize| if quick { (n / 10).max(2) } else { n };
     let phases = [
@@ -1054,13 +1053,12 @@ async fn soak_pair(
 /// the connection records left behind.
 async fn run_soak(dir: &std::path::Path, quick: bool) -> Res<Figures> {
     let mut opts = StackOptions {
-        jwt_secret: SECRET.into(),
         logs: Logs::Quiet,
         functions_dir: dir.to_owned(),
         with_s3: false,
-        ..Default::default()
+        ..devtools::chat::stack_options(SECRET)
     };
-    opts.gateway.limits = devtools::apigw::Limits {
+    opts.gateway.limits = local_stack::apigw::Limits {
         idle_timeout: SOAK_IDLE,
         max_lifetime: SOAK_LIFETIME,
         ..Default::default()
@@ -1075,8 +1073,8 @@ async fn run_soak(dir: &std::path::Path, quick: bool) -> Res<Figures> {
     let stack = Stack::start(opts).await?;
     let store = DynamoStore::new(
         dynamo_client(&stack.dynamodb_endpoint()),
-        &stack.tables.messages,
-        &stack.tables.connections,
+        &devtools::chat::tables(&stack).messages,
+        &devtools::chat::tables(&stack).connections,
     );
     let phase = Phase {
         name: "soak",
@@ -1137,7 +1135,7 @@ async fn run_soak(dir: &std::path::Path, quick: bool) -> Res<Figures> {
     for e in &ended {
         let item = client
             .get_item()
-            .table_name(&stack.tables.connections)
+            .table_name(&devtools::chat::tables(&stack).connections)
             .key(
                 "connection_id",
                 aws_sdk_dynamodb::types::AttributeValue::S(e.id.clone()),
@@ -1176,19 +1174,7 @@ async fn run_soak(dir: &std::path::Path, quick: bool) -> Res<Figures> {
 }
 
 fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "reliability",
-        ))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    local_stack::clients::dynamodb(endpoint)
 }
 
 fn render(
@@ -1214,7 +1200,7 @@ fn render(
         if release { " --release" } else { "" },
         if quick { " --quick" } else { "" },
         dir.display(),
-        devtools::runtime::MAX_INSTANCES,
+        local_stack::runtime::MAX_INSTANCES,
     );
     for f in all {
         let errors = if f.errors.is_empty() {

@@ -1,17 +1,41 @@
-//! The whole chat on loopback: `local-stack [--port N]`. Prints the wss URL, two demo users'
-//! tokens and how to chat from a terminal; runs until Ctrl-C / SIGTERM.
-use devtools::runtime::Logs;
-use devtools::stack::{Stack, StackOptions};
+//! The whole chat on loopback: `local-stack [--port N] [--parameter-overrides "Name=value …"]`
+//! (`make dev PARAMS="…"`). Prints the wss URL, two demo users' tokens and how to chat from a
+//! terminal; runs until Ctrl-C / SIGTERM. An override the template does not declare, or one
+//! outside its parameter's constraints, stops it with a message naming it.
+use local_stack::runtime::Logs;
+use local_stack::stack::{Stack, StackOptions};
 use shared::domain::auth::{mint, Claims};
+use std::collections::HashMap;
+
+const USAGE: &str = "usage: local-stack [--port N] [--parameter-overrides \"Name=value ...\"]";
+
+/// `Name=value` pairs separated by spaces, as `sam deploy --parameter-overrides` takes them.
+fn overrides(text: &str) -> Result<HashMap<String, String>, String> {
+    text.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(format!("parameter override {pair:?} is not Name=value")),
+        })
+        .collect()
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("local-stack: {e}");
+        std::process::exit(2);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut port = 3001;
+    let mut parameters = HashMap::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--port", Some(p)) => port = p.parse()?,
-            _ => return Err("usage: local-stack [--port N]".into()),
+            ("--parameter-overrides", Some(p)) => parameters.extend(overrides(&p)?),
+            _ => return Err(USAGE.into()),
         }
     }
     let secret =
@@ -22,9 +46,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let stack = Stack::start(StackOptions {
         port,
-        jwt_secret: secret.clone(),
+        parameters: parameters.clone(),
         logs: Logs::Print,
-        ..Default::default()
+        ..devtools::chat::stack_options(&secret)
     })
     .await?;
     let exp = std::time::SystemTime::now()
@@ -62,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .replace(&format!("/{}", stack.app.api.stage), "/");
     println!(
         r#"
-Local chat is up (Ctrl-C stops everything).
+Local chat is up (Ctrl-C stops everything).{params}
   WebSocket:   {ws}
   @connections {mgmt}
   DynamoDB     {ddb}
@@ -87,6 +111,13 @@ Media from a terminal: {{"action":"upload","req_id":"r1","chat_type":1,"content_
   then  {{"action":"send","client_msg_id":"m2","chat_type":1,"chat_content":"<key>"}}
 Mint more tokens: JWT_SECRET={secret} target/debug/mint-token <account> wxdemo [name]
 "#,
+        params = if parameters.is_empty() {
+            String::new()
+        } else {
+            let mut p: Vec<String> = parameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            p.sort();
+            format!("\n  Parameters:  {}", p.join(" "))
+        },
         ws = stack.ws_url,
         mgmt = stack.management_url,
         ddb = stack.dynamodb_endpoint(),

@@ -7,8 +7,9 @@
 //! connections; the message size limit (close 1009 inbound, 413 on posts); idle timeout and
 //! maximum connection lifetime (close 1001). Not emulated: see README "Local stack".
 
+use crate::app::ApiSpec;
+use crate::resolve::{LOCAL_ACCOUNT, LOCAL_API_ID};
 use crate::runtime::{InvokeError, Invoker};
-use crate::sam::{ApiSpec, LOCAL_ACCOUNT, LOCAL_API_ID};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};

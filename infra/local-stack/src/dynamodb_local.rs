@@ -5,7 +5,7 @@
 //! a private network namespace that has nothing but a loopback interface, and reached through
 //! a forwarder listening on 127.0.0.1 of the host that serves only the stack's own user
 //! (`peer.rs`): neither other machines nor other local users can reach it.
-//! Set `CHAT_LOCAL_HOST_NETWORK=1` to skip that (it then listens on all interfaces).
+//! Set `LOCAL_STACK_HOST_NETWORK=1` to skip that (it then listens on all interfaces).
 
 use crate::process::{free_port, spawn_tied_to_process, Forwarder};
 use crate::DevError;
@@ -145,7 +145,7 @@ impl Drop for DynamoDbLocal {
 pub fn jar_dir() -> Result<PathBuf, DevError> {
     let base = match std::env::var_os("DYNAMODB_LOCAL_DIR") {
         Some(d) => PathBuf::from(d),
-        None => crate::repo_root().join(DEFAULT_DIR),
+        None => crate::project_root().join(DEFAULT_DIR),
     };
     find_jar_dir(&base).ok_or_else(|| {
         DevError::DynamoDbLocal(format!(

@@ -23,9 +23,9 @@
 //! literal key, as stored). Not emulated: retries of failed asynchronous invocations,
 //! `ObjectRemoved` and other event types, virtual-hosted-style addressing.
 
+use crate::app::{BucketSpec, CorsRule};
+use crate::clients::REGION as LOCAL_REGION;
 use crate::runtime::Invoker;
-use crate::s3_local;
-use crate::sam::{BucketSpec, CorsRule, LOCAL_REGION};
 use crate::DevError;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequest, Multipart, Request, State};
@@ -162,7 +162,7 @@ struct Front {
 
 impl S3Front {
     /// Listens on a free port of 127.0.0.1 and forwards to `upstream` (s3s-fs, which accepts
-    /// [`s3_local::ACCESS_KEY`]); `buckets` give the CORS rules and subscriptions.
+    /// [`crate::clients::ACCESS_KEY`]); `buckets` give the CORS rules and subscriptions.
     pub async fn start(
         upstream: String,
         buckets: Vec<BucketSpec>,
@@ -187,21 +187,7 @@ impl S3Front {
         deliver: Arc<dyn Deliver>,
     ) -> Result<Self, DevError> {
         let url = format!("http://{}", listener.local_addr()?);
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new(LOCAL_REGION))
-                .endpoint_url(&upstream)
-                .force_path_style(true)
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    s3_local::ACCESS_KEY,
-                    s3_local::SECRET_KEY,
-                    None,
-                    None,
-                    "local",
-                ))
-                .build(),
-        );
+        let s3 = crate::clients::s3(&upstream);
         let deliveries = Deliveries::default();
         let front = Arc::new(Front {
             upstream,
@@ -744,8 +730,8 @@ pub fn event_json(f: &EventFields) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::S3Subscription;
     use crate::s3_local::S3Local;
-    use crate::sam::S3Subscription;
     use aws_sdk_s3::presigning::PresigningConfig;
     use aws_sdk_s3::primitives::ByteStream;
 
@@ -815,21 +801,7 @@ mod tests {
     }
 
     fn client(endpoint: &str) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new(LOCAL_REGION))
-                .endpoint_url(endpoint)
-                .force_path_style(true)
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    s3_local::ACCESS_KEY,
-                    s3_local::SECRET_KEY,
-                    None,
-                    None,
-                    "test",
-                ))
-                .build(),
-        )
+        crate::clients::s3(endpoint)
     }
 
     /// A plain HTTP request, as a browser would send it.
@@ -1115,7 +1087,7 @@ mod tests {
         );
         let credential = format!(
             "{}/{date}/{LOCAL_REGION}/s3/aws4_request",
-            s3_local::ACCESS_KEY
+            crate::clients::ACCESS_KEY
         );
         let expiration = (now + time::Duration::minutes(5))
             .format(time::macros::format_description!(
@@ -1130,7 +1102,7 @@ mod tests {
         use base64::Engine;
         let policy = base64::engine::general_purpose::STANDARD.encode(policy.to_string());
         let mut k = mac(
-            format!("AWS4{}", s3_local::SECRET_KEY).as_bytes(),
+            format!("AWS4{}", crate::clients::SECRET_KEY).as_bytes(),
             date.as_bytes(),
         );
         for part in [LOCAL_REGION, "s3", "aws4_request"] {

@@ -250,11 +250,11 @@ impl Namespace {
 }
 
 /// The process's private loopback-only namespace, if the kernel grants one (see
-/// [`Namespace`]); `CHAT_LOCAL_HOST_NETWORK=1` declines it.
+/// [`Namespace`]); `LOCAL_STACK_HOST_NETWORK=1` declines it.
 pub fn isolated() -> Option<&'static Namespace> {
     static NS: OnceLock<Option<Namespace>> = OnceLock::new();
     NS.get_or_init(|| {
-        if std::env::var_os("CHAT_LOCAL_HOST_NETWORK").is_some() {
+        if std::env::var_os("LOCAL_STACK_HOST_NETWORK").is_some() {
             return None;
         }
         let ns = thread_namespace().or_else(bridged_namespace);

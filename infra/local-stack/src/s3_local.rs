@@ -11,10 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Credentials the local S3 accepts (and the functions are given).
-pub const ACCESS_KEY: &str = "local";
-pub const SECRET_KEY: &str = "local-secret-key";
-
 pub struct S3Local {
     child: Child,
     port: u16,
@@ -24,7 +20,7 @@ pub struct S3Local {
 fn binary() -> PathBuf {
     std::env::var_os("S3S_FS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join(".tools/bin/s3s-fs"))
+        .unwrap_or_else(|| crate::project_root().join(".tools/bin/s3s-fs"))
 }
 
 impl S3Local {
@@ -64,9 +60,9 @@ impl S3Local {
             "--port",
             &port.to_string(),
             "--access-key",
-            ACCESS_KEY,
+            crate::clients::ACCESS_KEY,
             "--secret-key",
-            SECRET_KEY,
+            crate::clients::SECRET_KEY,
         ])
         .arg(root)
         .stdin(Stdio::null())
@@ -107,22 +103,6 @@ impl S3Local {
     pub fn port(&self) -> u16 {
         self.port
     }
-}
-
-/// An S3 client with the local S3's credentials for `endpoint` (the stack's S3 front, or
-/// s3s-fs itself), path-style: what tests and runs use to look at objects directly.
-pub fn client(endpoint: &str) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new(crate::sam::LOCAL_REGION))
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                ACCESS_KEY, SECRET_KEY, None, None, "local",
-            ))
-            .build(),
-    )
 }
 
 impl Drop for S3Local {

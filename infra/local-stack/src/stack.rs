@@ -1,16 +1,17 @@
-//! The whole system on loopback: DynamoDB Local with the template's tables, s3s-fs with the
-//! template's buckets behind the S3 front (CORS, event notifications to the functions), and
+//! The whole application on loopback: DynamoDB Local with the template's tables, s3s-fs with
+//! the template's buckets behind the S3 front (CORS, event notifications to the functions), and
 //! the local API Gateway running the function binaries.
 
 use crate::apigw::{self, Gateway};
+use crate::app::{self, SamApp, Supplied};
+use crate::clients;
 use crate::dynamodb_local::DynamoDbLocal;
 use crate::runtime::{Invoker, Logs};
 use crate::s3_front::{Deliveries, S3Front};
-use crate::s3_local::{self, S3Local};
-use crate::sam::{self, SamApp};
-use crate::template::{create_tables, ChatTables, Template};
+use crate::s3_local::S3Local;
+use crate::tables::create_tables;
+use crate::template::Template;
 use crate::DevError;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,12 +25,16 @@ pub struct StackOptions {
     pub functions_dir: PathBuf,
     pub gateway: apigw::Options,
     pub logs: Logs,
-    /// HS256 secret given to the functions as `JWT_SECRET` (Secrets Manager is not emulated).
-    pub jwt_secret: String,
     /// Start s3s-fs (needs `.tools/bin/s3s-fs`) and the S3 front before it.
     pub with_s3: bool,
-    /// Template parameter overrides.
+    /// Template parameter overrides (`sam local --parameter-overrides`), checked against the
+    /// parameters' constraints.
     pub parameters: HashMap<String, String>,
+    /// Function environment variables the stack supplies instead of the template's value,
+    /// which names a service the stack does not emulate (a Secrets Manager secret's ARN): the
+    /// resolver leaves them alone. The one explicit list of what is not read from the
+    /// template (README.md, "What the stack supplies").
+    pub supplied: Supplied,
     /// Extra variables for every function (after the template's).
     pub env: BTreeMap<String, String>,
 }
@@ -38,14 +43,14 @@ impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
             port: 0,
-            functions_dir: std::env::var_os("CHAT_FUNCTIONS_DIR")
+            functions_dir: std::env::var_os("LOCAL_STACK_FUNCTIONS_DIR")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| crate::repo_root().join("target/debug")),
+                .unwrap_or_else(|| crate::project_root().join("target/debug")),
             gateway: apigw::Options::default(),
             logs: Logs::Print,
-            jwt_secret: String::new(),
             with_s3: true,
             parameters: HashMap::new(),
+            supplied: Supplied::new(),
             env: BTreeMap::new(),
         }
     }
@@ -54,7 +59,8 @@ impl Default for StackOptions {
 /// A running local stack. Dropping it stops every process it started.
 pub struct Stack {
     pub app: SamApp,
-    pub tables: ChatTables,
+    /// Each table's logical id → its name in DynamoDB Local.
+    pub tables: BTreeMap<String, String>,
     /// `ws://127.0.0.1:<port>/<stage>`
     pub ws_url: String,
     /// `http://127.0.0.1:<port>/<stage>` (the @connections endpoint the functions use)
@@ -74,42 +80,22 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Reads the template, starts DynamoDB Local (with its tables) and the local S3, then the
+    /// gateway and the functions' runtime.
     pub async fn start(opts: StackOptions) -> Result<Self, DevError> {
-        let template = Template::project()?;
-        let mut app = template.app(&opts.parameters)?;
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let data_dir = std::env::temp_dir().join(format!(
-            "chat-local-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(data_dir.join("dynamodb"))?;
+        let mut app = app::read(Template::project()?, &opts.parameters, &opts.supplied)?;
+        let data_dir = data_dir()?;
         let dynamodb = DynamoDbLocal::start_with(None, Some(&data_dir.join("dynamodb")))?;
-        let client = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(sam::LOCAL_REGION))
-                .endpoint_url(dynamodb.endpoint())
-                .credentials_provider(Credentials::new(
-                    s3_local::ACCESS_KEY,
-                    s3_local::SECRET_KEY,
-                    None,
-                    None,
-                    "local",
-                ))
-                .build(),
-        );
-        let tables = create_tables(&client, &template.tables()?, "").await?;
+        let client = clients::dynamodb(&dynamodb.endpoint());
+        let tables = create_tables(&client, &app.tables, "").await?;
         let buckets: Vec<String> = app.buckets.iter().map(|b| b.name.clone()).collect();
-        let (s3, front_listener) = if opts.with_s3 {
-            (
+        let (s3, front_listener) = match opts.with_s3 {
+            true => (
                 Some(S3Local::start(&data_dir.join("s3"), &buckets)?),
                 Some(S3Front::bind().await?),
-            )
-        } else {
-            (None, None)
+            ),
+            false => (None, None),
         };
-
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
             .await
             .map_err(|e| {
@@ -117,46 +103,12 @@ impl Stack {
             })?;
         let addr = listener.local_addr()?;
         let http = format!("http://{addr}");
-        let stage = app.api.stage.clone();
-
-        // The template points functions at https://{api}.execute-api.{region}.amazonaws.com;
-        // locally that is this gateway.
-        let aws_base = format!(
-            "https://{}.execute-api.{}.amazonaws.com",
-            sam::LOCAL_API_ID,
-            sam::LOCAL_REGION
-        );
-        for f in app.functions.values_mut() {
-            for v in f.env.values_mut() {
-                if v.contains(&aws_base) {
-                    *v = v.replace(&aws_base, &http);
-                }
-            }
-        }
-        let mut env = BTreeMap::from([
-            ("AWS_ENDPOINT_URL_DYNAMODB".to_string(), dynamodb.endpoint()),
-            (
-                "AWS_ACCESS_KEY_ID".to_string(),
-                s3_local::ACCESS_KEY.to_string(),
-            ),
-            (
-                "AWS_SECRET_ACCESS_KEY".to_string(),
-                s3_local::SECRET_KEY.to_string(),
-            ),
-            ("JWT_SECRET".to_string(), opts.jwt_secret.clone()),
-            // Secrets Manager is not emulated: the secret comes inline.
-            ("JWT_SECRET_ARN".to_string(), String::new()),
-        ]);
-        if let Some(listener) = &front_listener {
-            // The front, not s3s-fs: URLs the functions presign reach browsers, which need
-            // CORS, and uploads through them must emit events.
-            env.insert(
-                "AWS_ENDPOINT_URL_S3".into(),
-                format!("http://{}", listener.local_addr()?),
-            );
-            env.insert("S3_FORCE_PATH_STYLE".into(), "true".into());
-        }
-        env.extend(opts.env.clone());
+        point_at_gateway(&mut app, &http);
+        let s3_endpoint = front_listener
+            .as_ref()
+            .map(|l| l.local_addr().map(|a| format!("http://{a}")))
+            .transpose()?;
+        let env = function_env(&opts, &dynamodb, s3_endpoint.as_deref());
         let invoker = Arc::new(Invoker::new(
             app.functions.clone(),
             opts.functions_dir.clone(),
@@ -178,10 +130,11 @@ impl Stack {
             opts.gateway.clone(),
             addr.to_string(),
         );
-        let server = gateway.serve(listener);
+        let stage = app.api.stage.clone();
         Ok(Stack {
             ws_url: format!("ws://{addr}/{stage}"),
             management_url: format!("{http}/{stage}"),
+            server: gateway.serve(listener),
             app,
             tables,
             gateway,
@@ -192,7 +145,6 @@ impl Stack {
             s3: std::sync::Mutex::new(s3),
             buckets,
             s3_front,
-            server,
             data_dir,
         })
     }
@@ -260,6 +212,57 @@ impl Stack {
     }
 }
 
+/// A fresh folder for this stack's data (DynamoDB Local's files, the buckets).
+fn data_dir() -> Result<PathBuf, DevError> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("local-stack-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(dir.join("dynamodb"))?;
+    Ok(dir)
+}
+
+/// The template points functions at `https://{api}.execute-api.{region}.amazonaws.com`;
+/// locally that is the gateway at `http`.
+fn point_at_gateway(app: &mut SamApp, http: &str) {
+    let aws_base = format!(
+        "https://{}.execute-api.{}.amazonaws.com",
+        crate::resolve::LOCAL_API_ID,
+        crate::resolve::LOCAL_REGION
+    );
+    for f in app.functions.values_mut() {
+        for v in f.env.values_mut() {
+            if v.contains(&aws_base) {
+                *v = v.replace(&aws_base, http);
+            }
+        }
+    }
+}
+
+/// What every function gets besides the template's variables: the local endpoints and
+/// credentials, then the options' own.
+fn function_env(
+    opts: &StackOptions,
+    dynamodb: &DynamoDbLocal,
+    s3_endpoint: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::from([
+        ("AWS_ENDPOINT_URL_DYNAMODB".to_string(), dynamodb.endpoint()),
+        ("AWS_ACCESS_KEY_ID".to_string(), clients::ACCESS_KEY.into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            clients::SECRET_KEY.into(),
+        ),
+    ]);
+    if let Some(endpoint) = s3_endpoint {
+        // The front, not s3s-fs: URLs the functions presign reach browsers, which need
+        // CORS, and uploads through them must emit events.
+        env.insert("AWS_ENDPOINT_URL_S3".into(), endpoint.to_owned());
+        env.insert("S3_FORCE_PATH_STYLE".into(), "true".into());
+    }
+    env.extend(opts.env.clone());
+    env
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.server.abort();
@@ -295,7 +298,7 @@ mod tests {
         let stack = Stack::start(StackOptions {
             functions_dir: dir.0.clone(),
             logs: Logs::Quiet,
-            jwt_secret: "stack-test-secret-stack-test-secret!!".into(),
+            supplied: Supplied::from([("JWT_SECRET_ARN".to_string(), String::new())]),
             env: BTreeMap::from([("SEEN_DIR".to_string(), dir.0.display().to_string())]),
             ..Default::default()
         })
@@ -303,21 +306,7 @@ mod tests {
         .unwrap();
         let endpoint = stack.s3_endpoint().expect("the stack has an S3 endpoint");
         let bucket = stack.app.functions["DefaultFunction"].env["MEDIA_BUCKET"].clone();
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(sam::LOCAL_REGION))
-                .endpoint_url(&endpoint)
-                .force_path_style(true)
-                .credentials_provider(Credentials::new(
-                    s3_local::ACCESS_KEY,
-                    s3_local::SECRET_KEY,
-                    None,
-                    None,
-                    "test",
-                ))
-                .build(),
-        );
+        let s3 = clients::s3(&endpoint);
         // WHEN an image and a sent copy of it are put into the media bucket
         for key in ["u/i/first photo.jpg", "m/first photo.jpg"] {
             s3.put_object()

@@ -5,7 +5,7 @@
 //! Each instance is held to its function's `MemorySize` (see [`address_space_limit`]): one
 //! that needs more fails, its invocation is an error, and the next invocation gets a new one.
 
-use crate::sam::FunctionSpec;
+use crate::app::FunctionSpec;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -368,8 +368,8 @@ impl Invoker {
             ready: Mutex::new(Some(ready_tx)),
             function_arn: format!(
                 "arn:aws:lambda:{}:{}:function:{}",
-                crate::sam::LOCAL_REGION,
-                crate::sam::LOCAL_ACCOUNT,
+                crate::resolve::LOCAL_REGION,
+                crate::resolve::LOCAL_ACCOUNT,
                 spec.logical_id
             ),
         });
@@ -417,8 +417,8 @@ impl Invoker {
             )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("AWS_REGION", crate::sam::LOCAL_REGION)
-            .env("AWS_DEFAULT_REGION", crate::sam::LOCAL_REGION)
+            .env("AWS_REGION", crate::resolve::LOCAL_REGION)
+            .env("AWS_DEFAULT_REGION", crate::resolve::LOCAL_REGION)
             .env("_HANDLER", "bootstrap")
             .envs(&self.extra_env)
             .stdin(Stdio::null())
