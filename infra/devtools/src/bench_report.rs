@@ -49,6 +49,7 @@ pub struct HistoryRow {
     pub ours: Vec<SendCost>,
 }
 
+#[derive(Default)]
 pub struct Results {
     pub command: String,
     pub machine: String,
@@ -158,63 +159,81 @@ impl Price {
     }
 }
 
-pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let mut md = String::new();
-    let w = &mut md;
-    writeln!(w, "# Benchmark (issue 10)\n")?;
-    writeln!(
-        w,
-        "Written by `make bench` (`{}`) in {:.0} s. Release builds of the functions (this \
-         machine's architecture, not arm64) through the local stack: API Gateway emulator, \
-         local Lambda runtime, DynamoDB Local, all on loopback. Figures compare designs and \
-         the code with its own storage floor in one run; absolute latencies are DynamoDB \
-         Local's, not DynamoDB's.\n",
-        r.command,
-        r.wall.as_secs_f64()
-    )?;
-    writeln!(w, "| | |\n|---|---|")?;
-    writeln!(w, "| machine | {} |", r.machine)?;
-    writeln!(w, "| date | {} |", r.date)?;
-    writeln!(w, "| commit | {} |", r.commit)?;
-    writeln!(
-        w,
-        "| local runtime instance cap | {} instances per function (`local_stack::runtime::MAX_INSTANCES`; a further invocation waits) |\n",
-        r.instance_cap
-    )?;
+/// The prose of `docs/benchmark.md`, with `{{name}}` where a figure or a table goes.
+const TEMPLATE: &str = include_str!("bench_report.md");
 
-    // 1. Latency.
-    writeln!(w, "## Send → the peer's copy, against the storage floor\n")?;
-    writeln!(
-        w,
-        "Each pair: two users on user connections; one sends and waits for the peer's copy \
-         (the measured time) and its own acknowledgement. The **floor** is the same sends made in-process by \
-         `shared::flows::on_frame` with the real DynamoDB adapter on the same DynamoDB Local \
-         and a notifier that posts nothing: exactly the send's DynamoDB requests, in the same \
-         sequence and concurrency. The run goes in rounds (5 untimed first): every pair sends \
-         through the stack at once, then every pair makes its floor send at once, so both \
-         meet DynamoDB Local in the same state. Up to {} \
-         instances of each function run at once, so above {} pairs invocations queue for an \
-         instance (the floor has no such cap); `$default` duration is the invocation itself \
-         (REPORT lines), so latency minus it is the gateway, the runtime and the queue. The \
-         stack runs with `MaxSendsPerMinute` raised to {} (a pair sends as fast as its \
-         acknowledgements return) and keeps DynamoDB Local's files on tmpfs (`/dev/shm`, \
-         unless `TMPDIR` is set), where a disk's fsyncs would otherwise dominate every \
-         write.\n",
-        r.instance_cap, r.instance_cap, r.sends_per_minute
-    )?;
+/// Writes `docs/benchmark.md` (the template filled with this run's figures) and its plots.
+pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let md = render(TEMPLATE, &values(r)?)?;
+    plot_latency(r, &docs.join("latency.svg"))?;
+    plot_users(r, &docs.join("requests-users.svg"))?;
+    plot_history(r, &docs.join("requests-history.svg"))?;
+    std::fs::write(docs.join("benchmark.md"), &md)?;
+    Ok(md)
+}
+
+type Values = Vec<(&'static str, String)>;
+type Res<T> = Result<T, std::fmt::Error>;
+
+/// Every placeholder of the template with its text for this run.
+fn values(r: &Results) -> Res<Values> {
+    let (price_table, ours) = price_table(r)?;
+    Ok(vec![
+        ("command", r.command.clone()),
+        ("wall_secs", format!("{:.0}", r.wall.as_secs_f64())),
+        ("machine", r.machine.clone()),
+        ("date", r.date.clone()),
+        ("commit", r.commit.clone()),
+        ("instance_cap", r.instance_cap.to_string()),
+        ("sends_per_minute", r.sends_per_minute.to_string()),
+        ("latency_table", latency_table(r)?),
+        ("post_note", post_note(r)),
+        ("parts_table", parts_table(r)?),
+        (
+            "reference_in_flight",
+            crate::bench::REFERENCE_POSTS_IN_FLIGHT.to_string(),
+        ),
+        ("users_table", users_table(r)?),
+        ("history_table", history_table(r)?),
+        ("flat_note", flat_note(r)),
+        ("media_note", media_note(r)),
+        ("footprint_table", footprint_table(r)?),
+        ("bootstraps", bootstraps(r)?),
+        ("price_date", prices::DATE.to_owned()),
+        ("price_table", price_table),
+        ("reference_prices", reference_prices(r, &ours)?),
+        ("missing", missing(r)),
+    ])
+}
+
+/// `template` with each `{{name}}` replaced by its value; a placeholder without a value, or a
+/// value without a placeholder, is an error (the template and the code disagree).
+fn render(template: &str, values: &[(&str, String)]) -> Result<String, String> {
+    let mut out = template.to_owned();
+    for (name, value) in values {
+        let key = format!("{{{{{name}}}}}");
+        if !out.contains(&key) {
+            return Err(format!("bench_report.md has no {key}"));
+        }
+        out = out.replace(&key, value);
+    }
+    match out.find("{{") {
+        Some(i) => Err(format!(
+            "bench_report.md: no value for {}",
+            &out[i..out[i..].find("}}").map_or(out.len(), |e| i + e + 2)]
+        )),
+        None => Ok(out),
+    }
+}
+
+fn latency_table(r: &Results) -> Res<String> {
+    let mut w = String::new();
     writeln!(w, "| pairs | sends | p50 | p95 | p99 | `$default` duration p50 | floor p50 | floor p95 | floor p99 | p50/floor (≤ {}) | p99/floor (≤ {}) |", targets::P50_RATIO, targets::P99_RATIO)?;
     writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|")?;
     for l in &r.latency {
-        let (s50, s95, s99) = (
-            percentile_ms(&l.stack, 0.5),
-            percentile_ms(&l.stack, 0.95),
-            percentile_ms(&l.stack, 0.99),
-        );
-        let (f50, f95, f99) = (
-            percentile_ms(&l.floor, 0.5),
-            percentile_ms(&l.floor, 0.95),
-            percentile_ms(&l.floor, 0.99),
-        );
+        let p = |v: &[Duration], q| percentile_ms(v, q);
+        let (s50, s95, s99) = (p(&l.stack, 0.5), p(&l.stack, 0.95), p(&l.stack, 0.99));
+        let (f50, f95, f99) = (p(&l.floor, 0.5), p(&l.floor, 0.95), p(&l.floor, 0.99));
         let (r50, r99) = (s50 / f50, s99 / f99);
         writeln!(
             w,
@@ -226,32 +245,25 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
             holds(r99 <= targets::P99_RATIO)
         )?;
     }
-    if !r.post_ms.is_empty() {
-        writeln!(
-            w,
-            "\nOne `POST @connections/{{id}}` to the local gateway from outside the functions, \
-             one at a time, {} times: p50 {:.1} ms, p99 {:.1} ms (a text send makes two, the \
-             acknowledgement and the peer's copy).",
-            r.post_ms.len(),
-            percentile_ms(&r.post_ms, 0.5),
-            percentile_ms(&r.post_ms, 0.99)
-        )?;
+    Ok(w)
+}
+
+fn post_note(r: &Results) -> String {
+    if r.post_ms.is_empty() {
+        return String::new();
     }
-    writeln!(w, "\n![latency by load](latency.svg)\n")?;
-    writeln!(
-        w,
-        "### Where a send's time goes\n\nMedians in ms. Inside `$default`, from its \"message \
-         sent\" log line: **storage** (the send's DynamoDB requests as the function makes them \
-         over HTTP, compare the floor, which makes them in-process), **frames** (building and \
-         signing the frames), **posts** (the `@connections` posts, concurrently); the **rest \
-         of the invocation** is the duration (REPORT) minus those: reading the event, the \
-         connection record (cached when warm), logging, answering the runtime. **Outside** is \
-         the send → peer latency minus the invocation: the client's frame through the local \
-         gateway, the handoff to the runtime and any wait for a free instance. The peer's copy \
-         is posted during the invocation, before the sender's acknowledgement has been posted \
-         and the invocation has answered the runtime, so at one pair this can come out \
-         slightly negative: the gateway's part is below what these medians resolve.\n"
-    )?;
+    format!(
+        "\nOne `POST @connections/{{id}}` to the local gateway from outside the functions, \
+         one at a time, {} times: p50 {:.1} ms, p99 {:.1} ms (a text send makes two, the \
+         acknowledgement and the peer's copy).\n",
+        r.post_ms.len(),
+        percentile_ms(&r.post_ms, 0.5),
+        percentile_ms(&r.post_ms, 0.99)
+    )
+}
+
+fn parts_table(r: &Results) -> Res<String> {
+    let mut w = String::new();
     writeln!(
         w,
         "| pairs | send → peer | floor | `$default` | storage | frames | posts | rest of the invocation | outside |\n|---|---|---|---|---|---|---|---|---|"
@@ -278,37 +290,17 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
             s50 - d50
         )?;
     }
-    writeln!(w)?;
+    Ok(w)
+}
 
-    // 2. Requests.
-    writeln!(
-        w,
-        "## Requests per send against connected users and stored messages\n"
-    )?;
-    writeln!(
-        w,
-        "Counted on the wire with `devtools::ddb_log::RequestLog` around in-process sends \
-         (`on_frame`, real adapter, notifier that posts nothing but counts) on the stack's \
-         DynamoDB Local, where every other user holds a real user connection through the \
-         gateway. Median over the sends of each row; capacity from DynamoDB Local's \
-         `ConsumedCapacity` (`ReturnConsumedCapacity=TOTAL` added by the log). Round trips: \
-         the longest chain of requests each sent after the previous one's answer; the \
-         first send of a run also reads the sender's connection record (a cold instance, \
-         3 round trips), later ones find it in the warm instance's cache (`records`).\n"
-    )?;
-    writeln!(
-        w,
-        "The **reference** is simple-websockets-chat-app's `sendmessage`, replayed against the \
-         same DynamoDB Local and gateway: a table of connection ids, per message a paginated \
-         `Scan` (`ProjectionExpression: connectionId`) and one `POST @connections/{{id}}` per \
-         connection to the local gateway's management API, at most {} in flight (the JS SDK \
-         v3 default `maxSockets`).\n",
-        crate::bench::REFERENCE_POSTS_IN_FLIGHT
-    )?;
+fn users_table(r: &Results) -> Res<String> {
+    let mut w = String::new();
     writeln!(w, "| connected users | sends | DynamoDB requests | sequential round trips (≤ {}) | read units | write units | posts | requests incl. posts | reference: Scan pages | reference: read units | reference: posts | reference: requests incl. posts | reference latency per message |", targets::ROUND_TRIPS)?;
     writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    let med = |v: Vec<f64>| median(&v);
     for u in &r.users {
         let (req, trips, posts) = (requests_of(&u.ours), trips_of(&u.ours), posts_of(&u.ours));
+        let rf = &u.reference;
         writeln!(
             w,
             "| {} | {} | {req} | {trips} (max {}) {} | {:.1} | {:.1} | {posts} | {} | {} | {:.1} | {} | {} | {:.1} ms |",
@@ -319,11 +311,11 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
             mean(u.ours.iter().map(|s| s.read_units)),
             mean(u.ours.iter().map(|s| s.write_units)),
             req + posts,
-            median(&u.reference.iter().map(|x| x.scans as f64).collect::<Vec<_>>()),
-            mean(u.reference.iter().map(|x| x.read_units)),
-            median(&u.reference.iter().map(|x| x.posts as f64).collect::<Vec<_>>()),
-            ref_requests(&u.reference),
-            median(&u.reference.iter().map(|x| x.elapsed.as_secs_f64() * 1000.0).collect::<Vec<_>>()),
+            med(rf.iter().map(|x| x.scans as f64).collect()),
+            mean(rf.iter().map(|x| x.read_units)),
+            med(rf.iter().map(|x| x.posts as f64).collect()),
+            ref_requests(rf),
+            med(rf.iter().map(|x| x.elapsed.as_secs_f64() * 1000.0).collect()),
         )?;
     }
     let failed: usize = r
@@ -335,11 +327,20 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
     if failed > 0 {
         writeln!(w, "\n{failed} reference posts were not answered 200.")?;
     }
-    writeln!(w)?;
+    Ok(w)
+}
+
+fn history_table(r: &Results) -> Res<String> {
+    let mut w = String::new();
     writeln!(w, "| stored messages in the conversation | connected users | sends | DynamoDB requests | sequential round trips (≤ {}) | read units | write units | posts | in-process send |", targets::ROUND_TRIPS)?;
     writeln!(w, "|---|---|---|---|---|---|---|---|---|")?;
     for h in &r.history {
         let trips = trips_of(&h.ours);
+        let ms: Vec<f64> = h
+            .ours
+            .iter()
+            .map(|s| s.elapsed.as_secs_f64() * 1000.0)
+            .collect();
         writeln!(
             w,
             "| {} | {} | {} | {} | {trips} (max {}) {} | {:.1} | {:.1} | {} | {:.1} ms |",
@@ -352,19 +353,20 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
             mean(h.ours.iter().map(|s| s.read_units)),
             mean(h.ours.iter().map(|s| s.write_units)),
             posts_of(&h.ours),
-            median(
-                &h.ours
-                    .iter()
-                    .map(|s| s.elapsed.as_secs_f64() * 1000.0)
-                    .collect::<Vec<_>>()
-            ),
+            median(&ms),
         )?;
     }
-    let all: Vec<&SendCost> = r
+    Ok(w)
+}
+
+/// Whether the requests per send stay the same across users and history.
+fn flat_note(r: &Results) -> String {
+    let all: Vec<SendCost> = r
         .users
         .iter()
         .flat_map(|u| &u.ours)
         .chain(r.history.iter().flat_map(|h| &h.ours))
+        .cloned()
         .collect();
     let per_row: Vec<f64> = r
         .users
@@ -373,116 +375,88 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
         .chain(r.history.iter().map(|h| requests_of(&h.ours)))
         .collect();
     let flat = per_row.windows(2).all(|p| p[0] == p[1]);
-    writeln!(
-        w,
-        "\nDynamoDB requests per send flat from {} to {} users and from {} to {} stored \
-         messages: {} (most common sequence: {}).\n",
+    format!(
+        "DynamoDB requests per send flat from {} to {} users and from {} to {} stored \
+         messages: {} (most common sequence: {}).",
         r.users.first().map_or(0, |u| u.users),
         r.users.last().map_or(0, |u| u.users),
         r.history.first().map_or(0, |h| h.stored),
         r.history.last().map_or(0, |h| h.stored),
         holds(flat && !per_row.is_empty()),
-        ops_summary(&all.into_iter().cloned().collect::<Vec<_>>())
-    )?;
-    if !r.media.is_empty() {
-        let s3 = |c: &SendCost| {
-            c.requests
-                .iter()
-                .filter(|op| S3_OPS.contains(&op.as_str()))
-                .count() as f64
-        };
-        let m = &r.media;
-        writeln!(
-            w,
-            "**A media send** (an image, reported separately): {} sends by the same warm \
-             sender, each naming an object put into the stack's S3 beforehand (not counted), \
-             its S3 requests counted on the wire with its DynamoDB requests. Median: {:.0} \
-             requests, of them {:.0} to S3; {:.0} sequential round trips (max {}); {:.1} read \
-             and {:.1} write units; {:.0} posts; {:.1} ms in-process. Most common sequence: \
-             {}. The S3 requests come before the text send's: the object is looked for in the \
-             upload area and among sent objects at once (two `HeadObject`s in parallel: a \
-             retried send finds it already copied), then copied out of the upload area \
-             (`CopyObject`). Signing the frames' download URLs sends nothing.\n",
-            m.len(),
-            requests_of(m),
-            median(&m.iter().map(s3).collect::<Vec<_>>()),
-            trips_of(m),
-            max_trips(m),
-            mean(m.iter().map(|c| c.read_units)),
-            mean(m.iter().map(|c| c.write_units)),
-            posts_of(m),
-            median(
-                &m.iter()
-                    .map(|c| c.elapsed.as_secs_f64() * 1000.0)
-                    .collect::<Vec<_>>()
-            ),
-            ops_summary(m)
-        )?;
-    }
-    writeln!(
-        w,
-        "![requests per send against users](requests-users.svg)\n"
-    )?;
-    writeln!(
-        w,
-        "![requests per send against history](requests-history.svg)\n"
-    )?;
+        ops_summary(&all)
+    )
+}
 
-    // 3. Footprint.
-    writeln!(w, "## Release builds: init, memory, size\n")?;
-    writeln!(
-        w,
-        "Init: process start until the first Runtime API poll (the local runtime's `Init \
-         Duration`), one cold start per binary per round, one binary at a time, each through \
-         a fresh `local_stack::runtime::Invoker`; the echo is `bench-echo` (a bare \
-         `lambda_runtime` function, same release profile). Peak RSS: `Max Memory Used` \
-         (`VmHWM`) after that invocation, and the highest over every invocation of the \
-         stack during the whole run (load).\n"
-    )?;
-    let echo_init = median(
-        &r.cold
+fn media_note(r: &Results) -> String {
+    let m = &r.media;
+    if m.is_empty() {
+        return String::new();
+    }
+    let s3 = |c: &SendCost| {
+        c.requests
             .iter()
-            .filter(|c| c.function == ECHO)
+            .filter(|op| S3_OPS.contains(&op.as_str()))
+            .count() as f64
+    };
+    let ms: Vec<f64> = m.iter().map(|c| c.elapsed.as_secs_f64() * 1000.0).collect();
+    format!(
+        "**A media send** (an image, reported separately): {} sends by the same warm \
+         sender, each naming an object put into the stack's S3 beforehand (not counted), \
+         its S3 requests counted on the wire with its DynamoDB requests. Median: {:.0} \
+         requests, of them {:.0} to S3; {:.0} sequential round trips (max {}); {:.1} read \
+         and {:.1} write units; {:.0} posts; {:.1} ms in-process. Most common sequence: \
+         {}. The S3 requests come before the text send's: the object is looked for in the \
+         upload area and among sent objects at once (two `HeadObject`s in parallel: a \
+         retried send finds it already copied), then copied out of the upload area \
+         (`CopyObject`). Signing the frames' download URLs sends nothing.\n",
+        m.len(),
+        requests_of(m),
+        median(&m.iter().map(s3).collect::<Vec<_>>()),
+        trips_of(m),
+        max_trips(m),
+        mean(m.iter().map(|c| c.read_units)),
+        mean(m.iter().map(|c| c.write_units)),
+        posts_of(m),
+        median(&ms),
+        ops_summary(m)
+    )
+}
+
+fn footprint_table(r: &Results) -> Res<String> {
+    let mut w = String::new();
+    let init_of = |f: &str| -> Vec<f64> {
+        r.cold
+            .iter()
+            .filter(|c| c.function == f)
             .filter_map(|c| c.init_ms)
-            .collect::<Vec<_>>(),
-    );
+            .collect()
+    };
+    let peak = |reports: &[Report], f: &str| {
+        reports
+            .iter()
+            .filter(|c| c.function == f)
+            .filter_map(|c| c.max_memory_mb)
+            .max()
+    };
+    let echo_init = median(&init_of(ECHO));
     writeln!(w, "| binary | cold starts | init p50 | init / echo (≤ {}) | peak RSS cold | peak RSS under load (≤ {} MB) |", targets::INIT_RATIO, targets::RSS_MB)?;
     writeln!(w, "|---|---|---|---|---|---|")?;
     let mut names: Vec<&str> = r.cold.iter().map(|c| c.function.as_str()).collect();
     names.sort();
     names.dedup();
     for f in names {
-        let inits: Vec<f64> = r
-            .cold
-            .iter()
-            .filter(|c| c.function == f)
-            .filter_map(|c| c.init_ms)
-            .collect();
+        let inits = init_of(f);
         let init = median(&inits);
-        let cold_rss = r
-            .cold
-            .iter()
-            .filter(|c| c.function == f)
-            .filter_map(|c| c.max_memory_mb)
-            .max();
-        let load_rss = r
-            .load
-            .iter()
-            .filter(|c| c.function == f)
-            .filter_map(|c| c.max_memory_mb)
-            .max();
+        let (cold_rss, load_rss) = (peak(&r.cold, f), peak(&r.load, f));
         let (ratio, rss) = if f == ECHO {
             ("1 (baseline)".to_string(), "—".to_string())
         } else {
             let ratio = init / echo_init;
-            let peak = cold_rss.max(load_rss).unwrap_or(0);
+            let top = cold_rss.max(load_rss).unwrap_or(0);
+            let load = load_rss.map_or("—".into(), |m| m.to_string());
             (
                 format!("{ratio:.2}× {}", holds(ratio <= targets::INIT_RATIO)),
-                format!(
-                    "{} MB {}",
-                    load_rss.map_or("—".into(), |m| m.to_string()),
-                    holds(peak <= targets::RSS_MB)
-                ),
+                format!("{load} MB {}", holds(top <= targets::RSS_MB)),
             )
         };
         writeln!(
@@ -492,41 +466,46 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
             cold_rss.map_or("?".into(), |m| m.to_string()),
         )?;
     }
-    writeln!(w)?;
+    Ok(w)
+}
+
+fn bootstraps(r: &Results) -> Res<String> {
+    let mut w = String::new();
     if r.bootstraps.is_empty() {
         writeln!(
             w,
             "arm64 `bootstrap` sizes (≤ 8 MB each): no `.aws-sam/build/*/bootstrap` here; run \
-             `sam build` (see the README's Deploy section), then `make bench` again.\n"
+             `sam build` (see the README's Deploy section), then `make bench` again."
         )?;
-    } else {
+        return Ok(w);
+    }
+    writeln!(
+        w,
+        "| arm64 `bootstrap` (`.aws-sam/build`) | size | ≤ 8 MB |\n|---|---|---|"
+    )?;
+    for (f, size) in &r.bootstraps {
         writeln!(
             w,
-            "| arm64 `bootstrap` (`.aws-sam/build`) | size | ≤ 8 MB |\n|---|---|---|"
-        )?;
-        for (f, size) in &r.bootstraps {
-            writeln!(
-                w,
-                "| {f} | {:.1} MB | {} |",
-                *size as f64 / 1048576.0,
-                holds(*size <= targets::BOOTSTRAP_BYTES)
-            )?;
-        }
-        writeln!(
-            w,
-            "\nWhat was tried to get there, lever by lever: [bootstrap-size.md](bootstrap-size.md).\n"
+            "| {f} | {:.1} MB | {} |",
+            *size as f64 / 1048576.0,
+            holds(*size <= targets::BOOTSTRAP_BYTES)
         )?;
     }
+    writeln!(
+        w,
+        "\nWhat was tried to get there, lever by lever: [bootstrap-size.md](bootstrap-size.md)."
+    )?;
+    Ok(w)
+}
 
-    // 4. Price.
-    writeln!(w, "## Price per million messages on AWS\n")?;
+/// The price table of one message, and that price.
+fn price_table(r: &Results) -> Res<(String, Price)> {
     // Durations at the lowest load: on Lambda every instance has its own CPU, here the
     // higher loads share two cores with DynamoDB Local.
     let quiet = r.latency.first();
     let billed_ms = quiet.map_or(f64::NAN, |l| mean(l.function_ms.iter().map(|d| d.ceil())));
     let (durations, quiet_pairs) = quiet.map_or((0, 0), |l| (l.function_ms.len(), l.pairs));
-    let base = r.users.first();
-    let (rru, wru, posts) = base.map_or((f64::NAN, f64::NAN, f64::NAN), |u| {
+    let (rru, wru, posts) = r.users.first().map_or((f64::NAN, f64::NAN, f64::NAN), |u| {
         (
             mean(u.ours.iter().map(|s| s.read_units)),
             mean(u.ours.iter().map(|s| s.write_units)),
@@ -540,16 +519,8 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
         read_units: rru,
         write_units: wru,
     };
-    writeln!(
-        w,
-        "One text message between two users, each on one user connection (the frame in, the \
-         peer's copy and the sender's acknowledgement out), with the public prices of {}: \
-         Lambda $0.20 per million requests and $0.0000133334 per GB-s (arm64), API Gateway \
-         $1.00 per million messages, DynamoDB on demand $0.125 per million read and $0.625 per \
-         million write request units. `$connect`/`$disconnect` and connection minutes \
-         ($0.25 per million) are per session, not per message, and are left out.\n",
-        prices::DATE
-    )?;
+    let mut w = String::new();
+    let per_million = |units: f64, price: f64| units * price * 1e6;
     writeln!(
         w,
         "| item | units per message | $ per million messages |\n|---|---|---|"
@@ -558,90 +529,80 @@ pub fn write(r: &Results, docs: &Path) -> Result<String, Box<dyn std::error::Err
         w,
         "| Lambda requests (`$default`) | {} | {:.2} |",
         ours.invocations,
-        ours.invocations * prices::LAMBDA_REQUEST * 1e6
+        per_million(ours.invocations, prices::LAMBDA_REQUEST)
     )?;
     writeln!(
         w,
         "| Lambda GB-s: mean billed {billed_ms:.1} ms over the {durations} `$default` invocations at {quiet_pairs} pair(s), at {} MB | {:.7} | {:.2} |",
         r.default_memory_mb,
         ours.gb_seconds,
-        ours.gb_seconds * prices::LAMBDA_GB_SECOND * 1e6
+        per_million(ours.gb_seconds, prices::LAMBDA_GB_SECOND)
     )?;
     writeln!(
         w,
         "| API Gateway messages (1 in + posts) | {} | {:.2} |",
         ours.apigw_messages,
-        ours.apigw_messages * prices::APIGW_MESSAGE * 1e6
+        per_million(ours.apigw_messages, prices::APIGW_MESSAGE)
     )?;
     writeln!(
         w,
         "| DynamoDB read units (consumed capacity) | {rru:.1} | {:.2} |",
-        rru * prices::DDB_READ_UNIT * 1e6
+        per_million(rru, prices::DDB_READ_UNIT)
     )?;
     writeln!(
         w,
         "| DynamoDB write units (consumed capacity) | {wru:.1} | {:.2} |",
-        wru * prices::DDB_WRITE_UNIT * 1e6
+        per_million(wru, prices::DDB_WRITE_UNIT)
     )?;
-    writeln!(w, "| **total** | | **{:.2}** |\n", ours.dollars() * 1e6)?;
+    write!(w, "| **total** | | **{:.2}** |", ours.dollars() * 1e6)?;
+    Ok((w, ours))
+}
+
+/// The reference's price per message at each number of users, beside ours.
+fn reference_prices(r: &Results, ours: &Price) -> Res<String> {
+    let mut w = String::new();
+    if r.users.is_empty() {
+        return Ok(w);
+    }
     writeln!(
         w,
-        "Lambda durations are this machine's x86_64 release builds against DynamoDB Local; on \
-         Lambda they are dominated by DynamoDB's own latency, so read the GB-s line as an \
-         order of magnitude.\n"
+        "The reference fan-out per message (API Gateway and DynamoDB only, plus one \
+         invocation billed for its measured duration at the same memory size):\n"
     )?;
-    if !r.users.is_empty() {
+    writeln!(w, "| connected users | API Gateway messages | read units | $ per million messages | ours |\n|---|---|---|---|---|")?;
+    for u in &r.users {
+        let rf = &u.reference;
+        let ms = median(
+            &rf.iter()
+                .map(|x| x.elapsed.as_secs_f64() * 1000.0)
+                .collect::<Vec<_>>(),
+        );
+        let p = Price {
+            invocations: 1.0,
+            gb_seconds: ms.ceil() / 1000.0 * f64::from(r.default_memory_mb) / 1024.0,
+            apigw_messages: 1.0 + median(&rf.iter().map(|x| x.posts as f64).collect::<Vec<_>>()),
+            read_units: mean(rf.iter().map(|x| x.read_units)),
+            write_units: 0.0,
+        };
         writeln!(
             w,
-            "The reference fan-out per message (API Gateway and DynamoDB only, plus one \
-             invocation billed for its measured duration at the same memory size):\n"
+            "| {} | {} | {:.1} | {:.2} | {:.2} |",
+            u.users,
+            p.apigw_messages,
+            p.read_units,
+            p.dollars() * 1e6,
+            ours.dollars() * 1e6
         )?;
-        writeln!(w, "| connected users | API Gateway messages | read units | $ per million messages | ours |\n|---|---|---|---|---|")?;
-        for u in &r.users {
-            let ms = median(
-                &u.reference
-                    .iter()
-                    .map(|x| x.elapsed.as_secs_f64() * 1000.0)
-                    .collect::<Vec<_>>(),
-            );
-            let p = Price {
-                invocations: 1.0,
-                gb_seconds: ms.ceil() / 1000.0 * f64::from(r.default_memory_mb) / 1024.0,
-                apigw_messages: 1.0
-                    + median(
-                        &u.reference
-                            .iter()
-                            .map(|x| x.posts as f64)
-                            .collect::<Vec<_>>(),
-                    ),
-                read_units: mean(u.reference.iter().map(|x| x.read_units)),
-                write_units: 0.0,
-            };
-            writeln!(
-                w,
-                "| {} | {} | {:.1} | {:.2} | {:.2} |",
-                u.users,
-                p.apigw_messages,
-                p.read_units,
-                p.dollars() * 1e6,
-                ours.dollars() * 1e6
-            )?;
-        }
-        writeln!(w)?;
     }
-    if !r.missing.is_empty() {
-        writeln!(w, "## Not measured in this run\n")?;
-        for m in &r.missing {
-            writeln!(w, "- {m}")?;
-        }
-        writeln!(w)?;
-    }
+    Ok(w)
+}
 
-    plot_latency(r, &docs.join("latency.svg"))?;
-    plot_users(r, &docs.join("requests-users.svg"))?;
-    plot_history(r, &docs.join("requests-history.svg"))?;
-    std::fs::write(docs.join("benchmark.md"), &md)?;
-    Ok(md)
+fn missing(r: &Results) -> String {
+    if r.missing.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = r.missing.iter().map(|m| format!("- {m}")).collect();
+    format!("\n## Not measured in this run\n\n{}\n", items.join("\n"))
 }
 
 type PlotResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -817,4 +778,36 @@ fn plot_history(r: &Results, path: &Path) -> PlotResult {
             ("scan-and-broadcast: Scan pages + posts", ORANGE, reference),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_and_the_figures_fill_each_other() {
+        // GIVEN a run with no rows at all
+        let r = Results {
+            command: "local-bench --quick".into(),
+            missing: vec!["the arm64 sizes".into()],
+            ..Results::default()
+        };
+        // WHEN the report is rendered
+        let md = render(TEMPLATE, &values(&r).unwrap()).unwrap();
+        // THEN every placeholder was filled, the prose kept and the figures put in
+        assert!(!md.contains("{{"), "{md}");
+        assert!(md.contains("## Running it") && md.contains("## Price per million messages"));
+        assert!(md.contains("(`local-bench --quick`)"));
+        assert!(md.contains("## Not measured in this run\n\n- the arm64 sizes"));
+    }
+
+    #[test]
+    fn a_placeholder_without_a_value_and_a_value_without_a_placeholder_are_errors() {
+        let v = |k: &'static str| vec![(k, "x".to_string())];
+        assert_eq!(render("a {{b}} c", &v("b")).unwrap(), "a x c");
+        assert!(render("a {{b}} {{c}}", &v("b"))
+            .unwrap_err()
+            .contains("{{c}}"));
+        assert!(render("a {{b}}", &v("z")).unwrap_err().contains("{{z}}"));
+    }
 }

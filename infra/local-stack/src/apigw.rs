@@ -5,7 +5,7 @@
 //! Emulated: handshake refused with `$connect`'s status; API Gateway's event shapes; route
 //! selection on `$request.body.<field>`; `$disconnect` when a socket goes away; 410 for gone
 //! connections; the message size limit (close 1009 inbound, 413 on posts); idle timeout and
-//! maximum connection lifetime (close 1001). Not emulated: see README "Local stack".
+//! maximum connection lifetime (close 1001). Not emulated: see README.md, "How it differs from AWS".
 
 use crate::app::ApiSpec;
 use crate::resolve::{LOCAL_ACCOUNT, LOCAL_API_ID};
