@@ -1,7 +1,7 @@
 //! End to end: real WebSocket clients → local API Gateway → the real function binaries →
 //! DynamoDB Local. Needs `cargo build --workspace --bins` first (`make test` does it).
 
-use futures::{SinkExt, StreamExt};
+use devtools::ws_client::{conversation_query, user_query, ChatSocket, Read};
 use local_stack::apigw;
 use local_stack::runtime::Logs;
 use local_stack::stack::{Stack, StackOptions};
@@ -10,8 +10,6 @@ use shared::domain::auth::{mint, Claims};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123";
 const WAIT: Duration = Duration::from_secs(15);
@@ -110,32 +108,28 @@ fn token(sub: &str, app: &str, ttl: i64) -> String {
     .unwrap()
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
+/// The end-to-end tests' view of [`ChatSocket`]: every step asserts.
 struct Client {
-    ws: Ws,
+    ws: ChatSocket,
 }
 
 impl Client {
     async fn open(stack: &Stack, query: &str) -> Result<Client, u16> {
-        match tokio_tungstenite::connect_async(format!("{}?{query}", stack.ws_url)).await {
-            Ok((ws, _)) => Ok(Client { ws }),
-            Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
-            Err(e) => panic!("handshake failed without a status: {e}"),
+        match ChatSocket::open(&stack.ws_url, query).await {
+            Ok(ws) => Ok(Client { ws }),
+            Err(0) => panic!("handshake failed without a status"),
+            Err(status) => Err(status),
         }
     }
 
     async fn connect(stack: &Stack, app: &str, me: &str, friend: &str) -> Client {
-        let q = format!(
-            "userphone={me}&friendphone={friend}&app_sid={app}&token={}",
-            token(me, app, 600)
-        );
+        let q = conversation_query(me, friend, app, &token(me, app, 600));
         Client::open(stack, &q).await.expect("handshake accepted")
     }
 
     /// A user connection: no friendphone, all of the user's conversations.
     async fn user(stack: &Stack, app: &str, me: &str) -> Client {
-        let q = format!("userphone={me}&app_sid={app}&token={}", token(me, app, 600));
+        let q = user_query(me, app, &token(me, app, 600));
         Client::open(stack, &q).await.expect("handshake accepted")
     }
 
@@ -147,32 +141,18 @@ impl Client {
     }
 
     async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .unwrap();
+        self.ws.send_json(&v).await.unwrap();
     }
 
     async fn send_raw(&mut self, s: &str) {
-        self.ws
-            .send(Message::Text(s.to_owned().into()))
-            .await
-            .unwrap();
+        self.ws.send_text(s).await.unwrap();
     }
 
     /// The next text frame, parsed.
     async fn frame(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("a frame in time")
-                .expect("socket open")
-                .unwrap();
-            match msg {
-                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-                Message::Close(f) => panic!("closed: {f:?}"),
-                _ => continue,
-            }
+        match self.ws.read(WAIT).await {
+            Read::Frame(v) => v,
+            other => panic!("expected a frame in time: {other:?}"),
         }
     }
 
@@ -192,22 +172,15 @@ impl Client {
     }
 
     async fn silent_for(&mut self, d: Duration) {
-        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(d, self.ws.next()).await {
-            panic!("expected silence, got {t}");
+        if let Read::Frame(f) = self.ws.read(d).await {
+            panic!("expected silence, got {f}");
         }
     }
 
     async fn close_code(&mut self) -> u16 {
-        loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("closed in time")
-            {
-                Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
-                Some(Ok(Message::Close(None))) | None => return 1005,
-                Some(Err(_)) => return 1006,
-                Some(Ok(_)) => continue,
-            }
+        match self.ws.read(WAIT).await {
+            Read::Ended(code) => code,
+            other => panic!("expected the socket to close in time: {other:?}"),
         }
     }
 }
@@ -1611,33 +1584,19 @@ async fn make_dev_params_change_a_limit_that_a_client_then_observes() {
     let line = dev.line_with("WebSocket:").expect("the stack came up");
     let ws_url = line.split_whitespace().last().unwrap().to_owned();
     // WHEN a user connection sends three messages within the minute
-    let q = format!(
-        "userphone=111&app_sid=devp&token={}",
-        token("111", "devp", 600)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}?{q}"))
+    let q = user_query("111", "devp", &token("111", "devp", 600));
+    let mut ws = ChatSocket::open(&ws_url, &q)
         .await
         .expect("handshake accepted");
     let mut answers = Vec::new();
     for i in 0..3 {
-        let frame = send_to("222", &format!("p{i}"), "hi");
-        ws.send(Message::Text(frame.to_string().into()))
+        ws.send_json(&send_to("222", &format!("p{i}"), "hi"))
             .await
             .unwrap();
-        loop {
-            let msg = tokio::time::timeout(WAIT, ws.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Message::Text(t) = msg {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                answers.push(v["type"].as_str().unwrap_or_default().to_owned());
-                if v["type"] == "error" {
-                    answers.push(v["error"].as_str().unwrap_or_default().to_owned());
-                }
-                break;
-            }
+        let v = ws.frame(WAIT).await.unwrap();
+        answers.push(v["type"].as_str().unwrap_or_default().to_owned());
+        if v["type"] == "error" {
+            answers.push(v["error"].as_str().unwrap_or_default().to_owned());
         }
     }
     // THEN the limit the parameter set is the one enforced

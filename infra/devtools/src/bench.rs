@@ -4,11 +4,12 @@
 //! Everything runs on loopback against one [`Stack`].
 
 use crate::ddb_log::{self, round_trips, RequestLog};
+use crate::ws_client::{user_query, ChatSocket, Read};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
     ReturnConsumedCapacity, ScalarAttributeType, WriteRequest,
 };
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use local_stack::app::FunctionSpec;
 use local_stack::runtime::{Invoker, Logs};
 use local_stack::stack::Stack;
@@ -24,11 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The stack's `JWT_SECRET` during a benchmark.
 pub const SECRET: &str = "bench-secret-bench-secret-bench-secret";
@@ -115,7 +113,7 @@ pub fn deps(
 }
 
 /// Opens a user connection (no friendphone) through the stack's gateway.
-pub async fn open_user(stack: &Stack, app: &str, user: &str) -> Result<Ws, Error> {
+pub async fn open_user(stack: &Stack, app: &str, user: &str) -> Result<ChatSocket, Error> {
     let exp = (now_ms() / 1000) as u64 + 3 * 3600;
     let claims = Claims {
         sub: user.into(),
@@ -125,12 +123,9 @@ pub async fn open_user(stack: &Stack, app: &str, user: &str) -> Result<Ws, Error
         avatar: None,
     };
     let token = mint(SECRET.as_bytes(), &claims)?;
-    let url = format!(
-        "{}?userphone={user}&app_sid={app}&token={token}",
-        stack.ws_url
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-    Ok(ws)
+    ChatSocket::open(&stack.ws_url, &user_query(user, app, &token))
+        .await
+        .map_err(|status| format!("{user}'s handshake answered {status}").into())
 }
 
 /// The connection id of `user`'s newest connection, from its registry (one `GetItem`).
@@ -146,20 +141,10 @@ pub async fn connection_id(store: &DynamoStore, app: &str, user: &str) -> Result
         .ok_or_else(|| format!("{user} has no connection").into())
 }
 
-async fn next_json(ws: &mut Ws) -> Result<Value, Error> {
-    loop {
-        match tokio::time::timeout(FRAME_WAIT, ws.next()).await? {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
-            Some(Ok(_)) => continue,
-            other => return Err(format!("socket ended: {other:?}").into()),
-        }
-    }
-}
-
 /// Waits for the `message` frame of `client_msg_id`, skipping any other frame.
-async fn wait_message(ws: &mut Ws, client_msg_id: &str) -> Result<(), Error> {
+async fn wait_message(ws: &mut ChatSocket, client_msg_id: &str) -> Result<(), Error> {
     loop {
-        let v = next_json(ws).await?;
+        let v = ws.frame(FRAME_WAIT).await?;
         if v["type"] == "message" && v["message"]["client_msg_id"] == client_msg_id {
             return Ok(());
         }
@@ -177,8 +162,8 @@ fn send_frame(to: &str, client_msg_id: &str, i: usize) -> String {
 
 /// Two users on user connections through the stack; `a` sends to `b`.
 pub struct Pair {
-    pub a: Ws,
-    pub b: Ws,
+    pub a: ChatSocket,
+    pub b: ChatSocket,
     pub a_user: String,
     pub b_user: String,
     pub a_id: String,
@@ -213,7 +198,7 @@ impl Pair {
         let cmid = format!("s-{}-{}", self.a_user, self.sent);
         let frame = send_frame(&self.b_user, &cmid, self.sent);
         let started = Instant::now();
-        self.a.send(Message::Text(frame.into())).await?;
+        self.a.send_text(&frame).await?;
         // Both at once, so that an error frame to the sender ends the wait at once.
         let (latency, ()) = tokio::try_join!(
             async {
@@ -388,7 +373,7 @@ impl Crowd {
         let names: Vec<String> = (self.users.len()..n)
             .map(|i| format!("{prefix}{i}"))
             .collect();
-        let opened: Vec<Result<Ws, Error>> = futures::stream::iter(names.iter())
+        let opened: Vec<Result<ChatSocket, Error>> = futures::stream::iter(names.iter())
             .map(|u| open_user(stack, app, u))
             .buffered(16)
             .collect()
@@ -396,7 +381,7 @@ impl Crowd {
         for ws in opened {
             let mut ws = ws?;
             self.tasks.push(tokio::spawn(async move {
-                while let Some(Ok(_)) = ws.next().await {}
+                while !matches!(ws.read(Duration::from_secs(3600)).await, Read::Ended(_)) {}
             }));
         }
         self.users.extend(names);

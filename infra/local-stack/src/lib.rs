@@ -27,7 +27,12 @@ use std::path::PathBuf;
 pub fn project_root() -> PathBuf {
     match std::env::var_os("LOCAL_STACK_ROOT") {
         Some(root) => PathBuf::from(root),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        // Two folders up from this crate (`infra/local-stack`), without resolving links: the
+        // checkout may sit in a folder another user (a test as `nobody`) cannot resolve.
+        None => {
+            let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            here.ancestors().nth(2).unwrap_or(here).to_owned()
+        }
     }
 }
 

@@ -1,0 +1,71 @@
+//! docs/reliability-figures.md from a run's figures.
+
+use super::Figures;
+
+pub(super) fn render(
+    all: &[Figures],
+    release: bool,
+    quick: bool,
+    rss_start: u64,
+    dir: &std::path::Path,
+) -> String {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut s = format!(
+        "<!-- written by local-reliability; see docs/reliability.md -->\n\
+         Run of `local-reliability{}{}` at commit `{commit}` on {cpus} CPUs, functions from `{}`, \
+         the local runtime's cap of {} instances per function, DynamoDB Local, loopback only.\n\n\
+         | phase | fault | connections | sent | stored | duplicated | acknowledged | delivered to the peer | missing | order violations | frames sent (resends) | error frames | gateway errors | crashed invocations | time |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        if release { " --release" } else { "" },
+        if quick { " --quick" } else { "" },
+        dir.display(),
+        local_stack::runtime::MAX_INSTANCES,
+    );
+    for f in all {
+        let errors = if f.errors.is_empty() {
+            "none".to_owned()
+        } else {
+            f.errors
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {:.1} s |\n",
+            f.name,
+            f.what,
+            f.connections,
+            f.sent,
+            f.stored,
+            f.duplicated,
+            f.acked,
+            f.delivered,
+            f.missing,
+            f.order_violations,
+            f.frames_sent,
+            f.resends,
+            errors,
+            f.gateway_errors,
+            f.crashes,
+            f.elapsed.as_secs_f64(),
+        ));
+    }
+    for f in all.iter().filter(|f| !f.notes.is_empty()) {
+        s.push_str(&format!("\n`{}`:\n", f.name));
+        for n in &f.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    let peak = all.iter().map(|f| f.rss_mb_after).max().unwrap_or(0);
+    s.push_str(&format!(
+        "\nMemory of the process running the gateway, the runtime and the clients: {rss_start} MB at the start, at most {peak} MB after a phase.\n"
+    ));
+    s
+}
