@@ -215,7 +215,7 @@ fn render(template: &str, values: &[(&str, String)]) -> Result<String, String> {
         if !out.contains(&key) {
             return Err(format!("bench_report.md has no {key}"));
         }
-        out = out.replace(&key, value);
+        out = out.replace(&key, value.trim_end());
     }
     match out.find("{{") {
         Some(i) => Err(format!(

@@ -320,28 +320,6 @@ impl Gateway {
         c
     }
 
-    /// `$request.body.a.b` → the route whose key equals that string field, else `$default`.
-    fn select_route(&self, body: Option<&str>) -> Option<String> {
-        let picked = self
-            .api
-            .route_selection_expression
-            .strip_prefix("$request.body.")
-            .and_then(|path| {
-                let mut v: Value = serde_json::from_str(body?).ok()?;
-                for part in path.split('.') {
-                    v = v.get(part)?.clone();
-                }
-                v.as_str().map(str::to_owned)
-            })
-            .filter(|k| !k.starts_with('$') && self.api.routes.contains_key(k));
-        picked.or_else(|| {
-            self.api
-                .routes
-                .contains_key("$default")
-                .then(|| "$default".to_owned())
-        })
-    }
-
     /// One frame, read off the socket at `arrived_ms`.
     async fn on_message(
         self: Arc<Self>,
@@ -351,7 +329,7 @@ impl Gateway {
         arrived_ms: i64,
     ) {
         let text = (!base64).then_some(body.as_str());
-        let Some(route) = self.select_route(text) else {
+        let Some(route) = select_route(&self.api, text) else {
             let _ = conn.tx.send(Outbound::Text(json!({"message": "Forbidden", "connectionId": conn.id, "requestId": self.request_id()}).to_string()));
             return;
         };
@@ -377,104 +355,77 @@ impl Gateway {
         }
     }
 
+    /// One connection, from the handshake's upgrade to its `$disconnect`.
     async fn run(
         self: Arc<Self>,
         conn: Arc<Conn>,
         socket: WebSocket,
-        mut rx: mpsc::UnboundedReceiver<Outbound>,
+        rx: mpsc::UnboundedReceiver<Outbound>,
         headers: Value,
     ) {
-        let (mut sink, mut stream) = socket.split();
-        let writer = tokio::spawn(async move {
-            while let Some(out) = rx.recv().await {
-                let sent = match out {
-                    Outbound::Text(s) => sink.send(Message::Text(s.into())).await,
-                    Outbound::Binary(b) => sink.send(Message::Binary(b.into())).await,
-                    Outbound::Close(code, reason) => {
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame {
-                                code,
-                                reason: reason.into(),
-                            })))
-                            .await;
-                        break;
-                    }
-                };
-                if sent.is_err() {
-                    break;
-                }
-            }
-        });
-        let limits = self.options.limits.clone();
-        let (code, reason, abrupt) = loop {
-            let idle_end = conn.last_active_ms.load(Ordering::Relaxed)
-                + limits.idle_timeout.as_millis() as i64;
-            let life_end = conn.connected_at_ms + limits.max_lifetime.as_millis() as i64;
-            let wait = Duration::from_millis((idle_end.min(life_end) - now_ms()).max(0) as u64);
-            let next = tokio::select! {
-                next = tokio::time::timeout(wait, stream.next()) => next,
-                _ = conn.deleted.notified() => break (1000, "Connection closed by the server".to_owned(), false),
-            };
-            match next {
-                Err(_) => {
-                    let now = now_ms();
-                    let idle = conn.last_active_ms.load(Ordering::Relaxed)
-                        + limits.idle_timeout.as_millis() as i64;
-                    if now >= idle || now >= life_end {
-                        let _ = conn.tx.send(Outbound::Close(1001, "Going away".into()));
-                        break (1001, "Going away".to_owned(), false);
-                    }
-                }
-                Ok(None) | Ok(Some(Err(_))) => break (1006, String::new(), true),
-                Ok(Some(Ok(msg))) => match msg {
-                    Message::Text(t) if t.len() > limits.max_message_bytes => {
-                        let _ = conn
-                            .tx
-                            .send(Outbound::Close(1009, "Message too big".into()));
-                        break (1009, "Message too big".to_owned(), false);
-                    }
-                    Message::Binary(b) if b.len() > limits.max_message_bytes => {
-                        let _ = conn
-                            .tx
-                            .send(Outbound::Close(1009, "Message too big".into()));
-                        break (1009, "Message too big".to_owned(), false);
-                    }
-                    Message::Text(t) => {
-                        conn.touch();
-                        let at = now_ms();
-                        tokio::spawn(self.clone().on_message(
-                            conn.clone(),
-                            t.to_string(),
-                            false,
-                            at,
-                        ));
-                    }
-                    Message::Binary(b) => {
-                        conn.touch();
-                        let body = base64::engine::general_purpose::STANDARD.encode(&b);
-                        let at = now_ms();
-                        tokio::spawn(self.clone().on_message(conn.clone(), body, true, at));
-                    }
-                    Message::Close(frame) => {
-                        let (code, reason) = frame
-                            .map(|f| (f.code, f.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
-                        let _ = conn.tx.send(Outbound::Close(code, reason.clone()));
-                        break (code, reason, false);
-                    }
-                    Message::Ping(_) | Message::Pong(_) => conn.touch(),
-                },
-            }
-        };
+        let (sink, stream) = socket.split();
+        let writer = tokio::spawn(write_out(sink, rx));
+        let (code, reason, abrupt) = self.clone().read_in(&conn, stream).await;
         let skip_disconnect =
             (abrupt && !self.options.disconnect_on_abrupt_close) || self.invoker.is_closed();
         // (noted before it leaves `conns`, so a post that finds it gone finds it here)
         self.note_ended(&conn, code, !skip_disconnect);
         self.conns.lock().expect("lock").remove(&conn.id);
         let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-        if skip_disconnect {
-            return;
+        if !skip_disconnect {
+            self.disconnect(&conn, code, &reason, headers).await;
         }
+    }
+
+    /// Reads the client's frames, handing each to its route, until the connection ends: by
+    /// the client (its close code; 1006 and `abrupt` when it just vanished), by a limit (1001
+    /// idle or too old, 1009 too big), or by `DELETE @connections` (1000).
+    async fn read_in(
+        self: Arc<Self>,
+        conn: &Arc<Conn>,
+        mut stream: futures::stream::SplitStream<WebSocket>,
+    ) -> (u16, String, bool) {
+        let limits = self.options.limits.clone();
+        let life_end = conn.connected_at_ms + limits.max_lifetime.as_millis() as i64;
+        let idle_end =
+            || conn.last_active_ms.load(Ordering::Relaxed) + limits.idle_timeout.as_millis() as i64;
+        loop {
+            let wait = Duration::from_millis((idle_end().min(life_end) - now_ms()).max(0) as u64);
+            let next = tokio::select! {
+                next = tokio::time::timeout(wait, stream.next()) => next,
+                _ = conn.deleted.notified() => {
+                    return (1000, "Connection closed by the server".to_owned(), false)
+                }
+            };
+            let msg = match next {
+                Err(_) if now_ms() >= idle_end() || now_ms() >= life_end => {
+                    let _ = conn.tx.send(Outbound::Close(1001, "Going away".into()));
+                    return (1001, "Going away".to_owned(), false);
+                }
+                Err(_) => continue,
+                Ok(None) | Ok(Some(Err(_))) => return (1006, String::new(), true),
+                Ok(Some(Ok(msg))) => msg,
+            };
+            match inbound(msg, limits.max_message_bytes) {
+                Inbound::Frame { body, base64 } => {
+                    conn.touch();
+                    tokio::spawn(
+                        self.clone()
+                            .on_message(conn.clone(), body, base64, now_ms()),
+                    );
+                }
+                Inbound::Alive => conn.touch(),
+                Inbound::Close(code, reason) => {
+                    let _ = conn.tx.send(Outbound::Close(code, reason.clone()));
+                    return (code, reason, false);
+                }
+            }
+        }
+    }
+
+    /// Invokes `$disconnect`, as API Gateway does (best effort there, always here unless the
+    /// options say otherwise).
+    async fn disconnect(&self, conn: &Conn, code: u16, reason: &str, headers: Value) {
         let Some(function) = self.api.routes.get("$disconnect") else {
             return;
         };
@@ -491,6 +442,86 @@ impl Gateway {
         let event = json!({"headers": headers, "multiValueHeaders": {}, "requestContext": ctx, "isBase64Encoded": false});
         if let Err(e) = self.invoker.invoke(function, &event, "$disconnect").await {
             gateway_log(&format!("$disconnect failed: {e}"));
+        }
+    }
+}
+
+/// `$request.body.a.b` → the route whose key equals that string field (never a `$` route),
+/// else `$default`; `None` when there is no `$default` either.
+fn select_route(api: &ApiSpec, body: Option<&str>) -> Option<String> {
+    let picked = api
+        .route_selection_expression
+        .strip_prefix("$request.body.")
+        .and_then(|path| {
+            let mut v: Value = serde_json::from_str(body?).ok()?;
+            for part in path.split('.') {
+                v = v.get(part)?.clone();
+            }
+            v.as_str().map(str::to_owned)
+        })
+        .filter(|k| !k.starts_with('$') && api.routes.contains_key(k));
+    picked.or_else(|| {
+        api.routes
+            .contains_key("$default")
+            .then(|| "$default".to_owned())
+    })
+}
+
+/// What one message off a client's socket means.
+#[derive(Debug, PartialEq)]
+enum Inbound {
+    /// A frame for a route (binary frames go base64-encoded, as API Gateway hands them over).
+    Frame { body: String, base64: bool },
+    /// A ping or pong: the connection is alive.
+    Alive,
+    /// The connection ends with this code: the client's close, or 1009 for a frame over the
+    /// limit.
+    Close(u16, String),
+}
+
+fn inbound(msg: Message, max_bytes: usize) -> Inbound {
+    let too_big = || Inbound::Close(1009, "Message too big".into());
+    match msg {
+        Message::Text(t) if t.len() > max_bytes => too_big(),
+        Message::Binary(b) if b.len() > max_bytes => too_big(),
+        Message::Text(t) => Inbound::Frame {
+            body: t.to_string(),
+            base64: false,
+        },
+        Message::Binary(b) => Inbound::Frame {
+            body: base64::engine::general_purpose::STANDARD.encode(&b),
+            base64: true,
+        },
+        Message::Close(frame) => {
+            let (code, reason) = frame
+                .map(|f| (f.code, f.reason.to_string()))
+                .unwrap_or((1005, String::new()));
+            Inbound::Close(code, reason)
+        }
+        Message::Ping(_) | Message::Pong(_) => Inbound::Alive,
+    }
+}
+
+/// Writes what the gateway sends a client (frames, posts, its close) until the close.
+async fn write_out(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+) {
+    while let Some(out) = rx.recv().await {
+        let sent = match out {
+            Outbound::Text(s) => sink.send(Message::Text(s.into())).await,
+            Outbound::Binary(b) => sink.send(Message::Binary(b.into())).await,
+            Outbound::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                break;
+            }
+        };
+        if sent.is_err() {
+            break;
         }
     }
 }
@@ -779,4 +810,194 @@ async fn delete_connection(
     ));
     c.deleted.notify_one();
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Logs;
+    use std::collections::BTreeMap;
+
+    fn api(routes: &[&str]) -> ApiSpec {
+        ApiSpec {
+            logical_id: "Api".into(),
+            route_selection_expression: "$request.body.action".into(),
+            stage: "prod".into(),
+            routes: routes
+                .iter()
+                .map(|r| (r.to_string(), format!("F{r}")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn route_selection_picks_the_named_route_else_default() {
+        // GIVEN an API with $default and a `sendmessage` route
+        let a = api(&["$connect", "$default", "sendmessage"]);
+        let pick = |body: &str| select_route(&a, Some(body));
+        // THEN the action names its route; anything else goes to $default
+        assert_eq!(
+            pick(r#"{"action":"sendmessage"}"#).as_deref(),
+            Some("sendmessage")
+        );
+        assert_eq!(pick(r#"{"action":"nothing"}"#).as_deref(), Some("$default"));
+        assert_eq!(
+            pick(r#"{"action":"$connect"}"#).as_deref(),
+            Some("$default"),
+            "never a $ route"
+        );
+        assert_eq!(pick(r#"{"action":7}"#).as_deref(), Some("$default"));
+        assert_eq!(pick("not json").as_deref(), Some("$default"));
+        assert_eq!(
+            select_route(&a, None).as_deref(),
+            Some("$default"),
+            "binary frames"
+        );
+        // AND a nested path is followed; without $default an unknown action has no route
+        let mut nested = api(&["sendmessage"]);
+        nested.route_selection_expression = "$request.body.meta.kind".into();
+        let pick = |body: &str| select_route(&nested, Some(body));
+        assert_eq!(
+            pick(r#"{"meta":{"kind":"sendmessage"}}"#).as_deref(),
+            Some("sendmessage")
+        );
+        assert_eq!(pick(r#"{"action":"sendmessage"}"#), None);
+    }
+
+    #[test]
+    fn frames_over_the_limit_close_with_1009_and_the_rest_pass() {
+        let text = |n: usize| Message::Text("x".repeat(n).into());
+        // GIVEN a limit of 10 bytes THEN a frame of 10 passes and one of 11 closes the socket
+        assert_eq!(
+            inbound(text(10), 10),
+            Inbound::Frame {
+                body: "x".repeat(10),
+                base64: false
+            }
+        );
+        assert_eq!(
+            inbound(text(11), 10),
+            Inbound::Close(1009, "Message too big".into())
+        );
+        assert_eq!(
+            inbound(Message::Binary(vec![0u8; 11].into()), 10),
+            Inbound::Close(1009, "Message too big".into())
+        );
+        // AND binary frames go base64-encoded, pings keep it alive, a close echoes its code
+        assert_eq!(
+            inbound(Message::Binary(vec![1u8, 2, 3].into()), 10),
+            Inbound::Frame {
+                body: "AQID".into(),
+                base64: true
+            }
+        );
+        assert_eq!(inbound(Message::Ping(vec![].into()), 10), Inbound::Alive);
+        let close = CloseFrame {
+            code: 4000,
+            reason: "bye".into(),
+        };
+        assert_eq!(
+            inbound(Message::Close(Some(close)), 10),
+            Inbound::Close(4000, "bye".into())
+        );
+        assert_eq!(
+            inbound(Message::Close(None), 10),
+            Inbound::Close(1005, String::new())
+        );
+    }
+
+    /// A gateway with one open connection `c1`, whose outbound frames come out of the receiver.
+    fn gateway_with_a_connection(max: usize) -> (Arc<Gateway>, mpsc::UnboundedReceiver<Outbound>) {
+        let invoker = Arc::new(Invoker::new(
+            BTreeMap::new(),
+            std::env::temp_dir(),
+            BTreeMap::new(),
+            Logs::Quiet,
+        ));
+        let mut options = Options::default();
+        options.limits.max_message_bytes = max;
+        let g = Gateway::new(api(&["$default"]), invoker, options, "127.0.0.1:1".into());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = Conn {
+            id: "c1".into(),
+            tx,
+            connected_at_ms: 1_000,
+            last_active_ms: AtomicI64::new(1_000),
+            source_ip: "127.0.0.1".into(),
+            user_agent: "test".into(),
+            deleted: tokio::sync::Notify::new(),
+        };
+        g.conns.lock().unwrap().insert("c1".into(), Arc::new(conn));
+        (g, rx)
+    }
+
+    fn signed() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x"),
+        );
+        h
+    }
+
+    async fn post(
+        g: &Arc<Gateway>,
+        id: &str,
+        headers: HeaderMap,
+        body: &'static [u8],
+    ) -> StatusCode {
+        post_to_connection(
+            State(g.clone()),
+            Path(id.into()),
+            headers,
+            Bytes::from_static(body),
+        )
+        .await
+        .status()
+    }
+
+    #[tokio::test]
+    async fn posts_need_a_signature_reach_open_connections_and_answer_410_and_413() {
+        // GIVEN an open connection and a limit of 8 bytes
+        let (g, mut rx) = gateway_with_a_connection(8);
+        // WHEN posts arrive THEN an unsigned one is refused, a signed one delivered
+        assert_eq!(
+            post(&g, "c1", HeaderMap::new(), b"hi").await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(post(&g, "c1", signed(), b"hi").await, StatusCode::OK);
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Text(t)) if t == "hi"));
+        // AND an oversized one is 413 and delivers nothing, an unknown connection is 410
+        assert_eq!(
+            post(&g, "c1", signed(), b"123456789").await,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert!(rx.try_recv().is_err());
+        assert_eq!(post(&g, "nope", signed(), b"hi").await, StatusCode::GONE);
+        assert_eq!(g.gone_posts().len(), 1, "a gone post is noted for audits");
+        // AND with injected faults every 2nd post answers 500 and delivers nothing
+        g.fail_posts_every(2);
+        assert_eq!(post(&g, "c1", signed(), b"a").await, StatusCode::OK);
+        assert_eq!(
+            post(&g, "c1", signed(), b"b").await,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let delivered: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(delivered.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn get_describes_and_delete_closes_a_connection() {
+        let (g, mut rx) = gateway_with_a_connection(8);
+        // GIVEN an open connection WHEN it is described THEN its identity comes back
+        let got = get_connection(State(g.clone()), Path("c1".into()), signed()).await;
+        assert_eq!(got.status(), StatusCode::OK);
+        // WHEN it is deleted THEN it is closed with 1000 and gone for the next call
+        let deleted = delete_connection(State(g.clone()), Path("c1".into()), signed()).await;
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Close(1000, _))));
+        let again = delete_connection(State(g.clone()), Path("c1".into()), signed()).await;
+        assert_eq!(again.status(), StatusCode::GONE);
+        assert_eq!(g.connection_count(), 0);
+    }
 }

@@ -187,28 +187,7 @@ impl<'a> Resolver<'a> {
                 let target = v.as_str().ok_or("Ref takes a name")?;
                 self.reference(target, depth)
             }
-            "Sub" => {
-                let (text, vars) = match v {
-                    Value::String(s) => (s.as_str(), HashMap::new()),
-                    Value::Sequence(seq) if seq.len() == 2 => {
-                        let text = seq[0].as_str().ok_or("Fn::Sub: the text is not a string")?;
-                        let map = seq[1]
-                            .as_mapping()
-                            .ok_or("Fn::Sub: the variables are not a mapping")?;
-                        let mut vars = HashMap::new();
-                        for (k, v) in map {
-                            let k = k.as_str().ok_or("Fn::Sub: a variable name")?;
-                            let value = self
-                                .eval_str(v, depth)
-                                .map_err(|e| format!("Fn::Sub variable {k}: {e}"))?;
-                            vars.insert(k.to_owned(), value);
-                        }
-                        (text, vars)
-                    }
-                    _ => return Err("Fn::Sub takes a string or [string, variables]".into()),
-                };
-                self.sub(text, &vars, depth).map(|s| Some(Val::Str(s)))
-            }
+            "Sub" => self.fn_sub(v, depth).map(|s| Some(Val::Str(s))),
             "GetAtt" => {
                 let (res, attr) = match v {
                     Value::String(s) => s
@@ -242,24 +221,7 @@ impl<'a> Resolver<'a> {
                     _ => Err("Fn::Join: the second argument is not a list".into()),
                 }
             }
-            "Select" => {
-                let a = args(2)?;
-                let index: usize = self
-                    .eval_str(&a[0], depth)?
-                    .parse()
-                    .map_err(|_| "Fn::Select: the index is not a whole number".to_owned())?;
-                match self.eval(&a[1], depth)? {
-                    Some(Val::List(items)) => {
-                        let n = items.len();
-                        items
-                            .into_iter()
-                            .nth(index)
-                            .map(|s| Some(Val::Str(s)))
-                            .ok_or_else(|| format!("Fn::Select: index {index} of a list of {n}"))
-                    }
-                    _ => Err("Fn::Select: the second argument is not a list".into()),
-                }
-            }
+            "Select" => self.fn_select(&args(2)?[..], depth),
             "Split" => {
                 let a = args(2)?;
                 let delim = a[0]
@@ -274,6 +236,49 @@ impl<'a> Resolver<'a> {
                 )))
             }
             _ => Err(format!("Fn::{name} is not supported by the local stack")),
+        }
+    }
+
+    /// `Fn::Sub`: a string, or `[string, variables]`.
+    fn fn_sub(&self, v: &Value, depth: u8) -> Res<String> {
+        let (text, vars) = match v {
+            Value::String(s) => (s.as_str(), HashMap::new()),
+            Value::Sequence(seq) if seq.len() == 2 => {
+                let text = seq[0].as_str().ok_or("Fn::Sub: the text is not a string")?;
+                let map = seq[1]
+                    .as_mapping()
+                    .ok_or("Fn::Sub: the variables are not a mapping")?;
+                let mut vars = HashMap::new();
+                for (k, v) in map {
+                    let k = k.as_str().ok_or("Fn::Sub: a variable name")?;
+                    let value = self
+                        .eval_str(v, depth)
+                        .map_err(|e| format!("Fn::Sub variable {k}: {e}"))?;
+                    vars.insert(k.to_owned(), value);
+                }
+                (text, vars)
+            }
+            _ => return Err("Fn::Sub takes a string or [string, variables]".into()),
+        };
+        self.sub(text, &vars, depth)
+    }
+
+    /// `Fn::Select [index, list]`.
+    fn fn_select(&self, a: &[Value], depth: u8) -> Res<Option<Val>> {
+        let index: usize = self
+            .eval_str(&a[0], depth)?
+            .parse()
+            .map_err(|_| "Fn::Select: the index is not a whole number".to_owned())?;
+        match self.eval(&a[1], depth)? {
+            Some(Val::List(items)) => {
+                let n = items.len();
+                items
+                    .into_iter()
+                    .nth(index)
+                    .map(|s| Some(Val::Str(s)))
+                    .ok_or_else(|| format!("Fn::Select: index {index} of a list of {n}"))
+            }
+            _ => Err("Fn::Select: the second argument is not a list".into()),
         }
     }
 

@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,6 +111,47 @@ struct Instance {
     /// Resolves at the first `next` call: the end of init.
     ready: Option<oneshot::Receiver<()>>,
     started: Instant,
+}
+
+impl Job {
+    /// A job for `payload` with its deadline, and where its answer will come.
+    fn new(
+        request_id: &str,
+        payload: &serde_json::Value,
+        timeout: Duration,
+    ) -> (Self, oneshot::Receiver<Result<Vec<u8>, InvokeError>>) {
+        let (reply, rx) = oneshot::channel();
+        let deadline_ms = (std::time::SystemTime::now() + timeout)
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let job = Job {
+            request_id: request_id.to_owned(),
+            payload: payload.to_string().into_bytes(),
+            deadline_ms,
+            reply,
+        };
+        (job, rx)
+    }
+}
+
+impl Instance {
+    /// On a cold instance, waits for the end of init (the process's first `next`) and
+    /// returns how long it took; `None` on a warm one.
+    async fn init(&mut self) -> Result<Option<Duration>, InvokeError> {
+        let Some(ready) = self.ready.take() else {
+            return Ok(None);
+        };
+        tokio::select! {
+            _ = ready => Ok(Some(self.started.elapsed())),
+            status = self.child.wait() => {
+                Err(InvokeError::Crashed(status.map(|s| s.to_string()).unwrap_or_default()))
+            }
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                Err(InvokeError::Start("init took over 10 s".into()))
+            }
+        }
+    }
 }
 
 impl Drop for Instance {
@@ -248,36 +290,13 @@ impl Invoker {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), n);
         let timeout = pool.spec.timeout;
-        let (tx, rx) = oneshot::channel();
-        let deadline_ms = (std::time::SystemTime::now() + timeout)
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let job = Job {
-            request_id: request_id.clone(),
-            payload: payload.to_string().into_bytes(),
-            deadline_ms,
-            reply: tx,
-        };
+        let (job, rx) = Job::new(&request_id, payload, timeout);
         instance
             .jobs
             .send(job)
             .await
             .map_err(|_| InvokeError::Crashed("runtime API closed".into()))?;
-        let cold = instance.ready.take();
-        let mut init = None;
-        if let Some(ready) = cold {
-            // Init ends when the process first asks for work (or fails before).
-            tokio::select! {
-                _ = ready => init = Some(instance.started.elapsed()),
-                status = instance.child.wait() => {
-                    return Err(InvokeError::Crashed(status.map(|s| s.to_string()).unwrap_or_default()));
-                }
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {
-                    return Err(InvokeError::Start("init took over 10 s".into()));
-                }
-            }
-        }
+        let init = instance.init().await?;
         let started = Instant::now();
         let pid = instance.child.id();
         if let Some(pid) = pid {
@@ -352,6 +371,7 @@ impl Invoker {
         }
     }
 
+    /// A new instance of `spec`: its own Runtime API endpoint, then its process.
     async fn spawn(&self, spec: &FunctionSpec) -> Result<Instance, InvokeError> {
         let binary = self.binaries.join(&spec.binary);
         if !binary.is_file() {
@@ -373,38 +393,38 @@ impl Invoker {
                 spec.logical_id
             ),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| InvokeError::Start(e.to_string()))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| InvokeError::Start(e.to_string()))?;
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(respond),
-            )
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(state)
-            // The events carry tokens: only the stack's user's processes (its functions).
-            .layer(axum::middleware::from_fn(crate::peer::same_user_only));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<crate::peer::Peer>(),
-            )
-            .await;
-        });
+        let (addr, server) = serve_runtime_api(state).await?;
+        let mut cmd = self.command(&binary, spec, addr);
+        let mut child = cmd.spawn().map_err(|e| InvokeError::Start(e.to_string()))?;
+        if self.logs != Logs::Quiet {
+            let prefix = format!("[{}]", spec.logical_id);
+            let sink = (self.logs == Logs::Capture).then(|| self.captured.clone());
+            if let Some(out) = child.stdout.take() {
+                forward_lines(prefix.clone(), out, sink.clone());
+            }
+            if let Some(err) = child.stderr.take() {
+                forward_lines(prefix, err, sink);
+            }
+        }
+        Ok(Instance {
+            child,
+            jobs: jobs_tx,
+            server,
+            ready: Some(ready_rx),
+            started: Instant::now(),
+        })
+    }
 
-        let mut cmd = Command::new(&binary);
+    /// The function's process as Lambda starts it: only its own environment and Lambda's
+    /// variables (then the stack's), its memory limit, dying with the stack.
+    fn command(&self, binary: &std::path::Path, spec: &FunctionSpec, api: SocketAddr) -> Command {
+        let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             // One malloc arena: see `address_space_limit`.
             .env("MALLOC_ARENA_MAX", "1")
             .envs(&spec.env)
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", &spec.logical_id)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env(
@@ -429,25 +449,39 @@ impl Invoker {
         };
         crate::process::die_with_parent(&mut cmd);
         crate::process::limit_address_space(&mut cmd, address_space_limit(spec.memory_mb));
-        let mut child = cmd.spawn().map_err(|e| InvokeError::Start(e.to_string()))?;
-        if self.logs != Logs::Quiet {
-            let prefix = format!("[{}]", spec.logical_id);
-            let sink = (self.logs == Logs::Capture).then(|| self.captured.clone());
-            if let Some(out) = child.stdout.take() {
-                forward_lines(prefix.clone(), out, sink.clone());
-            }
-            if let Some(err) = child.stderr.take() {
-                forward_lines(prefix, err, sink);
-            }
-        }
-        Ok(Instance {
-            child,
-            jobs: jobs_tx,
-            server,
-            ready: Some(ready_rx),
-            started: Instant::now(),
-        })
+        cmd
     }
+}
+
+/// One instance's Lambda Runtime API on a free loopback port, answering only the stack's own
+/// user's processes (the events carry tokens).
+async fn serve_runtime_api(
+    state: Arc<RuntimeApiState>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), InvokeError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| InvokeError::Start(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| InvokeError::Start(e.to_string()))?;
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(respond),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(crate::peer::same_user_only));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<crate::peer::Peer>(),
+        )
+        .await;
+    });
+    Ok((addr, server))
 }
 
 /// Prints each line of `r` with `prefix`, or keeps it in `sink`.

@@ -550,6 +550,30 @@ async fn proxy(
     };
     let created = created(&parts.method, &parts.uri, &parts.headers, &body).await;
 
+    let mut resp = match forward(&front, &parts, body).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if resp.status().is_success() {
+        if let Some(c) = created {
+            tokio::spawn(front.clone().notify(c, peer.addr));
+        }
+    }
+    if let (Some(origin), Some(bucket)) = (&origin, bucket) {
+        if let Some(rule) = cors_rule(&bucket.cors, origin, parts.method.as_str(), &[]) {
+            add_cors_headers(resp.headers_mut(), rule, origin, None, false);
+        }
+    }
+    resp
+}
+
+/// Sends the request on to s3s-fs unchanged (its hop-by-hop headers aside): the answer, or the
+/// S3 error the front gives instead.
+async fn forward(
+    front: &Front,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+) -> Result<Response, Response> {
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -567,38 +591,22 @@ async fn proxy(
             headers.insert(header::HOST, v);
         }
     }
-    let mut upstream = match Request::builder()
+    let mut upstream = Request::builder()
         .method(parts.method.clone())
         .uri(format!("{}{path_and_query}", front.upstream))
         .body(Body::from(body))
-    {
-        Ok(r) => r,
-        Err(e) => return s3_error(StatusCode::BAD_REQUEST, "InvalidRequest", &e.to_string()),
-    };
+        .map_err(|e| s3_error(StatusCode::BAD_REQUEST, "InvalidRequest", &e.to_string()))?;
     *upstream.headers_mut() = headers;
-    let resp = match front.client.request(upstream).await {
-        Ok(r) => r,
-        Err(e) => {
-            return s3_error(
-                StatusCode::BAD_GATEWAY,
-                "ServiceUnavailable",
-                &format!("s3s-fs did not answer: {e}"),
-            )
-        }
-    };
+    let resp = front.client.request(upstream).await.map_err(|e| {
+        s3_error(
+            StatusCode::BAD_GATEWAY,
+            "ServiceUnavailable",
+            &format!("s3s-fs did not answer: {e}"),
+        )
+    })?;
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
-    if rparts.status.is_success() {
-        if let Some(c) = created {
-            tokio::spawn(front.clone().notify(c, peer.addr));
-        }
-    }
-    if let (Some(origin), Some(bucket)) = (&origin, bucket) {
-        if let Some(rule) = cors_rule(&bucket.cors, origin, parts.method.as_str(), &[]) {
-            add_cors_headers(&mut rparts.headers, rule, origin, None, false);
-        }
-    }
-    Response::from_parts(rparts, Body::new(rbody))
+    Ok(Response::from_parts(rparts, Body::new(rbody)))
 }
 
 impl Front {

@@ -175,7 +175,23 @@ async fn quiet(stack: &Stack, left: usize) {
     }
 }
 
-async fn run(args: Args, machine: String) -> Result<(), Error> {
+/// The stack and the three clients of its DynamoDB Local the phases count with.
+struct Bench {
+    stack: Stack,
+    binaries: PathBuf,
+    /// The floor's sends (in-process, posting nothing).
+    floor_log: RequestLog,
+    floor: bench::BenchDeps,
+    /// Counted sends (with consumed capacity).
+    count_log: RequestLog,
+    counting: bench::BenchDeps,
+    /// Setting up (tables, history): not counted.
+    setup_log: RequestLog,
+    setup: aws_sdk_dynamodb::Client,
+}
+
+/// Starts the stack on the release binaries beside this one.
+async fn start() -> Result<Bench, Error> {
     let binaries = std::env::current_exe()?
         .parent()
         .ok_or("no folder for this binary")?
@@ -194,7 +210,6 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
             .into());
         }
     }
-    let mut missing: Vec<String> = Vec::new();
     progress(format!(
         "starting the local stack on {}",
         binaries.display()
@@ -221,14 +236,87 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
     )?;
     let setup_log = RequestLog::default();
     let setup = bench::logged_client(&stack, &setup_log);
+    Ok(Bench {
+        stack,
+        binaries,
+        floor_log,
+        floor,
+        count_log,
+        counting,
+        setup_log,
+        setup,
+    })
+}
 
-    // 1. Latency against the floor.
+async fn run(args: Args, machine: String) -> Result<(), Error> {
+    let b = start().await?;
+    let mut missing: Vec<String> = Vec::new();
+    let latency = latency_phase(&b, &args).await?;
+    let (users, post_ms) = users_phase(&b, &args).await?;
+    let (history, media) = history_phase(&b, &args).await?;
+    let history_users = HISTORY_USERS;
+    let history_reference = users
+        .iter()
+        .find(|u| u.users == history_users)
+        .map(|u| u.reference.clone())
+        .unwrap_or_default();
+    if history_reference.is_empty() {
+        missing.push(format!(
+            "the reference line of the history plot: no users level of {history_users}"
+        ));
+    }
+    let (cold, bootstraps, load, default_memory_mb) = footprint_phase(&b, &args).await?;
+    if bootstraps.is_empty() {
+        missing.push("arm64 `bootstrap` sizes: run `sam build` first".into());
+    }
+    progress("phase 4/4: writing docs/benchmark.md and the plots");
+    let date = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
+        .unwrap_or_default();
+    let results = Results {
+        command: args.command.clone(),
+        machine,
+        date,
+        commit: commit(),
+        wall: started().elapsed(),
+        instance_cap: MAX_INSTANCES,
+        latency,
+        users,
+        history,
+        history_reference,
+        media,
+        cold,
+        load,
+        bootstraps,
+        default_memory_mb,
+        sends_per_minute: SENDS_PER_MINUTE,
+        post_ms,
+        missing,
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let md = bench_report::write(&results, &args.out)?;
+    print!("{md}");
+    progress(format!(
+        "written to {}",
+        args.out.join("benchmark.md").display()
+    ));
+    Ok(())
+}
+
+/// Users connected in the history phase (and the users level its reference line is read at).
+const HISTORY_USERS: usize = 10;
+
+/// 1. Latency against the floor, at each number of pairs.
+async fn latency_phase(b: &Bench, args: &Args) -> Result<Vec<LatencyRow>, Error> {
+    let (stack, floor, floor_log) = (&b.stack, &b.floor, &b.floor_log);
     let most = args.pairs.iter().copied().max().unwrap_or(0);
     progress(format!(
         "phase 1/4: latency; opening {most} pairs of user connections"
     ));
     let opened: Vec<Result<Pair, Error>> = futures::stream::iter(0..most)
-        .map(|n| bench::open_pair(&stack, &floor.store, "lat", n))
+        .map(|n| bench::open_pair(stack, &floor.store, "lat", n))
         .buffered(16)
         .collect()
         .await;
@@ -239,7 +327,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
             "phase 1/4: {p} pairs × {m} messages through the stack, then the floor"
         ));
         let logs_before = stack.function_logs().len();
-        let l = bench::latency(&mut pairs[..p], &floor, m).await?;
+        let l = bench::latency(&mut pairs[..p], floor, m).await?;
         let logs = stack.function_logs();
         let function_ms: Vec<f64> = logs[logs_before..]
             .iter()
@@ -269,21 +357,27 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         });
     }
     drop(pairs);
-    quiet(&stack, 0).await;
+    quiet(stack, 0).await;
 
-    // 2a. Requests against connected users, beside the reference.
-    bench::create_reference_table(&setup).await?;
+    Ok(latency)
+}
+
+/// 2a. Requests against connected users, beside the reference; and single posts' latency.
+async fn users_phase(b: &Bench, args: &Args) -> Result<(Vec<UsersRow>, Vec<Duration>), Error> {
+    let (stack, floor, setup, setup_log) = (&b.stack, &b.floor, &b.setup, &b.setup_log);
+    let (counting, count_log) = (&b.counting, &b.count_log);
+    bench::create_reference_table(setup).await?;
     let http = reqwest::Client::new();
     let reference_log = RequestLog::with_capacity();
-    let reference_client = bench::logged_client(&stack, &reference_log);
+    let reference_client = bench::logged_client(stack, &reference_log);
     let mut crowd = Crowd::default();
     let mut users = Vec::new();
     let mut post_ms = Vec::new();
     for &n in &args.users {
         progress(format!("phase 2/4: {n} connected users: connecting"));
         let before = crowd.users.len();
-        crowd.grow_to(&stack, "fan", "u", n).await?;
-        bench::reference_register(&setup, &floor.store, "fan", &crowd.users[before..]).await?;
+        crowd.grow_to(stack, "fan", "u", n).await?;
+        bench::reference_register(setup, &floor.store, "fan", &crowd.users[before..]).await?;
         setup_log.take();
         let sender = bench::connection_id(&floor.store, "fan", "u0").await?;
         progress(format!(
@@ -293,7 +387,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         let mut ours = Vec::new();
         for i in 0..args.sends {
             ours.push(
-                bench::counted_send(&counting, &count_log, &sender, "u1", &format!("u{n}-{i}"))
+                bench::counted_send(counting, count_log, &sender, "u1", &format!("u{n}-{i}"))
                     .await?,
             );
         }
@@ -323,22 +417,31 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         });
     }
     drop(crowd);
-    quiet(&stack, 0).await;
+    quiet(stack, 0).await;
 
-    // 2b. Requests against stored messages.
-    let history_users = 10;
+    Ok((users, post_ms))
+}
+
+/// 2b. Requests against stored messages; 2c. media sends.
+async fn history_phase(
+    b: &Bench,
+    args: &Args,
+) -> Result<(Vec<HistoryRow>, Vec<bench::SendCost>), Error> {
+    let (stack, floor, setup, setup_log) = (&b.stack, &b.floor, &b.setup, &b.setup_log);
+    let (counting, count_log) = (&b.counting, &b.count_log);
+    let history_users = HISTORY_USERS;
     let mut crowd = Crowd::default();
     progress(format!(
         "phase 2/4: history: {history_users} connected users"
     ));
-    crowd.grow_to(&stack, "hist", "h", history_users).await?;
+    crowd.grow_to(stack, "hist", "h", history_users).await?;
     let sender = bench::connection_id(&floor.store, "hist", "h0").await?;
     let conversation = Conversation::new("hist", "h0", "h1");
     let mut stored = 0usize;
     let mut history = Vec::new();
     for &h in &args.history {
         if stored == 0 {
-            bench::counted_send(&counting, &count_log, &sender, "h1", "seed").await?;
+            bench::counted_send(counting, count_log, &sender, "h1", "seed").await?;
             stored = 1;
         }
         if h > stored {
@@ -348,8 +451,8 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
             ));
             let t = Instant::now();
             bench::add_history(
-                &setup,
-                &devtools::chat::tables(&stack).messages,
+                setup,
+                &devtools::chat::tables(stack).messages,
                 &conversation,
                 h - stored,
             )
@@ -369,7 +472,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         let mut ours = Vec::new();
         for i in 0..args.sends {
             ours.push(
-                bench::counted_send(&counting, &count_log, &sender, "h1", &format!("h{h}-{i}"))
+                bench::counted_send(counting, count_log, &sender, "h1", &format!("h{h}-{i}"))
                     .await?,
             );
         }
@@ -387,9 +490,9 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
     for i in 0..args.sends {
         media.push(
             bench::media_send(
-                &stack,
-                &counting,
-                &count_log,
+                stack,
+                counting,
+                count_log,
                 ("hist", "h0", &sender),
                 "h1",
                 &format!("img-{i}"),
@@ -399,28 +502,28 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         );
     }
     drop(crowd);
-    quiet(&stack, 0).await;
-    let history_reference = users
-        .iter()
-        .find(|u| u.users == history_users)
-        .map(|u| u.reference.clone())
-        .unwrap_or_default();
-    if history_reference.is_empty() {
-        missing.push(format!(
-            "the reference line of the history plot: no users level of {history_users}"
-        ));
-    }
+    quiet(stack, 0).await;
+    Ok((history, media))
+}
 
-    // 3. Init and memory.
+/// What phase 3 measures and the run read off the stack: cold starts, bootstrap sizes, every
+/// REPORT line, `$default`'s memory size.
+type Footprint = (
+    Vec<bench::Report>,
+    Vec<(String, u64)>,
+    Vec<bench::Report>,
+    u32,
+);
+
+/// 3. Init and memory.
+async fn footprint_phase(b: &Bench, args: &Args) -> Result<Footprint, Error> {
+    let (stack, binaries) = (&b.stack, &b.binaries);
     progress(format!(
         "phase 3/4: {} cold starts of each WebSocket function and of bench-echo",
         args.rounds
     ));
-    let cold = bench::cold_starts(&stack, &binaries, args.rounds).await?;
+    let cold = bench::cold_starts(stack, binaries, args.rounds).await?;
     let bootstraps = bench::bootstrap_sizes();
-    if bootstraps.is_empty() {
-        missing.push("arm64 `bootstrap` sizes: run `sam build` first".into());
-    }
     let load: Vec<_> = stack
         .function_logs()
         .iter()
@@ -432,42 +535,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         .get("DefaultFunction")
         .map_or(0, |f| f.memory_mb);
 
-    // 4. The report.
-    progress("phase 4/4: writing docs/benchmark.md and the plots");
-    let date = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute] UTC"
-        ))
-        .unwrap_or_default();
-    let results = Results {
-        command: args.command,
-        machine,
-        date,
-        commit: commit(),
-        wall: started().elapsed(),
-        instance_cap: MAX_INSTANCES,
-        latency,
-        users,
-        history,
-        history_reference,
-        media,
-        cold,
-        load,
-        bootstraps,
-        default_memory_mb,
-        sends_per_minute: SENDS_PER_MINUTE,
-        post_ms,
-        missing,
-    };
-    std::fs::create_dir_all(&args.out)?;
-    let md = bench_report::write(&results, &args.out)?;
-    print!("{md}");
-    progress(format!(
-        "written to {}",
-        args.out.join("benchmark.md").display()
-    ));
-    drop(stack);
-    Ok(())
+    Ok((cold, bootstraps, load, default_memory_mb))
 }
 
 fn main() -> Result<(), Error> {
