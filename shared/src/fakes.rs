@@ -36,6 +36,14 @@ pub struct State {
     /// Page reads after a send (`latest_through`) to fail, as if the database went away
     /// right after the write.
     pub failing_pages: usize,
+    /// Sends whose transaction is applied but whose answer is lost (a timeout, a broken
+    /// connection): the caller cannot tell whether it committed.
+    pub lost_answers: usize,
+    /// Send transactions to fail without committing (the database refused them).
+    pub failing_commits: usize,
+    /// Every send transaction applied, by what the adapter's `ClientRequestToken` covers (the
+    /// whole commit): DynamoDB answers a replay of one with success and writes nothing.
+    pub applied: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -88,6 +96,14 @@ impl FakeStore {
     /// Makes the next `n` page reads after a send fail.
     pub fn fail_pages(&self, n: usize) {
         self.state.lock().unwrap().failing_pages = n;
+    }
+    /// Makes the next `n` send transactions commit but lose their answer.
+    pub fn lose_commit_answers(&self, n: usize) {
+        self.state.lock().unwrap().lost_answers = n;
+    }
+    /// Makes the next `n` send transactions fail without committing.
+    pub fn fail_commits(&self, n: usize) {
+        self.state.lock().unwrap().failing_commits = n;
     }
     /// Makes the next `n` sends meet a version conflict.
     pub fn conflict_next(&self, n: usize) {
@@ -264,6 +280,89 @@ impl MessageStore for FakeStore {
         })
     }
     async fn commit_send(&self, c: &SendCommit) -> Result<Committed> {
+        let token = format!("{c:?}");
+        let failing = self.with(|s| {
+            let fail = s.failing_commits > 0;
+            s.failing_commits = s.failing_commits.saturating_sub(1);
+            fail
+        })?;
+        if failing {
+            return Err(Error::Store("transaction refused".into()));
+        }
+        let applied = self.with(|s| s.applied.contains(&token))?;
+        if applied {
+            return Ok(Committed::Stored); // a replay of a committed transaction
+        }
+        let out = self.apply_send(c)?;
+        self.with(|s| {
+            if out == Committed::Stored {
+                s.applied.insert(token);
+                if s.lost_answers > 0 {
+                    s.lost_answers -= 1;
+                    return Err(Error::Store("the answer timed out".into()));
+                }
+            }
+            Ok(out)
+        })?
+    }
+
+    async fn latest(&self, c: &Conversation, limit: usize) -> Result<Page> {
+        self.with(|s| {
+            let newest_first = s
+                .messages
+                .get(&c.key())
+                .map(|ms| ms.values().rev().take(limit + 1).cloned().collect())
+                .unwrap_or_default();
+            page(s, c, newest_first, limit)
+        })
+    }
+    async fn latest_through(&self, c: &Conversation, through: &str, limit: usize) -> Result<Page> {
+        {
+            let mut s = self.state.lock().unwrap();
+            if s.failing_pages > 0 {
+                s.failing_pages -= 1;
+                return Err(Error::Store("timeout reading the page".into()));
+            }
+        }
+        self.with(|s| {
+            let newest_first = s
+                .messages
+                .get(&c.key())
+                .map(|ms| {
+                    ms.range(..=through.to_owned())
+                        .rev()
+                        .take(limit + 1)
+                        .map(|(_, m)| m.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Page {
+                profiles: HashMap::new(),
+                ..page(s, c, newest_first, limit)
+            }
+        })
+    }
+    async fn before(&self, c: &Conversation, before: &Cursor, limit: usize) -> Result<Page> {
+        self.with(|s| {
+            let newest_first = s
+                .messages
+                .get(&c.key())
+                .map(|ms| {
+                    ms.range(..before.as_str().to_owned())
+                        .rev()
+                        .take(limit + 1)
+                        .map(|(_, m)| m.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            page(s, c, newest_first, limit)
+        })
+    }
+}
+
+impl FakeStore {
+    /// A send's transaction, as the adapter's conditions decide it.
+    fn apply_send(&self, c: &SendCommit) -> Result<Committed> {
         self.with(|s| {
             let m = &c.message;
             let conv = m.conversation().key();
@@ -347,58 +446,6 @@ impl MessageStore for FakeStore {
                 s.profiles.insert((conv.clone(), user.clone()), p.clone());
             }
             Committed::Stored
-        })
-    }
-    async fn latest(&self, c: &Conversation, limit: usize) -> Result<Page> {
-        self.with(|s| {
-            let newest_first = s
-                .messages
-                .get(&c.key())
-                .map(|ms| ms.values().rev().take(limit + 1).cloned().collect())
-                .unwrap_or_default();
-            page(s, c, newest_first, limit)
-        })
-    }
-    async fn latest_through(&self, c: &Conversation, through: &str, limit: usize) -> Result<Page> {
-        {
-            let mut s = self.state.lock().unwrap();
-            if s.failing_pages > 0 {
-                s.failing_pages -= 1;
-                return Err(Error::Store("timeout reading the page".into()));
-            }
-        }
-        self.with(|s| {
-            let newest_first = s
-                .messages
-                .get(&c.key())
-                .map(|ms| {
-                    ms.range(..=through.to_owned())
-                        .rev()
-                        .take(limit + 1)
-                        .map(|(_, m)| m.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            Page {
-                profiles: HashMap::new(),
-                ..page(s, c, newest_first, limit)
-            }
-        })
-    }
-    async fn before(&self, c: &Conversation, before: &Cursor, limit: usize) -> Result<Page> {
-        self.with(|s| {
-            let newest_first = s
-                .messages
-                .get(&c.key())
-                .map(|ms| {
-                    ms.range(..before.as_str().to_owned())
-                        .rev()
-                        .take(limit + 1)
-                        .map(|(_, m)| m.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            page(s, c, newest_first, limit)
         })
     }
 }

@@ -270,6 +270,31 @@ async fn two_sends_planned_with_the_same_id_end_in_a_conflict_not_an_error() {
 }
 
 #[tokio::test]
+async fn a_committed_send_replayed_with_its_token_is_answered_stored_and_writes_nothing() {
+    // GIVEN a seed client's send (no client_msg_id: no marker) that committed, whose answer
+    // the function never saw
+    let f = fixture().await;
+    let conv = Conversation::new("app", "111", "222");
+    let me = record("replay", "app", "111", None, i64::MAX);
+    let draft = Draft {
+        chat_type: ChatType::Text,
+        content: "hello".into(),
+        media: None,
+        client_msg_id: None,
+    };
+    let t = now_ms();
+    let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
+    let plan = plan_send(&me, "222", &snap, &draft, t).with_marker_ttl(t / 1000, 600);
+    assert_eq!(f.store.commit_send(&plan).await.unwrap(), Committed::Stored);
+    // WHEN the same transaction is sent again (the same ClientRequestToken), as a send whose
+    // commit has no answer settles it
+    let replay = f.store.commit_send(&plan).await.unwrap();
+    // THEN DynamoDB answers it as committed, and the message is there once
+    assert_eq!(replay, Committed::Stored);
+    assert_eq!(f.store.latest(&conv, 10).await.unwrap().messages.len(), 1);
+}
+
+#[tokio::test]
 async fn the_send_rate_is_counted_and_enforced_inside_the_sends_transaction() {
     // GIVEN a connection allowed 2 messages a minute
     let f = fixture().await;

@@ -241,13 +241,7 @@ impl Gateway {
                     .route_layer(axum::middleware::from_fn(crate::peer::same_user_only)),
             )
             .with_state(self.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<crate::peer::Peer>(),
-            )
-            .await;
-        })
+        crate::peer::serve(listener, app)
     }
 
     /// Invokes a function of the template directly, as `sam local invoke` would.

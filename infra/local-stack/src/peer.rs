@@ -83,6 +83,14 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
     ))
 }
 
+/// Serves `app` on `listener` with each connection's [`Peer`] known (for
+/// [`same_user_only`]), in a task of its own until it is aborted.
+pub fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await;
+    })
+}
+
 /// Axum middleware (`from_fn(same_user_only)`, on a service made with
 /// `into_make_service_with_connect_info::<Peer>()`): 403 for another user.
 pub async fn same_user_only(

@@ -474,14 +474,7 @@ async fn serve_runtime_api(
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state(state)
         .layer(axum::middleware::from_fn(crate::peer::same_user_only));
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<crate::peer::Peer>(),
-        )
-        .await;
-    });
-    Ok((addr, server))
+    Ok((addr, crate::peer::serve(listener, app)))
 }
 
 /// Prints each line of `r` with `prefix`, or keeps it in `sink`.

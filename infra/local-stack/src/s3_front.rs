@@ -203,13 +203,7 @@ impl S3Front {
             .fallback(proxy)
             .with_state(front)
             .layer(axum::middleware::from_fn(crate::peer::same_user_only));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<crate::peer::Peer>(),
-            )
-            .await;
-        });
+        let server = crate::peer::serve(listener, app);
         Ok(S3Front {
             url,
             deliveries,

@@ -230,7 +230,11 @@ where
                 }
             };
             let (committed, page) = futures::join!(store.commit_send(&plan), page);
-            match committed? {
+            let committed = match committed {
+                Ok(committed) => committed,
+                Err(e) => self.settle_unknown(&conversation, &plan, e).await?,
+            };
+            match committed {
                 Committed::Conflict if retries < MAX_SEND_RETRIES => {
                     retries += 1;
                     tracing::info!(connection_id = %me.connection_id, retries, "send lost a race; retrying");
@@ -248,6 +252,33 @@ where
                     return Ok((c, page));
                 }
             }
+        }
+    }
+
+    /// A commit whose answer was lost (a timeout, a broken connection) may have committed, and
+    /// `internal` would invite a retry that a client without `client_msg_id` (the seed's)
+    /// stores twice. So it is settled first: the same transaction goes again (the same
+    /// `ClientRequestToken`: DynamoDB answers one that committed with success and writes
+    /// nothing), and if that fails too, the message is looked for with a consistent read.
+    /// Only what is still unknown then answers `internal`.
+    async fn settle_unknown(
+        &self,
+        conversation: &Conversation,
+        plan: &SendCommit,
+        e: crate::Error,
+    ) -> Result<Committed> {
+        let id = &plan.message.id;
+        tracing::warn!(message_id = %id, error = %e, "a send's commit has no answer; settling it");
+        let store = &self.deps.store;
+        if let Ok(committed) = store.commit_send(plan).await {
+            return Ok(committed);
+        }
+        let snap = store
+            .snapshot(conversation, &self.me.user, Some(id))
+            .await?;
+        match snap.message {
+            Some(m) if m.id == *id => Ok(Committed::Stored),
+            _ => Err(e),
         }
     }
 

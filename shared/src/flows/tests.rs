@@ -1640,3 +1640,57 @@ async fn a_disconnect_handled_here_forgets_the_record_at_once() {
         FrameOutcome::UnknownConnection
     );
 }
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_is_settled_not_answered_internal() {
+    // GIVEN the seed's client (no client_msg_id, so no marker would catch a resend) and B
+    let w = World::new();
+    w.connect_as("a1", "app", "111", "222").await;
+    w.connect_user("b", "app", "222").await;
+    // WHEN the send's transaction commits but its answer is lost (a timeout)
+    w.deps.store.lose_commit_answers(1);
+    let out = w
+        .frame("a1", r#"{"chat_type":0,"chat_content":"hello"}"#)
+        .await
+        .unwrap();
+    // THEN it is settled as stored: one row, the sender's page and B's copy, no `internal`
+    // (which the seed's client would answer by sending the message again)
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(w.deps.store.message_count(), 1);
+    let to_sender = w.deps.notifier.frames_to("a1");
+    assert!(
+        to_sender.iter().all(|f| f["type"] != "error"),
+        "{to_sender:?}"
+    );
+    assert_eq!(w.last_to("a1")["type"], "history");
+    assert_eq!(w.last_to("b")["message"]["content"], "hello");
+}
+
+#[tokio::test]
+async fn a_commit_that_failed_and_stays_unknown_answers_internal() {
+    // GIVEN a send whose transaction fails, and fails again when it is settled
+    let w = World::new();
+    w.connect_as("a1", "app", "111", "222").await;
+    w.deps.store.fail_commits(2);
+    // THEN the message is looked for, not found, and the client gets `internal`: nothing
+    // was stored, so its retry stores it once
+    let out = w
+        .frame("a1", r#"{"chat_type":0,"chat_content":"hello"}"#)
+        .await;
+    assert!(out.is_err());
+    assert_eq!(w.deps.store.message_count(), 0);
+    assert_eq!(w.last_to("a1")["error"], "internal");
+    w.frame("a1", r#"{"chat_type":0,"chat_content":"hello"}"#)
+        .await
+        .unwrap();
+    assert_eq!(w.deps.store.message_count(), 1);
+}
