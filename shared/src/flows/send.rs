@@ -136,7 +136,14 @@ where
         // (The soak in docs/reliability.md found 3 posts in 1,045 to records expired by up to
         // 0.3 s when the frame's start time was used under load.)
         let fan_out_s = (self.now_ms + started.elapsed().as_millis() as i64) / 1000;
-        let audience = send::audience(&c.snap, &self.me, &peer, fan_out_s);
+        // A duplicate (a retry with the same client_msg_id) is answered to the sending
+        // connection only: everyone else already had the message, and a retry loop must not
+        // make the server fan it out again and again.
+        let duplicate = c.stored().1;
+        let audience: Vec<Target> = send::audience(&c.snap, &self.me, &peer, fan_out_s)
+            .into_iter()
+            .filter(|t| !duplicate || t.connection_id() == self.me.connection_id)
+            .collect();
         let frames = self
             .send_frames(&c, &peer, &profiles, page.as_ref(), &audience)
             .await;

@@ -1206,7 +1206,35 @@ async fn a_duplicate_send_changes_no_counter() {
         }
     ));
     assert_eq!(w.deps.store.entry("app", "222", "111").unwrap(), before);
-    assert_eq!(w.last_to("b")["unread"], 1, "told again, still one unread");
+    assert_eq!(w.last_to("a")["client_msg_id"], "same");
+}
+
+#[tokio::test]
+async fn a_duplicate_send_is_answered_to_its_connection_only() {
+    // GIVEN A on two devices and B, after a message everyone received once
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("a2", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.frame("a", &send_to("222", "same", "once")).await.unwrap();
+    let count = |cid: &str| w.deps.notifier.frames_to(cid).len();
+    let before = (count("a"), count("a2"), count("b"));
+    assert_eq!(before, (1, 1, 1));
+    // WHEN A's connection sends it again (a retry, the same client_msg_id)
+    let out = w.frame("a", &send_to("222", "same", "once")).await.unwrap();
+    // THEN only that connection is answered (its acknowledgement); nobody else is told again
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: true,
+                delivered: 1,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!((count("a"), count("a2"), count("b")), (2, 1, 1));
     assert_eq!(w.last_to("a")["client_msg_id"], "same");
 }
 
@@ -1531,15 +1559,15 @@ async fn a_recall_inside_the_window_changes_the_row_everywhere() {
         ),
         "{again:?}"
     );
-    for cid in ["a", "b"] {
-        let m = &w.last_to(cid)["message"];
-        assert_eq!(
-            (m["recalled"].as_bool(), m["content"].as_str()),
-            (Some(true), Some("")),
-            "{cid}: {m}"
-        );
-        assert!(m.get("media").is_none());
-    }
+    let m = &w.last_to("a")["message"];
+    assert_eq!(
+        (m["recalled"].as_bool(), m["content"].as_str()),
+        (Some(true), Some("")),
+        "{m}"
+    );
+    assert!(m.get("media").is_none());
+    // (a duplicate is answered to its own connection only: B was told of the recall)
+    assert!(w.deps.notifier.frames_to("b").is_empty());
     assert_eq!(w.deps.store.message_count(), 1);
 }
 
