@@ -120,7 +120,7 @@ function bubbleFor(row, ctx) {
     b.kind = 'recalled';
     b.text = mine ? TEXT.recalledMine : TEXT.recalledTheirs;
   } else if (row.chat_type === 1) {
-    // The thumbnail appears a moment after the upload and answers 404 until then: the page
+    // The thumbnail appears a moment after the send and answers 404 until then: the page
     // swaps to `fallback` (the original) on the image's error.
     b.kind = 'image';
     b.url = row.local_path || row.content || '';

@@ -177,10 +177,15 @@ impl Client {
         }
     }
 
+    /// The close code the connection ends with; frames still arriving first (a pong to the
+    /// last ping, say) are passed over.
     async fn close_code(&mut self) -> u16 {
-        match self.ws.read(WAIT).await {
-            Read::Ended(code) => code,
-            other => panic!("expected the socket to close in time: {other:?}"),
+        loop {
+            match self.ws.read(WAIT).await {
+                Read::Ended(code) => return code,
+                Read::Frame(_) => continue,
+                Read::Quiet => panic!("expected the socket to close in time"),
+            }
         }
     }
 }
@@ -790,8 +795,10 @@ async fn put_object(t: &Value, bytes: Vec<u8>) -> u16 {
     req.body(bytes).send().await.unwrap().status().as_u16()
 }
 
-/// Waits until the thumbnail function has handled the upload of `key`; returns its outcome.
+/// Waits until the thumbnail function has handled the sent copy (`m/…`) of the upload `key`
+/// (the send's copy is what gets a thumbnail); returns its outcome.
 async fn thumbnail_ran(s: &Stack, key: &str) -> Result<(), String> {
+    let key = key.replacen("u/", "m/", 1);
     s.s3_deliveries()
         .expect("the stack runs S3")
         .wait_for(Duration::from_secs(30), |d| {
@@ -849,6 +856,52 @@ async fn an_image_posted_with_the_form_reaches_both_users_with_its_thumbnail() {
     assert_eq!(status, 200);
     let decoded = image::load_from_memory_with_format(&thumb, image::ImageFormat::Jpeg).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (320, 240));
+}
+
+#[tokio::test]
+async fn bytes_uploaded_to_a_sent_tickets_key_change_nothing_the_peer_sees() {
+    // GIVEN Ann's image, uploaded and sent, and its thumbnail made
+    let s = shared_stack();
+    let mut ann = Client::connect(s, "e2em5", "111", "222").await;
+    let mut bob = Client::connect(s, "e2em5", "222", "111").await;
+    bob.ask(json!({"action":"sync"})).await;
+    let first = png(800, 600);
+    let t = ann
+        .ticket(1, "image/png", first.len(), Some((800, 600)))
+        .await;
+    let key = t["key"].as_str().unwrap().to_owned();
+    assert_eq!(put_object(&t, first.clone()).await, 200);
+    ann.ask(json!({"action":"send","client_msg_id":"swap1","chat_type":1,"chat_content":key}))
+        .await;
+    let row = bob.frame().await["data"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(thumbnail_ran(s, &key).await, Ok(()));
+    let thumb_url = row["media"]["thumb_url"].as_str().unwrap().to_owned();
+    let (status, thumb) = download(&thumb_url).await;
+    assert_eq!(status, 200);
+    // WHEN, with the ticket still valid, another image goes to the same key (the POST form
+    // takes any size up to the ticket's)
+    let other = png(400, 300);
+    assert!(other.len() <= first.len());
+    let status = post_form(&t, other).await;
+    assert!((200..300).contains(&status), "upload answered {status}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // THEN the peer's thumbnail and image are still the sent ones: no thumbnail was made from
+    // the upload area, and the message points at the copy the send made
+    assert_eq!(download(&thumb_url).await, (200, thumb));
+    assert_eq!(
+        download(row["content"].as_str().unwrap()).await,
+        (200, first)
+    );
+    let runs = s.s3_deliveries().unwrap().all();
+    assert!(
+        runs.iter().all(|d| d.key != key),
+        "the upload area is not subscribed"
+    );
 }
 
 #[tokio::test]
@@ -974,11 +1027,11 @@ async fn a_corrupt_image_gets_no_thumbnail_and_its_message_still_works() {
     let t = ann.ticket(1, "image/png", bytes.len(), None).await;
     assert_eq!(put_object(&t, bytes.clone()).await, 200);
     let key = t["key"].as_str().unwrap();
-    // The thumbnail function handled the event without failing, and wrote nothing
-    assert_eq!(thumbnail_ran(s, key).await, Ok(()));
     let ack = ann
         .ask(json!({"action":"send","client_msg_id":"bad-img","chat_type":1,"chat_content":key}))
         .await;
+    // The thumbnail function handled the sent copy's event without failing, and wrote nothing
+    assert_eq!(thumbnail_ran(s, key).await, Ok(()));
     let row = ack["data"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(
         download(row["content"].as_str().unwrap()).await,
@@ -1293,11 +1346,11 @@ async fn the_functions_logs_hold_no_token_secret_body_or_phone_number() {
     let t = a.ticket(1, "image/png", png.len(), Some((64, 48))).await;
     assert_eq!(post_form(&t, png).await, 204);
     let key = t["key"].as_str().unwrap();
-    assert_eq!(thumbnail_ran(s, key).await, Ok(()));
     let pic = a
         .ask(json!({"action":"send","to":bob,"client_msg_id":"log-3","chat_type":1,"chat_content":key}))
         .await;
     assert_eq!(pic["type"], "message", "{pic}");
+    assert_eq!(thumbnail_ran(s, key).await, Ok(()));
     b.expect("history").await;
     let recalled = a.ask(json!({"action":"recall","to":bob,"id":id})).await;
     assert_eq!(recalled["type"], "recall", "{recalled}");
@@ -1613,7 +1666,9 @@ fn make_dev_stops_on_a_parameter_the_template_does_not_declare() {
         let mut dev = DevStack::start(params);
         // THEN it stops with a message naming it, and no stack comes up
         let status = dev.child.wait().unwrap();
-        let said: Vec<String> = dev.lines.try_iter().collect();
+        // (everything it wrote: its pipes are closed, so the readers end and the channel with
+        // them; `try_iter` would race them)
+        let said: Vec<String> = dev.lines.iter().collect();
         assert!(!status.success(), "{params}: {said:?}");
         assert!(said.iter().any(|l| l.contains(names)), "{params}: {said:?}");
         assert!(!said.iter().any(|l| l.contains("WebSocket:")), "{said:?}");

@@ -1,7 +1,7 @@
 //! Object keys: which uploads get a thumbnail, and where it goes — the `chat-media-key` crate's
 //! rule, which the chat uses too — and how S3 events encode keys.
 
-pub use media_key::upload_thumbnail_key as thumbnail_key;
+pub use media_key::sent_thumbnail_key as thumbnail_key;
 
 /// Decodes an object key as S3 event notifications carry it (form-encoded: `+` for a space,
 /// `%xx` for other bytes). `None` for a broken escape or a key that is not UTF-8.

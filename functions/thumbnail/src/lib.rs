@@ -1,7 +1,9 @@
 //! ThumbnailFunction: a 320 px JPEG thumbnail beside every uploaded image.
 //!
-//! S3 invokes it (asynchronously) for every object created under `u/i/` in the media bucket.
-//! For an uploaded image `u/i/<owner>/<name>.<ext>` it writes `t/<owner>/<name>.jpg`; any other
+//! S3 invokes it (asynchronously) for every object created under `m/i/` in the media bucket: the
+//! copy a send makes, once, of an uploaded image. For a sent image `m/i/<owner>/<name>.<ext>` it
+//! writes `t/<owner>/<name>.jpg` (from what was sent, so bytes uploaded to the ticket's key after
+//! the send change nothing a message shows); any other
 //! key, its own output included, is skipped. An image that cannot or may not be decoded
 //! (corrupt, unsupported, too many bytes or pixels) gets no thumbnail and the invocation
 //! succeeds, since a retry would fail the same way; a storage failure fails the invocation so
@@ -213,7 +215,7 @@ pub async fn process<O: Objects>(deps: &Deps<O>, record: &S3EventRecord) -> Resu
         return skip("no decodable key in the event");
     };
     let Some(thumbnail) = thumbnail_key(&key) else {
-        return skip("not an uploaded image key");
+        return skip("not a sent image key");
     };
     let max = deps.config.max_image_bytes;
     if let Some(size) = record.s3.object.size.and_then(|n| u64::try_from(n).ok()) {

@@ -1,4 +1,4 @@
-//! ThumbnailFunction: a 320 px JPEG beside every uploaded image (`u/i/…` → `t/…`).
+//! ThumbnailFunction: a 320 px JPEG beside every sent image (`m/i/…` → `t/…`).
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use lambda_runtime::{run, service_fn, Error};
 use thumbnail::{handler, Config, Deps, S3Objects};

@@ -81,7 +81,7 @@ fn deps(objects: MemoryObjects) -> Deps<MemoryObjects> {
 }
 
 fn upload_key(name: &str, ext: &str) -> String {
-    format!("u/i/{OWNER}/{name}.{ext}")
+    format!("m/i/{OWNER}/{name}.{ext}")
 }
 
 fn png(width: u32, height: u32) -> Vec<u8> {
@@ -262,13 +262,14 @@ async fn random_bytes_give_no_thumbnail_and_no_failure() {
 }
 
 #[tokio::test]
-async fn keys_that_are_not_uploaded_images_are_skipped_without_reading_them() {
-    // GIVEN a thumbnail (our own output), a video, a sent copy and a malformed key, all present
+async fn keys_that_are_not_sent_images_are_skipped_without_reading_them() {
+    // GIVEN a thumbnail (our own output), a video, an upload (not yet sent, or overwritten
+    // after its send) and a malformed key, all present
     let keys = [
         format!("t/{OWNER}/{ULID}.jpg"),
-        format!("u/v/{OWNER}/{ULID}.mp4"),
-        format!("m/i/{OWNER}/{ULID}.png"),
-        format!("u/i/{OWNER}/not-a-ulid.png"),
+        format!("m/v/{OWNER}/{ULID}.mp4"),
+        format!("u/i/{OWNER}/{ULID}.png"),
+        format!("m/i/{OWNER}/not-a-ulid.png"),
     ];
     for key in &keys {
         let deps = deps(MemoryObjects::with(key, png(10, 10)));
@@ -376,13 +377,12 @@ async fn objects_over_the_byte_limit_are_not_decoded() {
 }
 
 #[test]
-fn the_sample_event_parses_and_names_an_uploaded_image() {
+fn the_sample_event_parses_and_names_a_sent_image() {
     // GIVEN the sample event in events/ (also usable with `cargo lambda invoke`)
-    let event: S3Event =
-        serde_json::from_str(include_str!("../events/image-uploaded.json")).unwrap();
+    let event: S3Event = serde_json::from_str(include_str!("../events/image-sent.json")).unwrap();
     // WHEN its key is read as the handler reads it
     let key = decode_event_key(event.records[0].s3.object.key.as_deref().unwrap()).unwrap();
-    // THEN it is an uploaded image with a thumbnail key
+    // THEN it is a sent image with a thumbnail key
     assert_eq!(
         thumbnail_key(&key).as_deref(),
         Some("t/0123456789abcdef0123456789abcdef/01JABCDEFGHJKMNPQRSTVWXYZ0_1000x500.jpg")

@@ -307,8 +307,8 @@ mod tests {
         let endpoint = stack.s3_endpoint().expect("the stack has an S3 endpoint");
         let bucket = stack.app.functions["DefaultFunction"].env["MEDIA_BUCKET"].clone();
         let s3 = clients::s3(&endpoint);
-        // WHEN an image and a sent copy of it are put into the media bucket
-        for key in ["u/i/first photo.jpg", "m/first photo.jpg"] {
+        // WHEN a sent image and an upload are put into the media bucket
+        for key in ["m/i/first photo.jpg", "u/i/first photo.jpg"] {
             s3.put_object()
                 .bucket(&bucket)
                 .key(key)
@@ -321,7 +321,7 @@ mod tests {
         let d = stack
             .s3_deliveries()
             .unwrap()
-            .wait_for(Duration::from_secs(20), |d| d.key == "u/i/first photo.jpg")
+            .wait_for(Duration::from_secs(20), |d| d.key == "m/i/first photo.jpg")
             .await
             .expect("the upload reached the thumbnail function");
         assert_eq!(
@@ -335,8 +335,8 @@ mod tests {
         assert_eq!(seen["AWS_ENDPOINT_URL_S3"], endpoint.as_str());
         assert_eq!(seen["S3_FORCE_PATH_STYLE"], "true");
         assert_eq!(seen["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "1024");
-        assert_eq!(seen["key"], "u/i/first+photo.jpg");
-        // AND the copy under m/ was not delivered
+        assert_eq!(seen["key"], "m/i/first+photo.jpg");
+        // AND the upload under u/ was not delivered (the template subscribes m/i/)
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(stack.s3_deliveries().unwrap().len(), 1);
     }

@@ -172,11 +172,13 @@ pub fn thumbnail_key(key: &str) -> Option<String> {
         .map(|k| k.thumbnail_key())
 }
 
-/// The thumbnail key of an uploaded image (`u/i/…`) only: what the thumbnail function renders.
-/// `None` for a video, a sent copy, a thumbnail (its own output), anything malformed.
-pub fn upload_thumbnail_key(key: &str) -> Option<String> {
+/// The thumbnail key of a sent image (`m/i/…`, the copy a send makes once) only: what the
+/// thumbnail function renders, so that nothing uploaded after the send (a ticket's key stays
+/// writable for its lifetime) changes the thumbnail a message shows. `None` for an upload, a
+/// video, a thumbnail (its own output), anything malformed.
+pub fn sent_thumbnail_key(key: &str) -> Option<String> {
     match MediaKey::parse_at(key)? {
-        (Place::Upload, k) if k.kind == MediaKind::Image => Some(k.thumbnail_key()),
+        (Place::Message, k) if k.kind == MediaKind::Image => Some(k.thumbnail_key()),
         _ => None,
     }
 }
@@ -260,32 +262,32 @@ mod tests {
     }
 
     #[test]
-    fn an_uploaded_image_maps_to_its_thumbnail() {
-        // GIVEN upload keys with and without declared dimensions
+    fn a_sent_image_maps_to_its_thumbnail() {
+        // GIVEN sent keys with and without declared dimensions
         // WHEN their thumbnail keys are derived
         // THEN owner and name are kept and the extension becomes .jpg
         assert_eq!(
-            upload_thumbnail_key(&format!("u/i/{OWNER}/{ULID}.png")),
+            sent_thumbnail_key(&format!("m/i/{OWNER}/{ULID}.png")),
             Some(format!("t/{OWNER}/{ULID}.jpg"))
         );
         assert_eq!(
-            upload_thumbnail_key(&format!("u/i/{OWNER}/{ULID}_640x480.webp")),
+            sent_thumbnail_key(&format!("m/i/{OWNER}/{ULID}_640x480.webp")),
             Some(format!("t/{OWNER}/{ULID}_640x480.jpg"))
         );
     }
 
     #[test]
-    fn anything_but_an_uploaded_image_is_refused() {
-        // GIVEN a good key and variations of it that are not uploaded images
-        let good = format!("u/i/{OWNER}/{ULID}_1x2.jpg");
-        assert!(upload_thumbnail_key(&good).is_some());
+    fn anything_but_a_sent_image_is_refused() {
+        // GIVEN a good key and variations of it that are not sent images
+        let good = format!("m/i/{OWNER}/{ULID}_1x2.jpg");
+        assert!(sent_thumbnail_key(&good).is_some());
         let bad = [
             String::new(),
             format!("t/{OWNER}/{ULID}.jpg"),
             format!("t/i/{OWNER}/{ULID}.jpg"),
-            good.replacen("u/i/", "u/v/", 1),
-            good.replacen("u/i/", "m/i/", 1),
-            good.replacen("u/", "u//", 1),
+            good.replacen("m/i/", "m/v/", 1),
+            good.replacen("m/i/", "u/i/", 1),
+            good.replacen("m/", "m//", 1),
             format!("{good}/x"),
             good.replace(".jpg", ""),
             good.replace(".jpg", "."),
@@ -302,13 +304,13 @@ mod tests {
             good.replace(ULID, "81JABCDEFGHJKMNPQRSTVWXYZ0"),
             good.replace(OWNER, &OWNER.to_uppercase()),
             good.replace(OWNER, &OWNER[..31]),
-            format!("u/i/{OWNER}/{ULID}_1x2.{}", "a".repeat(MAX_KEY_LEN)),
-            "u/i/../../etc/passwd".into(),
+            format!("m/i/{OWNER}/{ULID}_1x2.{}", "a".repeat(MAX_KEY_LEN)),
+            "m/i/../../etc/passwd".into(),
         ];
         // WHEN their thumbnail keys are derived
         // THEN every one is refused
         for b in &bad {
-            assert_eq!(upload_thumbnail_key(b), None, "{b:?} must be refused");
+            assert_eq!(sent_thumbnail_key(b), None, "{b:?} must be refused");
         }
     }
 

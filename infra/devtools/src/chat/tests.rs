@@ -74,14 +74,14 @@ fn the_media_bucket_has_its_name_cors_rules_and_the_thumbnail_subscription() {
             max_age_seconds: Some(3000),
         }]
     );
-    // AND uploaded images go to the thumbnail function
+    // AND sent images (the send's copy) go to the thumbnail function
     assert_eq!(
         b.notifications,
         vec![S3Subscription {
             function: "ThumbnailFunction".into(),
-            event_id: "ImageUploaded".into(),
+            event_id: "ImageSent".into(),
             events: vec!["s3:ObjectCreated:*".into()],
-            prefix: Some("u/i/".into()),
+            prefix: Some("m/i/".into()),
             suffix: None,
         }]
     );
@@ -201,7 +201,7 @@ fn the_media_bucket_expires_unsent_uploads_and_stays_private() {
     assert!(!default.contains("DeleteObject") && !default.contains("s3:*"));
     assert!(default.contains("/u/*") && default.contains("/m/*") && default.contains("/t/*"));
     let thumb = s3_grants("ThumbnailFunction").join("\n");
-    assert!(thumb.contains("/u/i/*") && thumb.contains("/t/*") && !thumb.contains("/m/*"));
+    assert!(thumb.contains("/m/i/*") && thumb.contains("/t/*") && !thumb.contains("/u/"));
     for f in ["ConnectFunction", "DisconnectFunction"] {
         assert!(s3_grants(f).is_empty(), "{f} needs no S3");
     }
