@@ -54,7 +54,11 @@ function rowTime(row) {
   return NaN;
 }
 
+// The device's local "YYYY-MM-DD HH:MM:SS" of a row, the clock `today` is read from too:
+// `created_date` is at the server's DisplayUtcOffset, which need not be the device's, so it
+// is used only for a row without `created_at` (a seed server's).
 function rowDate(row) {
+  if (row && typeof row.created_at === 'number') return formatDate(row.created_at);
   if (row && row.created_date) return String(row.created_date);
   var t = rowTime(row);
   return isNaN(t) ? '' : formatDate(t);

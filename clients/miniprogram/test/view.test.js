@@ -1,5 +1,7 @@
 // view.js: what the example pages show, from rows and events alone.
 'use strict';
+// A phone in China: labels are device-local, and these rows are written at +08:00.
+process.env.TZ = 'Asia/Shanghai';
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const v = require('../view');
