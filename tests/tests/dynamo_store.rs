@@ -786,13 +786,32 @@ fn dynamodb_local_is_reachable_only_through_the_loopback_forwarder() {
     assert!(answer.contains("TableNames"), "{answer}");
 }
 
+#[test]
+fn dynamodb_local_answers_only_requests_addressed_to_the_loopback() {
+    // GIVEN DynamoDB Local behind its forwarder
+    let local = dynamodb();
+    let port = local.port();
+    // WHEN a request names the loopback, and one names another domain (a page in the
+    // developer's browser whose domain was rebound to 127.0.0.1)
+    let ours = raw_list_tables_for(port, &format!("localhost:{port}"));
+    let rebound = raw_list_tables_for(port, &format!("attacker.example:{port}"));
+    // THEN only the first is answered; the other connection closes without a byte
+    assert!(ours.starts_with("HTTP/1.1 200"), "{ours}");
+    assert_eq!(rebound, "", "a request for another name reaches nothing");
+}
+
 /// A ListTables request on a fresh connection to 127.0.0.1:`port`; the whole answer.
 fn raw_list_tables(port: u16) -> String {
+    raw_list_tables_for(port, &format!("127.0.0.1:{port}"))
+}
+
+/// The same, with `host` as its `Host` header.
+fn raw_list_tables_for(port: u16, host: &str) -> String {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let req = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.0\r\n\
          X-Amz-Target: DynamoDB_20120810.ListTables\r\n\
          Authorization: AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, \
          SignedHeaders=host, Signature=00\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"

@@ -617,6 +617,24 @@ async fn the_browser_app_is_served_from_the_gateways_origin() {
         "{head}"
     );
     assert!(page.contains(r#"<script src="app.js"></script>"#));
+    // AND the page carries its own policy, for wherever else it is served
+    let meta = page
+        .split("<meta http-equiv=\"Content-Security-Policy\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page has a CSP meta tag");
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(meta.contains(directive), "{directive}: {meta}");
+    }
+    assert!(
+        !meta.contains("unsafe-inline") && !meta.contains("unsafe-eval"),
+        "{meta}"
+    );
     // the mini-program's client and views, byte for byte: one implementation for both apps
     let root = devtools::repo_root();
     for file in ["chat.js", "view.js"] {

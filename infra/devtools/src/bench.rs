@@ -745,11 +745,11 @@ pub async fn cold_starts(
         ),
         (
             "AWS_ACCESS_KEY_ID".to_string(),
-            local_stack::clients::ACCESS_KEY.to_string(),
+            local_stack::clients::access_key().to_string(),
         ),
         (
             "AWS_SECRET_ACCESS_KEY".to_string(),
-            local_stack::clients::SECRET_KEY.to_string(),
+            local_stack::clients::secret_key().to_string(),
         ),
         ("JWT_SECRET".to_string(), SECRET.to_string()),
         ("JWT_SECRET_ARN".to_string(), String::new()),

@@ -3,10 +3,30 @@
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
-/// The region and credentials of everything local.
+/// The region of everything local.
 pub const REGION: &str = "us-east-1";
-pub const ACCESS_KEY: &str = "local";
-pub const SECRET_KEY: &str = "local-secret-key";
+
+/// The local S3's access key: random per process (s3s-fs checks SigV4 with it, and its
+/// command line is visible to every local user, so a fixed one would be public).
+pub fn access_key() -> &'static str {
+    &credentials().0
+}
+
+/// The local S3's secret key, random per process (see [`access_key`]).
+pub fn secret_key() -> &'static str {
+    &credentials().1
+}
+
+fn credentials() -> &'static (String, String) {
+    static KEYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let id = ulid::Ulid::new().to_string();
+        (
+            format!("LOCAL{}", &id[10..]),
+            ulid::Ulid::new().to_string() + &id,
+        )
+    })
+}
 
 /// The SDK configuration of a client for the local server at `endpoint`.
 pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
@@ -15,7 +35,7 @@ pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "local"),
+            Credentials::new(access_key(), secret_key(), None, None, "local"),
         ))
         .build()
 }

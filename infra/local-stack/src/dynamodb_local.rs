@@ -4,10 +4,11 @@
 //! kernel allows it (root, or an unprivileged user namespace), it is therefore started inside
 //! a private network namespace that has nothing but a loopback interface, and reached through
 //! a forwarder listening on 127.0.0.1 of the host that serves only the stack's own user
-//! (`peer.rs`): neither other machines nor other local users can reach it.
-//! Set `LOCAL_STACK_HOST_NETWORK=1` to skip that (it then listens on all interfaces).
+//! (`peer.rs`): neither other machines nor other local users can reach it. Where no namespace
+//! can be made it refuses to start, unless `LOCAL_STACK_HOST_NETWORK=1` accepts listening on
+//! every interface.
 
-use crate::process::{free_port, spawn_tied_to_process, Forwarder};
+use crate::process::{free_port, require_isolation, spawn_tied_to_process, Forwarder};
 use crate::DevError;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ impl DynamoDbLocal {
     /// survive a restart (for outage tests).
     pub fn start_with(port: Option<u16>, db_dir: Option<&Path>) -> Result<Self, DevError> {
         let dir = jar_dir()?;
-        let net = isolated();
+        let net = require_isolation("DynamoDB Local")?;
         let inner_port = match (net, port) {
             (Some(ns), _) => ns.free_port()?,
             (None, Some(p)) => p,
@@ -165,4 +166,56 @@ fn find_jar_dir(base: &Path) -> Option<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.join("DynamoDBLocal.jar").is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAME: &str = "dynamodb_local::tests::without_a_namespace_dynamodb_local_and_s3s_fs_refuse_to_start_unless_told";
+
+    /// This test binary run again, for this test only, with `env`: its output.
+    fn run_child(env: &[(&str, &str)]) -> String {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture"])
+            .env("LOCAL_STACK_ISOLATION_CHILD", "1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    #[test]
+    fn without_a_namespace_dynamodb_local_and_s3s_fs_refuse_to_start_unless_told() {
+        if std::env::var_os("LOCAL_STACK_ISOLATION_CHILD").is_some() {
+            // (the child: what starting both says, where the parent reads it)
+            let dir = crate::process::private_dir("isolation-child").unwrap();
+            let ddb = DynamoDbLocal::start()
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let s3 = crate::s3_local::S3Local::start(&dir, &["b".into()]).map(|_| ());
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("DDB {ddb:?}");
+            println!("S3 {:?}", s3.map_err(|e| e.to_string()));
+            return;
+        }
+        // GIVEN a machine where no private network namespace can be made (forced, so that this
+        // runs as root too)
+        let refused = run_child(&[("LOCAL_STACK_NO_NAMESPACE", "1")]);
+        // THEN neither server starts, and the message says why and what accepts the risk
+        for line in ["DDB Err", "S3 Err"] {
+            assert!(refused.contains(line), "{refused}");
+        }
+        assert!(refused.contains("LOCAL_STACK_HOST_NETWORK=1"), "{refused}");
+        assert!(refused.contains("without isolation"), "{refused}");
+        // AND with LOCAL_STACK_HOST_NETWORK=1 both start on the host's network
+        let told = run_child(&[
+            ("LOCAL_STACK_NO_NAMESPACE", "1"),
+            ("LOCAL_STACK_HOST_NETWORK", "1"),
+        ]);
+        assert!(
+            told.contains("DDB Ok(())") && told.contains("S3 Ok(())"),
+            "{told}"
+        );
+    }
 }

@@ -84,11 +84,46 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
 }
 
 /// Serves `app` on `listener` with each connection's [`Peer`] known (for
-/// [`same_user_only`]), in a task of its own until it is aborted.
+/// [`same_user_only`]) and only requests addressed to the loopback ([`loopback_host_only`]),
+/// in a task of its own until it is aborted.
 pub fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::task::JoinHandle<()> {
+    let app = app.layer(axum::middleware::from_fn(loopback_host_only));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await;
     })
+}
+
+/// Whether a `Host` header (or authority) names the loopback: `127.0.0.1`, `localhost` or
+/// `[::1]`, with any port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "localhost" | "::1"
+    )
+}
+
+/// Axum middleware: 421 for a request addressed to any other name. A page in the developer's
+/// own browser whose domain an attacker rebound to 127.0.0.1 (DNS rebinding) passes the
+/// same-user check (it is the user's browser) but sends its own domain as `Host`.
+pub async fn loopback_host_only(req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if host.is_some_and(is_loopback_host) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this local endpoint answers only requests addressed to 127.0.0.1 or localhost\n",
+        )
+            .into_response()
+    }
 }
 
 /// Axum middleware (`from_fn(same_user_only)`, on a service made with
@@ -113,6 +148,55 @@ pub async fn same_user_only(
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for host in [
+            "127.0.0.1:3001",
+            "localhost:80",
+            "LOCALHOST",
+            "[::1]:9000",
+            "127.0.0.1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "attacker.example:3001",
+            "127.0.0.1.nip.io:80",
+            "10.0.0.1:3001",
+            "",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_for_another_name_is_refused_with_421() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // GIVEN a server made by `serve`
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        let server = serve(listener, app);
+        let ask = |host: String| async move {
+            let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            c.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            c.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        // THEN a request for 127.0.0.1 is served, one for a rebound domain is not
+        assert!(ask(format!("127.0.0.1:{port}"))
+            .await
+            .starts_with("HTTP/1.1 200"));
+        let rebound = ask(format!("attacker.example:{port}")).await;
+        assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+        server.abort();
+    }
 
     #[test]
     fn parses_the_kernels_notation() {

@@ -250,23 +250,58 @@ impl Namespace {
 }
 
 /// The process's private loopback-only namespace, if the kernel grants one (see
-/// [`Namespace`]); `LOCAL_STACK_HOST_NETWORK=1` declines it.
+/// [`Namespace`]). `LOCAL_STACK_NO_NAMESPACE=1` makes none available (to show the refusal of
+/// [`require_isolation`] as root).
 pub fn isolated() -> Option<&'static Namespace> {
     static NS: OnceLock<Option<Namespace>> = OnceLock::new();
     NS.get_or_init(|| {
-        if std::env::var_os("LOCAL_STACK_HOST_NETWORK").is_some() {
+        if std::env::var_os("LOCAL_STACK_NO_NAMESPACE").is_some()
+            || std::env::var_os("LOCAL_STACK_HOST_NETWORK").is_some()
+        {
             return None;
         }
-        let ns = thread_namespace().or_else(bridged_namespace);
-        if ns.is_none() {
-            eprintln!(
-                "note: no private network namespace here (neither root nor `unshare --user --net` \
-                 with python3); DynamoDB Local listens on all interfaces"
-            );
-        }
-        ns
+        thread_namespace().or_else(bridged_namespace)
     })
     .as_ref()
+}
+
+/// Where a server that cannot be told to stay on loopback (DynamoDB Local listens on every
+/// interface; s3s-fs's credentials are on its command line) runs: the private namespace, or
+/// the host's network only when `LOCAL_STACK_HOST_NETWORK=1` says so. Without a namespace and
+/// without that, it refuses: running open would be the silent fallback another local user
+/// could force.
+pub fn require_isolation(what: &str) -> Result<Option<&'static Namespace>, io::Error> {
+    if let Some(ns) = isolated() {
+        return Ok(Some(ns));
+    }
+    if std::env::var_os("LOCAL_STACK_HOST_NETWORK").is_some() {
+        return Ok(None);
+    }
+    Err(io::Error::other(format!(
+        "{what} would run without isolation: no private network namespace can be made here \
+         (neither root nor unprivileged user namespaces with unshare and python3; Ubuntu 23.10 \
+         and later restrict these through AppArmor), so it would listen where other users and \
+         machines can reach it. Set LOCAL_STACK_HOST_NETWORK=1 to accept that."
+    )))
+}
+
+/// A fresh private directory (mode 0700, a random name) under the temporary folder: what the
+/// stack keeps there (data, sockets) is neither readable nor pre-creatable by another user.
+pub fn private_dir(prefix: &str) -> io::Result<PathBuf> {
+    let tmp = std::env::temp_dir();
+    for _ in 0..8 {
+        let dir = tmp.join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            ulid::Ulid::new()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no fresh private directory could be made"))
 }
 
 fn thread_namespace() -> Option<Namespace> {
@@ -334,19 +369,21 @@ fn bridged_namespace() -> Option<Namespace> {
         return None;
     }
     let tmp = std::env::temp_dir();
-    // Directories of stacks that are gone (their sockets outlive a SIGKILL).
+    // Directories of stacks that are gone (their sockets outlive a SIGKILL); only this user's
+    // can be removed.
     if let Ok(entries) = std::fs::read_dir(&tmp) {
         for e in entries.flatten() {
             let name = e.file_name();
-            let pid = name.to_str().and_then(|n| n.strip_prefix("chat-netns-"));
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("local-stack-netns-"))
+                .and_then(|rest| rest.split('-').next());
             if pid.is_some_and(|p| !Path::new("/proc").join(p).exists()) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
-    let dir = tmp.join(format!("chat-netns-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
+    let dir = private_dir("local-stack-netns").ok()?;
     Some(Namespace {
         kind: Kind::Bridged {
             dir,
@@ -388,10 +425,18 @@ impl Forwarder {
                     if !allowed {
                         continue;
                     }
-                    match ns.connect(inner) {
-                        Ok(server) => pipe(client, server),
-                        Err(_) => drop(client),
-                    }
+                    // The request head is read here (on its own thread: a slow client holds
+                    // up nobody) and let through only when addressed to the loopback.
+                    std::thread::spawn(move || {
+                        let Some(head) = loopback_request_head(&client) else {
+                            return;
+                        };
+                        if let Ok(mut server) = ns.connect(inner) {
+                            if io::Write::write_all(&mut server, &head).is_ok() {
+                                pipe(client, server);
+                            }
+                        }
+                    });
                 }
             })?;
         Ok(Forwarder {
@@ -410,6 +455,35 @@ impl Drop for Forwarder {
             let _ = t.join();
         }
     }
+}
+
+/// The first request's head (and whatever followed it in the same reads) off `client`, if it is
+/// HTTP addressed to the loopback (`Host`), within 5 s and 16 KB; `None` otherwise (the
+/// connection is then dropped). DynamoDB Local and s3s-fs take only HTTP, and a page whose
+/// domain was rebound to 127.0.0.1 sends its own name.
+fn loopback_request_head(mut client: &TcpStream) -> Option<Vec<u8>> {
+    client.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return None;
+        }
+        let n = io::Read::read(&mut client, &mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    client.set_read_timeout(None).ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let host = text.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("host")
+            .then(|| value.trim().to_owned())
+    })?;
+    crate::peer::is_loopback_host(&host).then_some(head)
 }
 
 fn pipe(a: TcpStream, b: NsStream) {

@@ -162,7 +162,7 @@ struct Front {
 
 impl S3Front {
     /// Listens on a free port of 127.0.0.1 and forwards to `upstream` (s3s-fs, which accepts
-    /// [`crate::clients::ACCESS_KEY`]); `buckets` give the CORS rules and subscriptions.
+    /// [`crate::clients::access_key()`]); `buckets` give the CORS rules and subscriptions.
     pub async fn start(
         upstream: String,
         buckets: Vec<BucketSpec>,
@@ -1089,7 +1089,7 @@ mod tests {
         );
         let credential = format!(
             "{}/{date}/{LOCAL_REGION}/s3/aws4_request",
-            crate::clients::ACCESS_KEY
+            crate::clients::access_key()
         );
         let expiration = (now + time::Duration::minutes(5))
             .format(time::macros::format_description!(
@@ -1104,7 +1104,7 @@ mod tests {
         use base64::Engine;
         let policy = base64::engine::general_purpose::STANDARD.encode(policy.to_string());
         let mut k = mac(
-            format!("AWS4{}", crate::clients::SECRET_KEY).as_bytes(),
+            format!("AWS4{}", crate::clients::secret_key()).as_bytes(),
             date.as_bytes(),
         );
         for part in [LOCAL_REGION, "s3", "aws4_request"] {

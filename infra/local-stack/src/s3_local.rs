@@ -1,10 +1,11 @@
 //! `s3s-fs` (0.14.1, installed by `infra/install.sh` into `.tools/bin`): a local S3 that
-//! enforces SigV4 and POST policies, storing under a folder. Its credentials are fixed (below)
-//! and its command line is visible to every local user, so where the kernel grants a private
-//! network namespace it listens inside one, like DynamoDB Local, reached through a forwarder on
-//! 127.0.0.1 that serves only the stack's own user; elsewhere on 127.0.0.1 of the host.
+//! enforces SigV4 and POST policies, storing under a folder. Its credentials (random per run,
+//! `crate::clients`) are on its command line, visible to every local user, so it listens inside
+//! a private network namespace, like DynamoDB Local, reached through a forwarder on 127.0.0.1
+//! that serves only the stack's own user; without one it refuses to start unless
+//! `LOCAL_STACK_HOST_NETWORK=1` accepts 127.0.0.1 of the host.
 
-use crate::process::{free_port, isolated, spawn_tied_to_process, Forwarder};
+use crate::process::{free_port, require_isolation, spawn_tied_to_process, Forwarder};
 use crate::DevError;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ impl S3Local {
         for b in buckets {
             std::fs::create_dir_all(root.join(b))?;
         }
-        let net = isolated();
+        let net = require_isolation("s3s-fs")?;
         let outer_port = port;
         let port = match (net, outer_port) {
             (Some(ns), _) => ns.free_port()?,
@@ -60,9 +61,9 @@ impl S3Local {
             "--port",
             &port.to_string(),
             "--access-key",
-            crate::clients::ACCESS_KEY,
+            crate::clients::access_key(),
             "--secret-key",
-            crate::clients::SECRET_KEY,
+            crate::clients::secret_key(),
         ])
         .arg(root)
         .stdin(Stdio::null())

@@ -212,11 +212,10 @@ impl Stack {
     }
 }
 
-/// A fresh folder for this stack's data (DynamoDB Local's files, the buckets).
+/// A fresh private folder (0700, a random name) for this stack's data (DynamoDB Local's
+/// files, the buckets).
 fn data_dir() -> Result<PathBuf, DevError> {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("local-stack-{}-{n}", std::process::id()));
+    let dir = crate::process::private_dir("local-stack")?;
     std::fs::create_dir_all(dir.join("dynamodb"))?;
     Ok(dir)
 }
@@ -247,10 +246,13 @@ fn function_env(
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("AWS_ENDPOINT_URL_DYNAMODB".to_string(), dynamodb.endpoint()),
-        ("AWS_ACCESS_KEY_ID".to_string(), clients::ACCESS_KEY.into()),
+        (
+            "AWS_ACCESS_KEY_ID".to_string(),
+            clients::access_key().into(),
+        ),
         (
             "AWS_SECRET_ACCESS_KEY".to_string(),
-            clients::SECRET_KEY.into(),
+            clients::secret_key().into(),
         ),
     ]);
     if let Some(endpoint) = s3_endpoint {

@@ -165,9 +165,9 @@ impl Config {
             Error::Config("DISPLAY_UTC_OFFSET must look like +08:00 or -05:30".into())
         })?;
         let media = MediaLimits {
-            image_types: env.content_types("IMAGE_CONTENT_TYPES")?,
+            image_types: env.content_types("IMAGE_CONTENT_TYPES", "image")?,
             max_image_bytes: env.number("MAX_IMAGE_BYTES")?,
-            video_types: env.content_types("VIDEO_CONTENT_TYPES")?,
+            video_types: env.content_types("VIDEO_CONTENT_TYPES", "video")?,
             max_video_bytes: env.number("MAX_VIDEO_BYTES")?,
             ticket_secs: env.number("UPLOAD_TICKET_SECONDS")?,
             download_secs: env.number("DOWNLOAD_URL_SECONDS")?,
@@ -271,8 +271,10 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
-    /// A comma-separated list of content types like `image/jpeg`.
-    fn content_types(&self, k: &str) -> Result<Vec<String>> {
+    /// A comma-separated list of content types of one `kind` (`image/…`, `video/…`), none of
+    /// which a browser would run if an object's URL were opened as a page: an uploaded SVG or
+    /// HTML would be script on the bucket's origin.
+    fn content_types(&self, k: &str, kind: &str) -> Result<Vec<String>> {
         let list = content_types(&self.text(k));
         let part = |s: &str| {
             !s.is_empty()
@@ -280,13 +282,29 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b".+-".contains(&c))
         };
         let valid = |t: &String| t.split_once('/').is_some_and(|(a, b)| part(a) && part(b));
-        match list.iter().all(valid) {
-            true => Ok(list),
-            false => Err(Error::Config(format!(
+        if !list.iter().all(valid) {
+            return Err(Error::Config(format!(
                 "{k} must be a comma-separated list of content types like image/jpeg"
-            ))),
+            )));
         }
+        if let Some(t) = list.iter().find(|t| !t.starts_with(&format!("{kind}/"))) {
+            return Err(Error::Config(format!("{k}: {t} is not {kind}/…")));
+        }
+        if let Some(t) = list.iter().find(|t| runs_in_a_browser(t)) {
+            return Err(Error::Config(format!(
+                "{k}: {t} is refused: a browser may run it (script on the media bucket's origin)"
+            )));
+        }
+        Ok(list)
     }
+}
+
+/// Content types a browser renders as a document that can carry script (SVG, XML, HTML).
+fn runs_in_a_browser(content_type: &str) -> bool {
+    let subtype = content_type.split_once('/').map_or("", |(_, s)| s);
+    ["svg", "xml", "html", "javascript", "ecmascript"]
+        .iter()
+        .any(|word| subtype.contains(word))
 }
 
 /// `+HH:MM` / `-HH:MM` (also `Z`).
@@ -362,6 +380,36 @@ mod tests {
     fn missing_or_empty_table_fails_loudly() {
         let e = load(&[("MESSAGES_TABLE", "m"), ("CONNECTIONS_TABLE", " ")]).unwrap_err();
         assert!(e.to_string().contains("CONNECTIONS_TABLE"));
+    }
+
+    #[test]
+    fn content_types_a_browser_may_run_are_refused_at_start() {
+        // GIVEN media types that a browser opening the object's URL would run as a page
+        for (k, v, says) in [
+            (
+                "IMAGE_CONTENT_TYPES",
+                "image/png,image/svg+xml",
+                "image/svg+xml",
+            ),
+            (
+                "IMAGE_CONTENT_TYPES",
+                "image/x-xbitmap,image/xhtml",
+                "image/xhtml",
+            ),
+            ("VIDEO_CONTENT_TYPES", "video/mp4,video/xml", "video/xml"),
+            ("IMAGE_CONTENT_TYPES", "text/html", "is not image/"),
+            ("IMAGE_CONTENT_TYPES", "video/mp4", "is not image/"),
+        ] {
+            let mut pairs = TABLES.to_vec();
+            pairs.push((k, v));
+            // THEN the function refuses to start, naming the variable and the type
+            let e = load(&pairs).unwrap_err().to_string();
+            assert!(e.contains(k) && e.contains(says), "{k}={v}: {e}");
+        }
+        // AND the defaults and ordinary types load
+        let mut pairs = TABLES.to_vec();
+        pairs.push(("IMAGE_CONTENT_TYPES", "image/jpeg,image/heic"));
+        assert!(load(&pairs).is_ok());
     }
 
     #[test]
