@@ -459,6 +459,13 @@ ChatClient.prototype._historyEvent = function (f, extra) {
 ChatClient.prototype._onError = function (f) {
   var err = ChatError(f.error || 'error', f.msg || f.error, { frame: f });
   var self = this;
+  // The token this connection was opened with ran out (the server closes it): a new
+  // connection with a fresh token from getToken(); what was pending goes again on it, with
+  // the same client_msg_id.
+  if (f.error === 'token_expired') {
+    this._refreshToken = true;
+    return this._recycle(this._conn, 'token_expired', false);
+  }
   if (f.client_msg_id && this._outboxEntry(f.client_msg_id)) {
     var m = this._outboxEntry(f.client_msg_id);
     if (f.error === 'internal') return this._retryLater(m);

@@ -263,7 +263,7 @@
     var box = el('div', { class: 'bubble ' + b.kind });
     if (b.kind === 'image') {
       var a = el('a', { href: b.url, target: '_blank', rel: 'noopener' });
-      var img = el('img', { src: b.src, alt: 'image', width: b.box.width, height: b.box.height });
+      var img = el('img', { src: b.src, alt: 'image', width: b.box.width, height: b.box.height, referrerpolicy: 'no-referrer' });
       img.onerror = function () {
         if (!st.broken[b.key] && b.src !== b.fallback) {
           st.broken[b.key] = true; // the thumbnail is not written yet: show the original
@@ -273,7 +273,7 @@
       a.appendChild(img);
       box.appendChild(a);
     } else if (b.kind === 'video') {
-      var v = el('video', { src: b.url, poster: b.poster || null, controls: true, preload: 'metadata', width: b.box.width, height: b.box.height });
+      var v = el('video', { src: b.url, poster: b.poster || null, controls: true, preload: 'metadata', width: b.box.width, height: b.box.height, referrerpolicy: 'no-referrer' });
       box.appendChild(v);
     } else {
       box.textContent = b.text;

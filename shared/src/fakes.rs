@@ -2,7 +2,7 @@
 //! the adapters' semantics: conditional writes, versions, registries, idempotency markers.
 
 use crate::config::Config;
-use crate::domain::connection::{ConnectionRecord, Registry, Target};
+use crate::domain::connection::{ConnectionRecord, Metered, Registry, Target};
 use crate::domain::ids::{Conversation, Cursor, ListCursor};
 use crate::domain::inbox::{Entry, ListPage};
 use crate::domain::message::{Message, Page, Profile};
@@ -21,6 +21,10 @@ pub struct State {
     pub typing_at: HashMap<String, i64>,
     /// (app, user) → registry
     pub registries: HashMap<UserKey, Registry>,
+    /// (app, user) → the user's sends per rate window, (window, count)
+    pub rate_counters: HashMap<UserKey, Vec<(i64, u64)>>,
+    /// (app, user, what, window) → how many were counted
+    pub meters: HashMap<(String, String, Metered, i64), u64>,
     /// conversation key → (message id → message)
     pub messages: HashMap<String, BTreeMap<String, Message>>,
     pub profiles: HashMap<(String, String), Profile>,
@@ -219,6 +223,29 @@ impl TypingThrottle for FakeStore {
     }
 }
 
+impl UsageMeter for FakeStore {
+    async fn claim(
+        &self,
+        app: &str,
+        user: &str,
+        what: Metered,
+        window: i64,
+        max: u64,
+    ) -> Result<bool> {
+        self.with(|s| {
+            let n = s
+                .meters
+                .entry((app.to_owned(), user.to_owned(), what, window))
+                .or_default();
+            let below = *n < max;
+            if below {
+                *n += 1;
+            }
+            below
+        })
+    }
+}
+
 impl ProfileWrite for FakeStore {
     async fn put_profile(&self, c: &Conversation, user: &str, p: &Profile) -> Result<()> {
         self.with(|s| {
@@ -276,6 +303,11 @@ impl MessageStore for FakeStore {
                     })
                     .collect(),
                 message: id.and_then(|id| s.messages.get(&c.key())?.get(id).cloned()),
+                sender_sends: s
+                    .rate_counters
+                    .get(&user_key(app, me))
+                    .cloned()
+                    .unwrap_or_default(),
             }
         })
     }
@@ -374,12 +406,9 @@ impl FakeStore {
                 }
             }
             if let Some(claim) = &c.rate {
-                match s.connections.get(&claim.connection_id) {
-                    None => return Committed::Conflict,
-                    Some(r) if r.sent_in(claim.window) >= claim.max => {
-                        return Committed::RateLimited
-                    }
-                    Some(_) => {}
+                let counter = s.rate_counters.get(&user_key(&claim.app_sid, &claim.user));
+                if claim.exhausted(counter.map_or(&[], Vec::as_slice)) {
+                    return Committed::RateLimited;
                 }
             }
             if s.conflicts > 0 {
@@ -396,14 +425,13 @@ impl FakeStore {
                 return Committed::Conflict;
             }
             if let Some(claim) = &c.rate {
-                let r = s
-                    .connections
-                    .get_mut(&claim.connection_id)
-                    .expect("checked");
-                let count = r.sent_in(claim.window) + 1;
-                r.sends
-                    .retain(|(w, _)| *w != claim.window && !claim.stale.contains(w));
-                r.sends.push((claim.window, count));
+                let sends = s
+                    .rate_counters
+                    .entry(user_key(&claim.app_sid, &claim.user))
+                    .or_default();
+                let count = crate::domain::connection::sent_in(sends, claim.window) + 1;
+                sends.retain(|(w, _)| *w != claim.window && !claim.stale.contains(w));
+                sends.push((claim.window, count));
             }
             if let Some(cmid) = &m.client_msg_id {
                 s.dedup.insert(
@@ -615,6 +643,8 @@ pub struct FakeMedia {
     pub objects: Mutex<HashMap<String, crate::domain::media::ObjectInfo>>,
     pub heads: Mutex<usize>,
     pub copies: Mutex<Vec<(String, String)>>,
+    /// Keys deleted, in order.
+    pub deleted: Mutex<Vec<String>>,
 }
 
 impl FakeMedia {
@@ -657,6 +687,14 @@ impl MediaObjects for FakeMedia {
             .lock()
             .unwrap()
             .push((from.to_owned(), to.to_owned()));
+        Ok(())
+    }
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        let mut objects = self.objects.lock().unwrap();
+        for key in keys {
+            objects.remove(key);
+            self.deleted.lock().unwrap().push(key.clone());
+        }
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! exactly what it uses (`$disconnect` needs only [`ConnectionRemove`]). The DynamoDB and API
 //! Gateway adapters implement them; unit tests use in-memory fakes.
 
-use crate::domain::connection::{ConnectionRecord, Registry, Target};
+use crate::domain::connection::{ConnectionRecord, Metered, Registry, Target};
 use crate::domain::ids::{Conversation, Cursor, ListCursor};
 use crate::domain::inbox::{Entry, ListPage};
 use crate::domain::media::{ObjectInfo, UploadTicket};
@@ -66,6 +66,20 @@ pub trait TypingThrottle: Send + Sync {
         connection_id: &str,
         now_ms: i64,
         gap_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Limits per user on work other than sends, shared by every function instance.
+pub trait UsageMeter: Send + Sync {
+    /// Counts one `what` for `user` in rate window `window` if fewer than `max` were counted
+    /// there. One conditional write; `false` (nothing counted) at the limit.
+    fn claim(
+        &self,
+        app_sid: &str,
+        user: &str,
+        what: Metered,
+        window: i64,
+        max: u64,
     ) -> impl Future<Output = Result<bool>> + Send;
 }
 
@@ -160,6 +174,8 @@ pub trait MediaObjects: Send + Sync {
     fn head(&self, key: &str) -> impl Future<Output = Result<Option<ObjectInfo>>> + Send;
     /// Copies `from` to `to` inside the bucket (server side; no bytes pass through here).
     fn copy(&self, from: &str, to: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes `keys` (those already gone are no error). One request per key, in parallel.
+    fn delete(&self, keys: &[String]) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Signs URLs for the media bucket. Signing is local work: no request is made.

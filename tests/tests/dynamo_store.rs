@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use shared::domain::connection::ConnectionRecord;
+use shared::domain::connection::{ConnectionRecord, Metered, RateClaim};
 use shared::domain::ids::{Conversation, Cursor, ListCursor};
 use shared::domain::message::{ChatType, Message, Profile};
 use shared::domain::send::{plan_send, Committed, Draft};
@@ -33,6 +33,7 @@ fn record(
         expires_at,
         registered: true,
         sends: Vec::new(),
+        token_expires_at: None,
     }
 }
 
@@ -295,13 +296,14 @@ async fn a_committed_send_replayed_with_its_token_is_answered_stored_and_writes_
 }
 
 #[tokio::test]
-async fn the_send_rate_is_counted_and_enforced_inside_the_sends_transaction() {
-    // GIVEN a connection allowed 2 messages a minute
-    let f = fixture().await;
+async fn the_send_rate_is_counted_per_user_inside_the_sends_transaction() {
+    // GIVEN a user allowed 2 messages a minute, on two connections (DynamoDB asked for the
+    // capacity each request consumes)
+    let f = fixture_with_log(RequestLog::with_capacity()).await;
     let now_s = now_ms() / 1000;
-    let me = record("rate-1", "app", "111", None, now_s + 600);
-    connect(&f, &me).await;
-    let conv = Conversation::new("app", "111", "222");
+    for cid in ["rate-1", "rate-2"] {
+        connect(&f, &record(cid, "app", "111", None, now_s + 600)).await;
+    }
     let draft = |t: &str| Draft {
         chat_type: ChatType::Text,
         content: t.into(),
@@ -309,31 +311,85 @@ async fn the_send_rate_is_counted_and_enforced_inside_the_sends_transaction() {
         client_msg_id: None,
     };
     let window = shared::domain::connection::send_window(now_s);
-    let send = |text: &'static str, at_s: i64| {
-        let (f, conv) = (&f, &conv);
+    let send = |cid: &'static str, to: &'static str, text: &'static str, at_s: i64| {
+        let f = &f;
         let draft = draft(text);
         async move {
-            let me = f.store.get("rate-1", now_s).await.unwrap().unwrap();
-            let snap = f.store.snapshot(conv, "111", None).await.unwrap();
-            let plan =
-                plan_send(&me, "222", &snap, &draft, at_s * 1000).with_rate(me.rate_claim(at_s, 2));
-            f.store.commit_send(&plan).await.unwrap()
+            let me = f.store.get(cid, now_s).await.unwrap().unwrap();
+            let conv = Conversation::new("app", "111", to);
+            let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
+            let claim = RateClaim::new("app", "111", &snap.sender_sends, at_s, 2);
+            let plan = plan_send(&me, to, &snap, &draft, at_s * 1000);
+            let unlimited = plan.clone();
+            (
+                f.store.commit_send(&plan.with_rate(claim)).await.unwrap(),
+                unlimited,
+            )
         }
     };
-    // WHEN it sends twice THEN both are stored and counted on its record
-    assert_eq!(send("one", now_s).await, Committed::Stored);
-    assert_eq!(send("two", now_s).await, Committed::Stored);
-    let counted = f.store.get("rate-1", now_s).await.unwrap().unwrap().sends;
-    assert_eq!(counted, [(window, 2)]);
-    let entry = f.store.snapshot(&conv, "222", None).await.unwrap().mine;
-    // WHEN it sends a third in the same minute THEN nothing of it is written
-    f.log.take();
-    assert_eq!(send("three", now_s).await, Committed::RateLimited);
+    let sends_of = |user: &'static str| {
+        let f = &f;
+        async move {
+            let conv = Conversation::new("app", user, "999");
+            f.store
+                .snapshot(&conv, user, None)
+                .await
+                .unwrap()
+                .sender_sends
+        }
+    };
+    // WHEN it sends once from each connection, to two peers
     assert_eq!(
-        f.log.take(),
-        ["GetItem", "BatchGetItem", "TransactWriteItems"],
-        "the limit costs no request of its own"
+        send("rate-1", "222", "one", now_s).await.0,
+        Committed::Stored
     );
+    f.log.take();
+    let (second, unlimited) = send("rate-2", "333", "two", now_s).await;
+    assert_eq!(second, Committed::Stored);
+    // THEN both count on the user's counter, which the conversation's read brings along
+    assert_eq!(sends_of("111").await, [(window, 2)]);
+    assert_eq!(sends_of("222").await, [], "the peer counts nothing");
+    // AND the counter costs one small item in the transaction: 2 write units (a transactional
+    // write of an item under 1 KB), nothing more
+    let units = |log: Vec<devtools::ddb_log::Request>| {
+        log.iter()
+            .filter(|r| r.op == "TransactWriteItems")
+            .map(|r| r.write_units)
+            .sum::<f64>()
+    };
+    let counted = units(f.log.take_timed());
+    // (the same send without the claim, on a conversation of its own, for comparison)
+    let mut alone = unlimited;
+    alone.message.receiver = "444".into();
+    alone.receiver.user = "444".into();
+    alone.sender.peer = "444".into();
+    alone.sender_was = None;
+    alone.receiver_was = None;
+    alone.message.id = shared::domain::ids::new_message_id(now_ms());
+    alone.message.content = "two".into();
+    assert_eq!(
+        f.store.commit_send(&alone).await.unwrap(),
+        Committed::Stored
+    );
+    let uncounted = units(f.log.take_timed());
+    assert!(uncounted > 0.0, "DynamoDB Local reports capacity");
+    assert_eq!(
+        counted - uncounted,
+        2.0,
+        "{counted} vs {uncounted} write units"
+    );
+    // WHEN a third comes in the same minute, from a new connection (a reconnect)
+    connect(&f, &record("rate-3", "app", "111", None, now_s + 600)).await;
+    let conv = Conversation::new("app", "111", "222");
+    let entry = f.store.snapshot(&conv, "222", None).await.unwrap().mine;
+    f.log.take();
+    // THEN nothing of it is written, and the limit cost no request of its own
+    assert_eq!(
+        send("rate-3", "222", "three", now_s).await.0,
+        Committed::RateLimited
+    );
+    let ops = f.log.take();
+    assert_eq!(ops, ["GetItem", "BatchGetItem", "TransactWriteItems"]);
     let texts: Vec<String> = f
         .store
         .latest(&conv, 10)
@@ -343,16 +399,92 @@ async fn the_send_rate_is_counted_and_enforced_inside_the_sends_transaction() {
         .into_iter()
         .map(|m| m.content)
         .collect();
-    assert_eq!(texts, ["one", "two"]);
+    assert_eq!(texts, ["one"]);
     assert_eq!(
         f.store.snapshot(&conv, "222", None).await.unwrap().mine,
         entry
     );
+    assert_eq!(sends_of("111").await, [(window, 2)]);
     // WHEN the next minute comes THEN it may send again, and the old count goes
     let next_s = (window + 1) * shared::domain::connection::SEND_RATE_WINDOW_SECS;
-    assert_eq!(send("four", next_s).await, Committed::Stored);
-    let counted = f.store.get("rate-1", now_s).await.unwrap().unwrap().sends;
-    assert_eq!(counted, [(window + 1, 1)]);
+    assert_eq!(
+        send("rate-3", "222", "four", next_s).await.0,
+        Committed::Stored
+    );
+    assert_eq!(sends_of("111").await, [(window + 1, 1)]);
+    // AND connection records carry no count of their own
+    assert!(f
+        .store
+        .get("rate-1", now_s)
+        .await
+        .unwrap()
+        .unwrap()
+        .sends
+        .is_empty());
+}
+
+#[tokio::test]
+async fn ten_connections_of_one_user_sending_at_once_are_stored_once_each() {
+    // GIVEN one user on 10 connections and a limit well above 10 a minute
+    let f = fixture().await;
+    let d = frame_deps(&f, RecordingNotifier::default());
+    let now_s = now_ms() / 1000;
+    for i in 0..10 {
+        connect(
+            &f,
+            &record(&format!("c{i}"), "app", "111", None, now_s + 600),
+        )
+        .await;
+    }
+    // WHEN each sends to a peer of its own at the same moment (all meet on the user's counter)
+    let sends = (0..10).map(|i| {
+        let body = format!(
+            r#"{{"action":"send","to":"p{i}","client_msg_id":"k{i}","chat_type":0,"chat_content":"m{i}"}}"#
+        );
+        let d = &d;
+        async move { on_frame(d, &format!("c{i}"), &body, now_ms()).await }
+    });
+    let outcomes = futures::future::join_all(sends).await;
+    // THEN every send is stored, none answers an error, each connection got its acknowledgement
+    for (i, out) in outcomes.iter().enumerate() {
+        assert!(
+            matches!(
+                out,
+                Ok(FrameOutcome::Sent {
+                    duplicate: false,
+                    ..
+                })
+            ),
+            "c{i}: {out:?}"
+        );
+        let frames = d.notifier.to(&format!("c{i}"));
+        assert!(
+            frames.iter().all(|f| f.get("error").is_none()),
+            "c{i}: {frames:?}"
+        );
+        assert!(
+            frames.iter().any(|f| f["client_msg_id"] == format!("k{i}")),
+            "c{i}: {frames:?}"
+        );
+    }
+    // AND each conversation holds its message once, and the counter counted all 10
+    for i in 0..10 {
+        let page = f
+            .store
+            .latest(&Conversation::new("app", "111", &format!("p{i}")), 10)
+            .await
+            .unwrap();
+        let texts: Vec<&str> = page.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(texts, [format!("m{i}")], "conversation with p{i}");
+    }
+    let conv = Conversation::new("app", "111", "p0");
+    let sends = f
+        .store
+        .snapshot(&conv, "111", None)
+        .await
+        .unwrap()
+        .sender_sends;
+    assert_eq!(sends.iter().map(|(_, n)| n).sum::<u64>(), 10);
 }
 
 #[tokio::test]
@@ -620,8 +752,9 @@ async fn list_read_typing_and_recall_cost_a_fixed_few_requests_at_2_and_200_conv
         let (out, requests, _) = b.frame("a0", typing).await;
         assert_eq!(out, FrameOutcome::Typed { relayed: false }, "within 2 s");
         assert_eq!(requests.len(), 2);
-        // recall of 111's last message: one batch read, then in parallel the message, its
-        // idempotency marker (it was sent with a client_msg_id) and both entries
+        // recall of 111's last message: one batch read beside the recall meter, then in
+        // parallel the message, its idempotency marker (it was sent with a client_msg_id) and
+        // both entries
         let (_, _, _) = b
             .frame("a0", r#"{"action":"send","to":"222","client_msg_id":"r","chat_type":0,"chat_content":"oops"}"#)
             .await;
@@ -630,12 +763,14 @@ async fn list_read_typing_and_recall_cost_a_fixed_few_requests_at_2_and_200_conv
             .unwrap()
             .to_owned();
         let recall = format!(r#"{{"action":"recall","to":"222","id":"{id}"}}"#);
-        let (out, requests, trips) = b.frame("a0", &recall).await;
+        let (out, mut requests, trips) = b.frame("a0", &recall).await;
         assert_eq!(out, FrameOutcome::Recalled);
+        requests.sort(); // the first two run side by side, in either order
         assert_eq!(
             requests,
             [
                 "BatchGetItem",
+                "UpdateItem",
                 "UpdateItem",
                 "UpdateItem",
                 "UpdateItem",
@@ -915,4 +1050,71 @@ fn as_an_unprivileged_user_dynamodb_local_is_isolated_too() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("test result: ok. 1 passed"), "{text}");
+}
+
+#[tokio::test]
+async fn the_usage_meters_count_per_user_kind_and_minute_with_one_write_each() {
+    // GIVEN fresh tables
+    let f = fixture().await;
+    let w = 29_000_000;
+    let claim = |user: &'static str, what: Metered, window: i64| {
+        let f = &f;
+        async move { f.store.claim("app", user, what, window, 2).await.unwrap() }
+    };
+    // WHEN a user takes two tickets THEN both count, each with one conditional write
+    assert!(claim("111", Metered::Uploads, w).await);
+    assert!(claim("111", Metered::Uploads, w).await);
+    assert_eq!(f.log.take(), ["UpdateItem", "UpdateItem"]);
+    // AND a third in the same minute is refused, with no other request
+    assert!(!claim("111", Metered::Uploads, w).await);
+    assert_eq!(f.log.take(), ["UpdateItem"]);
+    // AND recalls, other users and the next minute count apart
+    assert!(claim("111", Metered::Recalls, w).await);
+    assert!(claim("222", Metered::Uploads, w).await);
+    assert!(claim("111", Metered::Uploads, w + 1).await);
+    // AND each count is a small item that expires (TTL) a minute after its own
+    let items = f
+        .client
+        .scan()
+        .table_name(&f.tables.connections)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 4, "{items:?}");
+    let exp = |id: String| {
+        let item = items
+            .iter()
+            .find(|i| i["connection_id"].as_s().unwrap() == &id)
+            .unwrap_or_else(|| panic!("{id} in {items:?}"));
+        item["expires_at"].as_n().unwrap().parse::<i64>().unwrap()
+    };
+    assert_eq!(exp(format!("q#app#111#uploads#{w}")), (w + 2) * 60);
+    assert_eq!(exp(format!("q#app#111#uploads#{}", w + 1)), (w + 3) * 60);
+}
+
+#[tokio::test]
+async fn a_records_token_expiry_is_kept_and_an_old_record_without_one_reads_as_none() {
+    // GIVEN a record with its token's expiry, and one written before expiries were kept
+    let f = fixture().await;
+    let now_s = now_ms() / 1000;
+    let with = ConnectionRecord {
+        token_expires_at: Some(now_s + 300),
+        ..record("tok-1", "app", "111", None, now_s + 600)
+    };
+    f.store.register(&with).await.unwrap();
+    f.store
+        .register(&record("tok-2", "app", "111", None, now_s + 600))
+        .await
+        .unwrap();
+    // WHEN they are read THEN the expiry comes back as written
+    let read = |cid: &'static str| {
+        let f = &f;
+        async move { f.store.get(cid, now_s).await.unwrap().unwrap() }
+    };
+    assert_eq!(read("tok-1").await.token_expires_at, Some(now_s + 300));
+    assert_eq!(read("tok-2").await.token_expires_at, None);
+    assert!(read("tok-1").await.token_expired(now_s + 300));
+    assert!(!read("tok-1").await.token_expired(now_s + 299));
 }

@@ -1007,7 +1007,8 @@ async fn media_refusals_come_at_ticket_time_or_at_send_and_store_nothing() {
     // segment: another type behind a .jpg key, and an image over the 10 MB limit
     let s3 = local_stack::clients::s3(&s.s3_endpoint().unwrap());
     let owner =
-        shared::domain::media::OwnerKey::from_secret(SECRET.as_bytes()).owner("e2em3", "111");
+        shared::domain::media::OwnerKey::from_secret(devtools::chat::LOCAL_MEDIA_KEY.as_bytes())
+            .owner("e2em3", "111");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1551,8 +1552,8 @@ async fn messages_sent_back_to_back_are_stored_in_the_order_they_were_sent() {
 }
 
 #[tokio::test]
-async fn a_connection_over_max_sends_per_minute_is_refused_and_nothing_is_stored() {
-    // GIVEN a stack allowing 3 messages a minute per connection, and enough of this minute
+async fn a_user_over_max_sends_per_minute_is_refused_and_nothing_is_stored() {
+    // GIVEN a stack allowing 3 messages a minute per user, and enough of this minute
     // left for the test (the window is the calendar minute)
     let mut opts = options();
     opts.parameters
@@ -1583,9 +1584,13 @@ async fn a_connection_over_max_sends_per_minute_is_refused_and_nothing_is_stored
         .ask(json!({"action":"sync","to":"222","limit":10}))
         .await;
     assert_eq!(contents(&page), ["ok", "ok", "ok"]);
-    // AND the same user's other connection has its own allowance
-    let f = other.ask(send_to("222", "r4", "other device")).await;
-    assert_eq!(f["type"], "message", "{f}");
+    // AND the limit is the user's: their other connection, and a new one (a reconnect), are
+    // refused too
+    let f = other.ask(send_to("333", "r4", "other device")).await;
+    assert_eq!(f["error"], "rate_limited", "{f}");
+    let mut again = Client::user(&stack, "e2e21", "111").await;
+    let f = again.ask(send_to("333", "r5", "reconnected")).await;
+    assert_eq!(f["error"], "rate_limited", "{f}");
 }
 
 // ---------------------------------------------------------------- make dev PARAMS=...

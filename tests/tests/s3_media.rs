@@ -36,6 +36,16 @@ mod tempdir {
     }
 }
 
+/// A response header's value, empty when absent.
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -227,4 +237,34 @@ async fn head_reports_missing_objects_and_copy_keeps_type_and_bytes() {
         .await
         .unwrap();
     assert_eq!(&body[..], b"12345");
+}
+
+#[tokio::test]
+async fn a_download_serves_the_keys_type_whatever_the_object_was_stored_as() {
+    // GIVEN an object under an image key stored as HTML (by anyone who could write the bucket)
+    let (s3, _dir) = local_s3();
+    let media = s3_media(&s3.endpoint(), BUCKET);
+    local_stack::clients::s3(&s3.endpoint())
+        .put_object()
+        .bucket(BUCKET)
+        .key("m/i/o/page.jpg")
+        .content_type("text/html")
+        .body(b"<script>alert(1)</script>".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    // WHEN its download URL is fetched
+    let url = media
+        .download_urls(&["m/i/o/page.jpg".to_string()], Duration::from_secs(60))
+        .await
+        .unwrap()
+        .remove(0);
+    let got = http().get(&url).send().await.unwrap();
+    // THEN it comes as an image, inline under its own name: a browser will not run it
+    assert_eq!(got.status(), 200);
+    assert_eq!(header(&got, "content-type"), "image/jpeg");
+    assert_eq!(
+        header(&got, "content-disposition"),
+        "inline; filename=\"page.jpg\""
+    );
 }

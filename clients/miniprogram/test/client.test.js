@@ -307,6 +307,34 @@ test('a token that expires within a minute is replaced through getToken() first'
   c.close();
 });
 
+test('`token_expired` from the server: a fresh token from getToken(), a new connection, the pending send again with its id', T, async () => {
+  const clock0 = Date.UTC(2026, 10, 26, 8, 0, 0) / 1000;
+  const fresh = jwt({ sub: 'ann', app: 'app', exp: clock0 + 7200 });
+  let calls = 0;
+  const { wx, c } = setup({ getToken: () => { calls += 1; return Promise.resolve(fresh); } });
+  c.connect();
+  await flush();
+  wx.last.open();
+  const first = wx.last;
+  const a = c.sendText('bob', 'a');
+  await flush();
+  assert.equal(first.frames('send').length, 1);
+  first.deliver({ code: 0, type: 'error', error: 'token_expired', msg: 'expired', client_msg_id: a.clientMsgId });
+  await flush();
+  await flush();
+  assert.equal(calls, 1, 'asked for a fresh token');
+  assert.notEqual(wx.last, first, 'a new connection');
+  assert.ok(first.closedWith, 'the old one closed');
+  assert.equal(wx.last.header.Authorization, 'Bearer ' + fresh);
+  wx.last.open();
+  await flush();
+  assert.deepEqual(wx.last.frames('send').map((f) => f.client_msg_id), [a.clientMsgId], 'the same send again');
+  const row = { id: '01J0000000000000000000000E', userphone: 'ann', content: 'a', chat_type: 0, client_msg_id: a.clientMsgId };
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: row, unread: 0, client_msg_id: a.clientMsgId });
+  assert.deepEqual(await a, row);
+  c.close();
+});
+
 test('tokenExpiry reads exp without atob or Buffer; newId fits client_msg_id', () => {
   assert.equal(tokenExpiry(jwt({ sub: '张三', exp: 1795764723, name: 'Ünïcødé' })), 1795764723);
   assert.equal(tokenExpiry('not a token'), null);

@@ -20,7 +20,7 @@ use shared::domain::auth::{mint, Claims};
 use shared::domain::ids::Conversation;
 use shared::domain::media::OwnerKey;
 use shared::flows::{on_frame, Deps, FrameOutcome, Media};
-use shared::ports::{ConnectionLookup, Notifier, PostError};
+use shared::ports::{ConnectionCloser, ConnectionLookup, Notifier, PostError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +59,13 @@ impl Silent {
 impl Notifier for Silent {
     async fn post(&self, _connection_id: &str, _frame: &str) -> Result<(), PostError> {
         self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The bench's tokens outlive its runs: nothing is closed.
+impl ConnectionCloser for Silent {
+    async fn close(&self, _connection_id: &str) -> Result<(), PostError> {
         Ok(())
     }
 }
@@ -753,6 +760,11 @@ pub async fn cold_starts(
         ),
         ("JWT_SECRET".to_string(), SECRET.to_string()),
         ("JWT_SECRET_ARN".to_string(), String::new()),
+        (
+            "MEDIA_KEY_SECRET".to_string(),
+            String::from_utf8_lossy(OWNER_SECRET).into_owned(),
+        ),
+        ("MEDIA_KEY_SECRET_ARN".to_string(), String::new()),
     ]);
     let mut reports = Vec::new();
     for round in 0..rounds {

@@ -9,18 +9,29 @@ use local_stack::template::Template;
 use local_stack::DevError;
 use std::collections::{BTreeMap, HashMap};
 
-/// What the stack supplies instead of resolving the template: `JWT_SECRET_ARN` names a Secrets
-/// Manager secret (`!Ref JwtSecret`), which the stack does not emulate, so it is empty and the
-/// functions read the signing secret inline from `JWT_SECRET` (`shared::config`).
+/// What the stack supplies instead of resolving the template: `JWT_SECRET_ARN` and
+/// `MEDIA_KEY_SECRET_ARN` name Secrets Manager secrets (`!Ref JwtSecret`, `!Ref
+/// MediaKeySecret`), which the stack does not emulate, so they are empty and the functions read
+/// the secrets inline from `JWT_SECRET` and `MEDIA_KEY_SECRET` (`shared::config`).
 pub fn supplied() -> Supplied {
-    Supplied::from([("JWT_SECRET_ARN".to_string(), String::new())])
+    Supplied::from([
+        ("JWT_SECRET_ARN".to_string(), String::new()),
+        ("MEDIA_KEY_SECRET_ARN".to_string(), String::new()),
+    ])
 }
+
+/// The media owner key of a stack made with [`stack_options`] (tests derive owner segments
+/// with it; `make dev` replaces it with a random one).
+pub const LOCAL_MEDIA_KEY: &str = "local-media-owner-key";
 
 /// The stack's options for the chat, signing tokens with `jwt_secret`.
 pub fn stack_options(jwt_secret: &str) -> StackOptions {
     StackOptions {
         supplied: supplied(),
-        env: BTreeMap::from([("JWT_SECRET".to_string(), jwt_secret.to_owned())]),
+        env: BTreeMap::from([
+            ("JWT_SECRET".to_string(), jwt_secret.to_owned()),
+            ("MEDIA_KEY_SECRET".to_string(), LOCAL_MEDIA_KEY.to_owned()),
+        ]),
         ..StackOptions::default()
     }
 }

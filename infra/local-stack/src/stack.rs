@@ -300,7 +300,10 @@ mod tests {
         let stack = Stack::start(StackOptions {
             functions_dir: dir.0.clone(),
             logs: Logs::Quiet,
-            supplied: Supplied::from([("JWT_SECRET_ARN".to_string(), String::new())]),
+            supplied: Supplied::from([
+                ("JWT_SECRET_ARN".to_string(), String::new()),
+                ("MEDIA_KEY_SECRET_ARN".to_string(), String::new()),
+            ]),
             env: BTreeMap::from([("SEEN_DIR".to_string(), dir.0.display().to_string())]),
             ..Default::default()
         })

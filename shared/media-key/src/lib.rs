@@ -62,6 +62,24 @@ pub fn extension(content_type: &str) -> &'static str {
     }
 }
 
+/// The content type a key's file extension stands for (the inverse of [`extension`]);
+/// `application/octet-stream` for any other. Download URLs serve objects as this type, never
+/// as what the uploader declared.
+pub fn content_type_of(key: &str) -> &'static str {
+    let ext = key.rsplit_once('.').map_or("", |(_, ext)| ext);
+    match ext {
+        "jpg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        _ => "application/octet-stream",
+    }
+}
+
 /// A parsed media key (its upload and message places share owner and name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaKey {
@@ -374,6 +392,36 @@ mod ulid_agreement {
             prop_assert_eq!(is_canonical_ulid(&s), crate_says(&s));
             let printed = ulid::Ulid(n).to_string();
             prop_assert!(is_canonical_ulid(&printed));
+        }
+    }
+
+    #[test]
+    fn every_extension_maps_back_to_its_content_type_and_nothing_else_is_runnable() {
+        for ct in [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "image/heic",
+            "video/mp4",
+            "video/quicktime",
+            "video/webm",
+        ] {
+            let key = format!("m/i/o/x.{}", super::extension(ct));
+            assert_eq!(super::content_type_of(&key), ct);
+        }
+        for key in [
+            "m/i/o/x.svg",
+            "m/i/o/x.html",
+            "m/i/o/x.bin",
+            "m/i/o/x",
+            "m/i/o.jpg/x",
+        ] {
+            assert_eq!(
+                super::content_type_of(key),
+                "application/octet-stream",
+                "{key}"
+            );
         }
     }
 }

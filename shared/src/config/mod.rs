@@ -9,12 +9,12 @@ use crate::error::{Error, Result};
 use time::UtcOffset;
 use vars::{var, Kind};
 
-/// Where the JWT signing secret comes from.
+/// Where a secret (the JWT signing secret, the media owner key) comes from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// A Secrets Manager secret (ARN or name) holding the secret string. Used when deployed.
     SecretsManager(String),
-    /// The secret itself, from `JWT_SECRET`. For local runs only.
+    /// The secret itself, from `JWT_SECRET` / `MEDIA_KEY_SECRET`. For local runs only.
     Inline(Vec<u8>),
 }
 
@@ -39,6 +39,8 @@ pub struct Limits {
     /// Largest frame the server posts. API Gateway's limit is "128 KB"; 127,000 bytes stays
     /// below it whether that means 128,000 or 131,072 bytes.
     pub max_frame_bytes: usize,
+    /// Hosts an off-site media URL may name (`EXTERNAL_MEDIA_HOSTS`, lowercase); empty: any.
+    pub external_media_hosts: Vec<String>,
 }
 
 impl Default for Limits {
@@ -49,6 +51,7 @@ impl Default for Limits {
             page_max: default_number("PAGE_SIZE_MAX") as usize,
             max_content_bytes: default_number("MAX_CONTENT_BYTES") as usize,
             max_frame_bytes: default_number("MAX_FRAME_BYTES") as usize,
+            external_media_hosts: hosts(default_text("EXTERNAL_MEDIA_HOSTS")),
         }
     }
 }
@@ -82,6 +85,14 @@ fn default_text(name: &str) -> &'static str {
 }
 
 /// `image/jpeg,image/png` as a list.
+/// A comma-separated host list, lowercased, blanks dropped.
+fn hosts(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
 fn content_types(v: &str) -> Vec<String> {
     v.split(',').map(|t| t.trim().to_owned()).collect()
 }
@@ -95,6 +106,9 @@ pub struct Config {
     pub management_endpoint: Option<String>,
     /// Required by `$connect`.
     pub jwt_secret: Option<SecretSource>,
+    /// The key upload owner segments are derived from (`$default`), a secret of its own so
+    /// that `$default` never holds the token signing keys.
+    pub media_key_secret: Option<SecretSource>,
     /// Offset in which `created_date` is written (the seed's clients expect +08:00).
     pub display_offset: UtcOffset,
     /// How long a connection record lives without a `$disconnect` (API Gateway's 2 h cap plus
@@ -111,9 +125,15 @@ pub struct Config {
     /// the same `client_msg_id` within it is answered with the first message, after it the
     /// id may be used again.
     pub marker_ttl_secs: i64,
-    /// Messages one connection may send per minute (`MAX_SENDS_PER_MINUTE`); more are refused
-    /// with `rate_limited`.
+    /// Messages one user may send per minute (`MAX_SENDS_PER_MINUTE`); more are refused with
+    /// `rate_limited`.
     pub max_sends_per_minute: u64,
+    /// Upload tickets one user may take per minute (`MAX_UPLOADS_PER_MINUTE`); more are
+    /// refused with `upload_rate_limited`.
+    pub max_uploads_per_minute: u64,
+    /// Recalls one user may make per minute (`MAX_RECALLS_PER_MINUTE`); more are refused with
+    /// `recall_rate_limited`.
+    pub max_recalls_per_minute: u64,
     /// How long a warm `$default` instance trusts a connection record it read
     /// (`CONNECTION_CACHE_SECONDS`, 0 = read it on every frame): a removed connection is
     /// refused by every instance at most this long after its removal.
@@ -148,6 +168,7 @@ impl Config {
             page_max: page_max as usize,
             max_content_bytes: env.number("MAX_CONTENT_BYTES")? as usize,
             max_frame_bytes: env.number("MAX_FRAME_BYTES")? as usize,
+            external_media_hosts: env.hosts("EXTERNAL_MEDIA_HOSTS")?,
         };
         // A row is at most ~6 bytes per content byte (JSON escapes) plus names and URLs: one
         // must always fit in a frame.
@@ -156,11 +177,13 @@ impl Config {
                 "MAX_FRAME_BYTES must be at least 6 × MAX_CONTENT_BYTES + 16384".into(),
             ));
         }
-        let jwt_secret = match (get("JWT_SECRET_ARN"), get("JWT_SECRET")) {
+        let secret = |arn: &str, inline: &str| match (get(arn), get(inline)) {
             (Some(arn), _) if !arn.trim().is_empty() => Some(SecretSource::SecretsManager(arn)),
             (_, Some(s)) if !s.is_empty() => Some(SecretSource::Inline(s.into_bytes())),
             _ => None,
         };
+        let jwt_secret = secret("JWT_SECRET_ARN", "JWT_SECRET");
+        let media_key_secret = secret("MEDIA_KEY_SECRET_ARN", "MEDIA_KEY_SECRET");
         let display_offset = parse_offset(&env.text("DISPLAY_UTC_OFFSET")).ok_or_else(|| {
             Error::Config("DISPLAY_UTC_OFFSET must look like +08:00 or -05:30".into())
         })?;
@@ -177,6 +200,7 @@ impl Config {
             connections_table: env.required("CONNECTIONS_TABLE")?,
             management_endpoint: env.optional("MANAGEMENT_ENDPOINT"),
             jwt_secret,
+            media_key_secret,
             display_offset,
             connection_ttl_secs: env.number("CONNECTION_TTL_SECONDS")? as i64,
             gone_grace_secs: env.number("GONE_GRACE_SECONDS")? as i64,
@@ -184,6 +208,8 @@ impl Config {
             recall_window_secs: env.number("RECALL_WINDOW_SECONDS")? as i64,
             marker_ttl_secs: env.number("IDEMPOTENCY_TTL_SECONDS")? as i64,
             max_sends_per_minute: env.number("MAX_SENDS_PER_MINUTE")?,
+            max_uploads_per_minute: env.number("MAX_UPLOADS_PER_MINUTE")?,
+            max_recalls_per_minute: env.number("MAX_RECALLS_PER_MINUTE")?,
             connection_cache_secs: env.number("CONNECTION_CACHE_SECONDS")? as i64,
             limits,
             media,
@@ -212,6 +238,13 @@ impl Config {
     pub fn require_jwt_secret(&self) -> Result<&SecretSource> {
         self.jwt_secret.as_ref().ok_or_else(|| {
             Error::Config("JWT_SECRET_ARN (or JWT_SECRET locally) must be set".into())
+        })
+    }
+
+    /// The media owner key's source, or a start-up error for `$default`.
+    pub fn require_media_key_secret(&self) -> Result<&SecretSource> {
+        self.media_key_secret.as_ref().ok_or_else(|| {
+            Error::Config("MEDIA_KEY_SECRET_ARN (or MEDIA_KEY_SECRET locally) must be set".into())
         })
     }
 }
@@ -268,6 +301,24 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             Some("false") => Ok(false),
             Some("true") => Ok(true),
             Some(_) => Err(Error::Config(format!("{k} must be true or false"))),
+        }
+    }
+
+    /// A comma-separated list of host names (letters, digits, `.` and `-`; no scheme, port or
+    /// path).
+    fn hosts(&self, k: &str) -> Result<Vec<String>> {
+        let list = hosts(&self.text(k));
+        let valid = |h: &String| {
+            h.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+                && !h.starts_with('.')
+                && !h.ends_with('.')
+        };
+        match list.iter().find(|h| !valid(h)) {
+            Some(h) => Err(Error::Config(format!(
+                "{k}: {h} is not a host name (a list like cdn.example.com,img.example.com)"
+            ))),
+            None => Ok(list),
         }
     }
 
@@ -351,6 +402,7 @@ mod tests {
         assert_eq!(c.display_offset, UtcOffset::from_hms(8, 0, 0).unwrap());
         assert!(c.require_management_endpoint().is_err());
         assert!(c.require_jwt_secret().is_err());
+        assert!(c.require_media_key_secret().is_err());
         assert!(c.require_media_bucket().is_err());
         assert_eq!(c.media, MediaLimits::default());
         assert!(!c.s3_force_path_style);
@@ -358,6 +410,8 @@ mod tests {
         assert_eq!(c.recall_window_secs, 120);
         assert_eq!(c.marker_ttl_secs, 7 * 86_400);
         assert_eq!(c.max_sends_per_minute, 60);
+        assert_eq!(c.max_uploads_per_minute, 20);
+        assert_eq!(c.max_recalls_per_minute, 20);
     }
 
     #[test]
@@ -449,6 +503,30 @@ mod tests {
             c.require_jwt_secret().unwrap(),
             SecretSource::SecretsManager(_)
         ));
+    }
+
+    #[test]
+    fn the_media_owner_key_is_a_secret_of_its_own() {
+        // GIVEN only the signing secret
+        let mut pairs = TABLES.to_vec();
+        pairs.push(("JWT_SECRET", "signing-secret-value"));
+        let c = load(&pairs).unwrap();
+        // THEN there is no media key: $default cannot fall back on the signing secret
+        assert!(c.require_media_key_secret().is_err());
+        // GIVEN a media key too THEN it is read from its own variables, never printed
+        pairs.push(("MEDIA_KEY_SECRET", "media-key-value"));
+        let c = load(&pairs).unwrap();
+        assert_eq!(
+            c.require_media_key_secret().unwrap(),
+            &SecretSource::Inline(b"media-key-value".to_vec())
+        );
+        assert!(!format!("{c:?}").contains("media-key-value"));
+        pairs.push(("MEDIA_KEY_SECRET_ARN", "arn:aws:secretsmanager:m"));
+        let c = load(&pairs).unwrap();
+        assert_eq!(
+            c.require_media_key_secret().unwrap(),
+            &SecretSource::SecretsManager("arn:aws:secretsmanager:m".into())
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Connections: the record of one, a user's registry of all of theirs, the send rate limit
-//! counted on the record, and the connections a change is posted to. Plain Rust.
+//! per user, and the connections a change is posted to. Plain Rust.
 
 use crate::domain::message::Profile;
 
@@ -20,8 +20,13 @@ pub struct ConnectionRecord {
     /// Whether the connection was entered in its user's [`Registry`] (every connection made
     /// since the registry exists; records from before lack it).
     pub registered: bool,
-    /// Messages sent per rate window, as (window, count); see [`RateClaim`].
+    /// Messages sent from this connection per rate window, as (window, count), as this
+    /// function instance counted them (the limit itself counts per user; see [`RateClaim`]).
     pub sends: Vec<(i64, u64)>,
+    /// When the token the connection was opened with expires (epoch s): a frame after it is
+    /// refused with `token_expired` and the connection closed. `None` on records written
+    /// before it was kept.
+    pub token_expires_at: Option<i64>,
 }
 
 /// Length of a send rate window (`MaxSendsPerMinute`).
@@ -32,41 +37,82 @@ pub fn send_window(now_s: i64) -> i64 {
     now_s.div_euclid(SEND_RATE_WINDOW_SECS)
 }
 
-/// A send's claim on its connection's rate limit, written in the send's transaction: the
-/// connection's count for `window` goes up by one unless it has reached `max` (then nothing
-/// of the send is written), and the counts of older windows go.
+/// A send's claim on its user's rate limit (per app and account, whatever the connection, so
+/// a reconnect starts no new count), written in the send's transaction: the user's count for
+/// `window` goes up by one unless it has reached `max` (then nothing of the send is written),
+/// and the counts of older windows go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateClaim {
-    pub connection_id: String,
+    pub app_sid: String,
+    pub user: String,
     pub window: i64,
     pub max: u64,
-    /// Older windows the record still counts (removed by this write).
+    /// Older windows the counter still holds (removed by this write).
     pub stale: Vec<i64>,
 }
 
-impl ConnectionRecord {
-    /// Messages this connection sent in `window`, as its record was read.
-    pub fn sent_in(&self, window: i64) -> u64 {
-        self.sends
-            .iter()
-            .find(|(w, _)| *w == window)
-            .map_or(0, |(_, n)| *n)
-    }
-
-    /// The claim a send at `now_s` makes, at most `max` per window.
-    pub fn rate_claim(&self, now_s: i64, max: u64) -> RateClaim {
+impl RateClaim {
+    /// The claim a send by `user` at `now_s` makes, at most `max` per window, given the user's
+    /// counts as last read (`sends`: (window, count)).
+    pub fn new(app_sid: &str, user: &str, sends: &[(i64, u64)], now_s: i64, max: u64) -> Self {
         let window = send_window(now_s);
         RateClaim {
-            connection_id: self.connection_id.clone(),
+            app_sid: app_sid.to_owned(),
+            user: user.to_owned(),
             window,
             max,
-            stale: self
-                .sends
+            stale: sends
                 .iter()
                 .map(|(w, _)| *w)
                 .filter(|w| *w < window)
                 .collect(),
         }
+    }
+
+    /// Whether `sends` (as read) already hold `max` sends in this claim's window.
+    pub fn exhausted(&self, sends: &[(i64, u64)]) -> bool {
+        sent_in(sends, self.window) >= self.max
+    }
+}
+
+/// Work besides sends that a user may do a limited number of times per rate window, each
+/// counted with a conditional write of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metered {
+    /// Upload tickets (`MaxUploadsPerMinute`): each may bring an upload and a thumbnail run.
+    Uploads,
+    /// Recalls, of an already recalled message too (`MaxRecallsPerMinute`): each is posted to
+    /// both users' connections.
+    Recalls,
+}
+
+impl Metered {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metered::Uploads => "uploads",
+            Metered::Recalls => "recalls",
+        }
+    }
+}
+
+/// The count of `window` among (window, count) pairs.
+pub fn sent_in(sends: &[(i64, u64)], window: i64) -> u64 {
+    sends
+        .iter()
+        .find(|(w, _)| *w == window)
+        .map_or(0, |(_, n)| *n)
+}
+
+impl ConnectionRecord {
+    /// Whether the connection's token has expired at `now_s`.
+    pub fn token_expired(&self, now_s: i64) -> bool {
+        self.token_expires_at.is_some_and(|exp| now_s >= exp)
+    }
+
+    /// Messages this connection sent in `window`, as this instance counted them: a lower bound
+    /// of its user's count, so a send it refuses would be refused by the user's limit too.
+    pub fn sent_in(&self, window: i64) -> u64 {
+        sent_in(&self.sends, window)
     }
 
     /// The connection as its user's registry lists it.

@@ -10,7 +10,29 @@
 
 use crate::domain::ids::new_message_id;
 use hmac::{Hmac, Mac};
-pub use media_key::{thumbnail_key, MediaKey, MediaKind, MAX_DIMENSION, MAX_KEY_LEN};
+pub use media_key::{
+    content_type_of, sent_thumbnail_key, thumbnail_key, MediaKey, MediaKind, Place, MAX_DIMENSION,
+    MAX_KEY_LEN,
+};
+
+/// The bucket's objects a sent message owns: its `m/` copy, a video's poster, and their
+/// thumbnails (which may not exist yet). None for text or an off-site URL.
+pub fn sent_objects(m: &crate::domain::message::Message) -> Vec<String> {
+    let Some(info) = &m.media else {
+        return Vec::new();
+    };
+    let sent = |key: &str| {
+        matches!(MediaKey::parse_at(key), Some((Place::Message, _))).then(|| key.to_owned())
+    };
+    let mut keys = Vec::new();
+    for key in std::iter::once(m.content.as_str()).chain(info.poster.as_deref()) {
+        if let Some(key) = sent(key) {
+            keys.extend(sent_thumbnail_key(&key));
+            keys.push(key);
+        }
+    }
+    keys
+}
 use sha2::Sha256;
 use std::fmt;
 
@@ -213,5 +235,49 @@ mod tests {
         assert!(TicketRefusal::TooLarge(5)
             .message(MediaKind::Video)
             .contains('5'));
+    }
+
+    #[test]
+    fn a_sent_message_owns_its_copy_its_poster_and_their_thumbnails_and_nothing_else() {
+        use crate::domain::message::{ChatType, MediaInfo, Message};
+        let owner = "0123456789abcdef0123456789abcdef".to_owned();
+        let video = new_key(MediaKind::Video, owner.clone(), "video/mp4", None, 1).message_key();
+        let poster = new_key(MediaKind::Image, owner, "image/jpeg", None, 2).message_key();
+        let info = MediaInfo {
+            content_type: "video/mp4".into(),
+            size: 1,
+            width: None,
+            height: None,
+            poster: Some(poster.clone()),
+        };
+        let message = |content: &str, media: Option<MediaInfo>| Message {
+            id: "01J00000000000000000000000".into(),
+            app_sid: "app".into(),
+            sender: "111".into(),
+            receiver: "222".into(),
+            chat_type: ChatType::Video,
+            content: content.into(),
+            created_at_ms: 1,
+            client_msg_id: None,
+            media,
+            seq: None,
+            recalled: false,
+        };
+        // a video: its copy (no thumbnail of its own), the poster and the poster's thumbnail
+        let keys = sent_objects(&message(&video, Some(info.clone())));
+        assert_eq!(
+            keys,
+            [video.clone(), thumbnail_key(&poster).unwrap(), poster]
+        );
+        // an off-site URL, an upload-area key, and text own nothing
+        let no_poster = MediaInfo {
+            poster: None,
+            ..info
+        };
+        let url = message("https://x/y.mp4", Some(no_poster.clone()));
+        assert!(sent_objects(&url).is_empty());
+        let upload = video.replacen("m/", "u/", 1);
+        assert!(sent_objects(&message(&upload, Some(no_poster))).is_empty());
+        assert!(sent_objects(&message("hello", None)).is_empty());
     }
 }

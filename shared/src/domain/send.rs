@@ -26,6 +26,9 @@ pub struct Snapshot {
     /// handshakes and by sends).
     pub profiles: HashMap<String, Profile>,
     pub message: Option<Message>,
+    /// The asking user's sends per rate window, as (window, count): their rate counter, read
+    /// in the same request (see [`RateClaim`]).
+    pub sender_sends: Vec<(i64, u64)>,
 }
 
 impl Snapshot {
@@ -54,7 +57,7 @@ pub struct SendCommit {
     pub now_s: i64,
     /// When the idempotency marker this send writes expires (epoch s; the table's TTL).
     pub marker_expires_at: i64,
-    /// The sending connection's rate limit, checked and counted in the same write.
+    /// The sender's rate limit (per user), checked and counted in the same write.
     pub rate: Option<RateClaim>,
 }
 
@@ -66,7 +69,7 @@ impl SendCommit {
         self
     }
 
-    /// Counts this send against its connection's rate limit, in the same write.
+    /// Counts this send against its user's rate limit, in the same write.
     pub fn with_rate(mut self, claim: RateClaim) -> Self {
         self.rate = Some(claim);
         self
@@ -267,6 +270,7 @@ mod tests {
             expires_at: 100,
             registered: true,
             sends: Vec::new(),
+            token_expires_at: None,
         }
     }
 

@@ -122,7 +122,7 @@ where
 pub async fn default<S, N, O>(deps: &Deps<S, N, Media<O>>, event: WsEvent) -> HandlerResult
 where
     S: FrameStore,
-    N: Notifier,
+    N: Notifier + ConnectionCloser,
     O: MediaObjects + MediaSigner,
 {
     let ev = &event.payload;

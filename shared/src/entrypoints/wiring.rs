@@ -30,8 +30,8 @@ impl ConnectDeps<DynamoStore, ApiGatewayNotifier> {
 }
 
 impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
-    /// The `$default` function's clients, and the key that names upload owners (derived from
-    /// the signing secret, loaded once).
+    /// The `$default` function's clients, and the key that names upload owners (a secret of
+    /// its own, loaded once; `$default` never reads the token signing secret).
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         let notifier = ApiGatewayNotifier::new(aws, config.require_management_endpoint()?);
         let objects = S3Media::new(
@@ -39,7 +39,7 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
             config.require_media_bucket()?,
             config.s3_force_path_style,
         );
-        let secret = load_secret(config.require_jwt_secret()?, aws).await?;
+        let secret = load_secret(config.require_media_key_secret()?, aws).await?;
         Ok(Deps {
             store: dynamo_store(aws, &config),
             notifier,

@@ -87,6 +87,7 @@ where
         Ok(claims) => claims,
         Err(refused) => return Ok(refused),
     };
+    let token_expires_at = i64::try_from(claims.exp).unwrap_or(i64::MAX);
     let record = ConnectionRecord {
         connection_id: req.connection_id.to_owned(),
         app_sid: app,
@@ -97,6 +98,7 @@ where
         expires_at: req.now_ms / 1000 + config.connection_ttl_secs,
         registered: true,
         sends: Vec::new(),
+        token_expires_at: Some(token_expires_at),
     };
     let registry = record_connection(store, &record).await?;
     enforce_cap(store, closer, config, &record, &registry).await;
@@ -344,6 +346,7 @@ mod tests {
             expires_at: 100,
             registered: true,
             sends: vec![],
+            token_expires_at: None,
         };
         // WHEN at most two may stay
         let (victims, drop) = over_cap(&registry, &me, 2);

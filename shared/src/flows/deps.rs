@@ -6,7 +6,7 @@ use crate::domain::media::OwnerKey;
 use crate::flows::records::RecordCache;
 use crate::ports::{
     ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MessageRecall, MessageStore,
-    TypingThrottle,
+    TypingThrottle, UsageMeter,
 };
 
 /// What a function needs. `$disconnect` uses only `store`; `$default` all of it.
@@ -34,6 +34,7 @@ pub trait FrameStore:
     + Inbox
     + MessageRecall
     + TypingThrottle
+    + UsageMeter
 {
 }
 impl<T> FrameStore for T where
@@ -44,5 +45,6 @@ impl<T> FrameStore for T where
         + Inbox
         + MessageRecall
         + TypingThrottle
+        + UsageMeter
 {
 }

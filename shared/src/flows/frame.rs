@@ -3,13 +3,13 @@
 //! `read`, `typing`, `recall`); [`FrameCtx::dispatch`] has one arm per action.
 
 use crate::config::Config;
-use crate::domain::connection::{ConnectionRecord, Target};
+use crate::domain::connection::{send_window, ConnectionRecord, Metered, Target};
 use crate::domain::ids::Conversation;
 use crate::domain::message::{Message, Page};
 use crate::error::Result;
 use crate::flows::deps::{Deps, FrameStore, Media};
 use crate::flows::fanout::Poster;
-use crate::ports::{MediaObjects, MediaSigner, Notifier};
+use crate::ports::{ConnectionCloser, MediaObjects, MediaSigner, Notifier};
 use crate::wire::frames::{self, MediaUrls, PageExtras};
 use crate::wire::request::{self, Request};
 
@@ -107,6 +107,32 @@ where
         self.now_ms / 1000
     }
 
+    /// Counts one `what` against its per-user limit of `max` a minute (one conditional write),
+    /// or refuses with `code` when the minute's count is reached. Nothing else is done first,
+    /// so a refusal changes nothing.
+    pub(super) async fn meter(
+        &self,
+        what: Metered,
+        max: u64,
+        code: &'static str,
+        noun: &str,
+    ) -> std::result::Result<(), Refusal> {
+        let window = send_window(self.arrived_ms.div_euclid(1000));
+        let me = &self.me;
+        match self
+            .deps
+            .store
+            .claim(&me.app_sid, &me.user, what, window, max)
+            .await?
+        {
+            true => Ok(()),
+            false => Err(Refusal::Client(
+                code,
+                format!("at most {max} {noun} a minute per user; try again in a moment"),
+            )),
+        }
+    }
+
     /// The conversation's other party: `to`, which a user connection must name; on a
     /// conversation connection its friend, which `to` may only repeat.
     pub(super) fn peer(&self, to: Option<String>) -> std::result::Result<String, Refusal> {
@@ -201,7 +227,7 @@ pub async fn on_frame<S, N, O>(
 ) -> Result<FrameOutcome>
 where
     S: FrameStore,
-    N: Notifier,
+    N: Notifier + ConnectionCloser,
     O: MediaObjects + MediaSigner,
 {
     on_frame_arrived(deps, connection_id, body, now_ms, now_ms).await
@@ -219,7 +245,7 @@ pub async fn on_frame_arrived<S, N, O>(
 ) -> Result<FrameOutcome>
 where
     S: FrameStore,
-    N: Notifier,
+    N: Notifier + ConnectionCloser,
     O: MediaObjects + MediaSigner,
 {
     let poster = Poster::new(
@@ -253,6 +279,16 @@ where
         }
         Err(e) => return internal(e).await,
     };
+    if me.token_expired(now_ms.div_euclid(1000)) {
+        // The token the connection was opened with has run out: the client fetches a new one
+        // and reconnects (the seed's client, which cannot, reconnects and is refused).
+        let msg = "your token has expired; reconnect with a new one";
+        reply(frames::error_frame("token_expired", msg, echo)).await;
+        if let Err(e) = deps.notifier.close(connection_id).await {
+            tracing::info!(error = %e, "closing a connection whose token expired failed");
+        }
+        return Ok(FrameOutcome::Rejected("token_expired"));
+    }
     let ctx = FrameCtx {
         deps,
         me,

@@ -123,6 +123,7 @@ proptest! {
                 expires_at: now / 1000 + 600,
                 registered: true,
                 sends: Vec::new(),
+                token_expires_at: None,
             };
             w.store.register(&me).await.unwrap();
             w.store.enroll(&me).await.unwrap();

@@ -1,6 +1,7 @@
 //! Media in flows: `upload` (a ticket, presigned PUT and POST, for one image or video) and
 //! what a send accepts of what was uploaded with it (checked, then copied to `m/`).
 
+use crate::domain::connection::Metered;
 use crate::domain::media::{self, MediaKey, ObjectInfo, TicketRequest};
 use crate::domain::message::MediaInfo;
 use crate::domain::send::Draft;
@@ -23,6 +24,13 @@ where
         if let Err(refusal) = media::check_ticket(&req, limits) {
             return Err(Refusal::Client(refusal.code(), refusal.message(req.kind)));
         }
+        self.meter(
+            Metered::Uploads,
+            self.deps.config.max_uploads_per_minute,
+            "upload_rate_limited",
+            "upload tickets",
+        )
+        .await?;
         let media = &self.deps.media;
         let owner = media.owner_key.owner(&self.me.app_sid, &self.me.user);
         let key = media::new_key(req.kind, owner, &req.content_type, req.dims, self.now_ms);

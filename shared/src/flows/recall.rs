@@ -1,6 +1,7 @@
 //! `recall`: the sender takes back their own message within the recall window.
 
-use crate::domain::connection::Target;
+use crate::domain::connection::{Metered, Target};
+use crate::domain::media;
 use crate::domain::message::{Message, Page};
 use crate::domain::send::{self, Snapshot};
 use crate::flows::deps::FrameStore;
@@ -38,13 +39,25 @@ where
     /// The message and any entry holding it as its last message then read `recalled` with
     /// empty content; user connections of both users get a `recall` frame, conversation
     /// connections on this conversation a fresh page. Requests: one `BatchGetItem` (the
-    /// message, both entries, both registries and profiles), then in parallel a conditional
+    /// message, both entries, both registries and profiles) beside the conditional `UpdateItem`
+    /// of the user's recall meter, then in parallel a conditional
     /// `UpdateItem` of the message, one per entry that shows it, and the page query when a
     /// conversation connection listens.
     pub(super) async fn recall(&self, peer: String, id: &str) -> Outcome {
         let (store, config, me) = (&self.deps.store, &self.deps.config, &self.me);
         let conversation = self.conversation(&peer);
-        let snap = store.snapshot(&conversation, &me.user, Some(id)).await?;
+        // Every recall counts, a retry of one already made too (it is posted to everyone
+        // again); the count runs beside the read.
+        let metered = self.meter(
+            Metered::Recalls,
+            config.max_recalls_per_minute,
+            "recall_rate_limited",
+            "recalls",
+        );
+        let (metered, snap) =
+            futures::join!(metered, store.snapshot(&conversation, &me.user, Some(id)));
+        metered?;
+        let snap = snap?;
         let message = snap.message.as_ref().ok_or_else(not_found)?;
         let not_before_ms = self.may_recall(message)?;
         let audience = send::audience(&snap, me, &peer, self.now_s());
@@ -69,7 +82,22 @@ where
         if !recalled? {
             return Err(self.window_passed());
         }
-        self.after_recall(&snap, &peer, id, &audience, page?).await
+        // The message's objects go with it, beside the posts. Logged, not answered, when that
+        // fails: the message is recalled and no URL to them is signed again.
+        let objects = media::sent_objects(message);
+        let delete = async {
+            if objects.is_empty() {
+                return;
+            }
+            if let Err(e) = self.deps.media.objects.delete(&objects).await {
+                tracing::error!(message_id = id, error = %e, "recalled, but its objects were not deleted");
+            }
+        };
+        let (told, ()) = futures::join!(
+            self.after_recall(&snap, &peer, id, &audience, page?),
+            delete
+        );
+        told
     }
 
     /// Whether this connection's user may recall `message` now: only its sender, only within

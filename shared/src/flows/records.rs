@@ -83,6 +83,7 @@ mod tests {
             expires_at,
             registered: true,
             sends: Vec::new(),
+            token_expires_at: None,
         }
     }
 

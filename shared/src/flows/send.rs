@@ -10,13 +10,14 @@
 //! [`send_frames`](FrameCtx::send_frames) (one frame per kind of target) → fan-out.
 //!
 //! Requests, whatever the number of conversations, connections or messages: one
-//! `BatchGetItem` (both entries, both registries, both profiles), one `TransactWriteItems`, and
+//! `BatchGetItem` (both entries, both registries, both profiles, the sender's rate counter), one
+//! `TransactWriteItems`, and
 //! beside it one page query only when a conversation connection of this conversation is
 //! listening; plus one delete per connection found gone. A media send first adds, per object
 //! (the video and its poster in parallel), two `HeadObject`s at once (the upload area and the
 //! sent objects) and then a `CopyObject` unless it was already copied.
 
-use crate::domain::connection::{send_window, ConnectionRecord, Target};
+use crate::domain::connection::{send_window, ConnectionRecord, RateClaim, Target};
 use crate::domain::ids::Conversation;
 use crate::domain::message::{Message, Page, Profile};
 use crate::domain::send::{self, Committed, Draft, SendCommit, Snapshot};
@@ -29,8 +30,19 @@ use crate::wire::request::SendRequest;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-/// Times a send reads and writes again after a concurrent send in its conversation won.
-pub const MAX_SEND_RETRIES: usize = 4;
+/// Times a send reads and writes again after a concurrent send in its conversation (or of its
+/// user, on the rate counter) won.
+pub const MAX_SEND_RETRIES: usize = 8;
+
+/// A random pause before retry `n` (1-based): up to 2^n ms, at most 128 ms. The randomness
+/// is std's per-hasher random keys (no crate of its own for one number).
+fn retry_pause(n: usize) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling = 1u64 << n.min(7);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(n);
+    std::time::Duration::from_millis(h.finish() % (ceiling + 1))
+}
 
 /// Which frame one connection gets after a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,11 +110,11 @@ fn place_sent(mut page: Page, stored: &Message, limit: usize) -> Page {
     page
 }
 
-/// A send refused by its connection's rate limit: nothing was written.
+/// A send refused by its user's rate limit: nothing was written.
 fn rate_limited(max: u64) -> Refusal {
     Refusal::Client(
         "rate_limited",
-        format!("at most {max} messages a minute per connection; send it again in a moment"),
+        format!("at most {max} messages a minute per user; send it again in a moment"),
     )
 }
 
@@ -191,11 +203,17 @@ where
         })
     }
 
-    /// The limit as the record was read refuses at once, before any other request; the
-    /// transaction's condition enforces it exactly against concurrent sends.
+    /// What this instance counted on the connection (a lower bound of the user's count)
+    /// refuses at once, before any request; the user's counter, read with the conversation,
+    /// refuses before the write; the transaction's condition enforces it exactly against
+    /// concurrent sends from any of the user's connections.
     fn admit(&self) -> std::result::Result<(), Refusal> {
         let max = self.deps.config.max_sends_per_minute;
-        match self.me.sent_in(send_window(self.now_s())) >= max {
+        match self
+            .me
+            .sent_in(send_window(self.arrived_ms.div_euclid(1000)))
+            >= max
+        {
             true => Err(rate_limited(max)),
             false => Ok(()),
         }
@@ -215,9 +233,21 @@ where
         let mut retries = 0;
         loop {
             let snap = store.snapshot(&conversation, &me.user, None).await?;
+            // Counted in the minute of the message's own time (its arrival), so that every
+            // calendar minute of `created_at` holds at most the limit.
+            let claim = RateClaim::new(
+                &me.app_sid,
+                &me.user,
+                &snap.sender_sends,
+                self.arrived_ms.div_euclid(1000),
+                config.max_sends_per_minute,
+            );
+            if claim.exhausted(&snap.sender_sends) {
+                return Err(rate_limited(config.max_sends_per_minute));
+            }
             let plan = send::plan_send(me, peer, &snap, draft, self.arrived_ms)
                 .with_marker_ttl(self.now_s(), config.marker_ttl_secs)
-                .with_rate(me.rate_claim(self.now_s(), config.max_sends_per_minute));
+                .with_rate(claim);
             let audience = send::audience(&snap, me, peer, self.now_s());
             // The page is bounded by the conversation's newest id (the new one, or a later
             // arrival's that committed first): it is the conversation as this send leaves it
@@ -245,6 +275,9 @@ where
                 Committed::Conflict if retries < MAX_SEND_RETRIES => {
                     retries += 1;
                     tracing::info!(connection_id = %me.connection_id, retries, "send lost a race; retrying");
+                    // The user's sends in other conversations meet on the rate counter: a
+                    // random pause, growing with each loss, keeps them from meeting again.
+                    tokio::time::sleep(retry_pause(retries)).await;
                 }
                 Committed::Conflict => return Err(crate::Error::Contention("conversation").into()),
                 committed => {
@@ -301,7 +334,7 @@ where
         match &c.committed {
             Committed::RateLimited => Err(rate_limited(self.deps.config.max_sends_per_minute)),
             Committed::Stored => {
-                let window = send_window(self.now_s());
+                let window = send_window(self.arrived_ms.div_euclid(1000));
                 self.deps.records.count_send(&self.me.connection_id, window);
                 Ok(())
             }
@@ -463,6 +496,7 @@ mod tests {
             expires_at: 10,
             registered: true,
             sends: vec![],
+            token_expires_at: None,
         };
         let target = |user: &str, cid: &str, friend: Option<&str>| Target {
             user: user.into(),

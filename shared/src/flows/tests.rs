@@ -749,8 +749,10 @@ async fn media_sends_that_name_the_wrong_object_are_refused_and_store_nothing() 
 
 #[tokio::test]
 async fn twenty_media_rows_still_fit_the_frame_budget() {
-    // GIVEN 25 image messages (each row carries two long signed URLs)
-    let w = World::new();
+    // GIVEN 25 image messages (each row carries two long signed URLs), their tickets taken
+    // within a minute under a limit that allows it
+    let mut w = World::new();
+    w.deps.config.max_uploads_per_minute = 25;
     w.connect_as("a1", "app", "111", "222").await;
     for i in 0..25 {
         let key = w.ticket_key("a1", 1, "image/jpeg", 100).await;
@@ -1132,46 +1134,54 @@ async fn a_seed_send_stored_before_a_later_step_failed_is_not_invited_to_retry()
 }
 
 #[tokio::test]
-async fn a_connection_over_its_send_rate_is_refused_and_nothing_changes() {
-    // GIVEN at most 3 messages a minute per connection; A on two user connections
+async fn a_user_over_the_send_rate_is_refused_on_every_connection_and_nothing_changes() {
+    // GIVEN at most 3 messages a minute per user; A on two user connections, to two peers
     let mut w = World::new();
     w.deps.config.max_sends_per_minute = 3;
     w.connect_user("a", "app", "111").await;
     w.connect_user("a2", "app", "111").await;
     w.connect_user("b", "app", "222").await;
     let t = (now() / 60_000 + 1) * 60_000; // the start of a minute
-    for i in 0..3 {
+    for (i, (cid, to)) in [("a", "222"), ("a2", "333"), ("a", "333")]
+        .iter()
+        .enumerate()
+    {
         let out = w
-            .frame_at("a", &send_to("222", &format!("k{i}"), "hi"), t + i)
+            .frame_at(cid, &send_to(to, &format!("k{i}"), "hi"), t + i as i64)
             .await
             .unwrap();
         assert!(matches!(out, FrameOutcome::Sent { .. }), "{out:?}");
     }
     let entry = w.deps.store.entry("app", "222", "111").unwrap();
     w.deps.notifier.clear();
-    // WHEN a fourth comes in the same minute
+    // WHEN a fourth comes in the same minute, from the connection that sent only one
     let out = w
-        .frame_at("a", &send_to("222", "k3", "too many"), t + 59_000)
+        .frame_at("a2", &send_to("222", "k3", "too many"), t + 59_000)
         .await
         .unwrap();
     // THEN it is refused by name, echoing its id; nothing is stored or told
     assert_eq!(out, FrameOutcome::Rejected("rate_limited"));
-    let f = w.last_to("a");
+    let f = w.last_to("a2");
     assert_eq!(
         (f["error"].as_str(), f["client_msg_id"].as_str()),
         (Some("rate_limited"), Some("k3"))
     );
-    assert!(f["msg"].as_str().unwrap().contains("3 messages a minute"));
+    assert!(f["msg"]
+        .as_str()
+        .unwrap()
+        .contains("3 messages a minute per user"));
     assert_eq!(w.deps.store.message_count(), 3);
     assert_eq!(w.deps.store.entry("app", "222", "111").unwrap(), entry);
     assert!(w.deps.notifier.frames_to("b").is_empty());
-    // AND the limit is per connection: A's other device may send
+    // AND a new connection (a reconnect) starts no new count
+    w.connect_user("a3", "app", "111").await;
     let out = w
-        .frame_at("a2", &send_to("222", "k4", "other device"), t + 59_000)
+        .frame_at("a3", &send_to("222", "k4", "reconnected"), t + 59_000)
         .await
         .unwrap();
-    assert!(matches!(out, FrameOutcome::Sent { .. }), "{out:?}");
-    // AND in the next minute the first connection may send again; older counts are dropped
+    assert_eq!(out, FrameOutcome::Rejected("rate_limited"));
+    assert_eq!(w.deps.store.message_count(), 3);
+    // AND in the next minute the user may send again; older counts are dropped
     let out = w
         .frame_at("a", &send_to("222", "k3", "later"), t + 60_000)
         .await
@@ -1186,8 +1196,10 @@ async fn a_connection_over_its_send_rate_is_refused_and_nothing_changes() {
         ),
         "{out:?}"
     );
-    let record = w.deps.store.state.lock().unwrap().connections["a"].clone();
-    assert_eq!(record.sends, [(t / 60_000 + 1, 1)]);
+    let counter = w.deps.store.state.lock().unwrap().rate_counters
+        [&("app".to_string(), "111".to_string())]
+        .clone();
+    assert_eq!(counter, [(t / 60_000 + 1, 1)]);
 }
 
 #[tokio::test]
@@ -1515,6 +1527,20 @@ async fn a_recall_inside_the_window_changes_the_row_everywhere() {
     // WHEN A recalls it
     let recall = serde_json::json!({"action":"recall","to":"222","id":id}).to_string();
     assert_eq!(w.frame("a", &recall).await.unwrap(), FrameOutcome::Recalled);
+    // THEN the sent copy and its thumbnail are deleted (the upload area expires on its own)
+    let sent = key.replacen("u/", "m/", 1);
+    let thumb = crate::domain::media::thumbnail_key(&sent).unwrap();
+    let mut deleted = w.deps.media.objects.deleted.lock().unwrap().clone();
+    deleted.sort();
+    assert_eq!(deleted, [sent.clone(), thumb]);
+    assert!(!w
+        .deps
+        .media
+        .objects
+        .objects
+        .lock()
+        .unwrap()
+        .contains_key(&sent));
     // THEN user connections get a recall frame, the conversation connection a page whose row
     // is recalled, and every later read shows it recalled
     assert_eq!(
@@ -1721,4 +1747,119 @@ async fn a_commit_that_failed_and_stays_unknown_answers_internal() {
         .await
         .unwrap();
     assert_eq!(w.deps.store.message_count(), 1);
+}
+
+#[tokio::test]
+async fn upload_tickets_over_the_users_limit_are_refused_on_every_connection() {
+    // GIVEN at most 2 tickets a minute per user; the user on two connections
+    let mut w = World::new();
+    w.deps.config.max_uploads_per_minute = 2;
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("a2", "app", "111").await;
+    let t = (now() / 60_000 + 1) * 60_000;
+    for (i, cid) in ["a", "a2"].iter().enumerate() {
+        let out = w
+            .frame_at(cid, &ticket(&format!("r{i}"), 1, "image/png", 10), t)
+            .await;
+        assert_eq!(out.unwrap(), FrameOutcome::Ticketed);
+    }
+    w.deps.notifier.clear();
+    // WHEN a third ticket is asked for in the same minute, on either connection
+    let out = w
+        .frame_at("a", &ticket("r2", 1, "image/png", 10), t + 59_000)
+        .await;
+    // THEN it is refused by name and nothing is signed
+    assert_eq!(out.unwrap(), FrameOutcome::Rejected("upload_rate_limited"));
+    let f = w.last_to("a");
+    assert_eq!(f["error"], "upload_rate_limited");
+    assert!(
+        f["msg"]
+            .as_str()
+            .unwrap()
+            .contains("2 upload tickets a minute"),
+        "{f}"
+    );
+    assert!(f.get("key").is_none() && f.get("post").is_none(), "{f}");
+    // AND the next minute gives tickets again; other users were never counted
+    let out = w
+        .frame_at("a2", &ticket("r3", 1, "image/png", 10), t + 60_000)
+        .await;
+    assert_eq!(out.unwrap(), FrameOutcome::Ticketed);
+    w.connect_user("b", "app", "222").await;
+    let out = w
+        .frame_at("b", &ticket("r4", 1, "image/png", 10), t + 59_000)
+        .await;
+    assert_eq!(out.unwrap(), FrameOutcome::Ticketed);
+}
+
+#[tokio::test]
+async fn recalls_over_the_users_limit_are_refused_even_of_an_already_recalled_message() {
+    // GIVEN at most 2 recalls a minute per user, and a message A sent to B
+    let mut w = World::new();
+    w.deps.config.max_recalls_per_minute = 2;
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    let t = (now() / 60_000 + 1) * 60_000;
+    w.frame_at("a", &send_to("222", "k1", "oops"), t)
+        .await
+        .unwrap();
+    let id = w.last_to("a")["message"]["id"].as_str().unwrap().to_owned();
+    let recall = serde_json::json!({"action":"recall","to":"222","id":id}).to_string();
+    // WHEN A recalls it, then recalls it again (each posted to both users)
+    assert_eq!(
+        w.frame_at("a", &recall, t + 1).await.unwrap(),
+        FrameOutcome::Recalled
+    );
+    assert_eq!(
+        w.frame_at("a", &recall, t + 2).await.unwrap(),
+        FrameOutcome::Recalled
+    );
+    w.deps.notifier.clear();
+    // THEN a third recall in the minute is refused by name and posted to nobody else
+    let out = w.frame_at("a", &recall, t + 3).await.unwrap();
+    assert_eq!(out, FrameOutcome::Rejected("recall_rate_limited"));
+    assert_eq!(w.last_to("a")["error"], "recall_rate_limited");
+    assert!(w.deps.notifier.frames_to("b").is_empty());
+    // AND the next minute it may recall again
+    let out = w.frame_at("a", &recall, t + 60_000).await.unwrap();
+    assert_eq!(out, FrameOutcome::Recalled);
+}
+
+#[tokio::test]
+async fn a_frame_after_the_connections_token_expired_is_refused_and_the_connection_closed() {
+    // GIVEN a connection opened with a token that expires in 60 s
+    let w = World::new();
+    let exp_s = now() / 1000 + 60;
+    let t = token("111", "app", exp_s);
+    let req = ConnectRequest {
+        connection_id: "a",
+        userphone: Some("111"),
+        friendphone: None,
+        app_sid: Some("app"),
+        token: Some(&t),
+        now_ms: now(),
+    };
+    assert_eq!(w.handshake(&req).await, ConnectOutcome::Accepted);
+    w.connect_user("b", "app", "222").await;
+    // WHEN it sends before the expiry THEN the send is stored
+    let out = w
+        .frame_at("a", &send_to("222", "k1", "in time"), exp_s * 1000 - 1)
+        .await;
+    assert!(matches!(out.unwrap(), FrameOutcome::Sent { .. }));
+    assert!(w.deps.notifier.closed.lock().unwrap().is_empty());
+    w.deps.notifier.clear();
+    // WHEN it sends at the expiry
+    let out = w
+        .frame_at("a", &send_to("222", "k2", "too late"), exp_s * 1000)
+        .await;
+    // THEN it is refused by name, the connection is closed, nothing is stored or told
+    assert_eq!(out.unwrap(), FrameOutcome::Rejected("token_expired"));
+    let f = w.last_to("a");
+    assert_eq!(
+        (f["error"].as_str(), f["client_msg_id"].as_str()),
+        (Some("token_expired"), Some("k2"))
+    );
+    assert_eq!(*w.deps.notifier.closed.lock().unwrap(), ["a"]);
+    assert_eq!(w.deps.store.message_count(), 1);
+    assert!(w.deps.notifier.frames_to("b").is_empty());
 }

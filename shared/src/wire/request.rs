@@ -389,10 +389,14 @@ fn parse_send(
             format!("text is limited to {} bytes", limits.max_content_bytes),
         )),
         ChatType::Image | ChatType::Video if looks_like_url(&content) => {
-            if !valid_media_url(&content) {
+            if !valid_media_url(&content, &limits.external_media_hosts) {
+                let hosts = match limits.external_media_hosts.is_empty() {
+                    true => String::new(),
+                    false => format!(" on {}", limits.external_media_hosts.join(", ")),
+                };
                 return Err(Rejection::new(
                     "bad_media_url",
-                    format!("image and video URLs are http(s) URLs of at most {MAX_MEDIA_URL_BYTES} bytes"),
+                    format!("image and video URLs are https URLs of at most {MAX_MEDIA_URL_BYTES} bytes{hosts}"),
                 ));
             }
             if !matches!(obj.get("poster"), None | Some(Value::Null)) {
@@ -443,10 +447,22 @@ fn valid_client_msg_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
-fn valid_media_url(s: &str) -> bool {
+/// An off-site media URL: `https`, short, no blanks, no user info, and on one of `hosts` (any
+/// host when it is empty).
+fn valid_media_url(s: &str, hosts: &[String]) -> bool {
+    let Some(rest) = s.strip_prefix("https://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _port)| host)
+        .to_ascii_lowercase();
     s.len() <= MAX_MEDIA_URL_BYTES
-        && (s.starts_with("https://") || s.starts_with("http://"))
         && !s.chars().any(char::is_whitespace)
+        && !authority.contains('@')
+        && !host.is_empty()
+        && (hosts.is_empty() || hosts.contains(&host))
 }
 
 #[cfg(test)]
@@ -549,6 +565,16 @@ mod tests {
             code(r#"{"action":"send","chat_type":1,"chat_content":"javascript:x"}"#),
             "bad_media_url"
         );
+        assert_eq!(
+            code(r#"{"action":"send","chat_type":1,"chat_content":"http://x/y.png"}"#),
+            "bad_media_url",
+            "https only"
+        );
+        assert_eq!(
+            code(r#"{"action":"send","chat_type":1,"chat_content":"https://a@x/y.png"}"#),
+            "bad_media_url",
+            "no user info"
+        );
         assert_eq!(code(r#"{"action":"sync","limit":0}"#), "bad_limit");
         assert_eq!(code(r#"{"action":"sync","limit":101}"#), "bad_limit");
         assert_eq!(code(r#"{"action":"sync","limit":2.5}"#), "bad_limit");
@@ -630,5 +656,35 @@ mod tests {
             "bad_cursor"
         );
         assert_eq!(code(r#"{"action":"conversations","limit":0}"#), "bad_limit");
+    }
+
+    #[test]
+    fn off_site_media_urls_are_held_to_the_host_list_when_one_is_set() {
+        let limits = Limits {
+            external_media_hosts: vec!["cdn.example.com".into()],
+            ..Limits::default()
+        };
+        let send = |url: &str| {
+            let body =
+                serde_json::json!({"action":"send","to":"222","chat_type":1,"chat_content":url});
+            parse_request(&body.to_string(), &limits)
+        };
+        assert!(send("https://cdn.example.com/a.jpg").is_ok());
+        assert!(send("https://CDN.example.com:8443/a.jpg?x=1").is_ok());
+        for refused in [
+            "https://evil.example.com/a.jpg",
+            "https://cdn.example.com.evil.net/a.jpg",
+            "https://cdn.example.com@evil.net/a.jpg",
+            "http://cdn.example.com/a.jpg",
+        ] {
+            let rej = send(refused).unwrap_err();
+            assert_eq!(rej.error, "bad_media_url", "{refused}");
+            assert!(rej.msg.contains("cdn.example.com"), "{}", rej.msg);
+        }
+        // without a list, any https host
+        assert!(parse(
+            r#"{"action":"send","to":"222","chat_type":1,"chat_content":"https://any.host/a.jpg"}"#
+        )
+        .is_ok());
     }
 }

@@ -11,7 +11,7 @@ use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::s3::S3Media;
 use shared::domain::media::OwnerKey;
 use shared::flows::{Deps, Media};
-use shared::ports::{Notifier, PostError};
+use shared::ports::{ConnectionCloser, Notifier, PostError};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -35,8 +35,16 @@ pub async fn fixture() -> Fixture {
 }
 
 pub async fn fixture_on(endpoint: &str) -> Fixture {
+    fixture_logged(endpoint, RequestLog::default()).await
+}
+
+/// A fixture whose client records into `log` (e.g. [`RequestLog::with_capacity`]).
+pub async fn fixture_with_log(log: RequestLog) -> Fixture {
+    fixture_logged(&dynamodb().endpoint(), log).await
+}
+
+async fn fixture_logged(endpoint: &str, log: RequestLog) -> Fixture {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let log = RequestLog::default();
     let client = client(endpoint, &log);
     let prefix = format!("t{}_", N.fetch_add(1, Ordering::SeqCst));
     let tables = create_chat_tables(&client, &prefix)
@@ -87,6 +95,7 @@ pub fn s3_media(endpoint: &str, bucket: &str) -> S3Media {
 pub struct RecordingNotifier {
     pub posts: Mutex<Vec<(String, serde_json::Value)>>,
     pub gone: Mutex<HashSet<String>>,
+    pub closed: Mutex<Vec<String>>,
 }
 
 impl RecordingNotifier {
@@ -101,6 +110,13 @@ impl RecordingNotifier {
     }
     pub fn count(&self) -> usize {
         self.posts.lock().unwrap().len()
+    }
+}
+
+impl ConnectionCloser for RecordingNotifier {
+    async fn close(&self, id: &str) -> Result<(), PostError> {
+        self.closed.lock().unwrap().push(id.to_owned());
+        Ok(())
     }
 }
 

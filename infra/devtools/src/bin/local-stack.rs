@@ -44,13 +44,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // The functions refuse a shorter key; say so now rather than with every handshake's 500.
         return Err("JWT_SECRET must be at least 32 bytes".into());
     }
-    let stack = Stack::start(StackOptions {
+    let mut opts = StackOptions {
         port,
         parameters: parameters.clone(),
         logs: Logs::Print,
         ..devtools::chat::stack_options(&secret)
-    })
-    .await?;
+    };
+    // A media owner key of its own per run, as the deployed stack creates one.
+    let media_key = std::env::var("MEDIA_KEY_SECRET")
+        .unwrap_or_else(|_| format!("dev-media-key-{}", ulid::Ulid::new()));
+    opts.env.insert("MEDIA_KEY_SECRET".into(), media_key);
+    let stack = Stack::start(opts).await?;
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()

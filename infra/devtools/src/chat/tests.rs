@@ -51,6 +51,10 @@ fn functions_get_binary_limits_and_resolved_environment() {
     assert!(!a.functions["DisconnectFunction"]
         .env
         .contains_key("JWT_SECRET_ARN"));
+    // $default reads the media owner key, a secret of its own, and never the signing secret
+    assert_eq!(d.env["MEDIA_KEY_SECRET_ARN"], "");
+    assert!(!d.env.contains_key("JWT_SECRET_ARN"));
+    assert!(!c.env.contains_key("MEDIA_KEY_SECRET_ARN"));
     let t = &a.functions["ThumbnailFunction"];
     assert_eq!((t.binary.as_str(), t.memory_mb), ("chat-thumbnail", 1024));
 }
@@ -111,8 +115,10 @@ fn parameter_overrides_flow_into_conditions_and_values() {
         ("StageName".to_string(), "dev".to_string()),
         ("JwtSecretArn".to_string(), "arn:x".to_string()),
     ]);
-    // WHEN the template is read (with nothing supplied: the secret now exists, so it resolves)
-    let a = app::read(Template::project().unwrap(), &overrides, &Supplied::new()).unwrap();
+    // WHEN the template is read (only the media key's secret supplied: the signing secret
+    // now exists, so it resolves)
+    let supplied = Supplied::from([("MEDIA_KEY_SECRET_ARN".to_string(), String::new())]);
+    let a = app::read(Template::project().unwrap(), &overrides, &supplied).unwrap();
     // THEN both are used
     assert_eq!(a.api.stage, "dev");
     assert_eq!(
@@ -197,8 +203,18 @@ fn the_media_bucket_expires_unsent_uploads_and_stays_private() {
             .map(|s| serde_yaml::to_string(s).unwrap())
             .collect()
     };
-    let default = s3_grants("DefaultFunction").join("\n");
-    assert!(!default.contains("DeleteObject") && !default.contains("s3:*"));
+    let grants = s3_grants("DefaultFunction");
+    let default = grants.join("\n");
+    assert!(!default.contains("s3:*"));
+    // (deletes, for recalls, only of sent copies and thumbnails)
+    let deletes: Vec<&String> = grants
+        .iter()
+        .filter(|g| g.contains("DeleteObject"))
+        .collect();
+    assert_eq!(deletes.len(), 1, "{default}");
+    assert!(
+        deletes[0].contains("/m/*") && deletes[0].contains("/t/*") && !deletes[0].contains("/u/")
+    );
     assert!(default.contains("/u/*") && default.contains("/m/*") && default.contains("/t/*"));
     let thumb = s3_grants("ThumbnailFunction").join("\n");
     assert!(thumb.contains("/m/i/*") && thumb.contains("/t/*") && !thumb.contains("/u/"));

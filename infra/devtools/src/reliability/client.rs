@@ -84,7 +84,14 @@ pub(super) async fn post_form(http: &reqwest::Client, ticket: &Value, body: Vec<
     }
 }
 
+/// Pair `p`'s sender and receiver in `phase`. In the per-user limit phase every pair has the
+/// same sender (one user on many connections) and a receiver of its own.
 pub(super) fn accounts(phase: &str, p: usize) -> (String, String) {
     let tag: u32 = phase.bytes().map(u32::from).sum::<u32>() % 90 + 10;
-    (format!("13{tag}0{p:05}"), format!("13{tag}1{p:05}"))
+    let sender = if phase == super::user_limit::ONE_USER {
+        0
+    } else {
+        p
+    };
+    (format!("13{tag}0{sender:05}"), format!("13{tag}1{p:05}"))
 }

@@ -18,13 +18,16 @@
 //! (every send frame sent three times at once), `s3-stopped` (image sends while the local S3
 //! is stopped and started again), and `soak`, on a stack of its own whose limits are
 //! shortened to seconds (connections expire, records disappear, expired records are never
-//! posted to). `--only load,soak` runs some of them.
+//! posted to), and `one-user-limit`, on a stack of its own with `MaxSendsPerMinute` at 20: one
+//! user sending over 10 connections at once, every message stored once and no calendar minute
+//! over the limit. `--only load,soak` runs some of them.
 
 mod audit;
 mod client;
 mod phases;
 mod report;
 mod soak;
+mod user_limit;
 
 use local_stack::runtime::Logs;
 use local_stack::stack::{Stack, StackOptions};
@@ -46,6 +49,8 @@ pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(15);
 pub(super) const MEDIA_PAUSE: Duration = Duration::from_millis(300);
 /// After an error frame, the client waits this long before sending again.
 pub(super) const RETRY_AFTER: Duration = Duration::from_millis(700);
+/// After `rate_limited`, as `clients/miniprogram` does (`rateLimitedRetryMs`).
+pub(super) const RATE_LIMITED_RETRY_AFTER: Duration = Duration::from_secs(20);
 
 pub(super) type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -151,9 +156,15 @@ pub async fn run(
         with_s3: true,
         ..crate::chat::stack_options(SECRET)
     };
-    // Load, not abuse: the per-connection rate limit is not what is measured here.
-    opts.parameters
-        .insert("MaxSendsPerMinute".into(), "100000".into());
+    // Load, not abuse: the per-user rate limits are not what is measured here (but in
+    // `one-user-limit`).
+    for limit in [
+        "MaxSendsPerMinute",
+        "MaxUploadsPerMinute",
+        "MaxRecallsPerMinute",
+    ] {
+        opts.parameters.insert(limit.into(), "10000".into());
+    }
     let stack = Stack::start(opts).await?;
     let store = DynamoStore::new(
         local_stack::clients::dynamodb(&stack.dynamodb_endpoint()),
@@ -183,6 +194,11 @@ pub async fn run(
         all.push(f);
     }
     drop(stack);
+    if wanted(user_limit::ONE_USER) {
+        let f = user_limit::run_user_limit(&dir, quick).await?;
+        progress(&f);
+        all.push(f);
+    }
     if wanted("soak") {
         let f = soak::run_soak(&dir, quick).await?;
         progress(&f);

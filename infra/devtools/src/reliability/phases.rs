@@ -4,7 +4,8 @@
 use super::audit::figures;
 use super::client::{accounts, ask, open, post_form};
 use super::{
-    Counters, Fault, Figures, PairSeen, Phase, Res, ACK_TIMEOUT, APP, MEDIA_PAUSE, RETRY_AFTER,
+    Counters, Fault, Figures, PairSeen, Phase, Res, ACK_TIMEOUT, APP, MEDIA_PAUSE,
+    RATE_LIMITED_RETRY_AFTER, RETRY_AFTER,
 };
 use crate::ws_client::{ChatSocket, Read};
 use futures::StreamExt;
@@ -90,8 +91,13 @@ pub(super) async fn run_pair(
                             done += 1;
                         }
                     } else if let Some(e) = pending.get_mut(&id) {
-                        // retry soon: make it look overdue after RETRY_AFTER
-                        e.1 = Instant::now() - ACK_TIMEOUT + RETRY_AFTER;
+                        // retry soon (a refused rate: once the minute may have turned, as the
+                        // mini-program does): make it look overdue after that
+                        let after = match code.as_str() {
+                            "rate_limited" => RATE_LIMITED_RETRY_AFTER,
+                            _ => RETRY_AFTER,
+                        };
+                        e.1 = Instant::now() - ACK_TIMEOUT + after;
                     }
                 } else if f
                     .get("message")

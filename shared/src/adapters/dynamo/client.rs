@@ -46,6 +46,19 @@ where
     matches!(e, SdkError::ServiceError(ctx) if ctx.err().code() == Some("ConditionalCheckFailedException"))
 }
 
+/// A conditional write's outcome: `true` written, `false` its condition failed, else the fault.
+pub(super) fn conditional<T, E, R>(out: std::result::Result<T, SdkError<E, R>>) -> Result<bool>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    aws_sdk_dynamodb::Error: From<SdkError<E, R>>,
+{
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) if condition_failed(&e) => Ok(false),
+        Err(e) => Err(ddb(e)),
+    }
+}
+
 impl From<aws_sdk_dynamodb::Error> for Error {
     fn from(e: aws_sdk_dynamodb::Error) -> Self {
         Error::store(e)

@@ -1,10 +1,16 @@
-//! The connections table: records, registries, the typing throttle.
+//! The connections table: records, registries, the typing throttle, the usage meters.
 
-use super::client::{condition_failed, ddb, DynamoStore};
-use super::items::{n, record_from, registry_entry_value, registry_from, registry_id, s, Item};
-use crate::domain::connection::{ConnectionRecord, Registry, Target};
+use super::client::{condition_failed, conditional, ddb, DynamoStore};
+use super::items::{
+    meter_id, n, nu, record_from, registry_entry_value, registry_from, registry_id, s, Item,
+};
+use crate::domain::connection::{
+    ConnectionRecord, Metered, Registry, Target, SEND_RATE_WINDOW_SECS,
+};
 use crate::error::{Error, Result};
-use crate::ports::{ConnectionLookup, ConnectionRegister, ConnectionRemove, TypingThrottle};
+use crate::ports::{
+    ConnectionLookup, ConnectionRegister, ConnectionRemove, TypingThrottle, UsageMeter,
+};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 impl ConnectionRegister for DynamoStore {
@@ -23,6 +29,9 @@ impl ConnectionRegister for DynamoStore {
             .item("reg", AttributeValue::Bool(r.registered));
         if let Some(friend) = &r.friend {
             put = put.item("friend", s(friend));
+        }
+        if let Some(exp) = r.token_expires_at {
+            put = put.item("token_exp", n(exp));
         }
         put.send().await.map_err(ddb)?;
         Ok(())
@@ -240,10 +249,35 @@ impl TypingThrottle for DynamoStore {
             .expression_attribute_values(":cutoff", n(now_ms - gap_ms))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(ddb(e)),
-        }
+        conditional(out)
+    }
+}
+
+impl UsageMeter for DynamoStore {
+    async fn claim(
+        &self,
+        app_sid: &str,
+        user: &str,
+        what: Metered,
+        window: i64,
+        max: u64,
+    ) -> Result<bool> {
+        // One small item per user, kind and window, gone (TTL) a window after it: no count
+        // of an older window needs removing, and the item never grows.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.connections_table)
+            .key("connection_id", s(meter_id(app_sid, user, what, window)))
+            .update_expression("SET #n = if_not_exists(#n, :zero) + :one, expires_at = :exp")
+            .condition_expression("attribute_not_exists(#n) OR #n < :max")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":zero", nu(0))
+            .expression_attribute_values(":one", nu(1))
+            .expression_attribute_values(":max", nu(max))
+            .expression_attribute_values(":exp", n((window + 2) * SEND_RATE_WINDOW_SECS))
+            .send()
+            .await;
+        conditional(out)
     }
 }

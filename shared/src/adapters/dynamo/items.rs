@@ -1,7 +1,7 @@
 //! Item encoding: domain values to DynamoDB items and back, the keys of every item kind, and
 //! the attribute helpers. No requests are made here.
 
-use crate::domain::connection::{ConnectionRecord, Registry, RegistryEntry};
+use crate::domain::connection::{ConnectionRecord, Metered, Registry, RegistryEntry};
 use crate::domain::ids::Conversation;
 use crate::domain::inbox::Entry;
 use crate::domain::message::{ChatType, MediaInfo, Message, Page, Profile};
@@ -41,6 +41,11 @@ pub(super) fn get_s_or_empty(item: &Item, k: &str) -> String {
 
 pub(super) fn get_opt_s(item: &Item, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// A number attribute that may be absent (`None`); present but not an integer is corrupt.
+pub(super) fn get_opt_n(item: &Item, k: &str) -> Result<Option<i64>> {
+    item.contains_key(k).then(|| get_n(item, k)).transpose()
 }
 
 pub(super) fn get_n(item: &Item, k: &str) -> Result<i64> {
@@ -88,6 +93,27 @@ pub(super) fn entry_key(app_sid: &str, user: &str, peer: &str) -> Item {
 
 pub(super) fn inbox_key(app_sid: &str, user: &str) -> String {
     format!("i#{app_sid}#{user}")
+}
+
+/// Key of `user`'s send rate counter in the connections table: `sends_<window>` attributes
+/// and `expires_at` (the table's TTL) a window after its newest count.
+pub(super) fn rate_counter_id(app_sid: &str, user: &str) -> String {
+    format!("q#{app_sid}#{user}")
+}
+
+/// Key of the meter of `what` for `user` in rate window `window`, in the connections table.
+pub(super) fn meter_id(app_sid: &str, user: &str, what: Metered, window: i64) -> String {
+    format!("q#{app_sid}#{user}#{}#{window}", what.name())
+}
+
+/// The (window, count) pairs of an item's `sends_<window>` attributes.
+pub(super) fn sends_from(item: &Item) -> Vec<(i64, u64)> {
+    item.iter()
+        .filter_map(|(k, v)| {
+            let window = k.strip_prefix(SENDS_PREFIX)?.parse().ok()?;
+            Some((window, v.as_n().ok()?.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Key of `user`'s registry in the connections table.
@@ -241,17 +267,13 @@ pub(super) fn record_from(item: &Item) -> Result<ConnectionRecord> {
         connected_at_ms: get_n(item, "connected_at")?,
         expires_at: get_n(item, "expires_at")?,
         registered: matches!(item.get("reg"), Some(AttributeValue::Bool(true))),
-        sends: item
-            .iter()
-            .filter_map(|(k, v)| {
-                let window = k.strip_prefix(SENDS_PREFIX)?.parse().ok()?;
-                Some((window, v.as_n().ok()?.parse().ok()?))
-            })
-            .collect(),
+        sends: sends_from(item),
+        token_expires_at: get_opt_n(item, "token_exp")?,
     })
 }
 
-/// Attributes of a connection record counting its sends per rate window: `sends_<window>`.
+/// Attributes counting sends per rate window, `sends_<window>`: on a user's rate counter (and
+/// on connection records written before the limit counted per user).
 pub(super) const SENDS_PREFIX: &str = "sends_";
 
 pub(super) fn sends_attribute(window: i64) -> String {

@@ -1,11 +1,12 @@
-//! The messages table read side: a conversation's snapshot (one `BatchGetItem`), its pages
+//! The messages table read side: a conversation's snapshot (one `BatchGetItem`, the sender's
+//! rate counter included), its pages
 //! (one page query, three ranges) and the profiles stored in its partition.
 
 use super::client::{ddb, DynamoStore};
 use super::items::{
     entry_from, entry_key, inbox_key, is_message, message_from, message_sk, page_from,
-    profile_entry, profile_sk, registry_from, registry_id, s, Item, MESSAGE_PREFIX, PROFILE_PREFIX,
-    PROFILE_RANGE_END,
+    profile_entry, profile_sk, rate_counter_id, registry_from, registry_id, s, sends_from, Item,
+    MESSAGE_PREFIX, PROFILE_PREFIX, PROFILE_RANGE_END,
 };
 use crate::domain::ids::{Conversation, Cursor};
 use crate::domain::message::{Page, Profile};
@@ -153,15 +154,23 @@ impl MessageStore for DynamoStore {
         if let Some(id) = message_id {
             messages.push(key(conversation.key(), message_sk(id)));
         }
-        let connections = [me, peer]
-            .iter()
-            .map(|u| Item::from([("connection_id".into(), s(registry_id(app, u)))]))
-            .collect();
+        let counter = rate_counter_id(app, me);
+        let connections = [
+            registry_id(app, me),
+            registry_id(app, peer),
+            counter.clone(),
+        ]
+        .into_iter()
+        .map(|id| Item::from([("connection_id".into(), s(id))]))
+        .collect();
         let items = self.batch_get(messages, connections).await?;
         let mut snap = Snapshot::default();
         let mine_pk = inbox_key(app, me);
         for item in &items {
-            if item.contains_key("connection_id") {
+            let connections_id = item.get("connection_id").and_then(|v| v.as_s().ok());
+            if connections_id == Some(&counter) {
+                snap.sender_sends = sends_from(item);
+            } else if connections_id.is_some() {
                 snap.registries.push(registry_from(item)?);
             } else if is_message(item) {
                 snap.message = Some(message_from(item)?);

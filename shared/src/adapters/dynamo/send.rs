@@ -1,13 +1,13 @@
 //! A send's one `TransactWriteItems`: the message, its idempotency marker, the sending
-//! connection's rate limit, both conversation entries (versioned) and stale profiles; and what
+//! user's rate counter, both conversation entries (versioned) and stale profiles; and what
 //! a cancelled transaction means.
 
 use super::client::{ddb, DynamoStore};
 use super::items::{
     dedup_key, entry_key, get_n, inbox_key, message_attributes, message_from, message_item, n, nu,
-    s, sends_attribute, Item, MARKER_TTL_ATTRIBUTE,
+    rate_counter_id, s, sends_attribute, Item, MARKER_TTL_ATTRIBUTE,
 };
-use crate::domain::connection::RateClaim;
+use crate::domain::connection::{RateClaim, SEND_RATE_WINDOW_SECS};
 use crate::domain::inbox::Entry;
 use crate::domain::message::Message;
 use crate::domain::send::{Committed, SendCommit};
@@ -122,8 +122,7 @@ impl DynamoStore {
             };
         }
         if let (Some(i), Some(claim)) = (at.rate.filter(failed), &c.rate) {
-            // Over the limit; without the old record the connection is gone since it was read,
-            // and the send goes round again (and fails as it would have without the limit).
+            // Over the limit (the condition fails only then; the count is read to be sure).
             let count = reasons[i]
                 .item()
                 .and_then(|old| get_n(old, &sends_attribute(claim.window)).ok());
@@ -209,20 +208,24 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// The rate limit inside a send's transaction: this window's count on the connection's
-    /// record goes up by one if it is below the limit (and the record exists), older windows'
-    /// counts go.
+    /// The rate limit inside a send's transaction: this window's count on the sender's rate
+    /// counter goes up by one if it is below the limit (the counter is made on first use),
+    /// older windows' counts go, and the counter expires (TTL) a window after this one.
     fn rate_update(&self, claim: &RateClaim) -> Result<TransactWriteItem> {
+        let expires_at = (claim.window + 2) * SEND_RATE_WINDOW_SECS;
         let mut update = Update::builder()
             .table_name(&self.connections_table)
-            .key("connection_id", s(&claim.connection_id))
-            .condition_expression(
-                "attribute_exists(connection_id) AND (attribute_not_exists(#cur) OR #cur < :max)",
+            .key(
+                "connection_id",
+                s(rate_counter_id(&claim.app_sid, &claim.user)),
             )
+            .condition_expression("attribute_not_exists(#cur) OR #cur < :max")
             .expression_attribute_names("#cur", sends_attribute(claim.window))
+            .expression_attribute_names("#exp", "expires_at")
             .expression_attribute_values(":max", nu(claim.max))
             .expression_attribute_values(":zero", nu(0))
             .expression_attribute_values(":one", nu(1))
+            .expression_attribute_values(":exp", n(expires_at))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let mut stale = Vec::new();
         for (i, w) in claim.stale.iter().enumerate() {
@@ -235,7 +238,7 @@ impl DynamoStore {
         };
         let update = update
             .update_expression(format!(
-                "SET #cur = if_not_exists(#cur, :zero) + :one{remove}"
+                "SET #cur = if_not_exists(#cur, :zero) + :one, #exp = :exp{remove}"
             ))
             .build()
             .map_err(Error::store)?;

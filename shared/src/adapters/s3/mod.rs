@@ -117,6 +117,21 @@ impl MediaObjects for S3Media {
             .map_err(|e| Error::store(aws_sdk_s3::Error::from(e)))?;
         Ok(())
     }
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        // DeleteObject answers 204 for a missing key too.
+        let deletes = keys.iter().map(|key| {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+        });
+        for result in futures::future::join_all(deletes).await {
+            result.map_err(|e| Error::store(aws_sdk_s3::Error::from(e)))?;
+        }
+        Ok(())
+    }
 }
 
 impl MediaSigner for S3Media {
@@ -167,11 +182,17 @@ impl MediaSigner for S3Media {
     async fn download_urls(&self, keys: &[String], expires: Duration) -> Result<Vec<String>> {
         let mut urls = Vec::with_capacity(keys.len());
         for key in keys {
+            // Served as the type the key's extension stands for, inline under its own file
+            // name, whatever type the object was stored with: a download URL never makes a
+            // browser run what was uploaded.
+            let name = key.rsplit('/').next().unwrap_or(key);
             let req = self
                 .client
                 .get_object()
                 .bucket(&self.bucket)
                 .key(key)
+                .response_content_type(crate::domain::media::content_type_of(key))
+                .response_content_disposition(format!("inline; filename=\"{name}\""))
                 .presigned(Self::presigning(expires)?)
                 .await
                 .map_err(|e| Error::store(aws_sdk_s3::Error::from(e)))?;
@@ -242,6 +263,17 @@ mod tests {
             t.put_url
         );
         assert!(get[0].contains("X-Amz-Security-Token="), "{}", get[0]);
+        // AND the download is served as the key's type, inline under its name
+        assert!(
+            get[0].contains("response-content-type=image%2Fjpeg"),
+            "{}",
+            get[0]
+        );
+        assert!(
+            get[0].contains("response-content-disposition=inline%3B%20filename%3D%22k.jpg%22"),
+            "{}",
+            get[0]
+        );
         assert!(get[0].starts_with("https://chat-media-x.s3.eu-west-1.amazonaws.com/m/i/o/k.jpg?"));
         let signed = t
             .put_url
