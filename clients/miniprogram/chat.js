@@ -42,6 +42,8 @@ var DEFAULTS = {
   resyncMaxPages: 10, // at most this many pages back; beyond, the page starts afresh
   tokenMarginS: 60, // ask getToken() when the token expires within this many seconds
   typingGapMs: 2000, // the server relays one typing frame per 2 s anyway
+  quietResyncMs: 60 * 1000, // an open conversation without a frame this long is caught up
+  gapWaitMs: 1500, // a `seq` gap not filled by then (frames may overtake) fetches the page
 };
 
 var EVENTS = ['state', 'conversations', 'conversation', 'history', 'message', 'read', 'typing', 'recall', 'error'];
@@ -161,6 +163,9 @@ function ChatClient(options) {
   this._requests = []; // answers awaited: conversations, history, read, recall, tickets
   this._outbox = []; // sends not yet acknowledged, in order
   this._newest = {}; // peer -> newest row id seen (for the resync after a reconnect)
+  this._seqTop = {}; // peer -> highest `seq` up to which every message was seen
+  this._ahead = {}; // peer -> {seq: true} seen beyond a gap
+  this._gapTimers = {}; // peer -> timer of the gap check
   this._readSent = {}; // peer -> newest id sent in a read frame
   this._typedAt = {}; // peer -> when a typing frame was last sent
   this._opened = [];
@@ -201,6 +206,7 @@ ChatClient.prototype.connect = function () {
   if (this._stopped) {
     this._stopped = false;
     this._attempt = 0;
+    this._watchApp();
     this._open();
   } else if (this.state === 'open') {
     this._settleOpened(null);
@@ -217,6 +223,12 @@ ChatClient.prototype._settleOpened = function (err) {
 // Closes the connection for good; pending sends and requests reject with `closed`.
 ChatClient.prototype.close = function () {
   this._stopped = true;
+  Object.keys(this._gapTimers).forEach(function (peer) {
+    if (this._gapTimers[peer]) this.clearTimeout(this._gapTimers[peer]);
+  }, this);
+  this._gapTimers = {};
+  this._hidden = false;
+  this._unwatchApp();
   if (this._reconnectTimer) this.clearTimeout(this._reconnectTimer);
   this._reconnectTimer = null;
   var conn = this._conn;
@@ -227,6 +239,45 @@ ChatClient.prototype.close = function () {
   while (this._outbox.length) this._finish(this._outbox[0], err);
   this._settleOpened(err);
   this._setState('closed', { byClient: true });
+};
+
+// A hidden mini-program's socket is frozen, yet looks alive to the server until API Gateway's
+// 10-minute idle limit (frames posted to it meanwhile are lost): it is closed on
+// wx.onAppHide and opened again, with a catch-up (list, open conversation, pending sends), on
+// wx.onAppShow.
+ChatClient.prototype._watchApp = function () {
+  var wx = this.wx;
+  var self = this;
+  if (this._appWatch || typeof wx.onAppHide !== 'function' || typeof wx.onAppShow !== 'function') return;
+  this._appWatch = { hide: function () { self._hide(); }, show: function () { self._show(); } };
+  wx.onAppHide(this._appWatch.hide);
+  wx.onAppShow(this._appWatch.show);
+};
+
+ChatClient.prototype._unwatchApp = function () {
+  var w = this._appWatch;
+  if (!w) return;
+  this._appWatch = null;
+  if (typeof this.wx.offAppHide === 'function') this.wx.offAppHide(w.hide);
+  if (typeof this.wx.offAppShow === 'function') this.wx.offAppShow(w.show);
+};
+
+ChatClient.prototype._hide = function () {
+  if (this._stopped || this._hidden) return;
+  this._hidden = true;
+  if (this._reconnectTimer) this.clearTimeout(this._reconnectTimer);
+  this._reconnectTimer = null;
+  var conn = this._conn;
+  this._conn = null;
+  if (conn) this._retire(conn, 1000, 'app hidden');
+  this._setState('closed', { code: 1000, reason: 'app hidden', retryInMs: null });
+};
+
+ChatClient.prototype._show = function () {
+  if (this._stopped || !this._hidden) return;
+  this._hidden = false;
+  this._attempt = 0;
+  if (!this._conn) this._open();
 };
 
 ChatClient.prototype._tokenFor = function () {
@@ -254,9 +305,10 @@ ChatClient.prototype._tokenFor = function () {
 ChatClient.prototype._open = function () {
   var self = this;
   this._reconnectTimer = null;
+  if (this._hidden) return; // onAppShow opens it
   this._setState('connecting', { attempt: this._attempt });
   this._tokenFor().then(function (token) {
-    if (self._stopped || self._conn) return;
+    if (self._stopped || self._hidden || self._conn) return;
     var q = 'userphone=' + encodeURIComponent(self.userphone) + '&app_sid=' + encodeURIComponent(self.appSid);
     var conn = { task: null, opened: false, dead: false, timers: [], lastRx: 0, lastTx: 0 };
     self._conn = conn;
@@ -301,8 +353,25 @@ ChatClient.prototype._onOpen = function (conn) {
   this._heartbeat(conn);
   var self = this;
   this._later(conn, this.opts.maxAgeMs, function () { self._recycle(conn, 'connection age'); });
+  conn.lastChatRx = this.now();
+  this._quietWatch(conn);
   this._resync();
   this._flush();
+};
+
+// A frame the server could not deliver (it tries each post three times) would stay missing
+// until the next reconnect: an open conversation that has heard nothing for quietResyncMs is
+// caught up from the server (`history` since the newest row seen), then watched again.
+ChatClient.prototype._quietWatch = function (conn) {
+  var self = this;
+  var wait = Math.max(0, this.opts.quietResyncMs - (this.now() - conn.lastChatRx));
+  this._later(conn, wait, function () {
+    if (self.now() - conn.lastChatRx >= self.opts.quietResyncMs) {
+      conn.lastChatRx = self.now();
+      if (self.openPeer) self._resyncPeer();
+    }
+    self._quietWatch(conn);
+  });
 };
 
 ChatClient.prototype._heartbeat = function (conn) {
@@ -396,8 +465,10 @@ ChatClient.prototype._onMessage = function (conn, data) {
     case 'pong':
       return;
     case 'message':
+      conn.lastChatRx = this.now();
       return this._onChatMessage(f);
     case 'history':
+      conn.lastChatRx = this.now();
       return this._onHistory(f);
     case 'conversations':
       return this._answer(f, function (r) { return r.kind === 'conversations' && r.conn === conn; });
@@ -428,6 +499,7 @@ ChatClient.prototype._seen = function (peer, rows) {
 ChatClient.prototype._onChatMessage = function (f) {
   var row = f.message;
   if (f.peer && row) this._seen(f.peer, [row]);
+  if (f.peer && row) this._noteSeq(f.peer, row.seq);
   this._emit('message', { peer: f.peer, message: row, unread: f.unread, client_msg_id: f.client_msg_id || null });
   if (f.client_msg_id) this._acknowledged(f.client_msg_id, row);
 };
@@ -444,6 +516,62 @@ ChatClient.prototype._onHistory = function (f) {
     return r.kind === 'history' && r.peer === f.peer && r.before === before;
   });
   if (!matched) this._emit('history', this._historyEvent(f, {}));
+};
+
+// Conversation sequence numbers (`seq`, one per stored message, both users alike): a message
+// frame more than one past the highest held means a frame went missing, or is still coming
+// (frames of concurrent sends may overtake each other). Not filled within gapWaitMs, the open
+// conversation's latest page is fetched; it holds what is missing unless the gap is longer
+// than a page, when the conversation starts afresh from it (`complete: false`).
+ChatClient.prototype._noteSeq = function (peer, s) {
+  if (typeof s !== 'number') return;
+  var top = this._seqTop[peer];
+  if (top === undefined) {
+    this._seqTop[peer] = s;
+    return;
+  }
+  if (s <= top) return;
+  var ahead = this._ahead[peer] || (this._ahead[peer] = {});
+  ahead[s] = true;
+  while (ahead[this._seqTop[peer] + 1]) {
+    delete ahead[this._seqTop[peer] + 1];
+    this._seqTop[peer] += 1;
+  }
+  if (!Object.keys(ahead).length || this._gapTimers[peer]) return;
+  var self = this;
+  this._gapTimers[peer] = this.setTimeout(function () {
+    self._gapTimers[peer] = null;
+    self._fillGap(peer);
+  }, this.opts.gapWaitMs);
+};
+
+// The latest page holds every message down to its oldest row: what it shows is the new top.
+ChatClient.prototype._noteLatest = function (peer, rows) {
+  var top = this._seqTop[peer];
+  for (var i = 0; i < rows.length; i++) {
+    var s = rows[i] && rows[i].seq;
+    if (typeof s === 'number' && (top === undefined || s > top)) top = s;
+  }
+  if (top !== undefined) this._seqTop[peer] = top;
+  var ahead = this._ahead[peer] || {};
+  Object.keys(ahead).forEach(function (k) { if (Number(k) <= top) delete ahead[k]; });
+};
+
+ChatClient.prototype._fillGap = function (peer) {
+  var ahead = this._ahead[peer];
+  if (!ahead || !Object.keys(ahead).length || this._stopped) return;
+  var need = this._seqTop[peer] + 1; // the first missing number
+  if (peer !== this.openPeer) {
+    // Not on screen: the list shows its last message; nothing to fetch.
+    this._noteLatest(peer, Object.keys(ahead).map(function (k) { return { seq: Number(k) }; }));
+    return;
+  }
+  var self = this;
+  this.history(peer, { limit: this.opts.resyncLimit, open: false, _quiet: true, _resync: true })
+    .then(function (ev) {
+      var covers = ev.data.some(function (r) { return typeof r.seq === 'number' && r.seq <= need; });
+      self._emit('history', Object.assign({}, ev, { resync: true, complete: covers || !ev.has_more, gap: true }));
+    }, function (e) { self._emit('error', e); });
 };
 
 ChatClient.prototype._historyEvent = function (f, extra) {
@@ -580,6 +708,7 @@ ChatClient.prototype.history = function (peer, opts) {
   var self = this;
   return this._request('history', frame, { peer: peer, before: o.before || null }, function (f) {
     self._seen(peer, f.data || []);
+    if (!o.before) self._noteLatest(peer, f.data || []);
     var ev = self._historyEvent(f, { resync: !!o._resync });
     if (!o._quiet) self._emit('history', ev);
     return ev;
@@ -629,6 +758,12 @@ ChatClient.prototype.recall = function (peer, id) {
 ChatClient.prototype._resync = function () {
   var self = this;
   this.listConversations({ _resync: true }).then(null, function (e) { self._emit('error', e); });
+  this._resyncPeer();
+};
+
+// The open conversation's rows after the newest one seen, emitted as one `history` event.
+ChatClient.prototype._resyncPeer = function () {
+  var self = this;
   var peer = this.openPeer;
   if (!peer) return;
   var known = this._newest[peer] || null;

@@ -565,7 +565,8 @@ impl MessageRecall for FakeStore {
     }
 }
 
-/// Records every post; connections in `gone` answer 410, in `failing` a 5xx.
+/// Records every post; connections in `gone` answer 410, in `failing` a 5xx (always), in
+/// `failing_next` a 5xx for their next few posts.
 #[derive(Default)]
 pub struct FakeNotifier {
     pub posts: Mutex<Vec<(String, String)>>,
@@ -573,6 +574,10 @@ pub struct FakeNotifier {
     pub closed: Mutex<Vec<String>>,
     pub gone: Mutex<HashSet<String>>,
     pub failing: Mutex<HashSet<String>>,
+    /// Connection → how many of its next posts fail with a 5xx (then they succeed again).
+    pub failing_next: Mutex<HashMap<String, usize>>,
+    /// Every post tried, delivered or not, by connection.
+    pub attempts: Mutex<Vec<String>>,
 }
 
 impl FakeNotifier {
@@ -613,11 +618,22 @@ impl ConnectionCloser for FakeNotifier {
 
 impl Notifier for FakeNotifier {
     async fn post(&self, id: &str, frame: &str) -> std::result::Result<(), PostError> {
+        self.attempts.lock().unwrap().push(id.to_owned());
         if self.gone.lock().unwrap().contains(id) {
             return Err(PostError::Gone);
         }
         if self.failing.lock().unwrap().contains(id) {
             return Err(PostError::Other("503".into()));
+        }
+        if let Some(n) = self
+            .failing_next
+            .lock()
+            .unwrap()
+            .get_mut(id)
+            .filter(|n| **n > 0)
+        {
+            *n -= 1;
+            return Err(PostError::Other("500".into()));
         }
         self.posts
             .lock()

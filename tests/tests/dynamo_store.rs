@@ -1118,3 +1118,21 @@ async fn a_records_token_expiry_is_kept_and_an_old_record_without_one_reads_as_n
     assert!(read("tok-1").await.token_expired(now_s + 300));
     assert!(!read("tok-1").await.token_expired(now_s + 299));
 }
+
+#[tokio::test]
+async fn messages_keep_the_conversations_sequence_number_in_both_directions() {
+    // GIVEN three sends, in turn from both sides
+    let f = fixture().await;
+    let t = now_ms();
+    store_send(&f, "app", "111", "222", None, "one", t).await;
+    store_send(&f, "app", "222", "111", None, "two", t + 1).await;
+    store_send(&f, "app", "111", "222", None, "three", t + 2).await;
+    // WHEN the conversation is read back
+    let conv = Conversation::new("app", "111", "222");
+    let page = f.store.latest(&conv, 10).await.unwrap();
+    // THEN each row has its number, one conversation-wide count, and the entries' last has it
+    let seqs: Vec<Option<u64>> = page.messages.iter().map(|m| m.conv_seq).collect();
+    assert_eq!(seqs, [Some(1), Some(2), Some(3)]);
+    let snap = f.store.snapshot(&conv, "222", None).await.unwrap();
+    assert_eq!(snap.mine.unwrap().last.unwrap().conv_seq, Some(3));
+}

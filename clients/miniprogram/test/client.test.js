@@ -72,6 +72,14 @@ function scriptedWx() {
     get last() {
       return wx.tasks[wx.tasks.length - 1];
     },
+    // The app lifecycle, fired by the test (hide(), show()).
+    appHandlers: { hide: [], show: [] },
+    onAppHide(fn) { wx.appHandlers.hide.push(fn); },
+    onAppShow(fn) { wx.appHandlers.show.push(fn); },
+    offAppHide(fn) { wx.appHandlers.hide = wx.appHandlers.hide.filter((f) => f !== fn); },
+    offAppShow(fn) { wx.appHandlers.show = wx.appHandlers.show.filter((f) => f !== fn); },
+    hide() { wx.appHandlers.hide.forEach((fn) => fn()); },
+    show() { wx.appHandlers.show.forEach((fn) => fn({})); },
   };
   return wx;
 }
@@ -333,6 +341,122 @@ test('`token_expired` from the server: a fresh token from getToken(), a new conn
   wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: row, unread: 0, client_msg_id: a.clientMsgId });
   assert.deepEqual(await a, row);
   c.close();
+});
+
+test('a message whose frame was dropped is fetched once the open conversation has been quiet a while', T, async () => {
+  const { clock, wx, c } = setup({ random: () => 0 });
+  const seen = [];
+  c.on('history', (ev) => seen.push(ev));
+  c.on('message', (ev) => seen.push(ev));
+  c.connect();
+  await flush();
+  wx.last.open();
+  await flush();
+  // the conversation with bob is open, its latest row known
+  const h = c.history('bob');
+  await flush();
+  const row1 = { id: '01J0000000000000000000001A', userphone: 'bob', friendphone: 'ann', content: 'one', chat_type: 0 };
+  wx.last.deliver({ code: 1, type: 'history', peer: 'bob', data: [row1], cursor: null, has_more: false });
+  await h;
+  seen.length = 0;
+  const asked = () => wx.last.frames('history').concat(wx.last.frames('sync')).length;
+  const before = asked();
+  // WHEN bob's next message is stored but its frame never arrives, and nothing else does
+  await clock.advance(DEFAULTS.quietResyncMs - 1000);
+  assert.equal(asked(), before, 'not while frames may still come');
+  await clock.advance(1000);
+  // THEN the client asks for what came after the newest row it has
+  assert.equal(asked(), before + 1, 'one catch-up');
+  const ask = wx.last.frames('sync').concat(wx.last.frames('history')).pop();
+  assert.equal(ask.to, 'bob');
+  const row2 = { id: '01J0000000000000000000001B', userphone: 'bob', friendphone: 'ann', content: 'dropped', chat_type: 0 };
+  wx.last.deliver({ code: 1, type: 'history', peer: 'bob', data: [row1, row2], cursor: null, has_more: false });
+  await flush();
+  const ev = seen.find((e) => e.resync);
+  assert.ok(ev, 'a catch-up history event');
+  assert.deepEqual(ev.data.map((r) => r.content), ['one', 'dropped']);
+  assert.equal(ev.complete, true, 'merged after the rows it had');
+  c.close();
+});
+
+test('a `seq` gap: frames that overtake fetch nothing; a dropped frame fetches the latest page, which fills it', T, async () => {
+  const { clock, wx, c } = setup({ random: () => 0 });
+  const histories = [];
+  c.on('history', (ev) => histories.push(ev));
+  c.connect();
+  await flush();
+  wx.last.open();
+  await flush();
+  const row = (n, from) => ({ id: '01J00000000000000000000' + String(n).padStart(3, '0'), userphone: from || 'bob', content: 'm' + n, chat_type: 0, seq: n });
+  const h = c.history('bob');
+  await flush();
+  wx.last.deliver({ code: 1, type: 'history', peer: 'bob', data: [row(1)], cursor: null, has_more: false });
+  await h;
+  const asks = () => wx.last.frames('sync').length;
+  const before = asks();
+  const message = (n) => wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: row(n), unread: 1 });
+  // frames of concurrent sends arriving out of order: 3 before 2, within the wait
+  message(3);
+  await clock.advance(500);
+  message(2);
+  await clock.advance(DEFAULTS.gapWaitMs * 2);
+  assert.equal(asks(), before, 'nothing fetched: the gap closed by itself');
+  // a frame that never comes: 5 after 3
+  message(5);
+  await clock.advance(DEFAULTS.gapWaitMs - 1);
+  assert.equal(asks(), before, 'not before the wait');
+  await clock.advance(1);
+  assert.equal(asks(), before + 1, 'the latest page asked for');
+  const page = [1, 2, 3, 4, 5].map((n) => row(n));
+  wx.last.deliver({ code: 1, type: 'history', peer: 'bob', data: page, cursor: null, has_more: false });
+  await flush();
+  const ev = histories.find((e) => e.gap);
+  assert.ok(ev, 'emitted as a catch-up');
+  assert.ok(ev.data.some((r) => r.content === 'm4'), 'with the dropped message');
+  assert.equal(ev.complete, true, 'to merge: it reaches below the gap');
+  // and the numbers go on from there without another fetch
+  message(6);
+  await clock.advance(DEFAULTS.gapWaitMs * 2);
+  assert.equal(asks(), before + 1);
+  c.close();
+});
+
+test('the app hidden closes the socket and reconnects nothing; shown again, a new socket catches up and resends', T, async () => {
+  const { clock, wx, c, states } = setup({ random: () => 0 });
+  c.connect();
+  await flush();
+  wx.last.open();
+  await flush();
+  const first = wx.last;
+  const p = c.sendText('bob', 'written while hiding');
+  await flush();
+  assert.equal(first.frames('send').length, 1);
+  // WHEN the mini-program goes to the background
+  wx.hide();
+  await flush();
+  // THEN its socket is closed at once, and nothing reconnects while hidden (90 s: past every
+  // backoff, within the send's own timeout)
+  assert.ok(first.closedWith, 'closed on hide');
+  assert.equal(states[states.length - 1].reason, 'app hidden');
+  await clock.advance(90 * 1000);
+  assert.equal(wx.last, first, 'no socket while hidden');
+  // WHEN it comes back
+  wx.show();
+  await flush();
+  await flush();
+  const second = wx.last;
+  assert.notEqual(second, first, 'a new socket');
+  second.open();
+  await flush();
+  // THEN it catches up (the list) and sends what was pending, with the same id
+  assert.equal(second.frames('conversations').length, 1);
+  assert.deepEqual(second.frames('send').map((f) => f.client_msg_id), [p.clientMsgId]);
+  const row = { id: '01J0000000000000000000002A', userphone: 'ann', content: 'written while hiding', chat_type: 0, client_msg_id: p.clientMsgId };
+  second.deliver({ code: 1, type: 'message', peer: 'bob', message: row, unread: 0, client_msg_id: p.clientMsgId });
+  assert.deepEqual(await p, row);
+  // AND after close() the lifecycle is no longer watched
+  c.close();
+  assert.equal(wx.appHandlers.hide.length + wx.appHandlers.show.length, 0);
 });
 
 test('tokenExpiry reads exp without atob or Buffer; newId fits client_msg_id', () => {

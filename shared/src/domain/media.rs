@@ -261,6 +261,7 @@ mod tests {
             client_msg_id: None,
             media,
             seq: None,
+            conv_seq: None,
             recalled: false,
         };
         // a video: its copy (no thumbnail of its own), the poster and the poster's thumbnail

@@ -70,6 +70,10 @@ pub struct Message {
     /// The sender's count of messages in this conversation, this one included (1, 2, …).
     /// `None` on messages stored before conversation entries existed.
     pub seq: Option<u64>,
+    /// The conversation's sequence number: 1 for its first message, one more for each send
+    /// after it, in commit order (the conversation entries' `ver`; a recall leaves it). Sent to
+    /// clients as `seq`, so they can see a gap. `None` on messages stored before it was kept.
+    pub conv_seq: Option<u64>,
     /// Recalled by its sender: `content` is empty and `media` gone.
     pub recalled: bool,
 }

@@ -146,6 +146,7 @@ pub fn plan_send(
         .clone()
         .unwrap_or_else(|| Entry::empty(peer, &me.user));
     let seq = mine.sent + 1;
+    let ver = mine.ver.max(theirs.ver) + 1;
     let message = Message {
         id: new_message_id_after(arrived_ms, last_id(snap)),
         app_sid: me.app_sid.clone(),
@@ -157,10 +158,10 @@ pub fn plan_send(
         client_msg_id: draft.client_msg_id.clone(),
         media: draft.media.clone(),
         seq: Some(seq),
+        conv_seq: Some(ver),
         recalled: false,
     };
     let shown = profiles(snap, me, peer);
-    let ver = mine.ver.max(theirs.ver) + 1;
     // The entries show the conversation's newest message, which is this one unless a send
     // that arrived later has committed first.
     let newest = |e: &Entry| match &e.last {

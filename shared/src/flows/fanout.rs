@@ -9,6 +9,20 @@ use futures::StreamExt;
 /// Posts in flight at once while fanning a frame out.
 const FANOUT_CONCURRENCY: usize = 16;
 
+/// Times a post that failed with anything but 410 (throttling, a 5xx, the network) is tried
+/// again, after a pause of 100–300 ms each: a connection whose client cannot notice a gap (the
+/// seed's) would otherwise miss the frame until it reconnects. At most ~0.6 s of the
+/// invocation's budget per connection, spent in parallel across connections.
+pub const POST_RETRIES: usize = 2;
+
+/// 100–300 ms, random (std's per-hasher random keys: no crate of its own for one number).
+fn post_retry_pause() -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    std::time::Duration::from_millis(100 + h.finish() % 201)
+}
+
 /// Posts frames, removing the records and registry entries of connections API Gateway reports
 /// gone (and forgetting them in this instance's record cache).
 pub(super) struct Poster<'a, S, N> {
@@ -75,21 +89,29 @@ impl<'a, S: ConnectionRemove, N: Notifier> Poster<'a, S, N> {
     }
 
     /// Posts one frame. A 410 removes exactly that connection's record and registry entry (if
-    /// it is older than the grace period); any other failure is logged and left alone (what
-    /// changed is stored; the client sees it with its next sync). Returns whether the frame
-    /// was delivered.
+    /// it is older than the grace period); any other failure is tried again [`POST_RETRIES`]
+    /// times, then logged and left alone (what changed is stored; the client sees it with its
+    /// next sync). Returns whether the frame was delivered.
     pub(super) async fn deliver(&self, app_sid: &str, target: &Target, frame: &str) -> bool {
         let connection_id = target.connection_id();
-        match self.notifier.post(connection_id, frame).await {
-            Ok(()) => true,
-            Err(PostError::Gone) => {
-                self.records.forget(connection_id);
-                self.remove_gone(app_sid, target).await;
-                false
-            }
-            Err(PostError::Other(e)) => {
-                tracing::warn!(connection_id, error = %e, "post to connection failed");
-                false
+        let mut tries = 0;
+        loop {
+            match self.notifier.post(connection_id, frame).await {
+                Ok(()) => return true,
+                Err(PostError::Gone) => {
+                    self.records.forget(connection_id);
+                    self.remove_gone(app_sid, target).await;
+                    return false;
+                }
+                Err(PostError::Other(e)) if tries < POST_RETRIES => {
+                    tries += 1;
+                    tracing::info!(connection_id, error = %e, tries, "post failed; trying again");
+                    tokio::time::sleep(post_retry_pause()).await;
+                }
+                Err(PostError::Other(e)) => {
+                    tracing::warn!(connection_id, error = %e, tries, "post to connection failed");
+                    return false;
+                }
             }
         }
     }

@@ -106,6 +106,7 @@ mod tests {
             client_msg_id: None,
             media: None,
             seq,
+            conv_seq: None,
             recalled: false,
         }
     }

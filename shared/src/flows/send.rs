@@ -459,6 +459,7 @@ mod tests {
             client_msg_id: None,
             media: None,
             seq: None,
+            conv_seq: None,
             recalled: false,
         }
     }

@@ -1863,3 +1863,110 @@ async fn a_frame_after_the_connections_token_expired_is_refused_and_the_connecti
     assert_eq!(w.deps.store.message_count(), 1);
     assert!(w.deps.notifier.frames_to("b").is_empty());
 }
+
+#[tokio::test]
+async fn a_post_that_fails_for_a_moment_is_tried_again_and_the_message_arrives() {
+    // GIVEN B on a user connection and on the seed's conversation connection, each of whose
+    // next post fails (a 500, not a 410)
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.connect_as("b-c", "app", "222", "111").await;
+    for cid in ["b", "b-c"] {
+        w.deps
+            .notifier
+            .failing_next
+            .lock()
+            .unwrap()
+            .insert(cid.into(), 1);
+    }
+    // WHEN A sends
+    let out = w.frame("a", &send_to("222", "k1", "hello")).await.unwrap();
+    // THEN both of B's connections still get it, on the second try, and it counts delivered
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                delivered: 3,
+                gone: 0,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(w.last_to("b")["message"]["content"], "hello");
+    assert_eq!(w.last_to("b-c")["data"][0]["content"], "hello");
+    let attempts = w.deps.notifier.attempts.lock().unwrap().clone();
+    assert_eq!(attempts.iter().filter(|c| *c == "b").count(), 2);
+    // AND a connection that keeps failing is tried a bounded number of times, then left
+    w.deps.notifier.failing.lock().unwrap().insert("b".into());
+    w.deps.notifier.attempts.lock().unwrap().clear();
+    let out = w.frame("a", &send_to("222", "k2", "again")).await.unwrap();
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                delivered: 2,
+                gone: 1,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let attempts = w.deps.notifier.attempts.lock().unwrap().clone();
+    let tries = attempts.iter().filter(|c| *c == "b").count();
+    assert_eq!(tries, 1 + crate::flows::fanout::POST_RETRIES);
+}
+
+#[tokio::test]
+async fn every_message_carries_the_conversations_sequence_number_in_every_frame() {
+    // GIVEN A and B, B also on the seed's conversation connection
+    let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.connect_as("b-c", "app", "222", "111").await;
+    // WHEN they send in turn, and A recalls the second message
+    for (cid, to, k) in [("a", "222", "k1"), ("b", "111", "k2"), ("a", "222", "k3")] {
+        w.frame(cid, &send_to(to, k, k)).await.unwrap();
+    }
+    assert_eq!(
+        w.last_to("b")["message"]["seq"],
+        3,
+        "both users count the same"
+    );
+    assert_eq!(w.last_to("a")["message"]["seq"], 3);
+    let second = w
+        .deps
+        .store
+        .state
+        .lock()
+        .unwrap()
+        .messages
+        .values()
+        .next()
+        .unwrap()
+        .values()
+        .nth(1)
+        .unwrap()
+        .id
+        .clone();
+    let recall = serde_json::json!({"action":"recall","to":"111","id":second}).to_string();
+    assert_eq!(w.frame("b", &recall).await.unwrap(), FrameOutcome::Recalled);
+    // THEN every row carries its number, the recalled one too, and the next send goes on
+    w.frame("a", r#"{"action":"sync","to":"222"}"#)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = w.last_to("a")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    w.frame("b", &send_to("111", "k4", "k4")).await.unwrap();
+    assert_eq!(w.last_to("a")["message"]["seq"], 4);
+    assert_eq!(
+        w.last_to("b-c")["data"].as_array().unwrap().last().unwrap()["seq"],
+        4
+    );
+}

@@ -27,6 +27,10 @@ pub struct Row<'a> {
     pub content: &'a str,
     pub chat_type: u8,
     pub created_at: i64,
+    /// The conversation's sequence number (see `Message::conv_seq`); absent on rows stored
+    /// before it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     pub client_msg_id: Option<&'a str>,
     /// Only on messages whose media were uploaded here; `content` is then a download URL.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,6 +133,7 @@ pub fn row<'a>(
         },
         chat_type: m.chat_type.as_u8(),
         created_at: m.created_at_ms,
+        seq: m.conv_seq,
         client_msg_id: m.client_msg_id.as_deref(),
         recalled: m.recalled,
         media: m.media.as_ref().filter(|_| !m.recalled).map(|media| {
@@ -472,6 +477,7 @@ mod tests {
             client_msg_id: None,
             media: None,
             seq: Some(1),
+            conv_seq: None,
             recalled: false,
         }
     }

@@ -144,6 +144,9 @@ pub(super) fn message_attributes(m: &Message) -> Item {
     if let Some(seq) = m.seq {
         item.insert("seq".into(), nu(seq));
     }
+    if let Some(cseq) = m.conv_seq {
+        item.insert("cseq".into(), nu(cseq));
+    }
     if m.recalled {
         item.insert("recalled".into(), AttributeValue::Bool(true));
     }
@@ -199,6 +202,10 @@ pub(super) fn message_from(item: &Item) -> Result<Message> {
         seq: match item.get("seq") {
             None => None,
             Some(_) => Some(get_u_or_zero(item, "seq")?),
+        },
+        conv_seq: match item.get("cseq") {
+            None => None,
+            Some(_) => Some(get_u_or_zero(item, "cseq")?),
         },
         recalled: matches!(item.get("recalled"), Some(AttributeValue::Bool(true))),
     })
@@ -358,6 +365,7 @@ pub(super) fn sample_message(cmid: Option<&str>) -> Message {
         client_msg_id: cmid.map(str::to_owned),
         media: None,
         seq: Some(3),
+        conv_seq: None,
         recalled: false,
     }
 }
@@ -386,6 +394,7 @@ mod tests {
         });
         let old = Message {
             seq: None,
+            conv_seq: None,
             ..message(None)
         };
         let recalled = Message {
