@@ -61,6 +61,16 @@ pub(super) async fn figures(
                 }
             }
         }
+        // An acknowledged send that is not stored: what DynamoDB holds of it, read strongly
+        // consistently (its row by the acknowledged id, its idempotency marker).
+        let conversation = Conversation::new(APP, &ann, &bob);
+        for (cmid, id) in &s.acked {
+            if !by_cmid.contains_key(cmid) {
+                let got = s.bob_got.contains(id);
+                f.notes
+                    .push(lost_note(stack, store, &conversation, &ann, cmid, id, got).await?);
+            }
+        }
         f.stored += by_cmid.len();
         f.duplicated += by_cmid.values().map(|n| n - 1).sum::<usize>();
         f.missing += phase.per_pair.saturating_sub(by_cmid.len());
@@ -152,4 +162,44 @@ pub(super) async fn soak_notes(stack: &Stack, ttl_secs: i64) -> Res<Vec<String>>
             "records of the ended connections {ttl_secs} s after the last ended: {deleted} deleted by $disconnect, {expired} expired (left to the table's TTL, ignored by every read), **{live} still live**"
         ),
     ])
+}
+
+/// What is left of an acknowledged message that the audit did not find stored.
+async fn lost_note(
+    stack: &Stack,
+    store: &DynamoStore,
+    conversation: &Conversation,
+    sender: &str,
+    client_msg_id: &str,
+    id: &str,
+    bob_got: bool,
+) -> Res<String> {
+    let row = store
+        .snapshot(conversation, sender, Some(id))
+        .await?
+        .message
+        .is_some();
+    let marker = local_stack::clients::dynamodb(&stack.dynamodb_endpoint())
+        .get_item()
+        .table_name(&crate::chat::tables(stack).messages)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "d#{}#{sender}#{client_msg_id}",
+                conversation.key()
+            )),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("d".into()))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .is_some();
+    let yes = |b: bool| if b { "present" } else { "absent" };
+    Ok(format!(
+        "**acknowledged but not stored**: `{client_msg_id}` (id `{id}`): row {}, idempotency marker {}, the peer {} it",
+        yes(row),
+        yes(marker),
+        if bob_got { "received" } else { "did not receive" }
+    ))
 }
