@@ -597,7 +597,7 @@ ChatClient.prototype._onError = function (f) {
   if (f.client_msg_id && this._outboxEntry(f.client_msg_id)) {
     var m = this._outboxEntry(f.client_msg_id);
     if (f.error === 'internal') return this._retryLater(m);
-    // Over the connection's sends per minute: the same frame again once the minute turns.
+    // Over the user's sends per minute (all their connections): the same frame again once the minute turns.
     if (f.error === 'rate_limited') return this._retryLater(m, this.opts.rateLimitedRetryMs);
     // Stored, but the answer could not be built: the conversation's latest page carries the
     // row (with this client_msg_id), which acknowledges the send. Never sent again.
