@@ -563,7 +563,8 @@ ChatClient.prototype._fillGap = function (peer) {
   var need = this._seqTop[peer] + 1; // the first missing number
   if (peer !== this.openPeer) {
     // Not on screen: the list shows its last message; nothing to fetch.
-    this._noteLatest(peer, Object.keys(ahead).map(function (k) { return { seq: Number(k) }; }));
+    this._seqTop[peer] = Math.max.apply(null, Object.keys(ahead).map(Number));
+    this._ahead[peer] = {};
     return;
   }
   var self = this;

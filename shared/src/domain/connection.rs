@@ -32,6 +32,12 @@ pub struct ConnectionRecord {
 /// Length of a send rate window (`MaxSendsPerMinute`).
 pub const SEND_RATE_WINDOW_SECS: i64 = 60;
 
+/// When a count of `window` may go (epoch s, the connections table's TTL): a window after it
+/// ends, so the count a send reads is never one DynamoDB already swept.
+pub fn count_expires_at(window: i64) -> i64 {
+    (window + 2) * SEND_RATE_WINDOW_SECS
+}
+
 /// The window a moment (epoch s) falls in.
 pub fn send_window(now_s: i64) -> i64 {
     now_s.div_euclid(SEND_RATE_WINDOW_SECS)

@@ -15,14 +15,6 @@ const FANOUT_CONCURRENCY: usize = 16;
 /// invocation's budget per connection, spent in parallel across connections.
 pub const POST_RETRIES: usize = 2;
 
-/// 100–300 ms, random (std's per-hasher random keys: no crate of its own for one number).
-fn post_retry_pause() -> std::time::Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    std::time::Duration::from_millis(100 + h.finish() % 201)
-}
-
 /// Posts frames, removing the records and registry entries of connections API Gateway reports
 /// gone (and forgetting them in this instance's record cache).
 pub(super) struct Poster<'a, S, N> {
@@ -106,7 +98,7 @@ impl<'a, S: ConnectionRemove, N: Notifier> Poster<'a, S, N> {
                 Err(PostError::Other(e)) if tries < POST_RETRIES => {
                     tries += 1;
                     tracing::info!(connection_id, error = %e, tries, "post failed; trying again");
-                    tokio::time::sleep(post_retry_pause()).await;
+                    tokio::time::sleep(super::jitter(100, 300)).await;
                 }
                 Err(PostError::Other(e)) => {
                     tracing::warn!(connection_id, error = %e, tries, "post to connection failed");

@@ -34,14 +34,9 @@ use std::time::Instant;
 /// user, on the rate counter) won.
 pub const MAX_SEND_RETRIES: usize = 8;
 
-/// A random pause before retry `n` (1-based): up to 2^n ms, at most 128 ms. The randomness
-/// is std's per-hasher random keys (no crate of its own for one number).
+/// A random pause before retry `n` (1-based): up to 2^n ms, at most 128 ms.
 fn retry_pause(n: usize) -> std::time::Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let ceiling = 1u64 << n.min(7);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_usize(n);
-    std::time::Duration::from_millis(h.finish() % (ceiling + 1))
+    super::jitter(0, 1u64 << n.min(7))
 }
 
 /// Which frame one connection gets after a send.

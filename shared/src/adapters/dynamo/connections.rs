@@ -4,9 +4,7 @@ use super::client::{condition_failed, conditional, ddb, DynamoStore};
 use super::items::{
     meter_id, n, nu, record_from, registry_entry_value, registry_from, registry_id, s, Item,
 };
-use crate::domain::connection::{
-    ConnectionRecord, Metered, Registry, Target, SEND_RATE_WINDOW_SECS,
-};
+use crate::domain::connection::{count_expires_at, ConnectionRecord, Metered, Registry, Target};
 use crate::error::{Error, Result};
 use crate::ports::{
     ConnectionLookup, ConnectionRegister, ConnectionRemove, TypingThrottle, UsageMeter,
@@ -275,7 +273,7 @@ impl UsageMeter for DynamoStore {
             .expression_attribute_values(":zero", nu(0))
             .expression_attribute_values(":one", nu(1))
             .expression_attribute_values(":max", nu(max))
-            .expression_attribute_values(":exp", n((window + 2) * SEND_RATE_WINDOW_SECS))
+            .expression_attribute_values(":exp", n(count_expires_at(window)))
             .send()
             .await;
         conditional(out)

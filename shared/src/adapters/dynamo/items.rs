@@ -59,6 +59,13 @@ pub(super) fn get_n(item: &Item, k: &str) -> Result<i64> {
     }
 }
 
+/// An unsigned number attribute that may be absent (`None`).
+pub(super) fn get_opt_u(item: &Item, k: &str) -> Result<Option<u64>> {
+    item.contains_key(k)
+        .then(|| get_u_or_zero(item, k))
+        .transpose()
+}
+
 pub(super) fn get_u_or_zero(item: &Item, k: &str) -> Result<u64> {
     match item.get(k) {
         None => Ok(0),
@@ -199,14 +206,8 @@ pub(super) fn message_from(item: &Item) -> Result<Message> {
         created_at_ms: get_n(item, "created_at")?,
         client_msg_id: get_opt_s(item, "client_msg_id"),
         media: media_from(item)?,
-        seq: match item.get("seq") {
-            None => None,
-            Some(_) => Some(get_u_or_zero(item, "seq")?),
-        },
-        conv_seq: match item.get("cseq") {
-            None => None,
-            Some(_) => Some(get_u_or_zero(item, "cseq")?),
-        },
+        seq: get_opt_u(item, "seq")?,
+        conv_seq: get_opt_u(item, "cseq")?,
         recalled: matches!(item.get("recalled"), Some(AttributeValue::Bool(true))),
     })
 }

@@ -7,7 +7,7 @@ use super::items::{
     dedup_key, entry_key, get_n, inbox_key, message_attributes, message_from, message_item, n, nu,
     rate_counter_id, s, sends_attribute, Item, MARKER_TTL_ATTRIBUTE,
 };
-use crate::domain::connection::{RateClaim, SEND_RATE_WINDOW_SECS};
+use crate::domain::connection::{count_expires_at, RateClaim};
 use crate::domain::inbox::Entry;
 use crate::domain::message::Message;
 use crate::domain::send::{Committed, SendCommit};
@@ -212,7 +212,7 @@ impl DynamoStore {
     /// counter goes up by one if it is below the limit (the counter is made on first use),
     /// older windows' counts go, and the counter expires (TTL) a window after this one.
     fn rate_update(&self, claim: &RateClaim) -> Result<TransactWriteItem> {
-        let expires_at = (claim.window + 2) * SEND_RATE_WINDOW_SECS;
+        let expires_at = count_expires_at(claim.window);
         let mut update = Update::builder()
             .table_name(&self.connections_table)
             .key(
