@@ -90,6 +90,9 @@ pub enum Metered {
     /// Recalls, of an already recalled message too (`MaxRecallsPerMinute`): each is posted to
     /// both users' connections.
     Recalls,
+    /// Duplicate sends told to every connection again (`MaxSendsPerMinute`): each is posted to
+    /// both users' connections.
+    Resends,
 }
 
 impl Metered {
@@ -97,6 +100,7 @@ impl Metered {
         match self {
             Metered::Uploads => "uploads",
             Metered::Recalls => "recalls",
+            Metered::Resends => "resends",
         }
     }
 }

@@ -17,7 +17,7 @@
 //! (the video and its poster in parallel), two `HeadObject`s at once (the upload area and the
 //! sent objects) and then a `CopyObject` unless it was already copied.
 
-use crate::domain::connection::{send_window, ConnectionRecord, RateClaim, Target};
+use crate::domain::connection::{send_window, ConnectionRecord, Metered, RateClaim, Target};
 use crate::domain::ids::Conversation;
 use crate::domain::message::{Message, Page, Profile};
 use crate::domain::send::{self, Committed, Draft, SendCommit, Snapshot};
@@ -33,6 +33,10 @@ use std::time::Instant;
 /// Times a send reads and writes again after a concurrent send in its conversation (or of its
 /// user, on the rate counter) won.
 pub const MAX_SEND_RETRIES: usize = 8;
+
+/// A duplicate send of a message younger than this is fanned out again (see
+/// [`FrameCtx::fans_out_again`]): clients resend after `ackTimeoutMs` (15 s), a few times.
+pub const FAN_OUT_AGAIN_WITHIN_MS: i64 = 120_000;
 
 /// A random pause before retry `n` (1-based): up to 2^n ms, at most 128 ms.
 fn retry_pause(n: usize) -> std::time::Duration {
@@ -144,12 +148,13 @@ where
         // 0.3 s when the frame's start time was used under load.)
         let fan_out_s = (self.now_ms + started.elapsed().as_millis() as i64) / 1000;
         // A duplicate (a retry with the same client_msg_id) is answered to the sending
-        // connection only: everyone else already had the message, and a retry loop must not
-        // make the server fan it out again and again.
-        let duplicate = c.stored().1;
+        // connection, and told everyone again only when it is recent and the user's meter
+        // allows (see `fans_out_again`).
+        let (stored, duplicate) = c.stored();
+        let to_all = !duplicate || self.fans_out_again(stored).await;
         let audience: Vec<Target> = send::audience(&c.snap, &self.me, &peer, fan_out_s)
             .into_iter()
-            .filter(|t| !duplicate || t.connection_id() == self.me.connection_id)
+            .filter(|t| to_all || t.connection_id() == self.me.connection_id)
             .collect();
         let frames = self
             .send_frames(&c, &peer, &profiles, page.as_ref(), &audience)
@@ -157,7 +162,6 @@ where
         let (told, untold): (Vec<Target>, Vec<Target>) = audience
             .into_iter()
             .partition(|t| frames.contains_key(&frame_kind(t, &self.me)));
-        let (stored, duplicate) = c.stored();
         if untold
             .iter()
             .any(|t| t.connection_id() == self.me.connection_id)
@@ -179,6 +183,7 @@ where
             connection_id = %self.me.connection_id,
             message_id = %stored.id,
             duplicate,
+            told_again = duplicate && to_all,
             delivered,
             gone,
             untold = untold.len(),
@@ -314,6 +319,36 @@ where
         match snap.message {
             Some(m) if m.id == *id => Ok(Committed::Stored),
             _ => Err(e),
+        }
+    }
+
+    /// Whether a duplicate of `stored` goes to every connection again, not only to the one
+    /// that sent it. A client retries when no acknowledgement came, and the likeliest reason is
+    /// that the first send was cut off (its function killed, its posts failing) between the
+    /// write and the posts: then nobody was told, and a conversation connection (the seed's
+    /// client) has no way to notice. Clients match rows by `id` or replace their list, so a
+    /// repeat is harmless. Bounded: only within [`FAN_OUT_AGAIN_WITHIN_MS`] of the message, not
+    /// for a recalled one (its recall was posted), and counted per user on the
+    /// [`Metered::Resends`] meter (`MaxSendsPerMinute` a minute), so a retry loop cannot make
+    /// the server fan out without limit. A meter that cannot be read answers the sender only.
+    async fn fans_out_again(&self, stored: &Message) -> bool {
+        if stored.recalled || self.now_ms - stored.created_at_ms > FAN_OUT_AGAIN_WITHIN_MS {
+            return false;
+        }
+        let window = send_window(self.arrived_ms.div_euclid(1000));
+        let me = &self.me;
+        let max = self.deps.config.max_sends_per_minute;
+        match self
+            .deps
+            .store
+            .claim(&me.app_sid, &me.user, Metered::Resends, window, max)
+            .await
+        {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                tracing::warn!(message_id = %stored.id, error = %e, "resend meter unavailable; the duplicate is answered to its connection only");
+                false
+            }
         }
     }
 

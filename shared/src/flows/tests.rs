@@ -3,7 +3,7 @@ use crate::domain::auth::{mint, Claims, TokenVerifier};
 use crate::domain::ids::Conversation;
 use crate::error::Result;
 use crate::fakes::{config, FakeMedia, FakeNotifier, FakeStore};
-use crate::flows::send::MAX_SEND_RETRIES;
+use crate::flows::send::{FAN_OUT_AGAIN_WITHIN_MS, MAX_SEND_RETRIES};
 use crate::flows::{
     connect, disconnect, on_frame, on_frame_arrived, ConnectOutcome, ConnectRequest, Deps,
     FrameOutcome, Media,
@@ -1222,19 +1222,76 @@ async fn a_duplicate_send_changes_no_counter() {
 }
 
 #[tokio::test]
-async fn a_duplicate_send_is_answered_to_its_connection_only() {
-    // GIVEN A on two devices and B, after a message everyone received once
+async fn a_retry_of_a_send_nobody_was_told_of_reaches_every_connection() {
+    // GIVEN A, B on a user connection and B on a conversation connection (the seed's client),
+    // and a first send whose posts to B all fail (as when its function is killed between the
+    // write and the posts): stored, but B heard nothing and A got its acknowledgement only
     let w = World::new();
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("b", "app", "222").await;
+    w.connect_as("b-seed", "app", "222", "111").await;
+    for cid in ["b", "b-seed"] {
+        w.deps.notifier.failing.lock().unwrap().insert(cid.into());
+    }
+    w.frame("a", &send_to("222", "same", "once")).await.unwrap();
+    let count = |cid: &str| w.deps.notifier.frames_to(cid).len();
+    assert_eq!((count("b"), count("b-seed")), (0, 0));
+    w.deps.notifier.failing.lock().unwrap().clear();
+    let unread = w.deps.store.entry("app", "222", "111").unwrap();
+    // WHEN A's client, unsure, sends it again with the same client_msg_id
+    let out = w.frame("a", &send_to("222", "same", "once")).await.unwrap();
+    // THEN it is stored once, and both of B's connections get it now, without the
+    // acknowledgement, and no unread count moves
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: true,
+                delivered: 3,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(w.deps.store.message_count(), 1);
+    let b = w.last_to("b");
+    assert_eq!(
+        (b["type"].as_str(), b["unread"].as_u64()),
+        (Some("message"), Some(1))
+    );
+    assert_eq!(b["message"]["content"], "once");
+    assert!(b.get("client_msg_id").is_none());
+    let seed = w.last_to("b-seed");
+    assert_eq!(seed["type"], "history");
+    assert_eq!(seed["data"][0]["id"], b["message"]["id"]);
+    assert_eq!(w.last_to("a")["client_msg_id"], "same");
+    assert_eq!(w.deps.store.entry("app", "222", "111").unwrap(), unread);
+}
+
+#[tokio::test]
+async fn a_duplicate_past_the_window_or_the_users_meter_is_answered_to_its_connection_only() {
+    // GIVEN A on two devices and B, after a message everyone received once, and a limit of 2
+    // sends a minute (which also bounds the duplicates told to everyone again)
+    let w = World::with_config(|c| c.max_sends_per_minute = 2);
     w.connect_user("a", "app", "111").await;
     w.connect_user("a2", "app", "111").await;
     w.connect_user("b", "app", "222").await;
     w.frame("a", &send_to("222", "same", "once")).await.unwrap();
     let count = |cid: &str| w.deps.notifier.frames_to(cid).len();
-    let before = (count("a"), count("a2"), count("b"));
-    assert_eq!(before, (1, 1, 1));
-    // WHEN A's connection sends it again (a retry, the same client_msg_id)
-    let out = w.frame("a", &send_to("222", "same", "once")).await.unwrap();
-    // THEN only that connection is answered (its acknowledgement); nobody else is told again
+    assert_eq!((count("a"), count("a2"), count("b")), (1, 1, 1));
+    // WHEN A retries it three times in the same minute
+    for _ in 0..3 {
+        w.frame("a", &send_to("222", "same", "once")).await.unwrap();
+    }
+    // THEN the first two go to everyone again, the third only to A (its acknowledgement)
+    assert_eq!((count("a"), count("a2"), count("b")), (4, 3, 3));
+    assert_eq!(w.last_to("a")["client_msg_id"], "same");
+    // AND a retry more than two minutes after the message is answered to A only
+    let late = now() + FAN_OUT_AGAIN_WITHIN_MS + 60_000;
+    let out = w
+        .frame_at("a", &send_to("222", "same", "once"), late)
+        .await
+        .unwrap();
     assert!(
         matches!(
             out,
@@ -1246,8 +1303,8 @@ async fn a_duplicate_send_is_answered_to_its_connection_only() {
         ),
         "{out:?}"
     );
-    assert_eq!((count("a"), count("a2"), count("b")), (2, 1, 1));
-    assert_eq!(w.last_to("a")["client_msg_id"], "same");
+    assert_eq!((count("a"), count("a2"), count("b")), (5, 3, 3));
+    assert_eq!(w.deps.store.message_count(), 1);
 }
 
 #[tokio::test]
@@ -1592,7 +1649,8 @@ async fn a_recall_inside_the_window_changes_the_row_everywhere() {
         "{m}"
     );
     assert!(m.get("media").is_none());
-    // (a duplicate is answered to its own connection only: B was told of the recall)
+    // (a duplicate of a recalled message is answered to its own connection only: B was told
+    // of the recall)
     assert!(w.deps.notifier.frames_to("b").is_empty());
     assert_eq!(w.deps.store.message_count(), 1);
 }

@@ -2,6 +2,7 @@
 //! sender's order, and after the soak, posts to expired connections and records still live.
 
 use super::client::accounts;
+use super::peer::PeerKind;
 use super::{rss_mb, Counters, Figures, PairSeen, Phase, Res, APP};
 use local_stack::stack::Stack;
 use shared::adapters::dynamo::DynamoStore;
@@ -28,7 +29,8 @@ pub(super) async fn figures(
         stored: 0,
         duplicated: 0,
         acked: 0,
-        delivered: 0,
+        to_users: Default::default(),
+        to_conversations: Default::default(),
         missing: 0,
         order_violations: 0,
         frames_sent: counters.frames_sent.load(Ordering::Relaxed),
@@ -93,11 +95,20 @@ pub(super) async fn figures(
         }
         f.acked += s.acked.len();
         let stored_ids: HashSet<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
-        f.delivered += s
-            .bob_got
-            .iter()
-            .filter(|id| stored_ids.contains(id.as_str()))
-            .count();
+        let count = |sets: &[&HashSet<String>]| {
+            stored_ids
+                .iter()
+                .filter(|id| sets.iter().any(|s| s.contains(**id)))
+                .count()
+        };
+        let d = match s.peer_kind {
+            PeerKind::User => &mut f.to_users,
+            PeerKind::Conversation => &mut f.to_conversations,
+        };
+        d.stored += stored_ids.len();
+        d.in_frames += count(&[&s.bob_got]);
+        d.after_gaps += count(&[&s.bob_got, &s.bob_fetched]);
+        d.after_catch_up += count(&[&s.bob_got, &s.bob_fetched, &s.bob_caught_up]);
     }
     Ok(f)
 }

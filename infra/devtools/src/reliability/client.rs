@@ -1,8 +1,9 @@
 //! A chat client as `clients/miniprogram` behaves, for the runs: user connections, sends that
 //! wait for their acknowledgement, uploads with a ticket's POST form.
 
+use super::peer::PeerKind;
 use super::{Counters, Res, ACK_TIMEOUT, APP, SECRET};
-use crate::ws_client::{user_query, ChatSocket, Read};
+use crate::ws_client::{conversation_query, user_query, ChatSocket, Read};
 use local_stack::stack::Stack;
 use serde_json::Value;
 use shared::domain::auth::{mint, Claims};
@@ -27,6 +28,20 @@ pub(super) fn token(user: &str) -> Res<String> {
 
 pub(super) async fn open(stack: &Stack, user: &str) -> Res<ChatSocket> {
     ChatSocket::open_retrying(&stack.ws_url, &user_query(user, APP, &token(user)?)).await
+}
+
+/// Bob's connection: a user connection, or one bound to his conversation with `ann`.
+pub(super) async fn open_peer(
+    stack: &Stack,
+    kind: PeerKind,
+    bob: &str,
+    ann: &str,
+) -> Res<ChatSocket> {
+    let query = match kind {
+        PeerKind::User => user_query(bob, APP, &token(bob)?),
+        PeerKind::Conversation => conversation_query(bob, ann, APP, &token(bob)?),
+    };
+    ChatSocket::open_retrying(&stack.ws_url, &query).await
 }
 
 /// Sends `frame` on `ws` and reads until a frame `matches`, an "Internal server error" frame

@@ -24,6 +24,7 @@
 
 mod audit;
 mod client;
+mod peer;
 mod phases;
 mod report;
 mod soak;
@@ -96,8 +97,14 @@ pub(super) struct PairSeen {
     pub(super) pair: usize,
     /// client_msg_id → message id, from Ann's acknowledgements.
     pub(super) acked: HashMap<String, String>,
-    /// Message ids Bob received.
+    /// The kind of connection Bob held.
+    pub(super) peer_kind: peer::PeerKind,
+    /// Message ids Bob received in frames the server sent him unasked.
     pub(super) bob_got: HashSet<String>,
+    /// Ids that only his gap fetches brought (user connections, as `chat.js`).
+    pub(super) bob_fetched: HashSet<String>,
+    /// Ids that only his catch-up after the quiet period brought.
+    pub(super) bob_caught_up: HashSet<String>,
     /// Indexes of the messages whose frame went out more than once (resent or tripled):
     /// their stored arrival is whichever attempt stored them, so they are left out of the
     /// order check.
@@ -113,7 +120,9 @@ pub(super) struct Figures {
     pub(super) stored: usize,
     pub(super) duplicated: usize,
     pub(super) acked: usize,
-    pub(super) delivered: usize,
+    /// Delivery to Bob's user connections, and to his conversation connections.
+    pub(super) to_users: Delivery,
+    pub(super) to_conversations: Delivery,
     pub(super) missing: usize,
     pub(super) order_violations: usize,
     pub(super) frames_sent: u64,
@@ -125,6 +134,31 @@ pub(super) struct Figures {
     pub(super) rss_mb_after: u64,
     /// Figures particular to the phase, printed under the table.
     pub(super) notes: Vec<String>,
+}
+
+/// Messages stored in the conversations of one kind of peer connection, and how many reached
+/// the peer: in frames the server sent, after the gap fetches, after the last catch-up.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Delivery {
+    pub(super) stored: usize,
+    pub(super) in_frames: usize,
+    pub(super) after_gaps: usize,
+    pub(super) after_catch_up: usize,
+}
+
+impl Delivery {
+    /// `in frames / after gaps / after catch-up / stored` (user connections) or `in frames /
+    /// stored`, or "–" when no pair had this kind.
+    pub(super) fn cell(&self, gap_handling: bool) -> String {
+        match (self.stored, gap_handling) {
+            (0, _) => "–".into(),
+            (_, true) => format!(
+                "{} / {} / {} / {}",
+                self.in_frames, self.after_gaps, self.after_catch_up, self.stored
+            ),
+            (_, false) => format!("{} / {}", self.in_frames, self.stored),
+        }
+    }
 }
 
 pub(super) fn rss_mb() -> u64 {
@@ -180,8 +214,9 @@ pub async fn run(
     let mut all = Vec::new();
     let progress = |f: &Figures| {
         eprintln!(
-            "[reliability]   sent {} stored {} duplicated {} delivered {} missing {} order violations {} ({:.1} s)",
-            f.sent, f.stored, f.duplicated, f.delivered, f.missing, f.order_violations,
+            "[reliability]   sent {} stored {} duplicated {} delivered to user connections {} (frames / after gaps / after catch-up / stored), to conversation connections {} (frames / stored) missing {} order violations {} ({:.1} s)",
+            f.sent, f.stored, f.duplicated, f.to_users.cell(true), f.to_conversations.cell(false),
+            f.missing, f.order_violations,
             f.elapsed.as_secs_f64()
         );
         for n in &f.notes {

@@ -2,7 +2,8 @@
 //! beside them.
 
 use super::audit::figures;
-use super::client::{accounts, ask, open, post_form};
+use super::client::{accounts, ask, open, open_peer, post_form};
+use super::peer::{spawn_peer, PeerKind, QUIET};
 use super::{
     Counters, Fault, Figures, PairSeen, Phase, Res, ACK_TIMEOUT, APP, MEDIA_PAUSE,
     RATE_LIMITED_RETRY_AFTER, RETRY_AFTER,
@@ -46,9 +47,10 @@ pub(super) async fn run_pair(
     } = plan;
     let (ann, bob) = accounts(phase, p);
     let mut a = open(stack, &ann).await?;
-    let b = open(stack, &bob).await?;
+    let kind = PeerKind::of_pair(p);
+    let b = open_peer(stack, kind, &bob, &ann).await?;
     let seen = Arc::new(Mutex::new(PairSeen::default()));
-    let (stop_tx, bob_reader) = spawn_reader(b, seen.clone());
+    let (stop_tx, bob_reader) = spawn_peer(b, kind, ann.clone(), seen.clone());
     let cmid = |i: usize| format!("{phase}-{p}-{i}");
     let frame = |i: usize| {
         json!({"action":"send","to":bob,"client_msg_id":cmid(i),"chat_type":0,
@@ -154,9 +156,10 @@ pub(super) async fn run_media_pair(
     } = plan;
     let (ann, bob) = accounts(phase, p);
     let mut a = open(stack, &ann).await?;
-    let b = open(stack, &bob).await?;
+    let kind = PeerKind::of_pair(p);
+    let b = open_peer(stack, kind, &bob, &ann).await?;
     let seen = Arc::new(Mutex::new(PairSeen::default()));
-    let (stop_tx, bob_reader) = spawn_reader(b, seen.clone());
+    let (stop_tx, bob_reader) = spawn_peer(b, kind, ann.clone(), seen.clone());
     let image = crate::bench::png();
     let retry = |what: &str| {
         counters.error(what);
@@ -231,8 +234,8 @@ pub(super) async fn run_media_pair(
     Ok(finish_pair(p, a, stop_tx, bob_reader, &seen).await)
 }
 
-/// Ends a pair: gives Bob's copies a moment to land, stops his reader, closes Ann's socket and
-/// returns what they saw.
+/// Ends a pair: waits the quiet period for Bob's copies and his gap handling, stops him (he
+/// catches up once more), closes Ann's socket and returns what they saw.
 pub(super) async fn finish_pair(
     p: usize,
     mut a: ChatSocket,
@@ -240,45 +243,13 @@ pub(super) async fn finish_pair(
     bob_reader: tokio::task::JoinHandle<()>,
     seen: &Mutex<PairSeen>,
 ) -> PairSeen {
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(QUIET).await;
     let _ = stop_tx.send(());
     let _ = bob_reader.await;
     a.close().await;
     let mut out = std::mem::take(&mut *seen.lock().unwrap());
     out.pair = p;
     out
-}
-
-/// Bob: reads message frames (the ids he received) until told to stop.
-pub(super) fn spawn_reader(
-    b: ChatSocket,
-    bob_seen: Arc<Mutex<PairSeen>>,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let bob_reader = tokio::spawn(async move {
-        let mut b = b;
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                r = b.read(Duration::from_secs(3600)) => match r {
-                    Read::Frame(f) => {
-                        if f["type"] == "message" {
-                            if let Some(id) = f["message"]["id"].as_str() {
-                                bob_seen.lock().unwrap().bob_got.insert(id.to_owned());
-                            }
-                        }
-                    }
-                    Read::Quiet => {}
-                    Read::Ended(_) => break,
-                }
-            }
-        }
-        b.close().await;
-    });
-    (stop_tx, bob_reader)
 }
 
 pub(super) async fn run_phase(stack: &Stack, store: &DynamoStore, phase: &Phase) -> Res<Figures> {

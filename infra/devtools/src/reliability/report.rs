@@ -20,12 +20,21 @@ pub(super) fn render(
         "<!-- written by local-reliability; see docs/reliability.md -->\n\
          Run of `local-reliability{}{}` at commit `{commit}` on {cpus} CPUs, functions from `{}`, \
          the local runtime's cap of {} instances per function, DynamoDB Local, loopback only.\n\n\
-         | phase | fault | connections | sent | stored | duplicated | acknowledged | delivered to the peer | missing | order violations | frames sent (resends) | error frames | gateway errors | crashed invocations | time |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         Delivery to the peer is counted {} s after a pair's last acknowledgement (the quiet period), \
+         apart for the two kinds of connection (even pairs: a user connection; odd pairs: a \
+         conversation connection). **User connections**: in frames / after the gap fetches \
+         (`chat.js`: a `seq` gap open {} ms fetches the latest page) / after one more catch-up at \
+         the end of the quiet period (`chat.js` does it after `quietResyncMs`, 60 s) / stored. \
+         **Conversation connections** (the seed's client, which cannot notice a gap): in frames / \
+         stored.\n\n\
+         | phase | fault | connections | sent | stored | duplicated | acknowledged | delivered, user connections | delivered, conversation connections | missing | order violations | frames sent (resends) | error frames | gateway errors | crashed invocations | time |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         if release { " --release" } else { "" },
         if quick { " --quick" } else { "" },
         dir.display(),
         local_stack::runtime::MAX_INSTANCES,
+        super::peer::QUIET.as_secs(),
+        super::peer::GAP_WAIT.as_millis(),
     );
     for f in all {
         let errors = if f.errors.is_empty() {
@@ -38,7 +47,7 @@ pub(super) fn render(
                 .join(", ")
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {:.1} s |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {:.1} s |\n",
             f.name,
             f.what,
             f.connections,
@@ -46,7 +55,8 @@ pub(super) fn render(
             f.stored,
             f.duplicated,
             f.acked,
-            f.delivered,
+            f.to_users.cell(true),
+            f.to_conversations.cell(false),
             f.missing,
             f.order_violations,
             f.frames_sent,
