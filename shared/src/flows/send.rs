@@ -34,6 +34,10 @@ use std::time::Instant;
 /// user, on the rate counter) won.
 pub const MAX_SEND_RETRIES: usize = 8;
 
+/// A send does not post to a connection whose record expires within this many seconds (see
+/// the fan-out in [`FrameCtx::send`]).
+pub const FAN_OUT_MARGIN_SECS: i64 = 1;
+
 /// A duplicate send of a message younger than this is fanned out again (see
 /// [`FrameCtx::fans_out_again`]): clients resend after `ackTimeoutMs` (15 s), a few times.
 pub const FAN_OUT_AGAIN_WITHIN_MS: i64 = 120_000;
@@ -142,16 +146,21 @@ where
             profiles: profiles.clone(),
             ..page
         });
-        // Who is posted to, judged by the clock now, after the write, not when the frame came
-        // in: a connection whose record expired while this send was stored is not posted to.
-        // (The soak in docs/reliability.md found 3 posts in 1,045 to records expired by up to
-        // 0.3 s when the frame's start time was used under load.)
-        let fan_out_s = (self.now_ms + started.elapsed().as_millis() as i64) / 1000;
         // A duplicate (a retry with the same client_msg_id) is answered to the sending
         // connection, and told everyone again only when it is recent and the user's meter
         // allows (see `fans_out_again`).
         let (stored, duplicate) = c.stored();
         let to_all = !duplicate || self.fans_out_again(stored).await;
+        // Who is posted to, judged by the clock now, after the writes (the meter's too), not
+        // when the frame came in: a connection whose record expired meanwhile is not posted to.
+        // Records in their last [`FAN_OUT_MARGIN_SECS`] are left out too: the posts go out a
+        // moment after this (frames built and signed, posts queued), and on AWS a record's last
+        // seconds are past the longest a connection lives (`ConnectionTtlSeconds` is API
+        // Gateway's 2 h plus slack), so nobody live is missed. (The soak in
+        // docs/reliability.md found 3 posts in 1,045 to records expired by up to 0.3 s when the
+        // frame's start time was used under load, and 5–8 by up to 0.3 s without the margin.)
+        let fan_out_s =
+            (self.now_ms + started.elapsed().as_millis() as i64) / 1000 + FAN_OUT_MARGIN_SECS;
         let audience: Vec<Target> = send::audience(&c.snap, &self.me, &peer, fan_out_s)
             .into_iter()
             .filter(|t| to_all || t.connection_id() == self.me.connection_id)
