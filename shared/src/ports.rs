@@ -8,6 +8,7 @@ use crate::domain::inbox::{Entry, ListPage};
 use crate::domain::media::{ObjectInfo, UploadTicket};
 use crate::domain::message::{Message, Page, Profile};
 use crate::domain::send::{Committed, SendCommit, Snapshot};
+use crate::domain::wechat::{AccessToken, WeChatApp, WeChatError, WeChatSession};
 use crate::error::Result;
 use std::future::Future;
 
@@ -224,4 +225,56 @@ pub trait ConnectionCloser: Send + Sync {
         &self,
         connection_id: &str,
     ) -> impl Future<Output = std::result::Result<(), PostError>> + Send;
+}
+
+/// WeChat's server API, the calls the chat makes (adapter: `adapters/wechat.rs`; locally a fake
+/// WeChat API among the chat's tools). Each answer is WeChat's, or why there is none.
+pub trait WeChat: Send + Sync {
+    /// `sns/jscode2session`: the user behind a `wx.login` code (valid once, for 5 minutes).
+    fn code_to_session(
+        &self,
+        app: &WeChatApp,
+        code: &str,
+    ) -> impl Future<Output = std::result::Result<WeChatSession, WeChatError>> + Send;
+    /// `wxa/business/getuserphonenumber`: the verified number (`purePhoneNumber`, without the
+    /// country code) behind a phone button's code.
+    fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+    ) -> impl Future<Output = std::result::Result<String, WeChatError>> + Send;
+    /// `cgi-bin/stable_token`: the app's access token; `force_refresh` makes a new one (WeChat
+    /// allows 20 a day, 30 s apart).
+    fn stable_token(
+        &self,
+        app: &WeChatApp,
+        force_refresh: bool,
+    ) -> impl Future<Output = std::result::Result<AccessToken, WeChatError>> + Send;
+}
+
+/// Who a WeChat user is in the chat: an app's openid ↔ the account it logs in as (the seed's
+/// phone number, or the openid itself). Both directions are kept: a login reads the account
+/// of an openid; content security and notices need the openid of an account.
+pub trait IdentityStore: Send + Sync {
+    /// The account `openid` logs in as, if it was bound.
+    fn account_of(
+        &self,
+        app_sid: &str,
+        openid: &str,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// The openid that holds `account`, if any.
+    fn openid_of(
+        &self,
+        app_sid: &str,
+        account: &str,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// Binds `openid` ↔ `account` in one transaction. An openid that held `account` before
+    /// loses it (a recycled phone number belongs to its newest verified owner), and an account
+    /// `openid` held before is released.
+    fn bind(
+        &self,
+        app_sid: &str,
+        openid: &str,
+        account: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
 }

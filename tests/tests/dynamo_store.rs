@@ -1136,3 +1136,81 @@ async fn messages_keep_the_conversations_sequence_number_in_both_directions() {
     let snap = f.store.snapshot(&conv, "222", None).await.unwrap();
     assert_eq!(snap.mine.unwrap().last.unwrap().conv_seq, Some(3));
 }
+
+#[tokio::test]
+async fn wechat_identities_bind_both_ways_and_a_recycled_number_moves_to_its_new_owner() {
+    let f = fixture().await;
+    let ids = |app: &'static str, openid: &'static str| {
+        let f = &f;
+        async move { f.store.account_of(app, openid).await.unwrap() }
+    };
+    // GIVEN nobody bound THEN nothing is found
+    assert_eq!(ids("app", "o-ann").await, None);
+    // WHEN Ann's openid is bound to her number THEN both directions read back, in one
+    // transaction after two strongly consistent reads
+    f.log.take();
+    f.store.bind("app", "o-ann", "13800000001").await.unwrap();
+    assert_eq!(f.log.take(), ["GetItem", "GetItem", "TransactWriteItems"]);
+    assert_eq!(ids("app", "o-ann").await.as_deref(), Some("13800000001"));
+    assert_eq!(
+        f.store
+            .openid_of("app", "13800000001")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("o-ann")
+    );
+    // AND binding again the same is only the two reads; other apps see nothing
+    f.log.take();
+    f.store.bind("app", "o-ann", "13800000001").await.unwrap();
+    assert_eq!(f.log.take(), ["GetItem", "GetItem"]);
+    assert_eq!(ids("other-app", "o-ann").await, None);
+    // WHEN WeChat now verifies the number for another openid (recycled) THEN it is the new
+    // owner's, and the old openid holds no account any more
+    f.store.bind("app", "o-new", "13800000001").await.unwrap();
+    assert_eq!(ids("app", "o-new").await.as_deref(), Some("13800000001"));
+    assert_eq!(ids("app", "o-ann").await, None);
+    assert_eq!(
+        f.store
+            .openid_of("app", "13800000001")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("o-new")
+    );
+    // WHEN the new owner verifies another number THEN the first is released
+    f.store.bind("app", "o-new", "13900000002").await.unwrap();
+    assert_eq!(f.store.openid_of("app", "13800000001").await.unwrap(), None);
+    assert_eq!(ids("app", "o-new").await.as_deref(), Some("13900000002"));
+}
+
+#[tokio::test]
+async fn two_logins_racing_for_one_number_leave_one_owner() {
+    let f = fixture().await;
+    let binds = (0..6).map(|i| {
+        let store = f.store.clone();
+        async move { store.bind("app", &format!("o-{i}"), "13800000077").await }
+    });
+    for r in futures::future::join_all(binds).await {
+        r.unwrap();
+    }
+    let owner = f
+        .store
+        .openid_of("app", "13800000077")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut holders = 0;
+    for i in 0..6 {
+        if f.store
+            .account_of("app", &format!("o-{i}"))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            holders += 1;
+            assert_eq!(owner, format!("o-{i}"));
+        }
+    }
+    assert_eq!(holders, 1, "exactly one openid holds the number");
+}

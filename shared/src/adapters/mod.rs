@@ -5,3 +5,4 @@ pub mod apigw;
 pub mod dynamo;
 pub mod s3;
 pub mod secrets;
+pub mod wechat;

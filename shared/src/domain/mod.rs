@@ -3,7 +3,7 @@
 //! return.
 //!
 //! Bottom up: [`ids`] (accounts, conversations, ULIDs, cursors) ← [`message`] ← [`connection`],
-//! [`inbox`] ← [`send`]; [`media`] and [`auth`] stand beside them.
+//! [`inbox`] ← [`send`]; [`media`], [`auth`] and [`wechat`] stand beside them.
 pub mod auth;
 pub mod connection;
 pub mod ids;
@@ -11,3 +11,4 @@ pub mod inbox;
 pub mod media;
 pub mod message;
 pub mod send;
+pub mod wechat;

@@ -24,7 +24,7 @@ pub use frame::{on_frame, on_frame_arrived, FrameOutcome};
 /// A random duration from `min_ms` to `max_ms` (inclusive): the pause before a retry, so that
 /// the writers that met once do not meet again. The randomness is std's per-hasher random keys
 /// (no crate of its own for one number).
-fn jitter(min_ms: u64, max_ms: u64) -> std::time::Duration {
+pub(crate) fn jitter(min_ms: u64, max_ms: u64) -> std::time::Duration {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(max_ms);

@@ -1,5 +1,5 @@
 //! DynamoDB adapters for the storage ports, one file per port group: [`connections`],
-//! [`messages`] (pages and the snapshot), [`send`] (a send's transaction), [`inbox`], [`recall`];
+//! [`messages`] (pages and the snapshot), [`send`] (a send's transaction), [`inbox`], [`recall`], [`identity`];
 //! [`items`] encodes. Item layouts (see also docs/architecture.md):
 //!
 //! Connections table, key `connection_id`:
@@ -30,12 +30,16 @@
 //!   the keys of the sparse `by_activity` index: `inbox` (= `pk`) and `activity`
 //!   (`<updated_at, 15 digits>#<peer>`).
 //!
+//! - WeChat identity: `pk` = `w#<app>#<openid>`, `sk` = `w`: `account`; and `pk` =
+//!   `u#<app>#<account>`, `sk` = `w`: `openid` ([`identity`]; no TTL).
+//!
 //! Inside a conversation partition `m#…` sorts before `p#…` and nothing sorts before `m#`, so
 //! "latest page plus profiles" is one descending Query over `[m#, p$]`, and "older than
 //! cursor" is `sk < m#<cursor>`.
 
 mod client;
 mod connections;
+mod identity;
 mod inbox;
 mod items;
 mod messages;

@@ -1,0 +1,406 @@
+//! A fake WeChat API for the chat's local runs and tests (not part of the general local stack:
+//! only the chat talks to WeChat). It answers the three calls the chat makes as WeChat
+//! documents them, with WeChat's errcodes, on 127.0.0.1 only:
+//!
+//! - `GET /sns/jscode2session?appid&secret&js_code&grant_type=authorization_code` →
+//!   `{"openid","session_key"}` (and `unionid` when the app has one); a code is valid once and
+//!   for 5 minutes: unknown or expired 40029, used 40163; a wrong secret 40125, an unknown
+//!   appid 40013.
+//! - `POST /wxa/business/getuserphonenumber?access_token=T` `{"code"}` →
+//!   `{"errcode":0,"phone_info":{"phoneNumber","purePhoneNumber","countryCode","watermark"}}`;
+//!   an unknown token 40001, an expired one 42001; codes as above.
+//! - `POST /cgi-bin/stable_token` `{"grant_type":"client_credential","appid","secret",
+//!   "force_refresh"}` → `{"access_token","expires_in"}`: the same token until less than 5
+//!   minutes are left (then a new one, the old one working until it expires);
+//!   `force_refresh` makes a new one at once and ends the old one ("会导致上次获取的
+//!   access_token 失效"), at most once every 30 s (45011) and 20 times a day (45009).
+//!
+//! And, for the runs and tests (`/fake/…`): `POST /fake/login_code {"appid","openid"}` and
+//! `POST /fake/phone_code {"appid","phone"}` mint codes (`{"code"}`), as `wx.login` and the
+//! phone button would; `GET /fake/calls` counts the calls per path; `POST /fake/faults` sets
+//! knobs: `busy` (the next n calls answer −1), `rate_limited` (45011), `invalid_token` (the
+//! next n calls that take a token answer 40001), `slow_ms` (every answer waits), and
+//! `token_ttl_secs` (the lifetime of new tokens, 7200 by default).
+
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A code's life (`wx.login` codes and phone codes alike).
+const CODE_TTL_SECS: i64 = 300;
+/// A token this close to its expiry is replaced by a normal `stable_token` call ("普通模式下
+/// 平台会提前5分钟更新access_token").
+const TOKEN_OVERLAP_SECS: i64 = 300;
+
+#[derive(Default)]
+struct Faults {
+    busy: u64,
+    rate_limited: u64,
+    invalid_token: u64,
+    slow_ms: u64,
+    token_ttl_secs: Option<i64>,
+}
+
+struct Code {
+    appid: String,
+    /// The openid (login codes) or the phone number (phone codes).
+    subject: String,
+    issued_s: i64,
+    used: bool,
+}
+
+struct Token {
+    appid: String,
+    expires_s: i64,
+}
+
+#[derive(Default)]
+struct AppState {
+    /// appid → secret.
+    apps: HashMap<String, String>,
+    login_codes: HashMap<String, Code>,
+    phone_codes: HashMap<String, Code>,
+    tokens: HashMap<String, Token>,
+    /// appid → its newest token.
+    newest: HashMap<String, String>,
+    /// appid → the times of its forced refreshes.
+    forced: HashMap<String, Vec<i64>>,
+    calls: HashMap<String, u64>,
+    faults: Faults,
+    serial: u64,
+}
+
+type Shared = Arc<Mutex<AppState>>;
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn err(code: i64, msg: &str) -> Json<Value> {
+    Json(json!({"errcode": code, "errmsg": msg}))
+}
+
+impl AppState {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.serial += 1;
+        format!("{prefix}{}{:016x}", self.serial, ulid::Ulid::new().random())
+    }
+
+    /// Counts a call to `path` and answers the fault knobs first: `None` to go on.
+    fn enter(&mut self, path: &str, takes_token: bool) -> Option<Json<Value>> {
+        *self.calls.entry(path.to_owned()).or_default() += 1;
+        let f = &mut self.faults;
+        if f.busy > 0 {
+            f.busy -= 1;
+            return Some(err(-1, "system error"));
+        }
+        if f.rate_limited > 0 {
+            f.rate_limited -= 1;
+            return Some(err(45011, "api minute-quota reach limit"));
+        }
+        if takes_token && f.invalid_token > 0 {
+            f.invalid_token -= 1;
+            return Some(err(40001, "invalid credential"));
+        }
+        None
+    }
+
+    fn app(&self, appid: &str, secret: &str) -> Result<(), Json<Value>> {
+        match self.apps.get(appid) {
+            None => Err(err(40013, "invalid appid")),
+            Some(s) if s != secret => Err(err(40125, "invalid appsecret")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Uses a code once: its subject, or WeChat's errcode.
+    fn redeem(
+        codes: &mut HashMap<String, Code>,
+        appid: &str,
+        code: &str,
+    ) -> Result<String, Json<Value>> {
+        match codes.get_mut(code) {
+            Some(c) if c.appid == appid && now_s() - c.issued_s <= CODE_TTL_SECS => {
+                if c.used {
+                    return Err(err(40163, "code been used"));
+                }
+                c.used = true;
+                Ok(c.subject.clone())
+            }
+            _ => Err(err(40029, "invalid code")),
+        }
+    }
+
+    fn token_app(&self, token: &str) -> Result<String, Json<Value>> {
+        match self.tokens.get(token) {
+            None => Err(err(
+                40001,
+                "invalid credential, access_token is invalid or not latest",
+            )),
+            Some(t) if t.expires_s <= now_s() => Err(err(42001, "access_token expired")),
+            Some(t) => Ok(t.appid.clone()),
+        }
+    }
+}
+
+async fn slow(state: &Shared) {
+    let ms = state.lock().unwrap().faults.slow_ms;
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+async fn jscode2session(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
+    slow(&state).await;
+    let mut s = state.lock().unwrap();
+    if let Some(f) = s.enter("/sns/jscode2session", false) {
+        return f;
+    }
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    if get("grant_type") != "authorization_code" {
+        return err(40002, "invalid grant_type");
+    }
+    if let Err(e) = s.app(get("appid"), get("secret")) {
+        return e;
+    }
+    match AppState::redeem(&mut s.login_codes, get("appid"), get("js_code")) {
+        Ok(openid) => {
+            let session_key = s.fresh("sk");
+            Json(json!({"openid": openid, "session_key": session_key}))
+        }
+        Err(e) => e,
+    }
+}
+
+async fn phone_number(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Option<Json<Value>>,
+) -> Json<Value> {
+    slow(&state).await;
+    let mut s = state.lock().unwrap();
+    if let Some(f) = s.enter("/wxa/business/getuserphonenumber", true) {
+        return f;
+    }
+    let token = q
+        .get("access_token")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let appid = match s.token_app(token) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let code = body
+        .as_ref()
+        .and_then(|b| b["code"].as_str())
+        .unwrap_or_default();
+    match AppState::redeem(&mut s.phone_codes, &appid, code) {
+        Ok(phone) => Json(json!({
+            "errcode": 0, "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": phone, "purePhoneNumber": phone, "countryCode": "86",
+                "watermark": {"appid": appid, "timestamp": now_s()}
+            }
+        })),
+        Err(e) => e,
+    }
+}
+
+async fn stable_token(State(state): State<Shared>, body: Option<Json<Value>>) -> Json<Value> {
+    slow(&state).await;
+    let mut s = state.lock().unwrap();
+    if let Some(f) = s.enter("/cgi-bin/stable_token", false) {
+        return f;
+    }
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    if b["grant_type"] != "client_credential" {
+        return err(40002, "invalid grant_type");
+    }
+    let appid = b["appid"].as_str().unwrap_or_default().to_owned();
+    if let Err(e) = s.app(&appid, b["secret"].as_str().unwrap_or_default()) {
+        return e;
+    }
+    let now = now_s();
+    let ttl = s.faults.token_ttl_secs.unwrap_or(7200);
+    let force = b["force_refresh"].as_bool().unwrap_or(false);
+    let current = s
+        .newest
+        .get(&appid)
+        .and_then(|t| Some((t.clone(), s.tokens.get(t)?.expires_s)));
+    if force {
+        let forced = s.forced.entry(appid.clone()).or_default();
+        forced.retain(|t| now - t < 86_400);
+        if forced.last().is_some_and(|t| now - t < 30) {
+            return err(45011, "api minute-quota reach limit");
+        }
+        if forced.len() >= 20 {
+            return err(45009, "reach max api daily quota limit");
+        }
+        forced.push(now);
+    } else if let Some((token, expires_s)) = current.clone() {
+        if expires_s - now >= TOKEN_OVERLAP_SECS {
+            return Json(json!({"access_token": token, "expires_in": expires_s - now}));
+        }
+    }
+    // A new token. A forced refresh ends the one it replaces at once (40001 from then on); a
+    // normal call replaces a token only in its last 5 minutes, which it keeps working.
+    if let (true, Some((old, _))) = (force, current) {
+        s.tokens.remove(&old);
+    }
+    let token = s.fresh("AT");
+    s.tokens.insert(
+        token.clone(),
+        Token {
+            appid: appid.clone(),
+            expires_s: now + ttl,
+        },
+    );
+    s.newest.insert(appid, token.clone());
+    Json(json!({"access_token": token, "expires_in": ttl}))
+}
+
+fn mint(state: &Shared, phone: bool, b: &Value) -> Json<Value> {
+    let mut s = state.lock().unwrap();
+    let appid = b["appid"].as_str().unwrap_or_default().to_owned();
+    let subject = b[if phone { "phone" } else { "openid" }]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if !s.apps.contains_key(&appid) || subject.is_empty() {
+        return err(40013, "unknown appid, or no openid/phone given");
+    }
+    let code = s.fresh(if phone { "pc" } else { "lc" });
+    let entry = Code {
+        appid,
+        subject,
+        issued_s: now_s(),
+        used: false,
+    };
+    if phone {
+        s.phone_codes.insert(code.clone(), entry);
+    } else {
+        s.login_codes.insert(code.clone(), entry);
+    }
+    Json(json!({ "code": code }))
+}
+
+/// The fake WeChat API, serving until dropped.
+pub struct FakeWeChat {
+    /// `http://127.0.0.1:<port>`: what `WECHAT_API_BASE` is set to.
+    pub base: String,
+    state: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeWeChat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeWeChat {
+    /// Starts it on a free port of 127.0.0.1 with `apps` (appid → secret).
+    pub async fn start(apps: &[(&str, &str)]) -> std::io::Result<Self> {
+        let state: Shared = Arc::default();
+        state.lock().unwrap().apps = apps
+            .iter()
+            .map(|(a, s)| ((*a).to_owned(), (*s).to_owned()))
+            .collect();
+        let app = Router::new()
+            .route("/sns/jscode2session", get(jscode2session))
+            .route("/wxa/business/getuserphonenumber", post(phone_number))
+            .route("/cgi-bin/stable_token", post(stable_token))
+            .route(
+                "/fake/login_code",
+                post(|State(s): State<Shared>, Json(b): Json<Value>| async move { mint(&s, false, &b) }),
+            )
+            .route(
+                "/fake/phone_code",
+                post(|State(s): State<Shared>, Json(b): Json<Value>| async move { mint(&s, true, &b) }),
+            )
+            .route(
+                "/fake/calls",
+                get(|State(s): State<Shared>| async move { Json(json!(s.lock().unwrap().calls)) }),
+            )
+            .route(
+                "/fake/faults",
+                post(|State(s): State<Shared>, Json(b): Json<Value>| async move {
+                    let f = &mut s.lock().unwrap().faults;
+                    let n = |k: &str| b[k].as_u64();
+                    f.busy = n("busy").unwrap_or(f.busy);
+                    f.rate_limited = n("rate_limited").unwrap_or(f.rate_limited);
+                    f.invalid_token = n("invalid_token").unwrap_or(f.invalid_token);
+                    f.slow_ms = n("slow_ms").unwrap_or(f.slow_ms);
+                    f.token_ttl_secs = b["token_ttl_secs"].as_i64().or(f.token_ttl_secs);
+                    Json(json!({"ok": true}))
+                }),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let task = local_stack::peer::serve(listener, app);
+        Ok(FakeWeChat { base, state, task })
+    }
+
+    /// A `wx.login` code for `openid` of `appid` (what `POST /fake/login_code` gives).
+    pub fn login_code(&self, appid: &str, openid: &str) -> String {
+        let v = mint(
+            &self.state,
+            false,
+            &json!({"appid": appid, "openid": openid}),
+        );
+        v["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A phone button's code for `phone` of `appid`.
+    pub fn phone_code(&self, appid: &str, phone: &str) -> String {
+        let v = mint(&self.state, true, &json!({"appid": appid, "phone": phone}));
+        v["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// How many calls each WeChat path got.
+    pub fn calls(&self, path: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The next `n` calls answer −1 (system busy).
+    pub fn busy_next(&self, n: u64) {
+        self.state.lock().unwrap().faults.busy = n;
+    }
+
+    /// The next `n` calls that take an access token answer 40001.
+    pub fn invalid_token_next(&self, n: u64) {
+        self.state.lock().unwrap().faults.invalid_token = n;
+    }
+
+    /// The next `n` calls answer 45011.
+    pub fn rate_limited_next(&self, n: u64) {
+        self.state.lock().unwrap().faults.rate_limited = n;
+    }
+
+    /// Every answer waits `ms` first.
+    pub fn slow(&self, ms: u64) {
+        self.state.lock().unwrap().faults.slow_ms = ms;
+    }
+
+    /// New tokens live `secs`.
+    pub fn token_ttl(&self, secs: i64) {
+        self.state.lock().unwrap().faults.token_ttl_secs = Some(secs);
+    }
+}
