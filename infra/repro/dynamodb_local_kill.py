@@ -9,6 +9,9 @@ local stack runs it for outage tests), lets 4 writers put items (two with PutIte
 TransactWriteItems of two items) and records every write DynamoDB Local answered 200, SIGKILLs
 it mid-write, starts it again on the same files and reads every acknowledged item back
 (strongly consistent). Bounded: at most ROUNDS rounds, stops at the first loss.
+
+With --term it stops DynamoDB Local with SIGTERM instead (the JVM's orderly exit), to tell a
+loss at any stop from a loss at a kill.
 """
 import glob
 import os
@@ -25,6 +28,7 @@ import boto3
 from botocore.config import Config
 
 ROUNDS = int(os.environ.get("ROUNDS", "20"))
+STOP = signal.SIGTERM if "--term" in sys.argv[1:] else signal.SIGKILL
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", ".tools", "dynamodb", "package", "lib")
 
 
@@ -97,7 +101,7 @@ def round_(n):
         for t in threads:
             t.start()
         time.sleep(1.0 + (n % 5) * 0.3)
-        p.send_signal(signal.SIGKILL)
+        p.send_signal(STOP)
         p.wait()
         stop.set()
         for t in threads:
@@ -106,7 +110,7 @@ def round_(n):
         c = client(port)
         lost = [k for k in acked
                 if "Item" not in c.get_item(TableName="kill", Key={"pk": {"S": k}}, ConsistentRead=True)]
-        print(f"round {n}: {len(acked)} writes acknowledged before the kill, {len(lost)} missing after the restart"
+        print(f"round {n}: {len(acked)} writes acknowledged before the {STOP.name}, {len(lost)} missing after the restart"
               + (f": {lost}" if lost else ""), flush=True)
         return lost
     finally:
@@ -127,4 +131,4 @@ if __name__ == "__main__":
     for n in range(1, ROUNDS + 1):
         if round_(n):
             sys.exit(1)
-    print(f"no acknowledged write lost in {ROUNDS} rounds")
+    print(f"no acknowledged write lost in {ROUNDS} rounds stopped with {STOP.name}")

@@ -718,6 +718,11 @@ fn target(
     }
     let mut conns = g.conns.lock().expect("lock");
     let conn = if remove {
+        // (noted before it leaves `conns`, as `run` does, so that a post finding it gone in the
+        // moment before its socket loop ends knows its age; `run` notes it again, exactly)
+        if let Some(c) = conns.get(id) {
+            g.note_ended(c, 1000, true);
+        }
         conns.remove(id)
     } else {
         conns.get(id).cloned()
