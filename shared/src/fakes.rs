@@ -48,6 +48,9 @@ pub struct State {
     /// Every send transaction applied, by what the adapter's `ClientRequestToken` covers (the
     /// whole commit): DynamoDB answers a replay of one with success and writes nothing.
     pub applied: HashSet<String>,
+    /// (app, openid) → account, and (app, account) → openid.
+    pub accounts: HashMap<UserKey, String>,
+    pub openids: HashMap<UserKey, String>,
 }
 
 #[derive(Default)]
@@ -739,5 +742,120 @@ impl MediaSigner for FakeMedia {
         _expires: std::time::Duration,
     ) -> Result<Vec<String>> {
         Ok(keys.iter().map(|k| FakeMedia::url(k)).collect())
+    }
+}
+
+impl IdentityStore for FakeStore {
+    async fn account_of(&self, app_sid: &str, openid: &str) -> Result<Option<String>> {
+        self.with(|s| s.accounts.get(&(app_sid.into(), openid.into())).cloned())
+    }
+    async fn openid_of(&self, app_sid: &str, account: &str) -> Result<Option<String>> {
+        self.with(|s| s.openids.get(&(app_sid.into(), account.into())).cloned())
+    }
+    async fn bind(&self, app_sid: &str, openid: &str, account: &str) -> Result<()> {
+        self.with(|s| {
+            let (app, openid, account) =
+                (app_sid.to_owned(), openid.to_owned(), account.to_owned());
+            if let Some(previous) = s
+                .openids
+                .insert((app.clone(), account.clone()), openid.clone())
+            {
+                if previous != openid {
+                    s.accounts.remove(&(app.clone(), previous));
+                }
+            }
+            if let Some(old) = s
+                .accounts
+                .insert((app.clone(), openid.clone()), account.clone())
+            {
+                if old != account {
+                    s.openids.remove(&(app, old));
+                }
+            }
+        })
+    }
+}
+
+/// WeChat's API with scripted answers: `sessions` maps a login code to its openid (used once),
+/// `phones` a phone code to its number; `valid_tokens` are the access tokens it accepts, and
+/// `next_errors` are answered, in order, before anything else. `stable_token` gives `token`
+/// (a forced refresh makes a new one, accepted).
+#[derive(Default)]
+pub struct FakeWeChatApi {
+    pub sessions: Mutex<HashMap<String, String>>,
+    pub phones: Mutex<HashMap<String, String>>,
+    pub valid_tokens: Mutex<HashSet<String>>,
+    pub next_errors: Mutex<Vec<crate::domain::wechat::WeChatError>>,
+    /// The token `stable_token` gives next, and how many calls it had.
+    pub token: Mutex<String>,
+    pub token_calls: Mutex<(u32, u32)>,
+}
+
+impl FakeWeChatApi {
+    fn scripted(&self) -> Option<crate::domain::wechat::WeChatError> {
+        let mut e = self.next_errors.lock().unwrap();
+        (!e.is_empty()).then(|| e.remove(0))
+    }
+}
+
+impl WeChat for FakeWeChatApi {
+    async fn code_to_session(
+        &self,
+        _app: &crate::domain::wechat::WeChatApp,
+        code: &str,
+    ) -> std::result::Result<crate::domain::wechat::WeChatSession, crate::domain::wechat::WeChatError>
+    {
+        use crate::domain::wechat::{WeChatError, WeChatSession};
+        if let Some(e) = self.scripted() {
+            return Err(e);
+        }
+        match self.sessions.lock().unwrap().remove(code) {
+            Some(openid) => Ok(WeChatSession {
+                openid,
+                unionid: None,
+            }),
+            None => Err(WeChatError::BadCode(40029)),
+        }
+    }
+
+    async fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+    ) -> std::result::Result<String, crate::domain::wechat::WeChatError> {
+        use crate::domain::wechat::WeChatError;
+        if let Some(e) = self.scripted() {
+            return Err(e);
+        }
+        if !self.valid_tokens.lock().unwrap().contains(access_token) {
+            return Err(WeChatError::InvalidToken(40001));
+        }
+        self.phones
+            .lock()
+            .unwrap()
+            .remove(code)
+            .ok_or(WeChatError::BadCode(40029))
+    }
+
+    async fn stable_token(
+        &self,
+        _app: &crate::domain::wechat::WeChatApp,
+        force_refresh: bool,
+    ) -> std::result::Result<crate::domain::wechat::AccessToken, crate::domain::wechat::WeChatError>
+    {
+        let mut calls = self.token_calls.lock().unwrap();
+        let mut token = self.token.lock().unwrap();
+        if force_refresh {
+            // A new token, which WeChat accepts, as a forced refresh gives.
+            calls.1 += 1;
+            *token = format!("{token}-forced");
+            self.valid_tokens.lock().unwrap().insert(token.clone());
+        } else {
+            calls.0 += 1;
+        }
+        Ok(crate::domain::wechat::AccessToken {
+            token: token.clone(),
+            expires_at: i64::MAX / 2,
+        })
     }
 }

@@ -278,3 +278,18 @@ pub trait IdentityStore: Send + Sync {
         account: &str,
     ) -> impl Future<Output = Result<()>> + Send;
 }
+
+/// An app's WeChat access token, as callers use it: one believed valid, and a replacement for
+/// one WeChat refused (40001 / 42001).
+pub trait AccessTokens: Send + Sync {
+    fn current(
+        &self,
+        app: &WeChatApp,
+    ) -> impl Future<Output = std::result::Result<String, WeChatError>> + Send;
+    /// A token other than `refused`, refreshing as little as WeChat allows.
+    fn replace(
+        &self,
+        app: &WeChatApp,
+        refused: &str,
+    ) -> impl Future<Output = std::result::Result<String, WeChatError>> + Send;
+}

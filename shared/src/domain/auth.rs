@@ -184,6 +184,55 @@ impl TokenVerifier {
         Ok(claims)
     }
 }
+/// Mints tokens with each app's current key, from the same secret the verifier reads, so that
+/// `$connect` accepts what it signs (the login function).
+pub struct TokenSigner {
+    keys: SigningKeys,
+}
+
+/// One key for every app, or the current key of each app.
+enum SigningKeys {
+    All(Vec<u8>),
+    PerApp(HashMap<String, Vec<u8>>),
+}
+
+impl TokenSigner {
+    /// Fails (at cold start) exactly where [`TokenVerifier::new`] would.
+    pub fn new(secret: &[u8]) -> Result<Self> {
+        TokenVerifier::new(secret)?;
+        if secret.trim_ascii_start().first() != Some(&b'{') {
+            return Ok(TokenSigner {
+                keys: SigningKeys::All(secret.to_vec()),
+            });
+        }
+        let apps: HashMap<String, AppKeys> = serde_json::from_slice(secret)
+            .map_err(|_| Error::Config("the JWT secret is not an object of app keys".into()))?;
+        let keys = apps
+            .into_iter()
+            .map(|(app, k)| {
+                let current = match k {
+                    AppKeys::One(key) => key,
+                    AppKeys::Rotating { current, .. } => current,
+                };
+                (app, current.into_bytes())
+            })
+            .collect();
+        Ok(TokenSigner {
+            keys: SigningKeys::PerApp(keys),
+        })
+    }
+
+    /// A token for `claims`, signed with the key of `claims.app`; `None` when the secret holds
+    /// no key for that app.
+    pub fn sign(&self, claims: &Claims) -> Result<Option<String>> {
+        let key = match &self.keys {
+            SigningKeys::All(all) => Some(all),
+            SigningKeys::PerApp(per_app) => per_app.get(&claims.app),
+        };
+        key.map(|k| mint(k, claims)).transpose()
+    }
+}
+
 /// Signs claims with the secret (HS256). Used by the local token minter and tests; a real
 /// deployment's login service does the same with the same secret.
 pub fn mint(secret: &[u8], claims: &Claims) -> Result<String> {

@@ -3,11 +3,12 @@
 //! return.
 //!
 //! Bottom up: [`ids`] (accounts, conversations, ULIDs, cursors) ← [`message`] ← [`connection`],
-//! [`inbox`] ← [`send`]; [`media`], [`auth`] and [`wechat`] stand beside them.
+//! [`inbox`] ← [`send`]; [`media`], [`auth`], [`wechat`] and [`login`] stand beside them.
 pub mod auth;
 pub mod connection;
 pub mod ids;
 pub mod inbox;
+pub mod login;
 pub mod media;
 pub mod message;
 pub mod send;

@@ -4,11 +4,13 @@
 //! [`media`] (`upload`, and what a send accepts), [`send`], [`list`] (`conversations`),
 //! [`read`], [`typing`], [`recall`]. [`fanout`] posts and handles 410s; [`records`] is a warm
 //! instance's cache of connection records.
+pub mod access_token;
 pub mod connect;
 pub mod deps;
 mod fanout;
 pub mod frame;
 mod list;
+pub mod login;
 mod media;
 mod pages;
 mod read;
