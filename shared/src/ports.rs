@@ -252,6 +252,31 @@ pub trait WeChat: Send + Sync {
     ) -> impl Future<Output = std::result::Result<AccessToken, WeChatError>> + Send;
 }
 
+/// A shared WeChat client (the login flow and the token cache hold the same one).
+impl<T: WeChat> WeChat for std::sync::Arc<T> {
+    async fn code_to_session(
+        &self,
+        app: &WeChatApp,
+        code: &str,
+    ) -> std::result::Result<WeChatSession, WeChatError> {
+        self.as_ref().code_to_session(app, code).await
+    }
+    async fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+    ) -> std::result::Result<String, WeChatError> {
+        self.as_ref().phone_number(access_token, code).await
+    }
+    async fn stable_token(
+        &self,
+        app: &WeChatApp,
+        force_refresh: bool,
+    ) -> std::result::Result<AccessToken, WeChatError> {
+        self.as_ref().stable_token(app, force_refresh).await
+    }
+}
+
 /// Who a WeChat user is in the chat: an app's openid ↔ the account it logs in as (the seed's
 /// phone number, or the openid itself). Both directions are kept: a login reads the account
 /// of an openid; content security and notices need the openid of an account.

@@ -32,12 +32,6 @@ pub struct HttpWeChat {
     now_s: fn() -> i64,
 }
 
-fn system_now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl HttpWeChat {
     /// A client of `base` (no trailing slash needed) whose calls give up after `timeout`.
     pub fn new(base: &str, timeout: Duration) -> std::io::Result<Self> {
@@ -50,7 +44,7 @@ impl HttpWeChat {
             base: base.trim_end_matches('/').to_owned(),
             client: Client::builder(TokioExecutor::new()).build(https),
             timeout,
-            now_s: system_now_s,
+            now_s: crate::clock::now_s,
         })
     }
 

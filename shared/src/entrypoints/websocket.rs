@@ -2,6 +2,7 @@
 //! builds its dependencies once (see [`super::wiring`]) and hands every event to one of these.
 
 use crate::adapters::secrets::Verifier;
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::flows::{self, ConnectRequest, Deps, FrameOutcome, FrameStore, Media};
 use crate::ports::{
@@ -24,13 +25,6 @@ pub struct ConnectDeps<S, C> {
     pub closer: C,
     pub verifier: Verifier,
     pub config: Config,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 /// How far `requestTimeEpoch` may be from this function's clock and still be believed.

@@ -23,15 +23,9 @@ pub struct CachedTokens<W> {
     now_s: fn() -> i64,
 }
 
-fn system_now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl<W: WeChat> CachedTokens<W> {
     pub fn new(wechat: W) -> Self {
-        Self::with_clock(wechat, system_now_s)
+        Self::with_clock(wechat, crate::clock::now_s)
     }
 
     pub fn with_clock(wechat: W, now_s: fn() -> i64) -> Self {

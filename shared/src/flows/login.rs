@@ -142,26 +142,6 @@ mod tests {
 
     type Deps = LoginDeps<Arc<FakeWeChatApi>, FakeStore, CachedTokens<Arc<FakeWeChatApi>>>;
 
-    impl WeChat for Arc<FakeWeChatApi> {
-        async fn code_to_session(
-            &self,
-            app: &WeChatApp,
-            code: &str,
-        ) -> Result<crate::domain::wechat::WeChatSession, WeChatError> {
-            self.as_ref().code_to_session(app, code).await
-        }
-        async fn phone_number(&self, t: &str, code: &str) -> Result<String, WeChatError> {
-            self.as_ref().phone_number(t, code).await
-        }
-        async fn stable_token(
-            &self,
-            app: &WeChatApp,
-            force: bool,
-        ) -> Result<crate::domain::wechat::AccessToken, WeChatError> {
-            self.as_ref().stable_token(app, force).await
-        }
-    }
-
     fn deps(identity: AccountIdentity) -> (Deps, Arc<FakeWeChatApi>) {
         let wechat = Arc::new(FakeWeChatApi::default());
         *wechat.token.lock().unwrap() = "AT-1".into();
