@@ -28,8 +28,6 @@ pub struct HttpWeChat {
     base: String,
     client: Client<Https, Full<Bytes>>,
     timeout: Duration,
-    /// The clock, epoch seconds (a token's `expires_in` is turned into an instant).
-    now_s: fn() -> i64,
 }
 
 impl HttpWeChat {
@@ -44,7 +42,6 @@ impl HttpWeChat {
             base: base.trim_end_matches('/').to_owned(),
             client: Client::builder(TokioExecutor::new()).build(https),
             timeout,
-            now_s: crate::clock::now_s,
         })
     }
 
@@ -159,7 +156,7 @@ impl WeChat for HttpWeChat {
         let expires_in = v["expires_in"].as_i64().unwrap_or(0);
         Ok(AccessToken {
             token,
-            expires_at: (self.now_s)() + expires_in,
+            expires_at: crate::clock::now_s() + expires_in,
         })
     }
 }

@@ -20,26 +20,20 @@ pub struct CachedTokens<W> {
     wechat: W,
     /// appid → its token; appid → when it was last force-refreshed.
     cache: tokio::sync::Mutex<(HashMap<String, AccessToken>, HashMap<String, i64>)>,
-    now_s: fn() -> i64,
 }
 
 impl<W: WeChat> CachedTokens<W> {
     pub fn new(wechat: W) -> Self {
-        Self::with_clock(wechat, crate::clock::now_s)
-    }
-
-    pub fn with_clock(wechat: W, now_s: fn() -> i64) -> Self {
         CachedTokens {
             wechat,
             cache: Default::default(),
-            now_s,
         }
     }
 
     fn fresh<'a>(&self, tokens: &'a HashMap<String, AccessToken>, appid: &str) -> Option<&'a str> {
         tokens
             .get(appid)
-            .filter(|t| t.expires_at - (self.now_s)() > REFRESH_BEFORE_SECS)
+            .filter(|t| t.expires_at - crate::clock::now_s() > REFRESH_BEFORE_SECS)
             .map(|t| t.token.as_str())
     }
 }
@@ -63,7 +57,7 @@ impl<W: WeChat> AccessTokens for CachedTokens<W> {
         }
         let mut t = self.wechat.stable_token(app, false).await?;
         if t.token == refused {
-            let now = (self.now_s)();
+            let now = crate::clock::now_s();
             let last = guard.1.get(&app.appid).copied();
             if last.is_some_and(|at| now - at < FORCE_REFRESH_EVERY_SECS) {
                 tracing::warn!(appid = %app.appid, "WeChat keeps refusing the access token; the forced refresh of this hour was used");
