@@ -10,6 +10,7 @@ pub mod apigw;
 pub mod app;
 pub mod clients;
 pub mod dynamodb_local;
+pub mod httpapi;
 pub mod peer;
 pub mod process;
 pub mod resolve;

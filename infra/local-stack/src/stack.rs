@@ -1,11 +1,13 @@
 //! The whole application on loopback: DynamoDB Local with the template's tables, s3s-fs with
 //! the template's buckets behind the S3 front (CORS, event notifications to the functions), and
-//! the local API Gateway running the function binaries.
+//! the local API Gateway (the WebSocket API and, when the template has one, the HTTP API)
+//! running the function binaries.
 
 use crate::apigw::{self, Gateway};
 use crate::app::{self, SamApp, Supplied};
 use crate::clients;
 use crate::dynamodb_local::DynamoDbLocal;
+use crate::httpapi::HttpApi;
 use crate::runtime::{Invoker, Logs};
 use crate::s3_front::{Deliveries, S3Front};
 use crate::s3_local::S3Local;
@@ -21,6 +23,8 @@ use std::sync::Arc;
 pub struct StackOptions {
     /// Gateway port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// The HTTP API's port on 127.0.0.1 (when the template has one); 0 picks a free one.
+    pub http_port: u16,
     /// Folder with the function binaries.
     pub functions_dir: PathBuf,
     pub gateway: apigw::Options,
@@ -43,6 +47,7 @@ impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
             port: 0,
+            http_port: 0,
             functions_dir: std::env::var_os("LOCAL_STACK_FUNCTIONS_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| crate::project_root().join("target/debug")),
@@ -65,6 +70,9 @@ pub struct Stack {
     pub ws_url: String,
     /// `http://127.0.0.1:<port>/<stage>` (the @connections endpoint the functions use)
     pub management_url: String,
+    /// The HTTP API's base URL, `http://127.0.0.1:<port>[/<stage>]`, when the template has one.
+    pub http_url: Option<String>,
+    http_server: Option<tokio::task::JoinHandle<()>>,
     pub gateway: Arc<Gateway>,
     invoker: Arc<Invoker>,
     /// Behind a lock so that a fault test can stop and restart it while clients use the stack.
@@ -130,8 +138,30 @@ impl Stack {
             opts.gateway.clone(),
             addr.to_string(),
         );
+        let (http_url, http_server) = match &app.http_api {
+            Some(spec) => {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.http_port))
+                    .await
+                    .map_err(|e| {
+                        DevError::Gateway(format!(
+                            "cannot listen on 127.0.0.1:{}: {e}",
+                            opts.http_port
+                        ))
+                    })?;
+                let at = listener.local_addr()?;
+                let api = HttpApi::new(spec.clone(), invoker.clone(), at.to_string());
+                let url = match &spec.stage {
+                    Some(stage) => format!("http://{at}/{stage}"),
+                    None => format!("http://{at}"),
+                };
+                (Some(url), Some(api.serve(listener)))
+            }
+            None => (None, None),
+        };
         let stage = app.api.stage.clone();
         Ok(Stack {
+            http_url,
+            http_server,
             ws_url: format!("ws://{addr}/{stage}"),
             management_url: format!("{http}/{stage}"),
             server: gateway.serve(listener),
@@ -268,6 +298,9 @@ fn function_env(
 impl Drop for Stack {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(h) = &self.http_server {
+            h.abort();
+        }
         self.gateway.shutdown();
         if let Ok(mut d) = self.dynamodb.lock() {
             *d = None;
@@ -303,6 +336,7 @@ mod tests {
             supplied: Supplied::from([
                 ("JWT_SECRET_ARN".to_string(), String::new()),
                 ("MEDIA_KEY_SECRET_ARN".to_string(), String::new()),
+                ("WECHAT_APPS_SECRET_ARN".to_string(), String::new()),
             ]),
             env: BTreeMap::from([("SEEN_DIR".to_string(), dir.0.display().to_string())]),
             ..Default::default()

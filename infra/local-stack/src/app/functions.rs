@@ -1,6 +1,7 @@
 //! Each `AWS::Serverless::Function`: its binary, timeout, memory and environment (Globals and
-//! its own, resolved), and the S3 events it subscribes to.
+//! its own, resolved), and the S3 and HTTP API events it subscribes to.
 
+use super::http_api::{self, HttpEvent};
 use super::{buckets, props, FunctionSpec, Resources, S3Subscription, Supplied};
 use crate::resolve::{err, Resolver};
 use crate::DevError;
@@ -8,10 +9,12 @@ use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The functions, and each S3 subscription with the logical id of its bucket.
+/// The functions, each S3 subscription with the logical id of its bucket, and each HTTP API
+/// event.
 pub(super) type Read = (
     BTreeMap<String, FunctionSpec>,
     Vec<(String, S3Subscription)>,
+    Vec<HttpEvent>,
 );
 
 pub(super) fn read(
@@ -27,6 +30,7 @@ pub(super) fn read(
         .unwrap_or(Value::Null);
     let mut functions = BTreeMap::new();
     let mut subscriptions = Vec::new();
+    let mut http_events = Vec::new();
     for (id, v) in resources.of_type("AWS::Serverless::Function") {
         let p = props(v);
         let number = |k: &str, default: u64| number(r, &id, &p, &globals, k, default);
@@ -49,13 +53,17 @@ pub(super) fn read(
         if let Some(events) = p.get("Events").and_then(Value::as_mapping) {
             for (event_id, e) in events {
                 let event_id = event_id.as_str().unwrap_or_default();
-                if e.get("Type").and_then(Value::as_str) == Some("S3") {
-                    subscriptions.push(buckets::subscription(r, resources, &id, event_id, e)?);
+                match e.get("Type").and_then(Value::as_str) {
+                    Some("S3") => {
+                        subscriptions.push(buckets::subscription(r, resources, &id, event_id, e)?)
+                    }
+                    Some("HttpApi") => http_events.push(http_api::event(r, &id, event_id, e)?),
+                    _ => {}
                 }
             }
         }
     }
-    Ok((functions, subscriptions))
+    Ok((functions, subscriptions, http_events))
 }
 
 /// The function's own value of `k`, else Globals'; `AWS::NoValue` counts as absent.

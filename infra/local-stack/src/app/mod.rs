@@ -1,5 +1,6 @@
 //! What the local stack needs from `template.yaml`, one file per resource kind: the WebSocket
-//! API ([`api`]: route selection expression, stage, routes → integrations → functions), each
+//! API ([`api`]: route selection expression, stage, routes → integrations → functions), the
+//! HTTP API ([`http_api`]: its stage and the routes of the functions' `HttpApi` events), each
 //! function ([`functions`]: binary, timeout, memory, environment resolved), each bucket
 //! ([`buckets`]: resolved name, CORS rules, the functions its S3 events go to) and each table
 //! ([`tables`]). Every value it uses resolves exactly or is refused ([`crate::resolve`]);
@@ -8,6 +9,7 @@
 mod api;
 mod buckets;
 mod functions;
+mod http_api;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -39,6 +41,26 @@ pub struct ApiSpec {
     pub stage: String,
     /// Route key (`$connect`, `$default`, `sendmessage`, …) → function logical id.
     pub routes: BTreeMap<String, String>,
+}
+
+/// One route of the HTTP API: `Events` of `Type: HttpApi` on a function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRoute {
+    /// `GET`, `POST`, … or `ANY`.
+    pub method: String,
+    /// `/login`, `/wechat/push/{app_sid}`, `/files/{rest+}`, or `$default`.
+    pub path: String,
+    /// Logical id of the function (payload format 2.0).
+    pub function: String,
+}
+
+/// The template's HTTP API (`AWS::Serverless::HttpApi`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpApiSpec {
+    pub logical_id: String,
+    /// A named stage (a path segment before every route); `None` for `$default`.
+    pub stage: Option<String>,
+    pub routes: Vec<HttpRoute>,
 }
 
 /// One rule of a bucket's `CorsConfiguration.CorsRules`.
@@ -96,6 +118,8 @@ pub struct BucketSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamApp {
     pub api: ApiSpec,
+    /// The HTTP API, if the template has one.
+    pub http_api: Option<HttpApiSpec>,
     pub functions: BTreeMap<String, FunctionSpec>,
     pub buckets: Vec<BucketSpec>,
     pub tables: Vec<TableSpec>,
@@ -124,7 +148,8 @@ pub fn read(
     let r = Resolver::new(doc, overrides)?;
     let resources = Resources::of(doc, &r)?;
     let api = api::read(&r, &resources)?;
-    let (functions, subscriptions) = functions::read(&r, &resources, doc, supplied)?;
+    let (functions, subscriptions, http_events) = functions::read(&r, &resources, doc, supplied)?;
+    let http_api = http_api::read(&r, &resources, http_events)?;
     for (key, f) in &api.routes {
         if !functions.contains_key(f) {
             return Err(err(format!(
@@ -136,6 +161,7 @@ pub fn read(
     let tables = tables::read(&r, &resources)?;
     Ok(SamApp {
         api,
+        http_api,
         functions,
         buckets,
         tables,
