@@ -19,48 +19,16 @@ fn options() -> StackOptions {
         logs: Logs::Quiet,
         ..devtools::chat::stack_options(SECRET)
     };
-    assert_fresh_binaries(&opts.functions_dir);
+    devtools::chat::assert_fresh_binaries(
+        &opts.functions_dir,
+        &[
+            "chat-connect",
+            "chat-default",
+            "chat-disconnect",
+            "chat-thumbnail",
+        ],
+    );
     opts
-}
-
-/// These tests run the function binaries that `cargo build --workspace --bins` left in
-/// `functions_dir`; after a change to their sources without a build they would test old code
-/// and pass or fail for the wrong reason. Cargo's dep-info (`<bin>.d`) lists every source a
-/// binary was built from: none may be newer than the binary.
-fn assert_fresh_binaries(dir: &std::path::Path) {
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified());
-    for bin in [
-        "chat-connect",
-        "chat-default",
-        "chat-disconnect",
-        "chat-thumbnail",
-    ] {
-        let exe = dir.join(bin);
-        let built = modified(&exe).unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: run cargo build --workspace --bins",
-                exe.display()
-            )
-        });
-        let deps = std::fs::read_to_string(dir.join(format!("{bin}.d"))).unwrap_or_else(|_| {
-            panic!("no dep-info for {bin}: run cargo build --workspace --bins")
-        });
-        let sources = deps
-            .lines()
-            .next()
-            .and_then(|l| l.split_once(": "))
-            .map(|(_, s)| s)
-            .unwrap_or_default();
-        for src in sources.split_whitespace() {
-            let src = std::path::Path::new(src);
-            if modified(src).is_ok_and(|m| m > built) {
-                panic!(
-                    "{bin} is older than {}: run cargo build --workspace --bins",
-                    src.display()
-                );
-            }
-        }
-    }
 }
 
 /// One stack shared by the tests that need no special options, on its own runtime so that it

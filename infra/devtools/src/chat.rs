@@ -9,15 +9,36 @@ use local_stack::template::Template;
 use local_stack::DevError;
 use std::collections::{BTreeMap, HashMap};
 
-/// What the stack supplies instead of resolving the template: `JWT_SECRET_ARN` and
-/// `MEDIA_KEY_SECRET_ARN` name Secrets Manager secrets (`!Ref JwtSecret`, `!Ref
-/// MediaKeySecret`), which the stack does not emulate, so they are empty and the functions read
-/// the secrets inline from `JWT_SECRET` and `MEDIA_KEY_SECRET` (`shared::config`).
+/// What the stack supplies instead of resolving the template: `JWT_SECRET_ARN`,
+/// `MEDIA_KEY_SECRET_ARN` and `WECHAT_APPS_SECRET_ARN` name Secrets Manager secrets (`!Ref
+/// JwtSecret`, …), which the stack does not emulate, so they are empty and the functions read
+/// the secrets inline from `JWT_SECRET`, `MEDIA_KEY_SECRET` and `WECHAT_APPS`
+/// (`shared::config`).
 pub fn supplied() -> Supplied {
     Supplied::from([
         ("JWT_SECRET_ARN".to_string(), String::new()),
         ("MEDIA_KEY_SECRET_ARN".to_string(), String::new()),
+        ("WECHAT_APPS_SECRET_ARN".to_string(), String::new()),
     ])
+}
+
+/// The demo mini-program of local runs: its app_sid (the tokens' `app`), appid and secret
+/// (known to the fake WeChat API that `make dev` and the tests start).
+pub const DEMO_APP_SID: &str = "wxdemo";
+pub const DEMO_APPID: &str = "wx00000000000demo";
+pub const DEMO_APP_SECRET: &str = "demo-app-secret-not-a-real-one";
+
+/// The WeChat apps JSON (`WECHAT_APPS`, the `WeChatApps` secret's shape) of the demo app.
+pub fn demo_apps() -> String {
+    serde_json::json!({ DEMO_APP_SID: {"appid": DEMO_APPID, "secret": DEMO_APP_SECRET} })
+        .to_string()
+}
+
+/// Points every function at the WeChat API at `base` (the fake's, or `WECHAT_API_BASE`) with
+/// `apps` (`WECHAT_APPS` JSON).
+pub fn use_wechat(opts: &mut StackOptions, base: &str, apps: &str) {
+    opts.env.insert("WECHAT_API_BASE".into(), base.to_owned());
+    opts.env.insert("WECHAT_APPS".into(), apps.to_owned());
 }
 
 /// The media owner key of a stack made with [`stack_options`] (tests derive owner segments
@@ -71,6 +92,41 @@ pub async fn create_chat_tables(
 ) -> Result<ChatTables, DevError> {
     let app = app::read(Template::project()?, &HashMap::new(), &supplied())?;
     ChatTables::of(&create_tables(client, &app.tables, prefix).await?)
+}
+
+/// End-to-end tests run the function binaries that `cargo build --workspace --bins` left in
+/// `functions_dir`; after a change to their sources without a build they would test old code
+/// and pass or fail for the wrong reason. Cargo's dep-info (`<bin>.d`) lists every source a
+/// binary was built from: none may be newer than the binary.
+pub fn assert_fresh_binaries(dir: &std::path::Path, bins: &[&str]) {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified());
+    for bin in bins {
+        let exe = dir.join(bin);
+        let built = modified(&exe).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run cargo build --workspace --bins",
+                exe.display()
+            )
+        });
+        let deps = std::fs::read_to_string(dir.join(format!("{bin}.d"))).unwrap_or_else(|_| {
+            panic!("no dep-info for {bin}: run cargo build --workspace --bins")
+        });
+        let sources = deps
+            .lines()
+            .next()
+            .and_then(|l| l.split_once(": "))
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        for src in sources.split_whitespace() {
+            let src = std::path::Path::new(src);
+            if modified(src).is_ok_and(|m| m > built) {
+                panic!(
+                    "{bin} is older than {}: run cargo build --workspace --bins",
+                    src.display()
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

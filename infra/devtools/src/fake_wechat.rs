@@ -17,7 +17,9 @@
 //!
 //! And, for the runs and tests (`/fake/…`): `POST /fake/login_code {"appid","openid"}` and
 //! `POST /fake/phone_code {"appid","phone"}` mint codes (`{"code"}`), as `wx.login` and the
-//! phone button would; `GET /fake/calls` counts the calls per path; `POST /fake/faults` sets
+//! phone button would; `GET /fake/login_body?app_sid&appid&openid[&phone]` mints both and
+//! answers a whole `POST /login` body (`make dev`'s demo `curl` pipes it to the login);
+//! `GET /fake/calls` counts the calls per path; `POST /fake/faults` sets
 //! knobs: `busy` (the next n calls answer −1), `rate_limited` (45011), `invalid_token` (the
 //! next n calls that take a token answer 40001), `slow_ms` (every answer waits), and
 //! `token_ttl_secs` (the lifetime of new tokens, 7200 by default).
@@ -327,6 +329,20 @@ impl FakeWeChat {
             .route(
                 "/fake/phone_code",
                 post(|State(s): State<Shared>, Json(b): Json<Value>| async move { mint(&s, true, &b) }),
+            )
+            .route(
+                "/fake/login_body",
+                get(|State(s): State<Shared>, Query(q): Query<HashMap<String, String>>| async move {
+                    let arg = |k: &str| q.get(k).cloned().unwrap_or_default();
+                    let code = mint(&s, false, &json!({"appid": arg("appid"), "openid": arg("openid")}));
+                    let Some(code) = code["code"].as_str() else { return code };
+                    let mut body = json!({"app_sid": arg("app_sid"), "code": code});
+                    if q.contains_key("phone") {
+                        let phone = mint(&s, true, &json!({"appid": arg("appid"), "phone": arg("phone")}));
+                        body["phone_code"] = phone["code"].clone();
+                    }
+                    Json(body)
+                }),
             )
             .route(
                 "/fake/calls",

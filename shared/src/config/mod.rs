@@ -4,6 +4,7 @@
 
 pub mod vars;
 
+use crate::domain::login::AccountIdentity;
 use crate::domain::media::MediaLimits;
 use crate::error::{Error, Result};
 use time::UtcOffset;
@@ -150,6 +151,16 @@ pub struct Config {
     /// A signing secret from Secrets Manager is fetched again once older than this
     /// (`SECRET_MAX_AGE_SECONDS`), so a rotation reaches warm `$connect` instances in time.
     pub secret_max_age_secs: u64,
+    /// The WeChat apps (`app_sid` → appid and secret); required by the login function.
+    pub wechat_apps: Option<SecretSource>,
+    /// WeChat's server API (`WECHAT_API_BASE`, no trailing slash).
+    pub wechat_api_base: String,
+    /// How long one WeChat call may take.
+    pub wechat_timeout: std::time::Duration,
+    /// Lifetime of the tokens `POST /login` mints (at most `max_token_lifetime_secs`).
+    pub login_token_secs: u64,
+    /// What a WeChat user's account is.
+    pub account_identity: AccountIdentity,
 }
 
 impl Config {
@@ -184,6 +195,20 @@ impl Config {
         };
         let jwt_secret = secret("JWT_SECRET_ARN", "JWT_SECRET");
         let media_key_secret = secret("MEDIA_KEY_SECRET_ARN", "MEDIA_KEY_SECRET");
+        let wechat_apps = secret("WECHAT_APPS_SECRET_ARN", "WECHAT_APPS");
+        let max_token_lifetime_secs = env.number("MAX_TOKEN_LIFETIME_SECONDS")?;
+        let account_identity = AccountIdentity::parse(env.text("ACCOUNT_IDENTITY").trim())
+            .ok_or_else(|| Error::Config("ACCOUNT_IDENTITY must be phone or openid".into()))?;
+        let wechat_api_base = env
+            .text("WECHAT_API_BASE")
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        if !(wechat_api_base.starts_with("https://") || wechat_api_base.starts_with("http://")) {
+            return Err(Error::Config(
+                "WECHAT_API_BASE must be an http(s) URL such as https://api.weixin.qq.com".into(),
+            ));
+        }
         let display_offset = parse_offset(&env.text("DISPLAY_UTC_OFFSET")).ok_or_else(|| {
             Error::Config("DISPLAY_UTC_OFFSET must look like +08:00 or -05:30".into())
         })?;
@@ -215,8 +240,13 @@ impl Config {
             media,
             media_bucket: env.optional("MEDIA_BUCKET"),
             s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE")?,
-            max_token_lifetime_secs: env.number("MAX_TOKEN_LIFETIME_SECONDS")?,
+            max_token_lifetime_secs,
             secret_max_age_secs: env.number("SECRET_MAX_AGE_SECONDS")?,
+            wechat_apps,
+            wechat_api_base,
+            wechat_timeout: std::time::Duration::from_millis(env.number("WECHAT_TIMEOUT_MS")?),
+            login_token_secs: env.number_up_to("LOGIN_TOKEN_SECONDS", max_token_lifetime_secs)?,
+            account_identity,
         })
     }
 
@@ -238,6 +268,13 @@ impl Config {
     pub fn require_jwt_secret(&self) -> Result<&SecretSource> {
         self.jwt_secret.as_ref().ok_or_else(|| {
             Error::Config("JWT_SECRET_ARN (or JWT_SECRET locally) must be set".into())
+        })
+    }
+
+    /// The WeChat apps' source, or a start-up error for the login function.
+    pub fn require_wechat_apps(&self) -> Result<&SecretSource> {
+        self.wechat_apps.as_ref().ok_or_else(|| {
+            Error::Config("WECHAT_APPS_SECRET_ARN (or WECHAT_APPS locally) must be set".into())
         })
     }
 

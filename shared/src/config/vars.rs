@@ -57,8 +57,8 @@ pub const VARS: &[Var] = &[
     Var { name: "MESSAGES_TABLE", parameter: None, kind: Kind::Required, read_by: "all", doc: "The messages table (messages, profiles, idempotency markers, conversation entries)." },
     Var { name: "CONNECTIONS_TABLE", parameter: None, kind: Kind::Required, read_by: "all", doc: "The connections table (connection records and per-user registries)." },
     Var { name: "MANAGEMENT_ENDPOINT", parameter: None, kind: Kind::Optional, read_by: "$connect, $default", doc: "`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, from the API id (never the event's domain name)." },
-    Var { name: "JWT_SECRET_ARN", parameter: None, kind: Kind::Optional, read_by: "$connect", doc: "Secrets Manager secret holding the HS256 signing secret (one key, or a key per app): parameter `JwtSecretArn`, or the secret the stack creates when that is empty." },
-    Var { name: "JWT_SECRET", parameter: None, kind: Kind::Optional, read_by: "$connect", doc: "The signing secret itself, for local runs only (`JWT_SECRET_ARN` wins when both are set)." },
+    Var { name: "JWT_SECRET_ARN", parameter: None, kind: Kind::Optional, read_by: "$connect, login", doc: "Secrets Manager secret holding the HS256 signing secret (one key, or a key per app): parameter `JwtSecretArn`, or the secret the stack creates when that is empty." },
+    Var { name: "JWT_SECRET", parameter: None, kind: Kind::Optional, read_by: "$connect, login", doc: "The signing secret itself, for local runs only (`JWT_SECRET_ARN` wins when both are set)." },
     Var { name: "MEDIA_KEY_SECRET_ARN", parameter: None, kind: Kind::Optional, read_by: "$default", doc: "Secrets Manager secret holding the key that upload owner segments are derived from (the stack creates it): `$default` never reads the token signing secret." },
     Var { name: "MEDIA_KEY_SECRET", parameter: None, kind: Kind::Optional, read_by: "$default", doc: "The media owner key itself, for local runs only (`MEDIA_KEY_SECRET_ARN` wins when both are set)." },
     Var { name: "MEDIA_BUCKET", parameter: None, kind: Kind::Optional, read_by: "$default", doc: "The private media bucket." },
@@ -84,8 +84,14 @@ pub const VARS: &[Var] = &[
     Var { name: "MAX_VIDEO_BYTES", parameter: Some("MaxVideoBytes"), kind: num(25 << 20, 1, 1 << 30), read_by: "all", doc: "Largest video upload, in bytes." },
     Var { name: "UPLOAD_TICKET_SECONDS", parameter: Some("UploadTicketSeconds"), kind: num(300, 30, 3600), read_by: "$default", doc: "How long an upload ticket (presigned PUT and POST) stays valid." },
     Var { name: "DOWNLOAD_URL_SECONDS", parameter: Some("DownloadUrlSeconds"), kind: num(3600, 60, 43_200), read_by: "$default", doc: "How long the presigned GET URLs in a frame stay valid." },
-    Var { name: "MAX_TOKEN_LIFETIME_SECONDS", parameter: Some("MaxTokenLifetimeSeconds"), kind: num(DEFAULT_MAX_TOKEN_LIFETIME_SECS, 60, 30 * 86_400), read_by: "$connect", doc: "Tokens whose expiry is further away are refused." },
+    Var { name: "MAX_TOKEN_LIFETIME_SECONDS", parameter: Some("MaxTokenLifetimeSeconds"), kind: num(DEFAULT_MAX_TOKEN_LIFETIME_SECS, 60, 30 * 86_400), read_by: "$connect, login", doc: "Tokens whose expiry is further away are refused." },
     Var { name: "SECRET_MAX_AGE_SECONDS", parameter: Some("SecretCacheSeconds"), kind: num(300, 0, 86_400), read_by: "$connect", doc: "`$connect` fetches the signing secret again once its copy is this old." },
+    Var { name: "WECHAT_APPS_SECRET_ARN", parameter: None, kind: Kind::Optional, read_by: "login", doc: "Secrets Manager secret holding the WeChat apps, JSON `{\"<app_sid>\":{\"appid\":\"wx…\",\"secret\":\"…\"}}`: parameter `WeChatAppsSecretArn`, or the secret the stack creates (holding `{}`) when that is empty." },
+    Var { name: "WECHAT_APPS", parameter: None, kind: Kind::Optional, read_by: "login", doc: "The WeChat apps JSON itself, for local runs only (`WECHAT_APPS_SECRET_ARN` wins when both are set)." },
+    Var { name: "WECHAT_API_BASE", parameter: None, kind: Kind::Text { default: "https://api.weixin.qq.com" }, read_by: "login", doc: "WeChat's server API (locally the fake WeChat API on 127.0.0.1)." },
+    Var { name: "WECHAT_TIMEOUT_MS", parameter: None, kind: num(3000, 100, 10_000), read_by: "login", doc: "How long one call to WeChat may take before it counts as unavailable." },
+    Var { name: "LOGIN_TOKEN_SECONDS", parameter: Some("LoginTokenSeconds"), kind: num(7200, 60, 30 * 86_400), read_by: "login", doc: "Lifetime of the tokens `POST /login` mints; at most `MAX_TOKEN_LIFETIME_SECONDS`." },
+    Var { name: "ACCOUNT_IDENTITY", parameter: Some("AccountIdentity"), kind: Kind::Text { default: "phone" }, read_by: "login", doc: "What a WeChat user's account is: `phone` (the number WeChat verifies through the phone button, the seed's `userphone`) or `openid`." },
 ];
 
 /// The variable named `name`. Every name the loader reads is in [`VARS`] (its tests read them

@@ -4,6 +4,9 @@
 //! `adapters/wechat.rs`). Facts followed: WeChat's server API pages for `jscode2session`,
 //! `getuserphonenumber` and `stable_token` (docs/wechat.md lists them).
 
+use crate::domain::ids::valid_ident;
+use serde::Deserialize;
+use std::collections::HashMap;
 use std::fmt;
 
 /// One mini-program's credentials (from the `WeChatApps` secret).
@@ -21,6 +24,45 @@ impl fmt::Debug for WeChatApp {
             .field("secret", &"<redacted>")
             .finish()
     }
+}
+
+/// One entry of the `WeChatApps` secret. `push_token` and `push_aes_key` (WeChat's message
+/// push) are read by the functions that answer pushes, not here.
+#[derive(Deserialize)]
+struct AppEntry {
+    appid: String,
+    secret: String,
+}
+
+/// The `WeChatApps` secret: `{"<app_sid>":{"appid":"wx…","secret":"…",…}}` → app_sid → app.
+/// Fails (at cold start) with a message naming the entry at fault, never a secret.
+pub fn parse_apps(json: &[u8]) -> Result<HashMap<String, WeChatApp>, String> {
+    let entries: HashMap<String, serde_json::Value> = serde_json::from_slice(json)
+        .map_err(|_| "the WeChat apps secret is not a JSON object of apps".to_owned())?;
+    let mut apps = HashMap::new();
+    for (app_sid, v) in entries {
+        if !valid_ident(&app_sid) {
+            return Err(format!(
+                "WeChat apps: {app_sid:?} is not an app_sid (1-64 of A-Z a-z 0-9 _ . @ + -)"
+            ));
+        }
+        let e: AppEntry = serde_json::from_value(v).map_err(|_| {
+            format!("WeChat apps: {app_sid} needs \"appid\" and \"secret\" strings")
+        })?;
+        if e.appid.trim().is_empty() || e.secret.trim().is_empty() {
+            return Err(format!(
+                "WeChat apps: {app_sid} has an empty appid or secret"
+            ));
+        }
+        apps.insert(
+            app_sid,
+            WeChatApp {
+                appid: e.appid,
+                secret: e.secret,
+            },
+        );
+    }
+    Ok(apps)
 }
 
 /// What `jscode2session` says about a login code. WeChat's `session_key` is dropped where the
@@ -130,6 +172,32 @@ mod tests {
             WeChatError::from_errcode(61024),
             WeChatError::Other(61024, _)
         ));
+    }
+
+    #[test]
+    fn the_apps_secret_is_read_and_bad_entries_are_named_without_their_secret() {
+        let apps = parse_apps(
+            br#"{"shop":{"appid":"wx1","secret":"s1","push_token":"t"},"blog":{"appid":"wx2","secret":"s2"}}"#,
+        )
+        .unwrap();
+        assert_eq!(apps.len(), 2);
+        assert_eq!(apps["shop"].appid, "wx1");
+        assert_eq!(apps["blog"].secret, "s2");
+        assert!(parse_apps(b"{}").unwrap().is_empty());
+        for (bad, names) in [
+            (&br#"[1]"#[..], "not a JSON object"),
+            (br#"{"a#b":{"appid":"wx","secret":"s"}}"#, "a#b"),
+            (br#"{"shop":{"appid":"wx1"}}"#, "shop needs"),
+            (
+                br#"{"shop":{"appid":"wx1","secret":" "}}"#,
+                "shop has an empty",
+            ),
+        ] {
+            let e = parse_apps(bad).unwrap_err();
+            assert!(e.contains(names), "{e}");
+        }
+        let e = parse_apps(br#"{"shop":{"appid":1,"secret":"hunter2"}}"#).unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

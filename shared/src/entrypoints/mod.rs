@@ -1,6 +1,8 @@
-//! The entry points: Lambda events in, the flows called, a response out ([`websocket`]), and
+//! The entry points: Lambda events in, the flows called, a response out ([`websocket`] for the
+//! WebSocket API, [`http`] for the HTTP API), and
 //! the wiring of AWS clients and adapters each function builds once per cold start
 //! ([`wiring`]).
+pub mod http;
 pub mod websocket;
 pub mod wiring;
 

@@ -4,10 +4,17 @@ use crate::adapters::apigw::ApiGatewayNotifier;
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::s3::S3Media;
 use crate::adapters::secrets::{load_secret, Verifier};
+use crate::adapters::wechat::HttpWeChat;
 use crate::config::Config;
+use crate::domain::auth::TokenSigner;
 use crate::domain::media::OwnerKey;
+use crate::domain::wechat::parse_apps;
 use crate::entrypoints::websocket::ConnectDeps;
+use crate::error::Error;
+use crate::flows::access_token::CachedTokens;
+use crate::flows::login::LoginDeps;
 use crate::flows::{Deps, Media};
+use std::sync::Arc;
 
 impl ConnectDeps<DynamoStore, ApiGatewayNotifier> {
     /// Loads the signing secret and builds the DynamoDB and management clients. Fails at cold
@@ -49,6 +56,33 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
             },
             config,
             records: Default::default(),
+        })
+    }
+}
+
+/// The login function's dependencies: the WeChat client (one, shared with the token cache).
+pub type AwsLoginDeps = LoginDeps<Arc<HttpWeChat>, DynamoStore, CachedTokens<Arc<HttpWeChat>>>;
+
+impl AwsLoginDeps {
+    /// Loads the signing secret and the WeChat apps, and builds the WeChat and DynamoDB
+    /// clients. Fails at cold start. (An app added to the secret reaches the instances started
+    /// after the change.)
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        let signer = TokenSigner::new(&load_secret(config.require_jwt_secret()?, aws).await?)?;
+        let apps = parse_apps(&load_secret(config.require_wechat_apps()?, aws).await?)
+            .map_err(Error::Config)?;
+        let wechat = Arc::new(
+            HttpWeChat::new(&config.wechat_api_base, config.wechat_timeout)
+                .map_err(|e| Error::Config(format!("the WeChat client: {e}")))?,
+        );
+        Ok(LoginDeps {
+            tokens: CachedTokens::new(wechat.clone()),
+            wechat,
+            identities: dynamo_store(aws, &config),
+            apps,
+            identity: config.account_identity,
+            token_secs: config.login_token_secs,
+            signer,
         })
     }
 }

@@ -1,13 +1,18 @@
-//! The whole chat on loopback: `local-stack [--port N] [--parameter-overrides "Name=value …"]`
-//! (`make dev PARAMS="…"`). Prints the wss URL, two demo users' tokens and how to chat from a
-//! terminal; runs until Ctrl-C / SIGTERM. An override the template does not declare, or one
+//! The whole chat on loopback: `local-stack [--port N] [--http-port N] [--parameter-overrides
+//! "Name=value …"]` (the HTTP API on `--port` + 1 unless `--http-port` says; 0 picks a free one)
+//! (`make dev PARAMS="…"`). Prints the wss URL, the HTTP API URL (`POST /login`, against a
+//! fake WeChat API unless `WECHAT_API_BASE` is set), two demo users' tokens and how to chat
+//! from a terminal; runs until Ctrl-C / SIGTERM. An override the template does not declare, or one
 //! outside its parameter's constraints, stops it with a message naming it.
+use devtools::chat;
+use devtools::fake_wechat::FakeWeChat;
 use local_stack::runtime::Logs;
 use local_stack::stack::{Stack, StackOptions};
 use shared::domain::auth::{mint, Claims};
 use std::collections::HashMap;
 
-const USAGE: &str = "usage: local-stack [--port N] [--parameter-overrides \"Name=value ...\"]";
+const USAGE: &str =
+    "usage: local-stack [--port N] [--http-port N] [--parameter-overrides \"Name=value ...\"]";
 
 /// `Name=value` pairs separated by spaces, as `sam deploy --parameter-overrides` takes them.
 fn overrides(text: &str) -> Result<HashMap<String, String>, String> {
@@ -29,11 +34,13 @@ async fn main() {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut port = 3001;
+    let mut http_port = None;
     let mut parameters = HashMap::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--port", Some(p)) => port = p.parse()?,
+            ("--http-port", Some(p)) => http_port = Some(p.parse()?),
             ("--parameter-overrides", Some(p)) => parameters.extend(overrides(&p)?),
             _ => return Err(USAGE.into()),
         }
@@ -46,6 +53,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut opts = StackOptions {
         port,
+        // The HTTP API (POST /login) beside the WebSocket port, so its URL stays put too
+        // (`--http-port 0` picks a free one).
+        http_port: match http_port {
+            Some(p) => p,
+            None if port == 0 => 0,
+            None => port.checked_add(1).ok_or("--port must be below 65535")?,
+        },
         parameters: parameters.clone(),
         logs: Logs::Print,
         ..devtools::chat::stack_options(&secret)
@@ -54,7 +68,31 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let media_key = std::env::var("MEDIA_KEY_SECRET")
         .unwrap_or_else(|_| format!("dev-media-key-{}", ulid::Ulid::new()));
     opts.env.insert("MEDIA_KEY_SECRET".into(), media_key);
+    // WeChat: the fake with the demo app, unless WECHAT_API_BASE names another endpoint
+    // (then WECHAT_APPS, the WeChatApps secret's JSON, names its apps).
+    let (fake, wechat_base) = match std::env::var("WECHAT_API_BASE") {
+        Ok(base) if !base.is_empty() => (None, base),
+        _ => {
+            let fake = FakeWeChat::start(&[(chat::DEMO_APPID, chat::DEMO_APP_SECRET)]).await?;
+            let base = fake.base.clone();
+            (Some(fake), base)
+        }
+    };
+    let apps = std::env::var("WECHAT_APPS").unwrap_or_else(|_| chat::demo_apps());
+    chat::use_wechat(&mut opts, &wechat_base, &apps);
     let stack = Stack::start(opts).await?;
+    let http = stack.http_url.clone().unwrap_or_default();
+    let login = match &fake {
+        Some(f) => format!(
+            "Fake WeChat API: {base} (the demo app {sid}, appid {appid})\n  \
+             Log a demo user in through the fake WeChat API (wx.login and the phone button's codes, then POST /login):\n  \
+             curl -s '{base}/fake/login_body?app_sid={sid}&appid={appid}&openid=o-demo-ann&phone=13800000001' | curl -s -H 'content-type: application/json' --data-binary @- {http}/login",
+            base = f.base,
+            sid = chat::DEMO_APP_SID,
+            appid = chat::DEMO_APPID,
+        ),
+        None => format!("WeChat API: {wechat_base} (WECHAT_API_BASE), apps from WECHAT_APPS"),
+    };
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
@@ -92,6 +130,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         r#"
 Local chat is up (Ctrl-C stops everything).{params}
   WebSocket:   {ws}
+HTTP API: {http}
+  {login}
   @connections {mgmt}
   DynamoDB     {ddb}
   S3           {s3} (path-style; buckets: {buckets})
@@ -123,6 +163,8 @@ Mint more tokens: JWT_SECRET={secret} target/debug/mint-token <account> wxdemo [
             format!("\n  Parameters:  {}", p.join(" "))
         },
         ws = stack.ws_url,
+        http = http,
+        login = login,
         mgmt = stack.management_url,
         ddb = stack.dynamodb_endpoint(),
         s3 = stack.s3_endpoint().unwrap_or_default(),
@@ -141,5 +183,6 @@ Mint more tokens: JWT_SECRET={secret} target/debug/mint-token <account> wxdemo [
     }
     println!("stopping");
     drop(stack);
+    drop(fake);
     Ok(())
 }

@@ -115,9 +115,12 @@ fn parameter_overrides_flow_into_conditions_and_values() {
         ("StageName".to_string(), "dev".to_string()),
         ("JwtSecretArn".to_string(), "arn:x".to_string()),
     ]);
-    // WHEN the template is read (only the media key's secret supplied: the signing secret
+    // WHEN the template is read (only the stack's own secrets supplied: the signing secret
     // now exists, so it resolves)
-    let supplied = Supplied::from([("MEDIA_KEY_SECRET_ARN".to_string(), String::new())]);
+    let supplied = Supplied::from([
+        ("MEDIA_KEY_SECRET_ARN".to_string(), String::new()),
+        ("WECHAT_APPS_SECRET_ARN".to_string(), String::new()),
+    ]);
     let a = app::read(Template::project().unwrap(), &overrides, &supplied).unwrap();
     // THEN both are used
     assert_eq!(a.api.stage, "dev");
@@ -125,6 +128,29 @@ fn parameter_overrides_flow_into_conditions_and_values() {
         a.functions["ConnectFunction"].env["JWT_SECRET_ARN"],
         "arn:x"
     );
+    assert_eq!(a.functions["LoginFunction"].env["JWT_SECRET_ARN"], "arn:x");
+}
+
+#[test]
+fn the_http_api_serves_post_login_with_the_login_function() {
+    // GIVEN the project's own template
+    let a = app();
+    // THEN it has one HTTP API on its $default stage with POST /login → LoginFunction
+    let api = a.http_api.expect("an HTTP API");
+    assert_eq!(api.stage, None);
+    let (route, params) = api.route("POST", "/login").expect("POST /login");
+    assert_eq!(route.function, "LoginFunction");
+    assert!(params.is_empty());
+    assert!(api.route("GET", "/login").is_none());
+    // AND the login function reads the WeChat apps, never a media key
+    let login = &a.functions["LoginFunction"];
+    assert_eq!(login.binary, "chat-login");
+    assert_eq!(login.env["WECHAT_APPS_SECRET_ARN"], "");
+    assert_eq!(login.env["ACCOUNT_IDENTITY"], "phone");
+    assert!(!login.env.contains_key("MEDIA_KEY_SECRET_ARN"));
+    assert!(!a.functions["DefaultFunction"]
+        .env
+        .contains_key("WECHAT_APPS_SECRET_ARN"));
 }
 
 #[test]
