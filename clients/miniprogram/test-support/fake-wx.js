@@ -138,6 +138,42 @@ function createWx(options) {
       });
       return { abort() {}, onProgressUpdate() {}, offProgressUpdate() {} };
     },
+    // wx.login: the code comes from options.loginCode() (the tests mint it at the fake WeChat
+    // API for the openid they play); none configured fails as WeChat would offline.
+    logins: 0,
+    login(args) {
+      wx.logins += 1;
+      const mint = o.loginCode ? Promise.resolve().then(() => o.loginCode()) : Promise.reject(new Error('no loginCode'));
+      mint.then((code) => args.success && args.success({ code, errMsg: 'login:ok' }),
+        (e) => args.fail && args.fail({ errMsg: 'login:fail ' + e.message }));
+    },
+    // wx.request over fetch, loopback only: JSON in (an object `data` is sent as JSON), JSON
+    // out when dataType is json (WeChat's default), as the real one answers.
+    requests: [],
+    request(args) {
+      const rec = { url: args.url, method: args.method || 'GET', data: args.data };
+      wx.requests.push(rec);
+      const run = async () => {
+        if (!loopback(args.url)) throw new Error('not a loopback URL: ' + args.url);
+        const body = args.data === undefined ? undefined
+          : typeof args.data === 'string' ? args.data : JSON.stringify(args.data);
+        const r = await fetch(args.url, {
+          method: rec.method, body, headers: args.header || {},
+          signal: AbortSignal.timeout(args.timeout || 60000),
+        });
+        let data = await r.text();
+        if ((args.dataType || 'json') === 'json') {
+          try { data = JSON.parse(data); } catch (_) { /* WeChat leaves it a string */ }
+        }
+        rec.statusCode = r.status;
+        if (args.success) args.success({ statusCode: r.status, data, header: Object.fromEntries(r.headers), errMsg: 'request:ok' });
+      };
+      run().catch((e) => {
+        rec.error = e.message;
+        if (args.fail) args.fail({ errMsg: 'request:fail ' + e.message });
+      });
+      return { abort() {} };
+    },
     getFileInfo(args) {
       fs.stat(args.filePath, (err, st) => {
         if (err) return args.fail && args.fail({ errMsg: 'getFileInfo:fail ' + err.message });

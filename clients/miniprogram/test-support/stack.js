@@ -1,5 +1,6 @@
 // Starts the local stack (target/debug/local-stack, built by `cargo build --workspace --bins`)
-// on a free loopback port with a JWT secret of its own, mints tokens with that secret, and
+// on a free loopback port (its HTTP API on the next one) with a JWT secret of its own and the
+// fake WeChat API, mints tokens with that secret, and
 // stops the stack (SIGTERM, then SIGKILL) at the end. Its children (functions, DynamoDB
 // Local, s3s-fs) are tied to it and go with it.
 'use strict';
@@ -37,7 +38,7 @@ async function startStack(options) {
   }
   const port = await freePort();
   const secret = 'miniprogram-tests-' + crypto.randomBytes(16).toString('hex');
-  const child = spawn(bin, ['--port', String(port)], {
+  const child = spawn(bin, ['--port', String(port), '--http-port', '0'], {
     cwd: ROOT,
     env: Object.assign({}, process.env, { JWT_SECRET: secret }),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -53,18 +54,20 @@ async function startStack(options) {
   const killOnExit = () => { try { child.kill('SIGKILL'); } catch (_) { /* gone */ } };
   process.on('exit', killOnExit);
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const wsUrl = await new Promise((resolve, reject) => {
+  const urls = await new Promise((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error('the local stack did not start within ' +
       (o.startTimeoutMs || 60000) + ' ms:\n' + tail.slice(-40).join('\n'))), o.startTimeoutMs || 60000);
     child.stdout.on('data', (c) => {
       keep(c);
       buf += c.toString('utf8');
-      const m = /WebSocket:\s+(ws:\/\/\S+)/.exec(buf);
-      if (m) {
+      const ws = /WebSocket:\s+(ws:\/\/\S+)/.exec(buf);
+      const http = /HTTP API:\s+(http:\/\/\S+)/.exec(buf);
+      const wechat = /Fake WeChat API:\s+(http:\/\/\S+)/.exec(buf);
+      if (ws && http && wechat) {
         clearTimeout(timer);
         buf = '';
-        resolve(m[1]);
+        resolve({ wsUrl: ws[1], httpUrl: http[1], wechatUrl: wechat[1] });
       }
     });
     child.stderr.on('data', keep);
@@ -77,8 +80,25 @@ async function startStack(options) {
   child.stdout.removeAllListeners('data');
   child.stdout.on('data', keep);
 
+  const { wsUrl, httpUrl, wechatUrl } = urls;
   return {
     wsUrl,
+    // The HTTP API (POST /login) and the fake WeChat API the functions use (the demo app).
+    httpUrl,
+    wechatUrl,
+    demoApp: { appSid: 'wxdemo', appid: 'wx00000000000demo' },
+    // A wx.login code (or a getPhoneNumber code) the fake WeChat API will redeem once.
+    async wechatCode(kind, subject) {
+      const phone = kind === 'phone';
+      const r = await fetch(`${wechatUrl}/fake/${phone ? 'phone_code' : 'login_code'}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ appid: 'wx00000000000demo', [phone ? 'phone' : 'openid']: subject }),
+      });
+      const body = await r.json();
+      if (!body.code) throw new Error('the fake WeChat API minted no code: ' + JSON.stringify(body));
+      return body.code;
+    },
     port,
     secret,
     // A token for `sub` in `app`; opts: {name, avatar, exp (epoch s), ttl (s, default 1 h)}.
