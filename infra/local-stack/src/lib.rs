@@ -17,6 +17,7 @@ pub mod resolve;
 pub mod runtime;
 pub mod s3_front;
 pub mod s3_local;
+pub mod schedule;
 pub mod stack;
 pub mod tables;
 pub mod template;

@@ -1,16 +1,17 @@
 //! The whole application on loopback: DynamoDB Local with the template's tables, s3s-fs with
 //! the template's buckets behind the S3 front (CORS, event notifications to the functions), and
 //! the local API Gateway (the WebSocket API and, when the template has one, the HTTP API)
-//! running the function binaries.
+//! running the function binaries, and the functions' schedules.
 
 use crate::apigw::{self, Gateway};
 use crate::app::{self, SamApp, Supplied};
 use crate::clients;
 use crate::dynamodb_local::DynamoDbLocal;
 use crate::httpapi::HttpApi;
-use crate::runtime::{Invoker, Logs};
+use crate::runtime::{InvokeError, Invoker, Logs};
 use crate::s3_front::{Deliveries, S3Front};
 use crate::s3_local::S3Local;
+use crate::schedule::{ScheduleRun, Scheduler};
 use crate::tables::create_tables;
 use crate::template::Template;
 use crate::DevError;
@@ -41,6 +42,8 @@ pub struct StackOptions {
     pub supplied: Supplied,
     /// Extra variables for every function (after the template's).
     pub env: BTreeMap<String, String>,
+    /// Replaces every schedule's period (tests); `None` keeps the template's `rate(…)`.
+    pub schedule_every: Option<std::time::Duration>,
 }
 
 impl Default for StackOptions {
@@ -57,6 +60,7 @@ impl Default for StackOptions {
             parameters: HashMap::new(),
             supplied: Supplied::new(),
             env: BTreeMap::new(),
+            schedule_every: None,
         }
     }
 }
@@ -73,6 +77,7 @@ pub struct Stack {
     /// The HTTP API's base URL, `http://127.0.0.1:<port>[/<stage>]`, when the template has one.
     pub http_url: Option<String>,
     http_server: Option<tokio::task::JoinHandle<()>>,
+    scheduler: Scheduler,
     pub gateway: Arc<Gateway>,
     invoker: Arc<Invoker>,
     /// Behind a lock so that a fault test can stop and restart it while clients use the stack.
@@ -158,8 +163,11 @@ impl Stack {
             }
             None => (None, None),
         };
+        let scheduler =
+            Scheduler::start(app.schedules.clone(), invoker.clone(), opts.schedule_every);
         let stage = app.api.stage.clone();
         Ok(Stack {
+            scheduler,
             http_url,
             http_server,
             ws_url: format!("ws://{addr}/{stage}"),
@@ -182,6 +190,16 @@ impl Stack {
     /// The local Lambda runtime (fault tests: crashes, killing a busy instance).
     pub fn invoker(&self) -> &Invoker {
         &self.invoker
+    }
+
+    /// Every run of the functions' schedules so far.
+    pub fn schedule_runs(&self) -> Vec<ScheduleRun> {
+        self.scheduler.runs()
+    }
+
+    /// Runs `function`'s schedule now, with the event it would send.
+    pub async fn run_schedule(&self, function: &str) -> Result<serde_json::Value, InvokeError> {
+        self.scheduler.run_now(function).await
     }
 
     /// What the functions logged, with `logs: Logs::Capture` (empty otherwise).
@@ -297,6 +315,7 @@ fn function_env(
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        self.scheduler.stop();
         self.server.abort();
         if let Some(h) = &self.http_server {
             h.abort();

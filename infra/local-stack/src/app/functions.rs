@@ -1,20 +1,23 @@
 //! Each `AWS::Serverless::Function`: its binary, timeout, memory and environment (Globals and
-//! its own, resolved), and the S3 and HTTP API events it subscribes to.
+//! its own, resolved), and the S3, HTTP API and schedule events it subscribes to.
 
 use super::http_api::{self, HttpEvent};
-use super::{buckets, props, FunctionSpec, Resources, S3Subscription, Supplied};
+use super::{
+    buckets, props, schedules, FunctionSpec, Resources, S3Subscription, ScheduleSpec, Supplied,
+};
 use crate::resolve::{err, Resolver};
 use crate::DevError;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The functions, each S3 subscription with the logical id of its bucket, and each HTTP API
-/// event.
+/// The functions, each S3 subscription with the logical id of its bucket, each HTTP API event,
+/// and each schedule.
 pub(super) type Read = (
     BTreeMap<String, FunctionSpec>,
     Vec<(String, S3Subscription)>,
     Vec<HttpEvent>,
+    Vec<ScheduleSpec>,
 );
 
 pub(super) fn read(
@@ -31,6 +34,7 @@ pub(super) fn read(
     let mut functions = BTreeMap::new();
     let mut subscriptions = Vec::new();
     let mut http_events = Vec::new();
+    let mut schedule_list = Vec::new();
     for (id, v) in resources.of_type("AWS::Serverless::Function") {
         let p = props(v);
         let number = |k: &str, default: u64| number(r, &id, &p, &globals, k, default);
@@ -58,12 +62,15 @@ pub(super) fn read(
                         subscriptions.push(buckets::subscription(r, resources, &id, event_id, e)?)
                     }
                     Some("HttpApi") => http_events.push(http_api::event(r, &id, event_id, e)?),
+                    Some(kind @ ("Schedule" | "ScheduleV2")) => {
+                        schedule_list.extend(schedules::event(r, &id, event_id, kind, e)?)
+                    }
                     _ => {}
                 }
             }
         }
     }
-    Ok((functions, subscriptions, http_events))
+    Ok((functions, subscriptions, http_events, schedule_list))
 }
 
 /// The function's own value of `k`, else Globals'; `AWS::NoValue` counts as absent.

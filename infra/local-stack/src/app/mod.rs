@@ -1,6 +1,7 @@
 //! What the local stack needs from `template.yaml`, one file per resource kind: the WebSocket
 //! API ([`api`]: route selection expression, stage, routes → integrations → functions), the
-//! HTTP API ([`http_api`]: its stage and the routes of the functions' `HttpApi` events), each
+//! HTTP API ([`http_api`]: its stage and the routes of the functions' `HttpApi` events), the
+//! functions' schedules ([`schedules`]), each
 //! function ([`functions`]: binary, timeout, memory, environment resolved), each bucket
 //! ([`buckets`]: resolved name, CORS rules, the functions its S3 events go to) and each table
 //! ([`tables`]). Every value it uses resolves exactly or is refused ([`crate::resolve`]);
@@ -10,6 +11,7 @@ mod api;
 mod buckets;
 mod functions;
 mod http_api;
+mod schedules;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -52,6 +54,20 @@ pub struct HttpRoute {
     pub path: String,
     /// Logical id of the function (payload format 2.0).
     pub function: String,
+}
+
+/// A function run on a schedule: one `Events` entry of `Type: Schedule` or `ScheduleV2`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSpec {
+    /// Logical id of the function.
+    pub function: String,
+    /// The entry's name under `Events`.
+    pub event_id: String,
+    /// `rate(10 minutes)`, as written.
+    pub expression: String,
+    pub every: std::time::Duration,
+    /// `Input`: the event the function gets instead of EventBridge's scheduled event.
+    pub input: Option<serde_json::Value>,
 }
 
 /// The template's HTTP API (`AWS::Serverless::HttpApi`).
@@ -120,6 +136,8 @@ pub struct SamApp {
     pub api: ApiSpec,
     /// The HTTP API, if the template has one.
     pub http_api: Option<HttpApiSpec>,
+    /// The functions' schedules.
+    pub schedules: Vec<ScheduleSpec>,
     pub functions: BTreeMap<String, FunctionSpec>,
     pub buckets: Vec<BucketSpec>,
     pub tables: Vec<TableSpec>,
@@ -148,7 +166,8 @@ pub fn read(
     let r = Resolver::new(doc, overrides)?;
     let resources = Resources::of(doc, &r)?;
     let api = api::read(&r, &resources)?;
-    let (functions, subscriptions, http_events) = functions::read(&r, &resources, doc, supplied)?;
+    let (functions, subscriptions, http_events, schedules) =
+        functions::read(&r, &resources, doc, supplied)?;
     let http_api = http_api::read(&r, &resources, http_events)?;
     for (key, f) in &api.routes {
         if !functions.contains_key(f) {
@@ -162,6 +181,7 @@ pub fn read(
     Ok(SamApp {
         api,
         http_api,
+        schedules,
         functions,
         buckets,
         tables,
