@@ -51,6 +51,8 @@ pub struct State {
     /// (app, openid) → account, and (app, account) → openid.
     pub accounts: HashMap<UserKey, String>,
     pub openids: HashMap<UserKey, String>,
+    /// appid → its stored access token and last forced refresh.
+    pub wechat_tokens: HashMap<String, crate::domain::wechat::StoredToken>,
 }
 
 #[derive(Default)]
@@ -776,6 +778,39 @@ impl IdentityStore for FakeStore {
     }
 }
 
+impl TokenStore for FakeStore {
+    async fn stored_token(&self, appid: &str) -> Result<crate::domain::wechat::StoredToken> {
+        self.with(|s| s.wechat_tokens.get(appid).cloned().unwrap_or_default())
+    }
+    async fn store_token(
+        &self,
+        appid: &str,
+        token: &crate::domain::wechat::AccessToken,
+    ) -> Result<bool> {
+        self.with(|s| {
+            let slot = s.wechat_tokens.entry(appid.to_owned()).or_default();
+            let keep = slot
+                .token
+                .as_ref()
+                .is_some_and(|t| t.token != token.token && t.expires_at > token.expires_at);
+            if !keep {
+                slot.token = Some(token.clone());
+            }
+            !keep
+        })
+    }
+    async fn claim_forced_refresh(&self, appid: &str, now: i64, every: i64) -> Result<bool> {
+        self.with(|s| {
+            let slot = s.wechat_tokens.entry(appid.to_owned()).or_default();
+            if slot.forced_at.is_some_and(|at| now - at < every) {
+                return false;
+            }
+            slot.forced_at = Some(now);
+            true
+        })
+    }
+}
+
 /// WeChat's API with scripted answers: `sessions` maps a login code to its openid (used once),
 /// `phones` a phone code to its number; `valid_tokens` are the access tokens it accepts, and
 /// `next_errors` are answered, in order, before anything else. `stable_token` gives `token`
@@ -843,6 +878,9 @@ impl WeChat for FakeWeChatApi {
         force_refresh: bool,
     ) -> std::result::Result<crate::domain::wechat::AccessToken, crate::domain::wechat::WeChatError>
     {
+        if let Some(e) = self.scripted() {
+            return Err(e);
+        }
         let mut calls = self.token_calls.lock().unwrap();
         let mut token = self.token.lock().unwrap();
         if force_refresh {

@@ -8,7 +8,7 @@ use crate::domain::inbox::{Entry, ListPage};
 use crate::domain::media::{ObjectInfo, UploadTicket};
 use crate::domain::message::{Message, Page, Profile};
 use crate::domain::send::{Committed, SendCommit, Snapshot};
-use crate::domain::wechat::{AccessToken, WeChatApp, WeChatError, WeChatSession};
+use crate::domain::wechat::{AccessToken, StoredToken, WeChatApp, WeChatError, WeChatSession};
 use crate::error::Result;
 use std::future::Future;
 
@@ -302,6 +302,41 @@ pub trait IdentityStore: Send + Sync {
         openid: &str,
         account: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The durable copy of each app's access token (one item per appid), which the token keeper
+/// writes and every instance reads, so WeChat is asked once for all of them.
+pub trait TokenStore: Send + Sync {
+    /// The stored token of `appid` (none when never stored) and the last forced refresh.
+    fn stored_token(&self, appid: &str) -> impl Future<Output = Result<StoredToken>> + Send;
+    /// Stores `token` for `appid`, unless a different token that lives longer is there
+    /// already (a slower writer never puts back an older token). `true` when written.
+    fn store_token(
+        &self,
+        appid: &str,
+        token: &AccessToken,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Claims `appid`'s forced refresh at `now` (epoch s): `true` when none was claimed in the
+    /// `every` seconds before, for whichever instance asks first.
+    fn claim_forced_refresh(
+        &self,
+        appid: &str,
+        now: i64,
+        every: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// One store shared by several users of it (tests: two instances over one fake).
+impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
+    async fn stored_token(&self, appid: &str) -> Result<StoredToken> {
+        self.as_ref().stored_token(appid).await
+    }
+    async fn store_token(&self, appid: &str, token: &AccessToken) -> Result<bool> {
+        self.as_ref().store_token(appid, token).await
+    }
+    async fn claim_forced_refresh(&self, appid: &str, now: i64, every: i64) -> Result<bool> {
+        self.as_ref().claim_forced_refresh(appid, now, every).await
+    }
 }
 
 /// An app's WeChat access token, as callers use it: one believed valid, and a replacement for

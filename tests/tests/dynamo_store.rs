@@ -1204,3 +1204,71 @@ async fn two_logins_racing_for_one_number_leave_one_owner() {
     }
     assert_eq!(holders, 1, "exactly one openid holds the number");
 }
+
+#[tokio::test]
+async fn a_stored_access_token_is_never_replaced_by_an_older_one_and_one_forced_refresh_is_claimed_an_hour(
+) {
+    use shared::domain::wechat::AccessToken;
+    let f = fixture().await;
+    let tok = |t: &str, exp: i64| AccessToken {
+        token: t.into(),
+        expires_at: exp,
+    };
+    // GIVEN nothing stored THEN nothing is read
+    let empty = f.store.stored_token("wx-a").await.unwrap();
+    assert_eq!((empty.token, empty.forced_at), (None, None));
+    // WHEN a token is stored THEN it reads back, in one request each way
+    f.log.take();
+    assert!(f
+        .store
+        .store_token("wx-a", &tok("AT-1", 2_000))
+        .await
+        .unwrap());
+    assert_eq!(f.log.take(), ["UpdateItem"]);
+    let read = f.store.stored_token("wx-a").await.unwrap();
+    assert_eq!(f.log.take(), ["GetItem"]);
+    assert_eq!(read.token, Some(tok("AT-1", 2_000)));
+    // AND the same token with a new expiry, or a newer token, replaces it
+    assert!(f
+        .store
+        .store_token("wx-a", &tok("AT-1", 1_999))
+        .await
+        .unwrap());
+    assert!(f
+        .store
+        .store_token("wx-a", &tok("AT-2", 9_000))
+        .await
+        .unwrap());
+    // BUT an older token from a slower writer does not
+    assert!(!f
+        .store
+        .store_token("wx-a", &tok("AT-1", 2_100))
+        .await
+        .unwrap());
+    let read = f.store.stored_token("wx-a").await.unwrap();
+    assert_eq!(read.token, Some(tok("AT-2", 9_000)));
+    // WHEN two instances claim the forced refresh THEN one gets it, and the next hour's is
+    // free again; the token stays as it was
+    let (a, b) = futures::join!(
+        f.store.claim_forced_refresh("wx-a", 10_000, 3600),
+        f.store.claim_forced_refresh("wx-a", 10_000, 3600)
+    );
+    assert_eq!([a.unwrap(), b.unwrap()].iter().filter(|c| **c).count(), 1);
+    assert!(!f
+        .store
+        .claim_forced_refresh("wx-a", 13_599, 3600)
+        .await
+        .unwrap());
+    assert!(f
+        .store
+        .claim_forced_refresh("wx-a", 13_600, 3600)
+        .await
+        .unwrap());
+    let read = f.store.stored_token("wx-a").await.unwrap();
+    assert_eq!(
+        (read.token, read.forced_at),
+        (Some(tok("AT-2", 9_000)), Some(13_600))
+    );
+    // AND other apps see nothing of it
+    assert_eq!(f.store.stored_token("wx-b").await.unwrap().token, None);
+}

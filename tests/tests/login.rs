@@ -14,7 +14,17 @@ const SECRET: &str = "login-e2e-secret-login-e2e-secret-0123";
 
 /// A stack whose functions talk to `fake` (the demo app), keeping what they log.
 async fn stack(fake: &FakeWeChat, parameters: &[(&str, &str)]) -> Stack {
+    stack_with(fake, parameters, None).await
+}
+
+/// The same, with every schedule's period replaced by `schedule_every`.
+async fn stack_with(
+    fake: &FakeWeChat,
+    parameters: &[(&str, &str)],
+    schedule_every: Option<std::time::Duration>,
+) -> Stack {
     let mut opts = StackOptions {
+        schedule_every,
         logs: Logs::Capture,
         parameters: parameters
             .iter()
@@ -22,7 +32,10 @@ async fn stack(fake: &FakeWeChat, parameters: &[(&str, &str)]) -> Stack {
             .collect::<HashMap<_, _>>(),
         ..chat::stack_options(SECRET)
     };
-    chat::assert_fresh_binaries(&opts.functions_dir, &["chat-login", "chat-connect"]);
+    chat::assert_fresh_binaries(
+        &opts.functions_dir,
+        &["chat-login", "chat-connect", "chat-token-keeper"],
+    );
     chat::use_wechat(&mut opts, &fake.base, &chat::demo_apps());
     Stack::start(opts).await.unwrap()
 }
@@ -231,4 +244,115 @@ async fn with_openid_identity_the_account_is_the_openid_and_no_phone_is_asked() 
     .expect("the token opens a connection");
     socket.close().await;
     assert_eq!(wx.calls("/wxa/business/getuserphonenumber"), 0);
+}
+
+#[tokio::test]
+async fn one_stored_access_token_serves_every_login_and_a_refused_one_is_forced_once() {
+    // GIVEN the stack and the fake WeChat API
+    let wx = fake().await;
+    let stack = stack(&wx, &[]).await;
+    let tokens = || wx.calls("/cgi-bin/stable_token");
+    let phone_login = |openid: &'static str, phone: &'static str| {
+        let (code, pc) = (
+            wx.login_code(DEMO_APPID, openid),
+            wx.phone_code(DEMO_APPID, phone),
+        );
+        let stack = &stack;
+        async move { login(stack, &body(&code, Some(&pc))).await }
+    };
+    // WHEN the token keeper runs (as its schedule would), twice
+    let first = stack.run_schedule("TokenKeeperFunction").await.unwrap();
+    let second = stack.run_schedule("TokenKeeperFunction").await.unwrap();
+    // THEN it fetched the app's token once and then found it fresh
+    assert_eq!(
+        first,
+        json!({"apps": 1, "fresh": 0, "refreshed": 1, "failed": 0})
+    );
+    assert_eq!(
+        second,
+        json!({"apps": 1, "fresh": 1, "refreshed": 0, "failed": 0})
+    );
+    assert_eq!(tokens(), 1);
+    // AND a login that needs the token reads the stored one: no call of its own
+    let (status, _, v) = phone_login("o-e2e-tok-1", "13822220001").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(tokens(), 1);
+    // WHEN WeChat refuses that token (40001) although it still hands it out
+    wx.invalid_token_next(1);
+    let (status, _, v) = phone_login("o-e2e-tok-2", "13822220002").await;
+    // THEN the login still succeeds: a normal call gave the same token, so one forced refresh
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(tokens(), 3);
+    // AND the keeper finds the new token stored and fresh
+    let third = stack.run_schedule("TokenKeeperFunction").await.unwrap();
+    assert_eq!(third["fresh"], 1, "{third}");
+    assert_eq!(tokens(), 3);
+    // WHEN WeChat refuses the new one too within the hour
+    wx.invalid_token_next(1);
+    let (status, _, v) = phone_login("o-e2e-tok-3", "13822220003").await;
+    // THEN no second forced refresh is made (one normal call only) and the login says so
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (502, Some("wechat_error")),
+        "{v}"
+    );
+    assert_eq!(tokens(), 4);
+    // AND no log line holds a token
+    let logs = stack.function_logs().join("\n");
+    assert!(!logs.contains("\"access_token\""), "{logs}");
+    // AND the sample events run through the real binaries (as sam local invoke would)
+    let sample = |name: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(devtools::repo_root().join("events").join(name)).unwrap(),
+        )
+        .unwrap()
+    };
+    let kept = stack
+        .gateway
+        .invoke("TokenKeeperFunction", &sample("token-keeper.json"))
+        .await
+        .unwrap();
+    assert_eq!(kept["apps"], 1, "{kept}");
+    // (the sample's codes were never issued by this fake WeChat API)
+    let answer = stack
+        .gateway
+        .invoke("LoginFunction", &sample("login.json"))
+        .await
+        .unwrap();
+    assert_eq!(answer["statusCode"], 401, "{answer}");
+    assert_eq!(
+        answer["headers"]["content-type"], "application/json",
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn the_local_stack_runs_the_token_keeper_on_its_schedule() {
+    // GIVEN a stack whose schedules fire every 400 ms instead of every 10 minutes
+    let wx = fake().await;
+    let stack = stack_with(&wx, &[], Some(std::time::Duration::from_millis(400))).await;
+    // WHEN a few periods pass
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let runs = loop {
+        let runs = stack.schedule_runs();
+        if runs.len() >= 3 {
+            break runs;
+        }
+        assert!(std::time::Instant::now() < deadline, "{runs:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // THEN the keeper ran each time, refreshing once and then finding the token fresh
+    assert!(
+        runs.iter().all(|r| r.function == "TokenKeeperFunction"),
+        "{runs:?}"
+    );
+    assert_eq!(
+        runs[0].outcome,
+        Ok(json!({"apps": 1, "fresh": 0, "refreshed": 1, "failed": 0}))
+    );
+    assert_eq!(
+        runs[2].outcome,
+        Ok(json!({"apps": 1, "fresh": 1, "refreshed": 0, "failed": 0}))
+    );
+    assert_eq!(wx.calls("/cgi-bin/stable_token"), 1);
 }

@@ -97,6 +97,14 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// The durable copy of an app's access token that every instance shares, and when a forced
+/// refresh was last claimed for the app (epoch s).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredToken {
+    pub token: Option<AccessToken>,
+    pub forced_at: Option<i64>,
+}
+
 /// Why a WeChat call did not give an answer, by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeChatError {

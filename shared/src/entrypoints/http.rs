@@ -97,7 +97,7 @@ mod tests {
     use crate::domain::login::AccountIdentity;
     use crate::domain::wechat::WeChatApp;
     use crate::fakes::{FakeStore, FakeWeChatApi};
-    use crate::flows::access_token::CachedTokens;
+    use crate::flows::access_token::SharedTokens;
     use std::collections::HashMap;
     use std::sync::Arc;
 
@@ -107,7 +107,8 @@ mod tests {
         serde_json::from_str(include_str!("../../../events/login.json")).unwrap()
     }
 
-    fn deps() -> LoginDeps<Arc<FakeWeChatApi>, FakeStore, CachedTokens<Arc<FakeWeChatApi>>> {
+    fn deps(
+    ) -> LoginDeps<Arc<FakeWeChatApi>, FakeStore, SharedTokens<Arc<FakeWeChatApi>, FakeStore>> {
         let wechat = Arc::new(FakeWeChatApi::default());
         *wechat.token.lock().unwrap() = "AT-1".into();
         wechat.valid_tokens.lock().unwrap().insert("AT-1".into());
@@ -118,7 +119,7 @@ mod tests {
         LoginDeps {
             wechat: wechat.clone(),
             identities: FakeStore::default(),
-            tokens: CachedTokens::new(wechat),
+            tokens: SharedTokens::new(wechat, FakeStore::default()),
             apps: HashMap::from([("wxdemo".to_owned(), app)]),
             identity: AccountIdentity::Phone,
             token_secs: 7200,

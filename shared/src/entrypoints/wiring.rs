@@ -9,9 +9,10 @@ use crate::config::Config;
 use crate::domain::auth::TokenSigner;
 use crate::domain::media::OwnerKey;
 use crate::domain::wechat::parse_apps;
+use crate::entrypoints::token_keeper::KeeperDeps;
 use crate::entrypoints::websocket::ConnectDeps;
 use crate::error::Error;
-use crate::flows::access_token::CachedTokens;
+use crate::flows::access_token::SharedTokens;
 use crate::flows::login::LoginDeps;
 use crate::flows::{Deps, Media};
 use std::sync::Arc;
@@ -60,8 +61,10 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
     }
 }
 
-/// The login function's dependencies: the WeChat client (one, shared with the token cache).
-pub type AwsLoginDeps = LoginDeps<Arc<HttpWeChat>, DynamoStore, CachedTokens<Arc<HttpWeChat>>>;
+/// The login function's dependencies: the WeChat client (one, shared with the token cache) and
+/// DynamoDB (identities, the stored access tokens).
+pub type AwsLoginDeps =
+    LoginDeps<Arc<HttpWeChat>, DynamoStore, SharedTokens<Arc<HttpWeChat>, DynamoStore>>;
 
 impl AwsLoginDeps {
     /// Loads the signing secret and the WeChat apps, and builds the WeChat and DynamoDB
@@ -75,14 +78,32 @@ impl AwsLoginDeps {
             HttpWeChat::new(&config.wechat_api_base, config.wechat_timeout)
                 .map_err(|e| Error::Config(format!("the WeChat client: {e}")))?,
         );
+        let store = dynamo_store(aws, &config);
         Ok(LoginDeps {
-            tokens: CachedTokens::new(wechat.clone()),
+            tokens: SharedTokens::new(wechat.clone(), store.clone()),
             wechat,
-            identities: dynamo_store(aws, &config),
+            identities: store,
             apps,
             identity: config.account_identity,
             token_secs: config.login_token_secs,
             signer,
+        })
+    }
+}
+
+/// The token keeper's dependencies.
+pub type AwsKeeperDeps = KeeperDeps<HttpWeChat, DynamoStore>;
+
+impl AwsKeeperDeps {
+    /// Loads the WeChat apps and builds the WeChat and DynamoDB clients. Fails at cold start.
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        let apps = parse_apps(&load_secret(config.require_wechat_apps()?, aws).await?)
+            .map_err(Error::Config)?;
+        Ok(KeeperDeps {
+            wechat: HttpWeChat::new(&config.wechat_api_base, config.wechat_timeout)
+                .map_err(|e| Error::Config(format!("the WeChat client: {e}")))?,
+            store: dynamo_store(aws, &config),
+            apps,
         })
     }
 }

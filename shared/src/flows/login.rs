@@ -134,13 +134,14 @@ mod tests {
     use super::*;
     use crate::domain::auth::TokenVerifier;
     use crate::fakes::{FakeStore, FakeWeChatApi};
-    use crate::flows::access_token::CachedTokens;
+    use crate::flows::access_token::SharedTokens;
     use std::sync::Arc;
 
     const SECRET: &[u8] = b"login-test-secret-login-test-secret!";
     const NOW: u64 = 1_800_000_000;
 
-    type Deps = LoginDeps<Arc<FakeWeChatApi>, FakeStore, CachedTokens<Arc<FakeWeChatApi>>>;
+    type Deps =
+        LoginDeps<Arc<FakeWeChatApi>, FakeStore, SharedTokens<Arc<FakeWeChatApi>, FakeStore>>;
 
     fn deps(identity: AccountIdentity) -> (Deps, Arc<FakeWeChatApi>) {
         let wechat = Arc::new(FakeWeChatApi::default());
@@ -153,7 +154,7 @@ mod tests {
         let deps = LoginDeps {
             wechat: wechat.clone(),
             identities: FakeStore::default(),
-            tokens: CachedTokens::new(wechat.clone()),
+            tokens: SharedTokens::new(wechat.clone(), FakeStore::default()),
             apps: HashMap::from([("app".to_owned(), app)]),
             identity,
             token_secs: 7200,

@@ -1,5 +1,6 @@
 //! DynamoDB adapters for the storage ports, one file per port group: [`connections`],
-//! [`messages`] (pages and the snapshot), [`send`] (a send's transaction), [`inbox`], [`recall`], [`identity`];
+//! [`messages`] (pages and the snapshot), [`send`] (a send's transaction), [`inbox`], [`recall`], [`identity`],
+//! [`wechat_token`] (each app's WeChat access token);
 //! [`items`] encodes. Item layouts (see also docs/architecture.md):
 //!
 //! Connections table, key `connection_id`:
@@ -13,6 +14,8 @@
 //!   `conns` = map of connection id → `{kind: "user"|"conversation", friend?, at, exp}`;
 //!   `name`, `avatar` (the profile of the user's latest handshake), `user`, `app_sid`. No TTL:
 //!   expired entries are ignored and pruned at the user's next `$connect`.
+//! - WeChat access token: `connection_id` = `wxtoken#<appid>`; `token`, `expires_at` (s, TTL),
+//!   `forced_at` (s) ([`wechat_token`]).
 //!
 //! Messages table, key (`pk`, `sk`):
 //! - message: `pk` = conversation key, `sk` = `m#<ulid>`; `sender`, `receiver`, `app_sid`,
@@ -45,6 +48,7 @@ mod items;
 mod messages;
 mod recall;
 mod send;
+mod wechat_token;
 
 pub use client::{DynamoStore, BY_ACTIVITY_INDEX};
 pub use items::MARKER_TTL_ATTRIBUTE;
