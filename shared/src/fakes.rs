@@ -799,6 +799,16 @@ impl TokenStore for FakeStore {
             !keep
         })
     }
+    async fn claim_refresh(&self, appid: &str, now_ms: i64, lease_ms: i64) -> Result<bool> {
+        self.with(|s| {
+            let slot = s.wechat_tokens.entry(appid.to_owned()).or_default();
+            if slot.refresh_until_ms.is_some_and(|until| until > now_ms) {
+                return false;
+            }
+            slot.refresh_until_ms = Some(now_ms + lease_ms);
+            true
+        })
+    }
     async fn claim_forced_refresh(&self, appid: &str, now: i64, every: i64) -> Result<bool> {
         self.with(|s| {
             let slot = s.wechat_tokens.entry(appid.to_owned()).or_default();

@@ -316,6 +316,14 @@ pub trait TokenStore: Send + Sync {
         appid: &str,
         token: &AccessToken,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Claims the refresh of `appid`'s token for `lease_ms` from `now_ms`: `true` for the one
+    /// caller that should ask WeChat; the others wait for the token it stores.
+    fn claim_refresh(
+        &self,
+        appid: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Claims `appid`'s forced refresh at `now` (epoch s): `true` when none was claimed in the
     /// `every` seconds before, for whichever instance asks first.
     fn claim_forced_refresh(
@@ -333,6 +341,9 @@ impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
     }
     async fn store_token(&self, appid: &str, token: &AccessToken) -> Result<bool> {
         self.as_ref().store_token(appid, token).await
+    }
+    async fn claim_refresh(&self, appid: &str, now_ms: i64, lease_ms: i64) -> Result<bool> {
+        self.as_ref().claim_refresh(appid, now_ms, lease_ms).await
     }
     async fn claim_forced_refresh(&self, appid: &str, now: i64, every: i64) -> Result<bool> {
         self.as_ref().claim_forced_refresh(appid, now, every).await

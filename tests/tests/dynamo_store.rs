@@ -1269,6 +1269,28 @@ async fn a_stored_access_token_is_never_replaced_by_an_older_one_and_one_forced_
         (read.token, read.forced_at),
         (Some(tok("AT-2", 9_000)), Some(13_600))
     );
+    // WHEN several callers claim the refresh lease THEN one holds it until it ends
+    let claims =
+        futures::future::join_all((0..4).map(|_| f.store.claim_refresh("wx-a", 1_000_000, 5_000)))
+            .await;
+    assert_eq!(
+        claims.into_iter().filter(|c| *c.as_ref().unwrap()).count(),
+        1
+    );
+    assert!(!f
+        .store
+        .claim_refresh("wx-a", 1_004_999, 5_000)
+        .await
+        .unwrap());
+    assert!(f
+        .store
+        .claim_refresh("wx-a", 1_005_000, 5_000)
+        .await
+        .unwrap());
+    assert_eq!(
+        f.store.stored_token("wx-a").await.unwrap().refresh_until_ms,
+        Some(1_010_000)
+    );
     // AND other apps see nothing of it
     assert_eq!(f.store.stored_token("wx-b").await.unwrap().token, None);
 }

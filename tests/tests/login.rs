@@ -105,10 +105,32 @@ async fn a_wechat_user_logs_in_with_the_phone_button_and_the_token_opens_a_conne
     let expires_at = v["expires_at"].as_u64().unwrap();
     assert!(expires_at.abs_diff(now_s() + 7200) <= 5, "{v}");
     let token = v["token"].as_str().unwrap().to_owned();
-    // AND $connect accepts that token for that account's user connection
+    // AND $connect accepts that token for that account's user connection, which chats
     let mut socket = ChatSocket::open(&stack.ws_url, &user_query(phone, DEMO_APP_SID, &token))
         .await
         .expect("the token opens a connection");
+    socket
+        .send_json(&json!({"action":"send","to":"13899990000","client_msg_id":"first","chat_type":0,"chat_content":"hello"}))
+        .await
+        .unwrap();
+    let ack = loop {
+        let f = socket
+            .frame(std::time::Duration::from_secs(15))
+            .await
+            .unwrap();
+        if f["type"] != "conversation" {
+            break f;
+        }
+    };
+    assert_eq!(ack["type"], "message", "{ack}");
+    assert_eq!(
+        (
+            ack["message"]["userphone"].as_str(),
+            ack["client_msg_id"].as_str()
+        ),
+        (Some(phone), Some("first")),
+        "{ack}"
+    );
     socket.close().await;
     // AND the same code again is refused as used
     let (status, _, v) = login(&stack, &body(&code, None)).await;
@@ -196,15 +218,45 @@ async fn bad_logins_get_their_refusal_and_wechat_trouble_asks_to_retry() {
         (401, Some("bad_code")),
         "{v}"
     );
-    // AND WeChat busy is 503 and its rate limit 429, both with Retry-After
+    // AND WeChat busy is 503 with Retry-After, and nothing was stored: the user (who sent a
+    // phone code) is still unknown
     wx.busy_next(1);
-    let (status, retry, v) = login(&stack, &body(&code(), None)).await;
+    let pc = wx.phone_code(DEMO_APPID, "13833334444");
+    let (status, retry, v) = login(&stack, &body(&code(), Some(&pc))).await;
     assert_eq!(
         (status, v["error"].as_str()),
         (503, Some("wechat_unavailable")),
         "{v}"
     );
     assert_eq!(retry.as_deref(), Some("2"));
+    let (status, _, v) = login(&stack, &body(&code(), None)).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (409, Some("phone_required")),
+        "{v}"
+    );
+    // AND a user WeChat blocks as high-risk is 403, an errcode we do not know 502 naming it
+    wx.errcode_next(40226, 1);
+    let (status, _, v) = login(&stack, &body(&code(), None)).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("user_blocked")),
+        "{v}"
+    );
+    wx.errcode_next(61024, 1);
+    let (status, retry, v) = login(&stack, &body(&code(), None)).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (502, Some("wechat_error")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("61024"), "{v}");
+    assert!(
+        !v["message"].as_str().unwrap().contains("fault injected"),
+        "{v}"
+    );
+    assert_eq!(retry, None);
+    // AND its rate limit is 429 with Retry-After
     wx.rate_limited_next(1);
     let (status, retry, v) = login(&stack, &body(&code(), None)).await;
     assert_eq!(
@@ -355,4 +407,28 @@ async fn the_local_stack_runs_the_token_keeper_on_its_schedule() {
         Ok(json!({"apps": 1, "fresh": 1, "refreshed": 0, "failed": 0}))
     );
     assert_eq!(wx.calls("/cgi-bin/stable_token"), 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_first_logins_share_one_access_token_call() {
+    // GIVEN a fresh fake WeChat API and a stack whose instances have no token yet
+    let wx = fake().await;
+    let stack = stack(&wx, &[]).await;
+    // WHEN 50 new users log in at once with the phone button (several instances start)
+    let bodies: Vec<String> = (0..50)
+        .map(|i| {
+            let code = wx.login_code(DEMO_APPID, &format!("o-e2e-many-{i}"));
+            let pc = wx.phone_code(DEMO_APPID, &format!("1386666{i:04}"));
+            body(&code, Some(&pc))
+        })
+        .collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| login(&stack, b))).await;
+    // THEN every login succeeded, with its own number
+    for (i, (status, _, v)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "{v}");
+        assert_eq!(v["account"], format!("1386666{i:04}"));
+    }
+    // AND WeChat was asked for an access token once, for all of them
+    assert_eq!(wx.calls("/cgi-bin/stable_token"), 1);
+    assert_eq!(wx.calls("/wxa/business/getuserphonenumber"), 50);
 }

@@ -20,7 +20,8 @@
 //! phone button would; `GET /fake/login_body?app_sid&appid&openid[&phone]` mints both and
 //! answers a whole `POST /login` body (`make dev`'s demo `curl` pipes it to the login);
 //! `GET /fake/calls` counts the calls per path; `POST /fake/faults` sets
-//! knobs: `busy` (the next n calls answer −1), `rate_limited` (45011), `invalid_token` (the
+//! knobs: `errcode` with `errcode_times` (the next n calls answer that errcode, 1 by default),
+//! `busy` (the next n calls answer −1), `rate_limited` (45011), `invalid_token` (the
 //! next n calls that take a token answer 40001), `slow_ms` (every answer waits), and
 //! `token_ttl_secs` (the lifetime of new tokens, 7200 by default).
 
@@ -41,6 +42,8 @@ const TOKEN_OVERLAP_SECS: i64 = 300;
 
 #[derive(Default)]
 struct Faults {
+    /// The next `.1` calls answer errcode `.0` (any errcode: 40226, one WeChat may add, …).
+    errcode: Option<(i64, u64)>,
     busy: u64,
     rate_limited: u64,
     invalid_token: u64,
@@ -99,6 +102,10 @@ impl AppState {
     fn enter(&mut self, path: &str, takes_token: bool) -> Option<Json<Value>> {
         *self.calls.entry(path.to_owned()).or_default() += 1;
         let f = &mut self.faults;
+        if let Some((code, n)) = f.errcode {
+            f.errcode = (n > 1).then_some((code, n - 1));
+            return Some(err(code, "fault injected by the fake"));
+        }
         if f.busy > 0 {
             f.busy -= 1;
             return Some(err(-1, "system error"));
@@ -358,6 +365,9 @@ impl FakeWeChat {
                     f.invalid_token = n("invalid_token").unwrap_or(f.invalid_token);
                     f.slow_ms = n("slow_ms").unwrap_or(f.slow_ms);
                     f.token_ttl_secs = b["token_ttl_secs"].as_i64().or(f.token_ttl_secs);
+                    if let Some(code) = b["errcode"].as_i64() {
+                        f.errcode = Some((code, n("errcode_times").unwrap_or(1)));
+                    }
                     Json(json!({"ok": true}))
                 }),
             )
@@ -403,6 +413,11 @@ impl FakeWeChat {
     /// The next `n` calls that take an access token answer 40001.
     pub fn invalid_token_next(&self, n: u64) {
         self.state.lock().unwrap().faults.invalid_token = n;
+    }
+
+    /// The next `n` calls answer `errcode`.
+    pub fn errcode_next(&self, errcode: i64, n: u64) {
+        self.state.lock().unwrap().faults.errcode = (n > 0).then_some((errcode, n));
     }
 
     /// The next `n` calls answer 45011.

@@ -103,6 +103,8 @@ impl fmt::Debug for AccessToken {
 pub struct StoredToken {
     pub token: Option<AccessToken>,
     pub forced_at: Option<i64>,
+    /// Until when (epoch ms) a caller holds the lease to refresh it.
+    pub refresh_until_ms: Option<i64>,
 }
 
 /// Why a WeChat call did not give an answer, by what the caller should do about it.

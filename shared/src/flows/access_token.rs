@@ -5,7 +5,8 @@
 //! A caller finds the token in memory, else reads the stored one; only when neither is valid
 //! does it ask WeChat (`stable_token`) and store the answer. The cache's lock is held across
 //! that, so concurrent callers of one instance wait for the one refresh instead of each making
-//! their own. A token WeChat refuses (40001 / 42001) is replaced by the stored one if that
+//! their own, and a lease in the store does the same across instances: one asks WeChat, the
+//! others poll the store for its answer. A token WeChat refuses (40001 / 42001) is replaced by the stored one if that
 //! differs, else by a normal `stable_token` call; only when that gives the same token back is
 //! a `force_refresh` made, claimed first in the store so that it happens at most once an hour
 //! per app across all instances (WeChat allows 20 a day, 30 s apart).
@@ -20,6 +21,11 @@ pub const REFRESH_BEFORE_SECS: i64 = 60;
 pub const FORCE_REFRESH_EVERY_SECS: i64 = 3600;
 /// The keeper refreshes a stored token with less than this left (it runs every 10 minutes).
 pub const KEEP_MARGIN_SECS: i64 = 15 * 60;
+/// How long the one caller that asks WeChat for a missing token holds the lease (longer than a
+/// WeChat call may take); the others poll the store meanwhile, every [`REFRESH_POLL`], and take
+/// the lease over once it has ended without a token.
+pub const REFRESH_LEASE_MS: i64 = 5_000;
+pub const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct SharedTokens<W, S> {
     wechat: W,
@@ -55,6 +61,37 @@ impl<W: WeChat, S: TokenStore> SharedTokens<W, S> {
         }
     }
 
+    /// A token when none is stored: one caller across all instances (the lease's holder) asks
+    /// WeChat and stores the answer; the others wait for it, and ask WeChat themselves only if
+    /// it does not come within the lease (the holder failed) or the store cannot be reached.
+    async fn refresh_once(&self, app: &WeChatApp) -> Result<AccessToken, WeChatError> {
+        let give_up_at = crate::clock::now_ms() + 2 * REFRESH_LEASE_MS;
+        loop {
+            let now_ms = crate::clock::now_ms();
+            match self
+                .store
+                .claim_refresh(&app.appid, now_ms, REFRESH_LEASE_MS)
+                .await
+            {
+                // Another caller holds the lease: wait for its token (or for the lease to end).
+                Ok(false) if now_ms < give_up_at => {
+                    tokio::time::sleep(REFRESH_POLL).await;
+                    if let Some(t) = self.stored_usable(&app.appid, None).await {
+                        return Ok(t);
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(appid = %app.appid, error = %e, "cannot claim the token refresh");
+                    break;
+                }
+            }
+        }
+        let t = self.wechat.stable_token(app, false).await?;
+        self.keep_copy(&app.appid, &t).await;
+        Ok(t)
+    }
+
     /// Stores a token WeChat just gave (a failure is logged: the token still works).
     async fn keep_copy(&self, appid: &str, t: &AccessToken) {
         if let Err(e) = self.store.store_token(appid, t).await {
@@ -72,11 +109,7 @@ impl<W: WeChat, S: TokenStore> AccessTokens for SharedTokens<W, S> {
         }
         let t = match self.stored_usable(&app.appid, None).await {
             Some(t) => t,
-            None => {
-                let t = self.wechat.stable_token(app, false).await?;
-                self.keep_copy(&app.appid, &t).await;
-                t
-            }
+            None => self.refresh_once(app).await?,
         };
         cache.insert(app.appid.clone(), t.clone());
         Ok(t.token)
@@ -213,6 +246,38 @@ mod tests {
         assert_eq!(calls(&w), (1, 0));
         let stored = store.stored_token("wx1").await.unwrap().token.unwrap();
         assert_eq!(stored.token, "AT-1");
+    }
+
+    #[tokio::test]
+    async fn instances_that_miss_together_wait_for_the_one_that_holds_the_lease() {
+        // GIVEN eight instances over one empty store
+        let w = wechat("AT-1");
+        let store = Arc::new(FakeStore::default());
+        let instances: Vec<_> = (0..8)
+            .map(|_| SharedTokens::new(w.clone(), store.clone()))
+            .collect();
+        // WHEN they all need the token at once
+        let app = app();
+        let all = futures::future::join_all(instances.iter().map(|t| t.current(&app))).await;
+        // THEN WeChat was asked once and every instance got its token
+        assert!(all.iter().all(|x| x.as_deref() == Ok("AT-1")), "{all:?}");
+        assert_eq!(calls(&w), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_lease_whose_holder_never_stores_is_waited_out_then_taken_over() {
+        // GIVEN a lease taken by an instance that died before storing a token
+        let w = wechat("AT-1");
+        let store = FakeStore::default();
+        let now = crate::clock::now_ms();
+        assert!(store.claim_refresh("wx1", now, 300).await.unwrap());
+        let t = SharedTokens::new(w.clone(), store);
+        // WHEN another instance needs the token
+        let started = std::time::Instant::now();
+        // THEN it waits at most the lease, then asks WeChat itself
+        assert_eq!(t.current(&app()).await.unwrap(), "AT-1");
+        assert!(started.elapsed() < std::time::Duration::from_millis(REFRESH_LEASE_MS as u64));
+        assert_eq!(calls(&w), (1, 0));
     }
 
     #[tokio::test]

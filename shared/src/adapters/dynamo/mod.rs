@@ -15,7 +15,7 @@
 //!   `name`, `avatar` (the profile of the user's latest handshake), `user`, `app_sid`. No TTL:
 //!   expired entries are ignored and pruned at the user's next `$connect`.
 //! - WeChat access token: `connection_id` = `wxtoken#<appid>`; `token`, `expires_at` (s, TTL),
-//!   `forced_at` (s) ([`wechat_token`]).
+//!   `forced_at` (s), `refresh_until` (ms) ([`wechat_token`]).
 //!
 //! Messages table, key (`pk`, `sk`):
 //! - message: `pk` = conversation key, `sk` = `m#<ulid>`; `sender`, `receiver`, `app_sid`,

@@ -2,7 +2,8 @@
 //! (short-lived data without backups, like the connections): `connection_id` =
 //! `wxtoken#<appid>` (API Gateway's ids never contain `#`), `token`, `expires_at` (epoch s,
 //! the table's TTL attribute, so an expired token goes by itself), `forced_at` (epoch s, the
-//! last forced refresh claimed for the app). The functions' IAM policies reach these items
+//! last forced refresh claimed for the app), `refresh_until` (epoch ms, the lease of the one
+//! caller asking WeChat for a token while the others wait for it). The functions' IAM policies reach these items
 //! only (`dynamodb:LeadingKeys` `wxtoken#*`).
 
 use super::client::{conditional, ddb, DynamoStore};
@@ -36,6 +37,7 @@ impl TokenStore for DynamoStore {
         Ok(StoredToken {
             token,
             forced_at: get_opt_n(&item, "forced_at")?,
+            refresh_until_ms: get_opt_n(&item, "refresh_until")?,
         })
     }
 
@@ -52,6 +54,23 @@ impl TokenStore for DynamoStore {
                 .expression_attribute_names("#t", "token")
                 .expression_attribute_values(":t", s(&token.token))
                 .expression_attribute_values(":e", n(token.expires_at))
+                .send()
+                .await,
+        )
+    }
+
+    async fn claim_refresh(&self, appid: &str, now_ms: i64, lease_ms: i64) -> Result<bool> {
+        conditional(
+            self.client
+                .update_item()
+                .table_name(&self.connections_table)
+                .set_key(Some(token_key(appid)))
+                .update_expression("SET refresh_until = :until")
+                .condition_expression(
+                    "attribute_not_exists(refresh_until) OR refresh_until <= :now",
+                )
+                .expression_attribute_values(":until", n(now_ms + lease_ms))
+                .expression_attribute_values(":now", n(now_ms))
                 .send()
                 .await,
         )
