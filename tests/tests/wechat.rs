@@ -27,7 +27,7 @@ async fn a_login_code_gives_its_openid_once() {
     let code = fake.login_code("wx-test", "o-ann");
     let session = wechat.code_to_session(&app(), &code).await.unwrap();
     assert_eq!(session.openid, "o-ann");
-    assert_eq!(session.unionid, None);
+    assert_eq!(session.unionid.as_deref(), Some("un-o-ann"));
     // the same code again: 40163; a code never issued: 40029
     assert_eq!(
         wechat.code_to_session(&app(), &code).await,

@@ -880,3 +880,93 @@ mod tests {
         assert_eq!(percentile_ms(&v[..1], 0.99), 1.0);
     }
 }
+
+/// The logins measured (`make bench`, "Login").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginKind {
+    /// A new WeChat user with the phone button's code: `jscode2session`,
+    /// `getuserphonenumber`, the identity bound.
+    FirstWithPhone,
+    /// A returning user with `wx.login`'s code alone: `jscode2session`, the remembered number.
+    Returning,
+}
+
+/// `n` (at most 100,000) logins of one kind through the stack's HTTP API, one at a time, as
+/// the users `o-bench-<run>-<i>`: each one's time from the request to the answer, and the
+/// WeChat calls they made in all. Returning users are the first logins of the same `run`.
+pub async fn logins(
+    stack: &Stack,
+    wechat: &crate::fake_wechat::FakeWeChat,
+    kind: LoginKind,
+    n: usize,
+    run: u16,
+) -> Result<(Vec<Duration>, u64), Error> {
+    use crate::chat::{DEMO_APPID, DEMO_APP_SID};
+    let url = format!(
+        "{}/login",
+        stack
+            .http_url
+            .as_deref()
+            .ok_or("the stack has no HTTP API")?
+    );
+    let client = reqwest::Client::new();
+    let paths = [
+        "/sns/jscode2session",
+        "/wxa/business/getuserphonenumber",
+        "/cgi-bin/stable_token",
+    ];
+    let calls = || paths.iter().map(|p| wechat.calls(p)).sum::<u64>();
+    let before = calls();
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let openid = format!("o-bench-{run}-{i}");
+        let mut body = json!({
+            "app_sid": DEMO_APP_SID,
+            "code": wechat.login_code(DEMO_APPID, &openid),
+        });
+        if kind == LoginKind::FirstWithPhone {
+            let phone = format!("1{run:05}{i:05}");
+            body["phone_code"] = json!(wechat.phone_code(DEMO_APPID, &phone));
+        }
+        let started = Instant::now();
+        let r = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = r.status();
+        let answer = r.text().await?;
+        times.push(started.elapsed());
+        if status != 200 {
+            return Err(format!("login {i} ({kind:?}) answered {status}: {answer}").into());
+        }
+    }
+    Ok((times, calls() - before))
+}
+
+/// `n` round trips to the fake WeChat API alone (`jscode2session` with a fresh code each), one
+/// at a time: what a login's WeChat calls cost before the chat's own work.
+pub async fn wechat_round_trips(
+    wechat: &crate::fake_wechat::FakeWeChat,
+    n: usize,
+) -> Result<Vec<Duration>, Error> {
+    use crate::chat::{DEMO_APPID, DEMO_APP_SECRET};
+    let client = reqwest::Client::new();
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let code = wechat.login_code(DEMO_APPID, &format!("o-bench-rt-{i}"));
+        let url = format!(
+            "{}/sns/jscode2session?appid={DEMO_APPID}&secret={DEMO_APP_SECRET}&js_code={code}&grant_type=authorization_code",
+            wechat.base
+        );
+        let started = Instant::now();
+        let text = client.get(&url).send().await?.text().await?;
+        times.push(started.elapsed());
+        let answer: Value = serde_json::from_str(&text)?;
+        if answer.get("openid").is_none() {
+            return Err(format!("the fake WeChat API answered {answer}").into());
+        }
+    }
+    Ok(times)
+}

@@ -49,6 +49,18 @@ pub struct HistoryRow {
     pub ours: Vec<SendCost>,
 }
 
+/// One kind of login, measured one at a time through the HTTP API.
+#[derive(Debug, Clone)]
+pub struct LoginRow {
+    pub kind: &'static str,
+    /// Each login's time from the request to the answer.
+    pub times: Vec<Duration>,
+    /// `LoginFunction`'s durations (REPORT lines).
+    pub function_ms: Vec<f64>,
+    /// Calls the fake WeChat API got during these logins.
+    pub wechat_calls: u64,
+}
+
 #[derive(Default)]
 pub struct Results {
     pub command: String,
@@ -64,6 +76,10 @@ pub struct Results {
     pub history_reference: Vec<ReferenceCost>,
     /// Image sends (in-process, warm), their S3 requests counted with DynamoDB's.
     pub media: Vec<SendCost>,
+    /// `POST /login` through the HTTP API, by kind.
+    pub login: Vec<LoginRow>,
+    /// Round trips to the fake WeChat API alone, one at a time.
+    pub wechat_rt: Vec<Duration>,
     pub cold: Vec<Report>,
     /// Every REPORT line of the stack during the run.
     pub load: Vec<Report>,
@@ -197,6 +213,7 @@ fn values(r: &Results) -> Res<Values> {
         ("history_table", history_table(r)?),
         ("flat_note", flat_note(r)),
         ("media_note", media_note(r)),
+        ("login_table", login_table(r)?),
         ("footprint_table", footprint_table(r)?),
         ("bootstraps", bootstraps(r)?),
         ("price_date", prices::DATE.to_owned()),
@@ -224,6 +241,34 @@ fn render(template: &str, values: &[(&str, String)]) -> Result<String, String> {
         )),
         None => Ok(out),
     }
+}
+
+fn login_table(r: &Results) -> Res<String> {
+    let mut w = String::new();
+    let rt = percentile_ms(&r.wechat_rt, 0.5);
+    writeln!(w, "| login | logins | p50 | p99 | `chat-login` duration p50 | WeChat calls per login | of p50, WeChat (calls × {rt:.1} ms) | of p50, ours |")?;
+    writeln!(w, "|---|---|---|---|---|---|---|---|")?;
+    for l in &r.login {
+        let calls = l.wechat_calls as f64 / l.times.len().max(1) as f64;
+        let p50 = percentile_ms(&l.times, 0.5);
+        writeln!(
+            w,
+            "| {} | {} | {p50:.1} ms | {:.1} ms | {:.1} ms | {calls:.2} | {:.1} ms | {:.1} ms |",
+            l.kind,
+            l.times.len(),
+            percentile_ms(&l.times, 0.99),
+            median(&l.function_ms),
+            calls * rt,
+            p50 - calls * rt
+        )?;
+    }
+    writeln!(
+        w,
+        "\nThe fake WeChat API alone: {} round trips (`jscode2session`) one at a time, p50 {rt:.1} ms, p99 {:.1} ms.",
+        r.wechat_rt.len(),
+        percentile_ms(&r.wechat_rt, 0.99)
+    )?;
+    Ok(w)
 }
 
 fn latency_table(r: &Results) -> Res<String> {

@@ -3,9 +3,9 @@
 //! documents them, with WeChat's errcodes, on 127.0.0.1 only:
 //!
 //! - `GET /sns/jscode2session?appid&secret&js_code&grant_type=authorization_code` →
-//!   `{"openid","session_key"}` (and `unionid` when the app has one); a code is valid once and
-//!   for 5 minutes: unknown or expired 40029, used 40163; a wrong secret 40125, an unknown
-//!   appid 40013.
+//!   `{"openid","session_key","unionid"}` (as for an app bound to an Open Platform account); a
+//!   code is valid once and for 5 minutes: unknown or expired 40029, used 40163; a wrong
+//!   secret 40125, an unknown appid 40013.
 //! - `POST /wxa/business/getuserphonenumber?access_token=T` `{"code"}` →
 //!   `{"errcode":0,"phone_info":{"phoneNumber","purePhoneNumber","countryCode","watermark"}}`;
 //!   an unknown token 40001, an expired one 42001; codes as above.
@@ -76,6 +76,8 @@ struct AppState {
     /// appid → the times of its forced refreshes.
     forced: HashMap<String, Vec<i64>>,
     calls: HashMap<String, u64>,
+    /// Every session key, unionid and access token answered (log audits look for them).
+    handed_out: Vec<String>,
     faults: Faults,
     serial: u64,
 }
@@ -185,7 +187,10 @@ async fn jscode2session(
     match AppState::redeem(&mut s.login_codes, get("appid"), get("js_code")) {
         Ok(openid) => {
             let session_key = s.fresh("sk");
-            Json(json!({"openid": openid, "session_key": session_key}))
+            let unionid = format!("un-{openid}");
+            s.handed_out.push(session_key.clone());
+            s.handed_out.push(unionid.clone());
+            Json(json!({"openid": openid, "session_key": session_key, "unionid": unionid}))
         }
         Err(e) => e,
     }
@@ -275,6 +280,7 @@ async fn stable_token(State(state): State<Shared>, body: Option<Json<Value>>) ->
         },
     );
     s.newest.insert(appid, token.clone());
+    s.handed_out.push(token.clone());
     Json(json!({"access_token": token, "expires_in": ttl}))
 }
 
@@ -392,6 +398,11 @@ impl FakeWeChat {
     pub fn phone_code(&self, appid: &str, phone: &str) -> String {
         let v = mint(&self.state, true, &json!({"appid": appid, "phone": phone}));
         v["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Every session key, unionid and access token the fake answered so far.
+    pub fn handed_out(&self) -> Vec<String> {
+        self.state.lock().unwrap().handed_out.clone()
     }
 
     /// How many calls each WeChat path got.

@@ -1,19 +1,22 @@
 //! The benchmark of issue 10, through the local stack on loopback with release builds:
 //! `local-bench [--quick] [--pairs 1,10,100] [--messages 200,50,20] [--users 10,100,1000]
-//! [--history 10,1000,100000] [--sends 20] [--rounds 10] [--out docs]`.
+//! [--history 10,1000,100000] [--sends 20] [--rounds 10] [--logins 200] [--out docs]`.
 //!
 //! 1. Send → the peer's copy at each number of concurrently chatting pairs, beside the storage
 //!    floor (the same sends in-process on the same DynamoDB Local, posting nothing).
 //! 2. DynamoDB requests, round trips and capacity per send against connected users and stored
 //!    messages, beside a scan-and-broadcast reference fan-out.
-//! 3. Init and peak memory of the WebSocket functions beside a bare `lambda_runtime` echo.
+//! 3. Init and peak memory of the WebSocket functions beside a bare `lambda_runtime` echo, and
+//!    `POST /login` against the fake WeChat API (first logins with the phone button,
+//!    returning users).
 //! 4. Rewrites `docs/benchmark.md` and its SVG plots.
 //!
 //! Run it from a built `target/release` (`make bench`); it stops after 15 minutes whatever
 //! happens, and every process it started stops with it.
 use devtools::bench::{self, Crowd, Error, Pair};
-use devtools::bench_report::{self, HistoryRow, LatencyRow, Results, UsersRow};
+use devtools::bench_report::{self, HistoryRow, LatencyRow, LoginRow, Results, UsersRow};
 use devtools::ddb_log::RequestLog;
+use devtools::fake_wechat::FakeWeChat;
 use futures::StreamExt;
 use local_stack::runtime::{Logs, MAX_INSTANCES};
 use local_stack::stack::{Stack, StackOptions};
@@ -35,6 +38,8 @@ struct Args {
     sends: usize,
     reference_messages: usize,
     rounds: usize,
+    /// Logins of each kind in the login phase.
+    logins: usize,
     out: PathBuf,
     command: String,
 }
@@ -60,6 +65,7 @@ fn parse_args() -> Result<Args, Error> {
         sends: 20,
         reference_messages: 5,
         rounds: 20,
+        logins: 200,
         out: devtools::repo_root().join("docs"),
         command: format!("local-bench {}", argv.join(" ")).trim().to_owned(),
     };
@@ -75,6 +81,7 @@ fn parse_args() -> Result<Args, Error> {
                 a.sends = 5;
                 a.reference_messages = 2;
                 a.rounds = 3;
+                a.logins = 20;
             }
             "--pairs" => a.pairs = list(&value()?)?,
             "--messages" => a.messages = list(&value()?)?,
@@ -82,12 +89,16 @@ fn parse_args() -> Result<Args, Error> {
             "--history" => a.history = list(&value()?)?,
             "--sends" => a.sends = value()?.parse()?,
             "--rounds" => a.rounds = value()?.parse()?,
+            "--logins" => a.logins = value()?.parse()?,
             "--out" => a.out = PathBuf::from(value()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     if a.messages.len() != a.pairs.len() {
         return Err("--messages needs one count per --pairs level".into());
+    }
+    if !(1..=100_000).contains(&a.logins) {
+        return Err("--logins must be from 1 to 100000".into());
     }
     if a.users.iter().any(|&u| u < 2) || a.history.iter().any(|&h| h < 1) {
         return Err("--users levels need at least 2 users, --history at least 1 message".into());
@@ -178,6 +189,8 @@ async fn quiet(stack: &Stack, left: usize) {
 /// The stack and the three clients of its DynamoDB Local the phases count with.
 struct Bench {
     stack: Stack,
+    /// The WeChat API of the logins (its demo app).
+    wechat: FakeWeChat,
     binaries: PathBuf,
     /// The floor's sends (in-process, posting nothing).
     floor_log: RequestLog,
@@ -200,6 +213,7 @@ async fn start() -> Result<Bench, Error> {
         "chat-connect",
         "chat-default",
         "chat-disconnect",
+        "chat-login",
         "bench-echo",
     ] {
         if !binaries.join(b).is_file() {
@@ -214,7 +228,9 @@ async fn start() -> Result<Bench, Error> {
         "starting the local stack on {}",
         binaries.display()
     ));
-    let stack = Stack::start(StackOptions {
+    let wechat =
+        FakeWeChat::start(&[(devtools::chat::DEMO_APPID, devtools::chat::DEMO_APP_SECRET)]).await?;
+    let mut opts = StackOptions {
         functions_dir: binaries.clone(),
         logs: Logs::Capture,
         // (for the media sends of phase 2)
@@ -224,8 +240,9 @@ async fn start() -> Result<Bench, Error> {
             SENDS_PER_MINUTE.to_string(),
         )]),
         ..devtools::chat::stack_options(bench::SECRET)
-    })
-    .await?;
+    };
+    devtools::chat::use_wechat(&mut opts, &wechat.base, &devtools::chat::demo_apps());
+    let stack = Stack::start(opts).await?;
     let floor_log = RequestLog::default();
     let floor = bench::deps(&stack, bench::logged_client(&stack, &floor_log), None)?;
     let count_log = RequestLog::with_capacity();
@@ -238,6 +255,7 @@ async fn start() -> Result<Bench, Error> {
     let setup = bench::logged_client(&stack, &setup_log);
     Ok(Bench {
         stack,
+        wechat,
         binaries,
         floor_log,
         floor,
@@ -265,6 +283,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
             "the reference line of the history plot: no users level of {history_users}"
         ));
     }
+    let (login, wechat_rt) = login_phase(&b, &args).await?;
     let (cold, bootstraps, load, default_memory_mb) = footprint_phase(&b, &args).await?;
     if bootstraps.is_empty() {
         missing.push("arm64 `bootstrap` sizes: run `sam build` first".into());
@@ -287,6 +306,8 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         history,
         history_reference,
         media,
+        login,
+        wechat_rt,
         cold,
         load,
         bootstraps,
@@ -303,6 +324,54 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         args.out.join("benchmark.md").display()
     ));
     Ok(())
+}
+
+/// 3a. `POST /login` through the HTTP API, one at a time: first logins with the phone button,
+/// then the same users returning.
+async fn login_phase(b: &Bench, args: &Args) -> Result<(Vec<LoginRow>, Vec<Duration>), Error> {
+    let mut rows = Vec::new();
+    progress(format!(
+        "phase 3/4: {} round trips to the fake WeChat API alone",
+        args.logins
+    ));
+    let wechat_rt = bench::wechat_round_trips(&b.wechat, args.logins).await?;
+    for (kind, label) in [
+        (
+            bench::LoginKind::FirstWithPhone,
+            "first login, phone button",
+        ),
+        (bench::LoginKind::Returning, "returning user"),
+    ] {
+        progress(format!("phase 3/4: {} logins: {label}", args.logins));
+        let logs_before = b.stack.function_logs().len();
+        let (times, wechat_calls) = bench::logins(
+            &b.stack,
+            &b.wechat,
+            kind,
+            args.logins,
+            std::process::id() as u16,
+        )
+        .await?;
+        let function_ms: Vec<f64> = b.stack.function_logs()[logs_before..]
+            .iter()
+            .filter_map(|l| bench::parse_report(l))
+            .filter(|r| r.function == "LoginFunction")
+            .map(|r| r.duration_ms)
+            .collect();
+        progress(format!(
+            "phase 3/4: {label}: p50 {:.1} ms, p99 {:.1} ms, {:.2} WeChat calls per login",
+            bench::percentile_ms(&times, 0.5),
+            bench::percentile_ms(&times, 0.99),
+            wechat_calls as f64 / times.len().max(1) as f64
+        ));
+        rows.push(LoginRow {
+            kind: label,
+            times,
+            function_ms,
+            wechat_calls,
+        });
+    }
+    Ok((rows, wechat_rt))
 }
 
 /// Users connected in the history phase (and the users level its reference line is read at).

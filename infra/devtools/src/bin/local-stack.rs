@@ -130,11 +130,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         r#"
 Local chat is up (Ctrl-C stops everything).{params}
   WebSocket:   {ws}
-HTTP API: {http}
-  {login}
   @connections {mgmt}
   DynamoDB     {ddb}
   S3           {s3} (path-style; buckets: {buckets})
+HTTP API: {http}
+  {login}
 Two demo users in app wxdemo (tokens valid 24 h; JWT_SECRET={secret}):
   Ann, chatting with Bob (the seed's conversation connection): {url_a}
   Bob, chatting with Ann:                                      {url_b}
