@@ -10,6 +10,7 @@ use crate::domain::message::{Message, Page, Profile};
 use crate::domain::send::{Committed, SendCommit, Snapshot};
 use crate::domain::wechat::{AccessToken, StoredToken, WeChatApp, WeChatError, WeChatSession};
 use crate::error::Result;
+use std::collections::HashMap;
 use std::future::Future;
 
 /// Records a new connection (at `$connect`).
@@ -302,6 +303,20 @@ pub trait IdentityStore: Send + Sync {
         openid: &str,
         account: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The WeChat apps (app_sid → appid and secret) as a function instance knows them now: a
+/// deployed one re-reads their secret from time to time, so an app added to it is served
+/// without a redeploy.
+pub trait AppDirectory: Send + Sync {
+    fn apps(&self) -> impl Future<Output = std::sync::Arc<HashMap<String, WeChatApp>>> + Send;
+}
+
+/// Apps that never change (tests, fixed configurations).
+impl AppDirectory for HashMap<String, WeChatApp> {
+    async fn apps(&self) -> std::sync::Arc<HashMap<String, WeChatApp>> {
+        std::sync::Arc::new(self.clone())
+    }
 }
 
 /// The durable copy of each app's access token (one item per appid), which the token keeper

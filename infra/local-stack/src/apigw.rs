@@ -126,7 +126,7 @@ pub struct GonePost {
     pub connected_at_ms: Option<i64>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -143,7 +143,8 @@ fn iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn request_time(ms: i64) -> String {
+/// API Gateway's `requestTime` (`05/Dec/2026:23:59:00 +0000`), of both API kinds.
+pub(crate) fn request_time(ms: i64) -> String {
     let fmt = time::macros::format_description!(
         "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
     );

@@ -9,6 +9,7 @@
 //! gateway's own answers (404 no route, 413 too large, 500 function error, 503 timeout). Not
 //! emulated: throttling, authorizers, CORS configuration, custom domains (README.md).
 
+use crate::apigw::{now_ms, request_time};
 use crate::app::HttpApiSpec;
 use crate::resolve::{LOCAL_ACCOUNT, LOCAL_API_ID};
 use crate::runtime::{InvokeError, Invoker};
@@ -191,10 +192,7 @@ fn event(api: &HttpApi, p: &EventParts, body: &[u8]) -> Value {
         };
         query.insert(k, json!(joined));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
+    let now = now_ms();
     let user_agent = p
         .headers
         .get(axum::http::header::USER_AGENT)
@@ -291,16 +289,6 @@ fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn request_time(ms: i64) -> String {
-    let fmt = time::macros::format_description!(
-        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&fmt).ok())
-        .unwrap_or_default()
 }
 
 /// A function's answer as API Gateway turns it into a response (payload format 2.0): an

@@ -1,9 +1,13 @@
-//! The signing secret from Secrets Manager (or inline, locally), and the `$connect`
-//! instance's verifier that re-reads it so a rotation reaches warm instances.
+//! The signing secret from Secrets Manager (or inline, locally), the `$connect` instance's
+//! verifier that re-reads it so a rotation reaches warm instances, and the WeChat apps, re-read
+//! the same way.
 
 use crate::config::SecretSource;
 use crate::domain::auth::TokenVerifier;
+use crate::domain::wechat::{parse_apps, WeChatApp};
 use crate::error::{Error, Result};
+use crate::ports::AppDirectory;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -79,6 +83,64 @@ impl Verifier {
         g.0.clone()
     }
 }
+/// The WeChat apps of an instance (`WeChatApps` secret). A secret from Secrets Manager is read
+/// again at the first use after the copy in hand is `max_age` old (`SECRET_MAX_AGE_SECONDS`),
+/// so an app added to the secret, or a changed AppSecret, reaches warm instances within that
+/// time; if the read or the JSON fails, the apps in hand stay in use (and it is logged).
+pub struct AppsSecret {
+    current: RwLock<(Arc<HashMap<String, WeChatApp>>, Instant)>,
+    reload: Option<(SecretSource, aws_config::SdkConfig, Duration)>,
+}
+
+impl AppsSecret {
+    /// Reads the apps now (failing the cold start if that fails).
+    pub async fn load(
+        source: &SecretSource,
+        aws: &aws_config::SdkConfig,
+        max_age: Duration,
+    ) -> Result<Self> {
+        let apps = read_apps(source, aws).await?;
+        let reload = matches!(source, SecretSource::SecretsManager(_))
+            .then(|| (source.clone(), aws.clone(), max_age));
+        Ok(AppsSecret {
+            current: RwLock::new((Arc::new(apps), Instant::now())),
+            reload,
+        })
+    }
+}
+
+async fn read_apps(
+    source: &SecretSource,
+    aws: &aws_config::SdkConfig,
+) -> Result<HashMap<String, WeChatApp>> {
+    parse_apps(&load_secret(source, aws).await?).map_err(Error::Config)
+}
+
+impl AppDirectory for AppsSecret {
+    async fn apps(&self) -> Arc<HashMap<String, WeChatApp>> {
+        let (apps, loaded) = {
+            let g = self.current.read().unwrap_or_else(|p| p.into_inner());
+            (g.0.clone(), g.1)
+        };
+        let Some((source, aws, max_age)) = &self.reload else {
+            return apps;
+        };
+        if loaded.elapsed() < *max_age {
+            return apps;
+        }
+        let fresh = read_apps(source, aws).await;
+        let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
+        match fresh {
+            Ok(a) => *g = (Arc::new(a), Instant::now()),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the WeChat apps again; keeping the ones in hand");
+                g.1 = Instant::now();
+            }
+        }
+        g.0.clone()
+    }
+}
+
 /// Resolves the signing secret once, at cold start.
 pub async fn load_secret(source: &SecretSource, aws: &aws_config::SdkConfig) -> Result<Vec<u8>> {
     match source {

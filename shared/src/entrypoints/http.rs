@@ -5,7 +5,7 @@
 
 use crate::domain::login::LoginRefusal;
 use crate::flows::login::{login as login_flow, LoginDeps};
-use crate::ports::{AccessTokens, IdentityStore, WeChat};
+use crate::ports::{AccessTokens, AppDirectory, IdentityStore, WeChat};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{header, HeaderValue};
@@ -66,11 +66,12 @@ fn body_bytes(event: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, LoginRefusal> 
 
 /// `POST /login`.
 #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
-pub async fn login<W, I, T>(deps: &LoginDeps<W, I, T>, event: HttpEvent) -> HttpResult
+pub async fn login<W, I, T, A>(deps: &LoginDeps<W, I, T, A>, event: HttpEvent) -> HttpResult
 where
     W: WeChat,
     I: IdentityStore,
     T: AccessTokens,
+    A: AppDirectory,
 {
     let outcome = match body_bytes(&event.payload) {
         Ok(body) => login_flow(deps, &body, crate::clock::now_s() as u64).await,

@@ -5,31 +5,33 @@
 
 use crate::domain::wechat::WeChatApp;
 use crate::flows::access_token::{keep, Kept};
-use crate::ports::{TokenStore, WeChat};
+use crate::ports::{AppDirectory, TokenStore, WeChat};
 use lambda_runtime::LambdaEvent;
 use std::collections::HashMap;
 
 /// What the keeper needs, built once per instance.
-pub struct KeeperDeps<W, S> {
+pub struct KeeperDeps<W, S, A = HashMap<String, WeChatApp>> {
     pub wechat: W,
     pub store: S,
     /// app_sid → its mini-program's credentials.
-    pub apps: HashMap<String, WeChatApp>,
+    pub apps: A,
 }
 
 /// One run over every app (each appid once, however many app_sids name it).
 #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
-pub async fn keep_tokens<W, S>(
-    deps: &KeeperDeps<W, S>,
+pub async fn keep_tokens<W, S, A>(
+    deps: &KeeperDeps<W, S, A>,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, lambda_runtime::Error>
 where
     W: WeChat,
     S: TokenStore,
+    A: AppDirectory,
 {
     let now = crate::clock::now_s();
+    let apps = deps.apps.apps().await;
     let mut by_appid: HashMap<&str, (&str, &WeChatApp)> = HashMap::new();
-    for (sid, app) in &deps.apps {
+    for (sid, app) in apps.iter() {
         by_appid.entry(app.appid.as_str()).or_insert((sid, app));
     }
     let runs = by_appid.into_values().map(|(sid, app)| async move {

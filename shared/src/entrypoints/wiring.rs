@@ -3,12 +3,11 @@
 use crate::adapters::apigw::ApiGatewayNotifier;
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::s3::S3Media;
-use crate::adapters::secrets::{load_secret, Verifier};
+use crate::adapters::secrets::{load_secret, AppsSecret, Verifier};
 use crate::adapters::wechat::HttpWeChat;
 use crate::config::Config;
 use crate::domain::auth::TokenSigner;
 use crate::domain::media::OwnerKey;
-use crate::domain::wechat::parse_apps;
 use crate::entrypoints::token_keeper::KeeperDeps;
 use crate::entrypoints::websocket::ConnectDeps;
 use crate::error::Error;
@@ -64,16 +63,15 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
 /// The login function's dependencies: the WeChat client (one, shared with the token cache) and
 /// DynamoDB (identities, the stored access tokens).
 pub type AwsLoginDeps =
-    LoginDeps<Arc<HttpWeChat>, DynamoStore, SharedTokens<Arc<HttpWeChat>, DynamoStore>>;
+    LoginDeps<Arc<HttpWeChat>, DynamoStore, SharedTokens<Arc<HttpWeChat>, DynamoStore>, AppsSecret>;
 
 impl AwsLoginDeps {
     /// Loads the signing secret and the WeChat apps, and builds the WeChat and DynamoDB
-    /// clients. Fails at cold start. (An app added to the secret reaches the instances started
-    /// after the change.)
+    /// clients. Fails at cold start. (An app added to the secret reaches warm instances within
+    /// `SECRET_MAX_AGE_SECONDS`.)
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         let signer = TokenSigner::new(&load_secret(config.require_jwt_secret()?, aws).await?)?;
-        let apps = parse_apps(&load_secret(config.require_wechat_apps()?, aws).await?)
-            .map_err(Error::Config)?;
+        let apps = wechat_apps(aws, &config).await?;
         let wechat = Arc::new(
             HttpWeChat::new(&config.wechat_api_base, config.wechat_timeout)
                 .map_err(|e| Error::Config(format!("the WeChat client: {e}")))?,
@@ -92,13 +90,12 @@ impl AwsLoginDeps {
 }
 
 /// The token keeper's dependencies.
-pub type AwsKeeperDeps = KeeperDeps<HttpWeChat, DynamoStore>;
+pub type AwsKeeperDeps = KeeperDeps<HttpWeChat, DynamoStore, AppsSecret>;
 
 impl AwsKeeperDeps {
     /// Loads the WeChat apps and builds the WeChat and DynamoDB clients. Fails at cold start.
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
-        let apps = parse_apps(&load_secret(config.require_wechat_apps()?, aws).await?)
-            .map_err(Error::Config)?;
+        let apps = wechat_apps(aws, &config).await?;
         Ok(KeeperDeps {
             wechat: HttpWeChat::new(&config.wechat_api_base, config.wechat_timeout)
                 .map_err(|e| Error::Config(format!("the WeChat client: {e}")))?,
@@ -134,6 +131,16 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
         .http_client(https)
         .load()
         .await
+}
+
+/// The WeChat apps, read now and again every `SECRET_MAX_AGE_SECONDS`.
+async fn wechat_apps(aws: &aws_config::SdkConfig, config: &Config) -> crate::Result<AppsSecret> {
+    AppsSecret::load(
+        config.require_wechat_apps()?,
+        aws,
+        std::time::Duration::from_secs(config.secret_max_age_secs),
+    )
+    .await
 }
 
 fn dynamo_store(aws: &aws_config::SdkConfig, config: &Config) -> DynamoStore {

@@ -10,16 +10,16 @@ use crate::domain::auth::{Claims, TokenSigner};
 use crate::domain::ids::valid_ident;
 use crate::domain::login::{parse_login, AccountIdentity, LoginRefusal};
 use crate::domain::wechat::{WeChatApp, WeChatError};
-use crate::ports::{AccessTokens, IdentityStore, WeChat};
+use crate::ports::{AccessTokens, AppDirectory, IdentityStore, WeChat};
 use std::collections::HashMap;
 
 /// What a login needs, built once per instance.
-pub struct LoginDeps<W, I, T> {
+pub struct LoginDeps<W, I, T, A = HashMap<String, WeChatApp>> {
     pub wechat: W,
     pub identities: I,
     pub tokens: T,
     /// app_sid → its mini-program's credentials.
-    pub apps: HashMap<String, WeChatApp>,
+    pub apps: A,
     pub identity: AccountIdentity,
     /// Lifetime of the tokens minted (`LoginTokenSeconds`).
     pub token_secs: u64,
@@ -35,8 +35,8 @@ pub struct LoggedIn {
 }
 
 /// Logs a WeChat user in at `now_s`.
-pub async fn login<W, I, T>(
-    deps: &LoginDeps<W, I, T>,
+pub async fn login<W, I, T, A>(
+    deps: &LoginDeps<W, I, T, A>,
     body: &[u8],
     now_s: u64,
 ) -> Result<LoggedIn, LoginRefusal>
@@ -44,12 +44,11 @@ where
     W: WeChat,
     I: IdentityStore,
     T: AccessTokens,
+    A: AppDirectory,
 {
     let req = parse_login(body)?;
-    let app = deps
-        .apps
-        .get(&req.app_sid)
-        .ok_or(LoginRefusal::UnknownApp)?;
+    let apps = deps.apps.apps().await;
+    let app = apps.get(&req.app_sid).ok_or(LoginRefusal::UnknownApp)?;
     let outcome = async {
         let session = deps.wechat.code_to_session(app, &req.code).await?;
         let known = deps
@@ -105,8 +104,8 @@ where
 
 /// The number behind a phone code, asking once more with a replaced access token when WeChat
 /// refuses the first.
-async fn verified_number<W, I, T>(
-    deps: &LoginDeps<W, I, T>,
+async fn verified_number<W, I, T, A>(
+    deps: &LoginDeps<W, I, T, A>,
     app: &WeChatApp,
     code: &str,
 ) -> Result<String, LoginRefusal>
