@@ -906,4 +906,36 @@ impl WeChat for FakeWeChatApi {
             expires_at: i64::MAX / 2,
         })
     }
+
+    /// Texts containing "risky" are risky (label 20001), "review" for review (21000), else
+    /// pass; only with a valid token.
+    async fn msg_sec_check(
+        &self,
+        access_token: &str,
+        _openid: &str,
+        _scene: u8,
+        content: &str,
+    ) -> std::result::Result<crate::domain::moderation::Verdict, crate::domain::wechat::WeChatError>
+    {
+        use crate::domain::moderation::{Suggest, Verdict};
+        use crate::domain::wechat::WeChatError;
+        if let Some(e) = self.scripted() {
+            return Err(e);
+        }
+        if !self.valid_tokens.lock().unwrap().contains(access_token) {
+            return Err(WeChatError::InvalidToken(40001));
+        }
+        let (suggest, label) = if content.contains("risky") {
+            (Suggest::Risky, 20001)
+        } else if content.contains("review") {
+            (Suggest::Review, 21000)
+        } else {
+            (Suggest::Pass, 100)
+        };
+        Ok(Verdict {
+            suggest,
+            label,
+            trace_id: Some("trace-fake".into()),
+        })
+    }
 }

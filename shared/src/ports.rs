@@ -7,6 +7,7 @@ use crate::domain::ids::{Conversation, Cursor, ListCursor};
 use crate::domain::inbox::{Entry, ListPage};
 use crate::domain::media::{ObjectInfo, UploadTicket};
 use crate::domain::message::{Message, Page, Profile};
+use crate::domain::moderation::Verdict;
 use crate::domain::send::{Committed, SendCommit, Snapshot};
 use crate::domain::wechat::{AccessToken, StoredToken, WeChatApp, WeChatError, WeChatSession};
 use crate::error::Result;
@@ -251,6 +252,15 @@ pub trait WeChat: Send + Sync {
         app: &WeChatApp,
         force_refresh: bool,
     ) -> impl Future<Output = std::result::Result<AccessToken, WeChatError>> + Send;
+    /// `wxa/msg_sec_check` (version 2): WeChat's verdict on `content` written by `openid` (a
+    /// user of the mini-program in the last 2 hours) in `scene`.
+    fn msg_sec_check(
+        &self,
+        access_token: &str,
+        openid: &str,
+        scene: u8,
+        content: &str,
+    ) -> impl Future<Output = std::result::Result<Verdict, WeChatError>> + Send;
 }
 
 /// A shared WeChat client (the login flow and the token cache hold the same one).
@@ -275,6 +285,17 @@ impl<T: WeChat> WeChat for std::sync::Arc<T> {
         force_refresh: bool,
     ) -> std::result::Result<AccessToken, WeChatError> {
         self.as_ref().stable_token(app, force_refresh).await
+    }
+    async fn msg_sec_check(
+        &self,
+        access_token: &str,
+        openid: &str,
+        scene: u8,
+        content: &str,
+    ) -> std::result::Result<Verdict, WeChatError> {
+        self.as_ref()
+            .msg_sec_check(access_token, openid, scene, content)
+            .await
     }
 }
 

@@ -143,3 +143,55 @@ async fn an_expired_token_is_refused_and_a_nearly_expired_one_replaced() {
     );
     assert_eq!(fake.calls("/cgi-bin/stable_token"), 2);
 }
+
+#[tokio::test]
+async fn msg_sec_check_gives_wechats_verdict_label_and_trace_id() {
+    use devtools::fake_wechat::{REVIEW_WORD, RISKY_WORD};
+    use shared::domain::moderation::{label_name, Suggest, SCENE_COMMENT, SCENE_PROFILE};
+    let (fake, wechat) = setup().await;
+    let token = wechat.stable_token(&app(), false).await.unwrap().token;
+    let check = |content: String, scene: u8| {
+        let (wechat, token) = (&wechat, token.clone());
+        async move { wechat.msg_sec_check(&token, "o-ann", scene, &content).await }
+    };
+    // A harmless text passes (label 100), a risky one is risky with its label, a doubtful one
+    // goes to review; each answer carries WeChat's trace id
+    let pass = check("hello there".into(), SCENE_COMMENT).await.unwrap();
+    assert_eq!((pass.suggest, pass.label), (Suggest::Pass, 100));
+    let risky = check(format!("buy {RISKY_WORD} now"), SCENE_COMMENT)
+        .await
+        .unwrap();
+    assert_eq!(
+        (risky.suggest, label_name(risky.label)),
+        (Suggest::Risky, "porn")
+    );
+    assert!(risky.trace_id.is_some_and(|t| t.starts_with("trace-")));
+    let review = check(format!("a {REVIEW_WORD}"), SCENE_PROFILE)
+        .await
+        .unwrap();
+    assert_eq!(
+        (review.suggest, label_name(review.label)),
+        (Suggest::Review, "other")
+    );
+    // AND the operator's word list is the fake's to set
+    fake.moderation_words(&[("spam", 10001)], &[]);
+    let ad = check("spam spam".into(), SCENE_COMMENT).await.unwrap();
+    assert_eq!((ad.suggest, label_name(ad.label)), (Suggest::Risky, "ad"));
+    // AND the checks were made for the sender's openid, in the scene asked
+    assert_eq!(fake.checks().len(), 4);
+    assert_eq!(fake.checks()[2], ("o-ann".to_string(), SCENE_PROFILE));
+    // AND a used-up quota, a refused token and a text over WeChat's limit are told apart
+    fake.errcode_next(45009, 1);
+    assert_eq!(
+        check("hi".into(), SCENE_COMMENT).await,
+        Err(WeChatError::Quota)
+    );
+    assert_eq!(
+        wechat.msg_sec_check("not-a-token", "o-ann", 2, "hi").await,
+        Err(WeChatError::InvalidToken(40001))
+    );
+    assert!(matches!(
+        check("字".repeat(2501), SCENE_COMMENT).await,
+        Err(WeChatError::Other(40097, _))
+    ));
+}

@@ -15,6 +15,12 @@
 //!   `force_refresh` makes a new one at once and ends the old one ("会导致上次获取的
 //!   access_token 失效"), at most once every 30 s (45011) and 20 times a day (45009).
 //!
+//! - `POST /wxa/msg_sec_check?access_token=T` `{"version":2,"openid","scene","content"}` →
+//!   `{"errcode":0,"result":{"suggest","label"},"detail":[…],"trace_id"}`: `risky` for a text
+//!   containing a word of its risky list (default [`RISKY_WORD`], label 20002), `review` for
+//!   its review list ([`REVIEW_WORD`], 21000), else `pass` (100); another version, a scene
+//!   outside 1–4, no content or over 2,500 characters 40097, no openid 40003; tokens as above.
+//!
 //! And, for the runs and tests (`/fake/…`): `POST /fake/login_code {"appid","openid"}` and
 //! `POST /fake/phone_code {"appid","phone"}` mint codes (`{"code"}`), as `wx.login` and the
 //! phone button would; `GET /fake/login_body?app_sid&appid&openid[&phone]` mints both and
@@ -78,6 +84,9 @@ struct AppState {
     calls: HashMap<String, u64>,
     /// Every session key, unionid and access token answered (log audits look for them).
     handed_out: Vec<String>,
+    /// The text filter's words, and every check made: (openid, scene).
+    moderation: Moderation,
+    checks: Vec<(String, u8)>,
     faults: Faults,
     serial: u64,
 }
@@ -230,6 +239,78 @@ async fn phone_number(
     }
 }
 
+/// The fake's text filter: a text containing a word of `risky` (or `review`) gets that verdict
+/// with the word's label.
+struct Moderation {
+    risky: Vec<(String, u32)>,
+    review: Vec<(String, u32)>,
+}
+
+impl Default for Moderation {
+    fn default() -> Self {
+        Moderation {
+            risky: vec![(RISKY_WORD.to_owned(), 20002)],
+            review: vec![(REVIEW_WORD.to_owned(), 21000)],
+        }
+    }
+}
+
+/// The default word the fake's `msg_sec_check` finds risky (label 20002), and the one it sends
+/// to review (label 21000).
+pub const RISKY_WORD: &str = "risky-word";
+pub const REVIEW_WORD: &str = "review-word";
+
+async fn msg_sec_check(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Option<Json<Value>>,
+) -> Json<Value> {
+    slow(&state).await;
+    let mut s = state.lock().unwrap();
+    if let Some(f) = s.enter("/wxa/msg_sec_check", true) {
+        return f;
+    }
+    let token = q
+        .get("access_token")
+        .map(String::as_str)
+        .unwrap_or_default();
+    if let Err(e) = s.token_app(token) {
+        return e;
+    }
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let content = b["content"].as_str().unwrap_or_default();
+    let openid = b["openid"].as_str().unwrap_or_default();
+    let scene = b["scene"].as_u64().unwrap_or_default();
+    if b["version"].as_u64() != Some(2)
+        || !(1..=4).contains(&scene)
+        || content.is_empty()
+        || content.chars().count() > 2500
+    {
+        return err(40097, "invalid args");
+    }
+    if openid.is_empty() {
+        return err(40003, "invalid openid");
+    }
+    s.checks.push((openid.to_owned(), scene as u8));
+    let hit = |list: &[(String, u32)]| {
+        list.iter()
+            .find(|(w, _)| content.contains(w.as_str()))
+            .map(|(_, l)| *l)
+    };
+    let (suggest, label) = match (hit(&s.moderation.risky), hit(&s.moderation.review)) {
+        (Some(l), _) => ("risky", l),
+        (None, Some(l)) => ("review", l),
+        (None, None) => ("pass", 100),
+    };
+    let trace_id = s.fresh("trace-");
+    Json(json!({
+        "errcode": 0, "errmsg": "ok",
+        "result": {"suggest": suggest, "label": label},
+        "detail": [{"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label, "prob": 90}],
+        "trace_id": trace_id,
+    }))
+}
+
 async fn stable_token(State(state): State<Shared>, body: Option<Json<Value>>) -> Json<Value> {
     slow(&state).await;
     let mut s = state.lock().unwrap();
@@ -335,6 +416,7 @@ impl FakeWeChat {
             .route("/sns/jscode2session", get(jscode2session))
             .route("/wxa/business/getuserphonenumber", post(phone_number))
             .route("/cgi-bin/stable_token", post(stable_token))
+            .route("/wxa/msg_sec_check", post(msg_sec_check))
             .route(
                 "/fake/login_code",
                 post(|State(s): State<Shared>, Json(b): Json<Value>| async move { mint(&s, false, &b) }),
@@ -398,6 +480,21 @@ impl FakeWeChat {
     pub fn phone_code(&self, appid: &str, phone: &str) -> String {
         let v = mint(&self.state, true, &json!({"appid": appid, "phone": phone}));
         v["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Replaces the text filter's words: texts with a word of `risky` are risky, else with one
+    /// of `review` for review, each with its label.
+    pub fn moderation_words(&self, risky: &[(&str, u32)], review: &[(&str, u32)]) {
+        let own = |l: &[(&str, u32)]| l.iter().map(|(w, n)| ((*w).to_owned(), *n)).collect();
+        self.state.lock().unwrap().moderation = Moderation {
+            risky: own(risky),
+            review: own(review),
+        };
+    }
+
+    /// Every text check so far: (openid, scene).
+    pub fn checks(&self) -> Vec<(String, u8)> {
+        self.state.lock().unwrap().checks.clone()
     }
 
     /// Every session key, unionid and access token the fake answered so far.

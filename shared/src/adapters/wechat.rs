@@ -1,5 +1,6 @@
 //! WeChat's server API over HTTPS ([`crate::ports::WeChat`]): `sns/jscode2session`,
-//! `wxa/business/getuserphonenumber` and `cgi-bin/stable_token` at `WECHAT_API_BASE`
+//! `wxa/business/getuserphonenumber`, `cgi-bin/stable_token` and `wxa/msg_sec_check` at
+//! `WECHAT_API_BASE`
 //! (default `https://api.weixin.qq.com`; locally the fake WeChat API on loopback).
 //!
 //! The client is hyper's, with rustls on ring and the system's roots: the same TLS stack the
@@ -8,6 +9,7 @@
 //! timeout, a refused connection and an HTTP 5xx are [`WeChatError::Unavailable`], and an
 //! answer's `errmsg` is never kept (it may quote the request).
 
+use crate::domain::moderation::{Suggest, Verdict};
 use crate::domain::wechat::{AccessToken, WeChatApp, WeChatError, WeChatSession};
 use crate::ports::WeChat;
 use http_body_util::{BodyExt, Full};
@@ -157,6 +159,40 @@ impl WeChat for HttpWeChat {
         Ok(AccessToken {
             token,
             expires_at: crate::clock::now_s() + expires_in,
+        })
+    }
+
+    async fn msg_sec_check(
+        &self,
+        access_token: &str,
+        openid: &str,
+        scene: u8,
+        content: &str,
+    ) -> Result<Verdict, WeChatError> {
+        let body = serde_json::json!({
+            "version": 2,
+            "openid": openid,
+            "scene": scene,
+            "content": content,
+        });
+        let v = self
+            .call(
+                "/wxa/msg_sec_check",
+                &[("access_token", access_token)],
+                Some(body),
+            )
+            .await?;
+        let suggest = Suggest::parse(field(&v, "/result/suggest", "msg_sec_check")?)
+            .ok_or_else(|| WeChatError::Other(0, "msg_sec_check: unknown suggest".into()))?;
+        let label = v
+            .pointer("/result/label")
+            .and_then(Value::as_u64)
+            .and_then(|l| u32::try_from(l).ok())
+            .ok_or_else(|| WeChatError::Other(0, "msg_sec_check: answer without a label".into()))?;
+        Ok(Verdict {
+            suggest,
+            label,
+            trace_id: v["trace_id"].as_str().map(str::to_owned),
         })
     }
 }

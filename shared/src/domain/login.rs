@@ -119,7 +119,7 @@ impl From<WeChatError> for LoginRefusal {
         match e {
             WeChatError::BadCode(_) => LoginRefusal::BadCode,
             WeChatError::UserBlocked => LoginRefusal::UserBlocked,
-            WeChatError::RateLimited => LoginRefusal::RateLimited,
+            WeChatError::RateLimited | WeChatError::Quota => LoginRefusal::RateLimited,
             WeChatError::Unavailable(_) => LoginRefusal::Unavailable,
             // A token WeChat refuses after its one refresh is WeChat's trouble, not the user's.
             WeChatError::InvalidToken(code) | WeChatError::Other(code, _) => {

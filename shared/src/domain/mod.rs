@@ -11,5 +11,6 @@ pub mod inbox;
 pub mod login;
 pub mod media;
 pub mod message;
+pub mod moderation;
 pub mod send;
 pub mod wechat;

@@ -116,6 +116,8 @@ pub enum WeChatError {
     UserBlocked,
     /// 45011: too frequent; try again later.
     RateLimited,
+    /// 45009: the app's quota for this API is used up (content security: 4,000 a minute).
+    Quota,
     /// 40001 (invalid credential) or 42001 (expired): the access token wants refreshing.
     InvalidToken(i64),
     /// −1 (system busy), a timeout, no connection, or an HTTP 5xx: try again later.
@@ -132,6 +134,7 @@ impl WeChatError {
             40029 | 40163 => WeChatError::BadCode(errcode),
             40226 => WeChatError::UserBlocked,
             45011 => WeChatError::RateLimited,
+            45009 => WeChatError::Quota,
             40001 | 42001 => WeChatError::InvalidToken(errcode),
             -1 => WeChatError::Unavailable("errcode -1 (system busy)".into()),
             _ => WeChatError::Other(errcode, format!("errcode {errcode}")),
@@ -145,6 +148,7 @@ impl fmt::Display for WeChatError {
             WeChatError::BadCode(c) => write!(f, "wechat: bad code (errcode {c})"),
             WeChatError::UserBlocked => f.write_str("wechat: user blocked (errcode 40226)"),
             WeChatError::RateLimited => f.write_str("wechat: rate limited (errcode 45011)"),
+            WeChatError::Quota => f.write_str("wechat: quota used up (errcode 45009)"),
             WeChatError::InvalidToken(c) => write!(f, "wechat: access token refused (errcode {c})"),
             WeChatError::Unavailable(why) => write!(f, "wechat unavailable: {why}"),
             WeChatError::Other(_, why) => write!(f, "wechat: {why}"),
@@ -170,6 +174,7 @@ mod tests {
         );
         assert_eq!(WeChatError::from_errcode(40226), WeChatError::UserBlocked);
         assert_eq!(WeChatError::from_errcode(45011), WeChatError::RateLimited);
+        assert_eq!(WeChatError::from_errcode(45009), WeChatError::Quota);
         assert_eq!(
             WeChatError::from_errcode(42001),
             WeChatError::InvalidToken(42001)
