@@ -158,6 +158,24 @@ impl AppState {
         }
     }
 
+    /// [`Self::enter`] for a call that takes `?access_token=`: the token's appid, or the
+    /// answer to give (a fault, or the token refused).
+    fn enter_with_token(
+        &mut self,
+        path: &str,
+        query: &HashMap<String, String>,
+    ) -> Result<String, Json<Value>> {
+        if let Some(f) = self.enter(path, true) {
+            return Err(f);
+        }
+        self.token_app(
+            query
+                .get("access_token")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )
+    }
+
     fn token_app(&self, token: &str) -> Result<String, Json<Value>> {
         match self.tokens.get(token) {
             None => Err(err(
@@ -212,14 +230,7 @@ async fn phone_number(
 ) -> Json<Value> {
     slow(&state).await;
     let mut s = state.lock().unwrap();
-    if let Some(f) = s.enter("/wxa/business/getuserphonenumber", true) {
-        return f;
-    }
-    let token = q
-        .get("access_token")
-        .map(String::as_str)
-        .unwrap_or_default();
-    let appid = match s.token_app(token) {
+    let appid = match s.enter_with_token("/wxa/business/getuserphonenumber", &q) {
         Ok(a) => a,
         Err(e) => return e,
     };
@@ -267,14 +278,7 @@ async fn msg_sec_check(
 ) -> Json<Value> {
     slow(&state).await;
     let mut s = state.lock().unwrap();
-    if let Some(f) = s.enter("/wxa/msg_sec_check", true) {
-        return f;
-    }
-    let token = q
-        .get("access_token")
-        .map(String::as_str)
-        .unwrap_or_default();
-    if let Err(e) = s.token_app(token) {
+    if let Err(e) = s.enter_with_token("/wxa/msg_sec_check", &q) {
         return e;
     }
     let b = body.map(|Json(b)| b).unwrap_or_default();
