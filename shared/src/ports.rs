@@ -7,7 +7,7 @@ use crate::domain::ids::{Conversation, Cursor, ListCursor};
 use crate::domain::inbox::{Entry, ListPage};
 use crate::domain::media::{ObjectInfo, UploadTicket};
 use crate::domain::message::{Message, Page, Profile};
-use crate::domain::moderation::Verdict;
+use crate::domain::moderation::{Decision, Screening, Undecided, Verdict};
 use crate::domain::send::{Committed, SendCommit, Snapshot};
 use crate::domain::wechat::{AccessToken, StoredToken, WeChatApp, WeChatError, WeChatSession};
 use crate::error::Result;
@@ -399,4 +399,64 @@ pub trait AccessTokens: Send + Sync {
         app: &WeChatApp,
         refused: &str,
     ) -> impl Future<Output = std::result::Result<String, WeChatError>> + Send;
+}
+
+/// What a text is written as: a message to someone, or the writer's display name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written<'a> {
+    /// A message to `peer`.
+    Message { peer: &'a str },
+    /// A display name given at login.
+    DisplayName,
+}
+
+/// A text to check, and who wrote it.
+#[derive(Debug, Clone, Copy)]
+pub struct Authored<'a> {
+    pub app_sid: &'a str,
+    /// The writer's account.
+    pub sender: &'a str,
+    /// The writer's openid, when known (WeChat checks only texts of its app's users).
+    pub openid: Option<&'a str>,
+    pub written: Written<'a>,
+    pub text: &'a str,
+}
+
+/// Checks what users write (`Moderation`: WeChat's text check, or the operator's webhook).
+/// Used as a trait object (`Arc<dyn TextModerator>`): the provider is chosen by configuration
+/// at cold start, so the boxed future (one allocation per check) is the price of not carrying
+/// a type parameter for it through every flow.
+pub trait TextModerator: Send + Sync {
+    fn check<'a>(
+        &'a self,
+        text: Authored<'a>,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<Decision, Undecided>>;
+}
+
+/// Messages stored without a moderation decision, and what a later decision does to them.
+pub trait ScreeningStore: Send + Sync {
+    /// Up to `limit` messages of shard `shard` (of [`crate::domain::moderation::UNCHECKED_SHARDS`])
+    /// of the sparse index of unchecked messages, oldest first. One query.
+    fn unchecked(
+        &self,
+        shard: u8,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Message>>> + Send;
+    /// Records `screening` (clear, review, or unchecked for good) on a message that is still
+    /// unchecked, and takes it out of the index. `false` when it no longer is (recalled,
+    /// decided meanwhile).
+    fn settle(
+        &self,
+        message: &Message,
+        screening: &Screening,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Takes message `message` down: `blocked` with `label`, content emptied, media removed,
+    /// out of the index; so are the copies its idempotency marker and the entries of
+    /// `entry_users` hold. `false` when it was recalled or taken down already.
+    fn block(
+        &self,
+        message: &Message,
+        label: u32,
+        entry_users: &[String],
+    ) -> impl Future<Output = Result<bool>> + Send;
 }

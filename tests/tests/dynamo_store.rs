@@ -34,6 +34,7 @@ fn record(
         registered: true,
         sends: Vec::new(),
         token_expires_at: None,
+        openid: None,
     }
 }
 
@@ -72,6 +73,7 @@ async fn store_send(
         content: text.into(),
         media: None,
         client_msg_id: cmid.map(str::to_owned),
+        screening: Default::default(),
     };
     let plan = plan_send(&me, to, &snap, &draft, at);
     (f.store.commit_send(&plan).await.unwrap(), plan.message)
@@ -192,6 +194,7 @@ async fn an_expired_idempotency_marker_counts_as_absent_before_dynamodb_sweeps_i
         content: "hello".into(),
         media: None,
         client_msg_id: Some("k".into()),
+        screening: Default::default(),
     };
     let t = now_ms();
     let plan = |snap: &shared::domain::send::Snapshot, at_s: i64| {
@@ -242,6 +245,7 @@ async fn two_sends_planned_with_the_same_id_end_in_a_conflict_not_an_error() {
         content: format!("text of {cmid}"),
         media: None,
         client_msg_id: Some(cmid.into()),
+        screening: Default::default(),
     };
     let t = now_ms();
     let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
@@ -282,6 +286,7 @@ async fn a_committed_send_replayed_with_its_token_is_answered_stored_and_writes_
         content: "hello".into(),
         media: None,
         client_msg_id: None,
+        screening: Default::default(),
     };
     let t = now_ms();
     let snap = f.store.snapshot(&conv, "111", None).await.unwrap();
@@ -309,6 +314,7 @@ async fn the_send_rate_is_counted_per_user_inside_the_sends_transaction() {
         content: t.into(),
         media: None,
         client_msg_id: None,
+        screening: Default::default(),
     };
     let window = shared::domain::connection::send_window(now_s);
     let send = |cid: &'static str, to: &'static str, text: &'static str, at_s: i64| {
@@ -500,6 +506,7 @@ async fn a_send_that_read_a_version_since_moved_writes_nothing() {
         content: t.into(),
         media: None,
         client_msg_id: Some(format!("c-{t}")),
+        screening: Default::default(),
     };
     let a = plan_send(
         &record("a", "app", "111", None, i64::MAX),
@@ -1101,6 +1108,7 @@ async fn a_records_token_expiry_is_kept_and_an_old_record_without_one_reads_as_n
     let now_s = now_ms() / 1000;
     let with = ConnectionRecord {
         token_expires_at: Some(now_s + 300),
+        openid: None,
         ..record("tok-1", "app", "111", None, now_s + 600)
     };
     f.store.register(&with).await.unwrap();

@@ -116,6 +116,7 @@ pub fn deps(
         },
         config,
         records: Default::default(),
+        moderation: Default::default(),
     })
 }
 

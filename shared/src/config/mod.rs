@@ -6,6 +6,7 @@ pub mod vars;
 
 use crate::domain::login::AccountIdentity;
 use crate::domain::media::MediaLimits;
+use crate::domain::moderation::{OnReview, OnUnavailable, Policy, WithoutOpenid};
 use crate::error::{Error, Result};
 use time::UtcOffset;
 use vars::{var, Kind};
@@ -161,6 +162,21 @@ pub struct Config {
     pub login_token_secs: u64,
     /// What a WeChat user's account is.
     pub account_identity: AccountIdentity,
+    /// Who checks texts (`MODERATION`).
+    pub moderation: Checker,
+    /// WeChat's scene for messages (`MODERATION_SCENE`).
+    pub moderation_scene: u8,
+    /// What to do where the checker decides nothing.
+    pub moderation_policy: Policy,
+}
+
+/// Who checks the text of messages (`MODERATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Checker {
+    #[default]
+    None,
+    WeChat,
+    Webhook,
 }
 
 impl Config {
@@ -209,6 +225,35 @@ impl Config {
                 "WECHAT_API_BASE must be an http(s) URL such as https://api.weixin.qq.com".into(),
             ));
         }
+        let moderation = match env.text("MODERATION").trim() {
+            "none" => Checker::None,
+            "wechat" => Checker::WeChat,
+            "webhook" => Checker::Webhook,
+            _ => {
+                return Err(Error::Config(
+                    "MODERATION must be wechat, webhook or none".into(),
+                ))
+            }
+        };
+        let choice = |k: &str, yes: &str, no: &str| match env.text(k).trim() {
+            v if v == yes => Ok(true),
+            v if v == no => Ok(false),
+            _ => Err(Error::Config(format!("{k} must be {yes} or {no}"))),
+        };
+        let moderation_policy = Policy {
+            review: match choice("MODERATION_REVIEW", "allow", "block")? {
+                true => OnReview::Allow,
+                false => OnReview::Block,
+            },
+            unavailable: match choice("MODERATION_UNAVAILABLE", "allow", "block")? {
+                true => OnUnavailable::Allow,
+                false => OnUnavailable::Block,
+            },
+            without_openid: match choice("MODERATION_WITHOUT_OPENID", "skip", "refuse")? {
+                true => WithoutOpenid::Skip,
+                false => WithoutOpenid::Refuse,
+            },
+        };
         let display_offset = parse_offset(&env.text("DISPLAY_UTC_OFFSET")).ok_or_else(|| {
             Error::Config("DISPLAY_UTC_OFFSET must look like +08:00 or -05:30".into())
         })?;
@@ -247,6 +292,9 @@ impl Config {
             wechat_timeout: std::time::Duration::from_millis(env.number("WECHAT_TIMEOUT_MS")?),
             login_token_secs: env.number_up_to("LOGIN_TOKEN_SECONDS", max_token_lifetime_secs)?,
             account_identity,
+            moderation,
+            moderation_scene: env.number("MODERATION_SCENE")? as u8,
+            moderation_policy,
         })
     }
 

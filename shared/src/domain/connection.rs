@@ -27,6 +27,9 @@ pub struct ConnectionRecord {
     /// refused with `token_expired` and the connection closed. `None` on records written
     /// before it was kept.
     pub token_expires_at: Option<i64>,
+    /// The user's WeChat openid in this app, when they logged in through `/login` and content
+    /// security needs it (`$connect` reads it from the identity items).
+    pub openid: Option<String>,
 }
 
 /// Length of a send rate window (`MaxSendsPerMinute`).

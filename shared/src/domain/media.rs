@@ -263,6 +263,7 @@ mod tests {
             seq: None,
             conv_seq: None,
             recalled: false,
+            screening: Default::default(),
         };
         // a video: its copy (no thumbnail of its own), the poster and the poster's thumbnail
         let keys = sent_objects(&message(&video, Some(info.clone())));

@@ -1,6 +1,7 @@
 //! Messages and what a page of them carries. Plain Rust.
 
 use crate::domain::ids::Conversation;
+use crate::domain::moderation::Screening;
 use media_key::MediaKind;
 use std::collections::HashMap;
 
@@ -76,6 +77,15 @@ pub struct Message {
     pub conv_seq: Option<u64>,
     /// Recalled by its sender: `content` is empty and `media` gone.
     pub recalled: bool,
+    /// How it stands with moderation (taken down: [`Screening::Blocked`]).
+    pub screening: Screening,
+}
+
+impl Message {
+    /// Taken down by moderation after it was stored: shown with no content.
+    pub fn blocked(&self) -> bool {
+        matches!(self.screening, Screening::Blocked { .. })
+    }
 }
 
 impl Message {

@@ -62,6 +62,193 @@ pub const SCENE_COMMENT: u8 = 2;
 /// The longest text `msgSecCheck` takes, in characters.
 pub const MAX_CHECKED_CHARS: usize = 2500;
 
+/// What a moderator decided about one text (a provider's answer, before the operator's
+/// policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Doubtful (WeChat's `review`): the label for the operator.
+    Review {
+        label: u32,
+    },
+    /// Refused (WeChat's `risky`, the webhook's `deny`).
+    Deny {
+        label: u32,
+    },
+    /// Allowed as this text instead (the webhook's `replace`).
+    Replace {
+        text: String,
+    },
+}
+
+impl Decision {
+    /// The decision a WeChat verdict stands for.
+    pub fn of(verdict: &Verdict) -> Self {
+        match verdict.suggest {
+            Suggest::Pass => Decision::Allow,
+            Suggest::Review => Decision::Review {
+                label: verdict.label,
+            },
+            Suggest::Risky => Decision::Deny {
+                label: verdict.label,
+            },
+        }
+    }
+
+    /// The stricter of two decisions on parts of one text (a deny wins, then a review).
+    pub fn worst(self, other: Decision) -> Decision {
+        let rank = |d: &Decision| match d {
+            Decision::Deny { .. } => 3,
+            Decision::Review { .. } => 2,
+            Decision::Replace { .. } => 1,
+            Decision::Allow => 0,
+        };
+        if rank(&other) > rank(&self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// Why a text got no decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undecided {
+    /// The sender has no openid (a token minted by the operator, not through `/login`).
+    NoOpenid,
+    /// The checker did not answer (busy, timeout, quota, an error).
+    Unavailable,
+}
+
+/// What to do with a `review` decision (`ModerationReview`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnReview {
+    /// Store it; the label is recorded on the item for the operator.
+    #[default]
+    Allow,
+    /// Refuse it as a deny.
+    Block,
+}
+
+/// What to do when the checker cannot answer (`ModerationUnavailable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnavailable {
+    /// Store it marked unchecked; a schedule checks it again later.
+    #[default]
+    Allow,
+    /// Refuse it with `moderation_unavailable`.
+    Block,
+}
+
+/// What to do with a sender who has no openid (`ModerationWithoutOpenid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WithoutOpenid {
+    /// Store it marked unchecked (the re-check needs an openid too, so the webhook or a later
+    /// login is what clears it).
+    #[default]
+    Skip,
+    /// Refuse it with `login_required`.
+    Refuse,
+}
+
+/// The operator's choices for what no checker decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Policy {
+    pub review: OnReview,
+    pub unavailable: OnUnavailable,
+    pub without_openid: WithoutOpenid,
+}
+
+/// How a stored message stands with moderation (kept on its item).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Screening {
+    /// Passed, or not moderated (`Moderation=none`, media, messages from before).
+    #[default]
+    Clear,
+    /// Stored on a `review` decision: the label, for the operator only (never in frames).
+    Review { label: u32 },
+    /// Stored without a decision: checked again by the re-check schedule.
+    Unchecked,
+    /// Taken down after it was stored: shown as `"blocked":true` with no content.
+    Blocked { label: u32 },
+}
+
+/// A text send after moderation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    /// Store it: as submitted, or as `replacement`; marked `screening`.
+    Store {
+        replacement: Option<String>,
+        screening: Screening,
+    },
+    /// Refuse it; nothing is stored.
+    Refuse(Refused),
+}
+
+/// Why a text was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `content_blocked` with this label.
+    Blocked { label: u32 },
+    /// `login_required`: the sender has no openid and the operator refuses those.
+    LoginRequired,
+    /// `moderation_unavailable`: no decision and the operator refuses what is unchecked.
+    Unavailable,
+}
+
+/// What the operator's `policy` makes of a checker's `answer`.
+pub fn judge(answer: Result<Decision, Undecided>, policy: &Policy) -> Judgement {
+    let store = |screening| Judgement::Store {
+        replacement: None,
+        screening,
+    };
+    match answer {
+        Ok(Decision::Allow) => store(Screening::Clear),
+        Ok(Decision::Replace { text }) => Judgement::Store {
+            replacement: Some(text),
+            screening: Screening::Clear,
+        },
+        Ok(Decision::Deny { label }) => Judgement::Refuse(Refused::Blocked { label }),
+        Ok(Decision::Review { label }) => match policy.review {
+            OnReview::Allow => store(Screening::Review { label }),
+            OnReview::Block => Judgement::Refuse(Refused::Blocked { label }),
+        },
+        Err(Undecided::NoOpenid) => match policy.without_openid {
+            WithoutOpenid::Skip => store(Screening::Unchecked),
+            WithoutOpenid::Refuse => Judgement::Refuse(Refused::LoginRequired),
+        },
+        Err(Undecided::Unavailable) => match policy.unavailable {
+            OnUnavailable::Allow => store(Screening::Unchecked),
+            OnUnavailable::Block => Judgement::Refuse(Refused::Unavailable),
+        },
+    }
+}
+
+/// Shards of the sparse index of unchecked messages: its partitions, so that a burst of
+/// unchecked sends (WeChat down for a while) spreads its index writes.
+pub const UNCHECKED_SHARDS: u8 = 10;
+
+/// The shard message `id` (a ULID, whose last characters are random) is indexed under.
+pub fn unchecked_shard(id: &str) -> u8 {
+    id.bytes().last().unwrap_or(0) % UNCHECKED_SHARDS
+}
+
+/// `text` in pieces of at most [`MAX_CHECKED_CHARS`] characters, each checked on its own.
+pub fn pieces(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let cut = rest
+            .char_indices()
+            .nth(MAX_CHECKED_CHARS)
+            .map_or(rest.len(), |(i, _)| i);
+        let (piece, tail) = rest.split_at(cut);
+        out.push(piece);
+        rest = tail;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +269,77 @@ mod tests {
         assert_eq!(Suggest::parse("review"), Some(Suggest::Review));
         assert_eq!(Suggest::parse("pass"), Some(Suggest::Pass));
         assert_eq!(Suggest::parse("RISKY"), None);
+    }
+
+    #[test]
+    fn the_policy_decides_what_no_checker_does() {
+        let strict = Policy {
+            review: OnReview::Block,
+            unavailable: OnUnavailable::Block,
+            without_openid: WithoutOpenid::Refuse,
+        };
+        let lenient = Policy::default();
+        let stored = |screening| Judgement::Store {
+            replacement: None,
+            screening,
+        };
+        // a deny is refused under any policy; an allow stored clear
+        for p in [&strict, &lenient] {
+            assert_eq!(
+                judge(Ok(Decision::Deny { label: 20002 }), p),
+                Judgement::Refuse(Refused::Blocked { label: 20002 })
+            );
+            assert_eq!(judge(Ok(Decision::Allow), p), stored(Screening::Clear));
+        }
+        let review = Ok(Decision::Review { label: 21000 });
+        assert_eq!(
+            judge(review.clone(), &lenient),
+            stored(Screening::Review { label: 21000 })
+        );
+        assert_eq!(
+            judge(review, &strict),
+            Judgement::Refuse(Refused::Blocked { label: 21000 })
+        );
+        assert_eq!(
+            judge(Err(Undecided::Unavailable), &lenient),
+            stored(Screening::Unchecked)
+        );
+        assert_eq!(
+            judge(Err(Undecided::Unavailable), &strict),
+            Judgement::Refuse(Refused::Unavailable)
+        );
+        assert_eq!(
+            judge(Err(Undecided::NoOpenid), &lenient),
+            stored(Screening::Unchecked)
+        );
+        assert_eq!(
+            judge(Err(Undecided::NoOpenid), &strict),
+            Judgement::Refuse(Refused::LoginRequired)
+        );
+        assert_eq!(
+            judge(Ok(Decision::Replace { text: "***".into() }), &strict),
+            Judgement::Store {
+                replacement: Some("***".into()),
+                screening: Screening::Clear
+            }
+        );
+    }
+
+    #[test]
+    fn long_texts_are_checked_in_pieces_and_the_worst_piece_decides() {
+        let text = "字".repeat(MAX_CHECKED_CHARS * 2 + 1);
+        let parts = pieces(&text);
+        assert_eq!(
+            parts.iter().map(|p| p.chars().count()).collect::<Vec<_>>(),
+            [MAX_CHECKED_CHARS, MAX_CHECKED_CHARS, 1]
+        );
+        assert_eq!(parts.concat(), text);
+        assert_eq!(pieces("short"), ["short"]);
+        assert!(pieces("").is_empty());
+        let worst = Decision::Allow
+            .worst(Decision::Review { label: 1 })
+            .worst(Decision::Deny { label: 2 })
+            .worst(Decision::Review { label: 3 });
+        assert_eq!(worst, Decision::Deny { label: 2 });
     }
 }

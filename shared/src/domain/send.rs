@@ -7,6 +7,7 @@ use crate::domain::connection::{ConnectionRecord, RateClaim, Registry, Target};
 use crate::domain::ids::new_message_id_after;
 use crate::domain::inbox::Entry;
 use crate::domain::message::{ChatType, MediaInfo, Message, Profile};
+use crate::domain::moderation::Screening;
 use std::collections::HashMap;
 
 /// How long an idempotency marker lives by default (`IDEMPOTENCY_TTL_SECONDS`): 7 days.
@@ -97,6 +98,8 @@ pub struct Draft {
     pub content: String,
     pub media: Option<MediaInfo>,
     pub client_msg_id: Option<String>,
+    /// What moderation made of it (a text's check, before the commit).
+    pub screening: Screening,
 }
 
 /// The conversation's newest message id as the entries know it.
@@ -160,6 +163,7 @@ pub fn plan_send(
         seq: Some(seq),
         conv_seq: Some(ver),
         recalled: false,
+        screening: draft.screening.clone(),
     };
     let shown = profiles(snap, me, peer);
     // The entries show the conversation's newest message, which is this one unless a send
@@ -216,6 +220,7 @@ pub fn same_send(stored: &Message, draft: &Draft, peer: &str) -> bool {
     stored.receiver == peer
         && stored.chat_type == draft.chat_type
         && (stored.recalled
+            || stored.blocked()
             || (stored.content == draft.content
                 && poster(stored.media.as_ref()) == poster(draft.media.as_ref())))
 }
@@ -225,8 +230,24 @@ pub fn same_send(stored: &Message, draft: &Draft, peer: &str) -> bool {
 /// connection `me` is on is always included (a connection from before the registry existed
 /// is in none).
 pub fn audience(snap: &Snapshot, me: &ConnectionRecord, peer: &str, now_s: i64) -> Vec<Target> {
+    let mut out = listeners(snap, &me.user, peer, now_s);
+    if !out
+        .iter()
+        .any(|p| p.connection.connection_id == me.connection_id)
+    {
+        out.push(Target {
+            user: me.user.clone(),
+            connection: me.registry_entry(),
+        });
+    }
+    out
+}
+
+/// The live connections of the conversation between `a` and `b` (their registries, as read in
+/// `snap`): every user connection of both, and the conversation connections opened on it.
+pub fn listeners(snap: &Snapshot, a: &str, b: &str, now_s: i64) -> Vec<Target> {
     let mut out = Vec::new();
-    for (user, other) in [(me.user.as_str(), peer), (peer, me.user.as_str())] {
+    for (user, other) in [(a, b), (b, a)] {
         let Some(registry) = snap.registry(user) else {
             continue;
         };
@@ -239,15 +260,6 @@ pub fn audience(snap: &Snapshot, me: &ConnectionRecord, peer: &str, now_s: i64) 
                     connection: e.clone(),
                 }),
         );
-    }
-    if !out
-        .iter()
-        .any(|p| p.connection.connection_id == me.connection_id)
-    {
-        out.push(Target {
-            user: me.user.clone(),
-            connection: me.registry_entry(),
-        });
     }
     out
 }
@@ -272,6 +284,7 @@ mod tests {
             registered: true,
             sends: Vec::new(),
             token_expires_at: None,
+            openid: None,
         }
     }
 
@@ -290,6 +303,7 @@ mod tests {
             content: "hi".into(),
             media: None,
             client_msg_id: Some("k".into()),
+            screening: Default::default(),
         }
     }
 

@@ -6,8 +6,8 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::flows::{self, ConnectRequest, Deps, FrameOutcome, FrameStore, Media};
 use crate::ports::{
-    ConnectionCloser, ConnectionRegister, ConnectionRemove, MediaObjects, MediaSigner, Notifier,
-    ProfileWrite,
+    ConnectionCloser, ConnectionRegister, ConnectionRemove, IdentityStore, MediaObjects,
+    MediaSigner, Notifier, ProfileWrite,
 };
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
@@ -63,7 +63,7 @@ fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
 #[tracing::instrument(skip_all, fields(connection_id))]
 pub async fn connect<S, C>(deps: &ConnectDeps<S, C>, event: WsEvent) -> HandlerResult
 where
-    S: ConnectionRegister + ProfileWrite,
+    S: ConnectionRegister + ProfileWrite + IdentityStore,
     C: ConnectionCloser,
 {
     let ev = &event.payload;
@@ -292,6 +292,7 @@ mod tests {
             },
             config: config(),
             records: Default::default(),
+            moderation: Default::default(),
         };
         // WHEN the seed client's chatInfo arrives on $default
         let r = default(
@@ -336,6 +337,7 @@ mod tests {
         // instance that read the record lately serves it for CONNECTION_CACHE_SECONDS)
         let deps = Deps {
             records: Default::default(),
+            moderation: Default::default(),
             ..deps
         };
         let r = default(
@@ -370,6 +372,7 @@ mod tests {
             },
             config: config(),
             records: Default::default(),
+            moderation: Default::default(),
         };
         // WHEN it sends to a peer and lists its conversations
         for sample in [

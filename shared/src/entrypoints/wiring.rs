@@ -5,7 +5,7 @@ use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::s3::S3Media;
 use crate::adapters::secrets::{load_secret, AppsSecret, Verifier};
 use crate::adapters::wechat::HttpWeChat;
-use crate::config::Config;
+use crate::config::{Checker, Config};
 use crate::domain::auth::TokenSigner;
 use crate::domain::media::OwnerKey;
 use crate::entrypoints::token_keeper::KeeperDeps;
@@ -13,7 +13,9 @@ use crate::entrypoints::websocket::ConnectDeps;
 use crate::error::Error;
 use crate::flows::access_token::SharedTokens;
 use crate::flows::login::LoginDeps;
+use crate::flows::moderation::{Moderation, WeChatModerator};
 use crate::flows::{Deps, Media};
+use crate::ports::TextModerator;
 use std::sync::Arc;
 
 impl ConnectDeps<DynamoStore, ApiGatewayNotifier> {
@@ -47,8 +49,10 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
             config.s3_force_path_style,
         );
         let secret = load_secret(config.require_media_key_secret()?, aws).await?;
+        let store = dynamo_store(aws, &config);
+        let moderation = moderation(aws, &config, &store).await?;
         Ok(Deps {
-            store: dynamo_store(aws, &config),
+            store,
             notifier,
             media: Media {
                 objects,
@@ -56,6 +60,7 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
             },
             config,
             records: Default::default(),
+            moderation,
         })
     }
 }
@@ -72,10 +77,7 @@ impl AwsLoginDeps {
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         let signer = TokenSigner::new(&load_secret(config.require_jwt_secret()?, aws).await?)?;
         let apps = wechat_apps(aws, &config).await?;
-        let wechat = Arc::new(
-            HttpWeChat::new(&config.wechat_api_base, config.wechat_timeout)
-                .map_err(|e| Error::Config(format!("the WeChat client: {e}")))?,
-        );
+        let wechat = Arc::new(wechat_client(&config)?);
         let store = dynamo_store(aws, &config);
         Ok(LoginDeps {
             tokens: SharedTokens::new(wechat.clone(), store.clone()),
@@ -97,8 +99,7 @@ impl AwsKeeperDeps {
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         let apps = wechat_apps(aws, &config).await?;
         Ok(KeeperDeps {
-            wechat: HttpWeChat::new(&config.wechat_api_base, config.wechat_timeout)
-                .map_err(|e| Error::Config(format!("the WeChat client: {e}")))?,
+            wechat: wechat_client(&config)?,
             store: dynamo_store(aws, &config),
             apps,
         })
@@ -114,6 +115,7 @@ impl Deps<DynamoStore> {
             media: (),
             config,
             records: Default::default(),
+            moderation: Default::default(),
         }
     }
 }
@@ -131,6 +133,40 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
         .http_client(https)
         .load()
         .await
+}
+
+/// The text checker `MODERATION` names, with the operator's policy.
+async fn moderation(
+    aws: &aws_config::SdkConfig,
+    config: &Config,
+    store: &DynamoStore,
+) -> crate::Result<Moderation> {
+    let checker: Option<Arc<dyn TextModerator>> = match config.moderation {
+        Checker::None => None,
+        Checker::WeChat => {
+            let wechat = Arc::new(wechat_client(config)?);
+            Some(Arc::new(WeChatModerator {
+                tokens: SharedTokens::new(wechat.clone(), store.clone()),
+                wechat,
+                apps: wechat_apps(aws, config).await?,
+                scene: config.moderation_scene,
+            }))
+        }
+        Checker::Webhook => {
+            return Err(Error::Config(
+                "MODERATION=webhook is not available yet; use wechat or none".into(),
+            ))
+        }
+    };
+    Ok(Moderation {
+        checker,
+        policy: config.moderation_policy,
+    })
+}
+
+fn wechat_client(config: &Config) -> crate::Result<HttpWeChat> {
+    HttpWeChat::new(&config.wechat_api_base, config.wechat_timeout)
+        .map_err(|e| Error::Config(format!("the WeChat client: {e}")))
 }
 
 /// The WeChat apps, read now and again every `SECRET_MAX_AGE_SECONDS`.

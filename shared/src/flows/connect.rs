@@ -4,14 +4,14 @@
 //! [`ConnectionRecord`] from the claims ([`profile_of`]) → [`record`] it (record, registry,
 //! profile, side by side) → [`enforce_cap`] on the user's connections.
 
-use crate::config::Config;
+use crate::config::{Checker, Config};
 use crate::domain::auth::{Claims, TokenError, TokenVerifier};
 use crate::domain::connection::{ConnectionRecord, Registry};
 use crate::domain::ids::{valid_ident, Conversation};
 use crate::domain::message::Profile;
 use crate::error::Result;
 use crate::ports::{
-    ConnectionCloser, ConnectionRegister, ConnectionRemove, PostError, ProfileWrite,
+    ConnectionCloser, ConnectionRegister, ConnectionRemove, IdentityStore, PostError, ProfileWrite,
 };
 
 /// Longest display name kept from a token (characters).
@@ -76,7 +76,7 @@ pub async fn connect<S, C>(
     req: &ConnectRequest<'_>,
 ) -> Result<ConnectOutcome>
 where
-    S: ConnectionRegister + ProfileWrite,
+    S: ConnectionRegister + ProfileWrite + IdentityStore,
     C: ConnectionCloser,
 {
     let (user, app, friend) = match identify(req) {
@@ -88,6 +88,12 @@ where
         Err(refused) => return Ok(refused),
     };
     let token_expires_at = i64::try_from(claims.exp).unwrap_or(i64::MAX);
+    // WeChat checks a text only with its writer's openid: kept on the record, so a send starts
+    // its check at once (one read here, only when WeChat checks).
+    let openid = match config.moderation {
+        Checker::WeChat => store.openid_of(&app, &user).await?,
+        _ => None,
+    };
     let record = ConnectionRecord {
         connection_id: req.connection_id.to_owned(),
         app_sid: app,
@@ -99,6 +105,7 @@ where
         registered: true,
         sends: Vec::new(),
         token_expires_at: Some(token_expires_at),
+        openid,
     };
     let registry = record_connection(store, &record).await?;
     enforce_cap(store, closer, config, &record, &registry).await;
@@ -347,6 +354,7 @@ mod tests {
             registered: true,
             sends: vec![],
             token_expires_at: None,
+            openid: None,
         };
         // WHEN at most two may stay
         let (victims, drop) = over_cap(&registry, &me, 2);

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::domain::media::OwnerKey;
+use crate::flows::moderation::Moderation;
 use crate::flows::records::RecordCache;
 use crate::ports::{
     ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MessageRecall, MessageStore,
@@ -17,6 +18,8 @@ pub struct Deps<S, N = (), M = ()> {
     pub config: Config,
     /// Connection records this instance read lately (`$default`).
     pub records: RecordCache,
+    /// The text checker and its policy (`$default`; none elsewhere).
+    pub moderation: Moderation,
 }
 
 /// The media bucket as the domain sees it, with the key that derives owner segments.

@@ -53,6 +53,8 @@ pub(super) enum Refusal {
     Client(&'static str, String),
     /// Ours: an `internal` error frame, and the handler fails.
     Internal(crate::Error),
+    /// Content security refused a text: `content_blocked` with the label's name.
+    Blocked(&'static str),
 }
 
 impl From<crate::Error> for Refusal {
@@ -303,6 +305,10 @@ where
             Ok(FrameOutcome::Rejected(code))
         }
         Err(Refusal::Internal(e)) => internal(e).await,
+        Err(Refusal::Blocked(label)) => {
+            reply(frames::content_blocked_frame(label, echo)).await;
+            Ok(FrameOutcome::Rejected("content_blocked"))
+        }
     }
 }
 

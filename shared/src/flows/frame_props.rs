@@ -94,6 +94,7 @@ fn world() -> Deps<FakeStore, FakeNotifier, Media<FakeMedia>> {
         },
         config: config(),
         records: Default::default(),
+        moderation: Default::default(),
     }
 }
 
@@ -124,6 +125,7 @@ proptest! {
                 registered: true,
                 sends: Vec::new(),
                 token_expires_at: None,
+                openid: None,
             };
             w.store.register(&me).await.unwrap();
             w.store.enroll(&me).await.unwrap();

@@ -69,6 +69,7 @@ where
             content,
             media,
             client_msg_id: send.client_msg_id.clone(),
+            screening: Default::default(),
         };
         let Some(r) = &send.media else {
             return Ok(draft(send.content.clone(), None));

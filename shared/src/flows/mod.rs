@@ -12,6 +12,7 @@ pub mod frame;
 mod list;
 pub mod login;
 mod media;
+pub mod moderation;
 mod pages;
 mod read;
 mod recall;

@@ -108,6 +108,7 @@ mod tests {
             seq,
             conv_seq: None,
             recalled: false,
+            screening: Default::default(),
         }
     }
 

@@ -84,6 +84,7 @@ mod tests {
             registered: true,
             sends: Vec::new(),
             token_expires_at: None,
+            openid: None,
         }
     }
 

@@ -19,12 +19,13 @@
 
 use crate::domain::connection::{send_window, ConnectionRecord, Metered, RateClaim, Target};
 use crate::domain::ids::Conversation;
-use crate::domain::message::{Message, Page, Profile};
+use crate::domain::message::{ChatType, Message, Page, Profile};
+use crate::domain::moderation::{label_name, Judgement, Refused};
 use crate::domain::send::{self, Committed, Draft, SendCommit, Snapshot};
 use crate::error::Result;
 use crate::flows::deps::FrameStore;
 use crate::flows::frame::{history_frame, FrameCtx, FrameOutcome, Outcome, Refusal};
-use crate::ports::{MediaObjects, MediaSigner, Notifier};
+use crate::ports::{Authored, MediaObjects, MediaSigner, Notifier, Written};
 use crate::wire::frames::{self, MediaUrls, PageExtras};
 use crate::wire::request::SendRequest;
 use std::collections::{BTreeSet, HashMap};
@@ -76,6 +77,9 @@ struct CommittedSend {
     committed: Committed,
     through: String,
     retries: usize,
+    /// How long the text check took (none: nothing was checked) and the first read beside it.
+    check: Option<std::time::Duration>,
+    read: std::time::Duration,
 }
 
 impl CommittedSend {
@@ -113,6 +117,32 @@ fn place_sent(mut page: Page, stored: &Message, limit: usize) -> Page {
     page
 }
 
+/// What moderation's judgement makes of the draft: stored as it is (or as the replacement),
+/// marked with its screening; or refused.
+fn apply(judgement: Judgement, draft: &mut Draft) -> std::result::Result<(), Refusal> {
+    match judgement {
+        Judgement::Store {
+            replacement,
+            screening,
+        } => {
+            if let Some(text) = replacement {
+                draft.content = text;
+            }
+            draft.screening = screening;
+            Ok(())
+        }
+        Judgement::Refuse(Refused::Blocked { label }) => Err(Refusal::Blocked(label_name(label))),
+        Judgement::Refuse(Refused::LoginRequired) => Err(Refusal::Client(
+            "login_required",
+            "log in through the mini-program (POST /login) to send messages".into(),
+        )),
+        Judgement::Refuse(Refused::Unavailable) => Err(Refusal::Client(
+            "moderation_unavailable",
+            "messages cannot be checked right now; send it again in a moment".into(),
+        )),
+    }
+}
+
 /// A send refused by its user's rate limit: nothing was written.
 fn rate_limited(max: u64) -> Refusal {
     Refusal::Client(
@@ -133,8 +163,8 @@ where
         let started = Instant::now();
         let peer = self.peer(request.to.clone())?;
         self.admit()?;
-        let draft = self.accept_media(request).await?;
-        let (c, page) = self.commit(&peer, &draft).await?;
+        let mut draft = self.accept_media(request).await?;
+        let (c, page) = self.commit(&peer, &mut draft).await?;
         let storage = started.elapsed();
         self.settle(&c, &draft, &peer)?;
         // From here the message is stored. Nothing may answer `internal` any more: it invites a
@@ -197,6 +227,9 @@ where
             gone,
             untold = untold.len(),
             retries = c.retries,
+            // µs: the text check and the first read beside it (they overlap)
+            check_us = c.check.map(us),
+            read_us = us(c.read),
             // µs: the media checks and the DynamoDB requests; building and signing the
             // frames; the posts
             storage_us = us(storage),
@@ -231,17 +264,42 @@ where
     /// Reads the conversation, plans the send and writes it in one transaction; after a lost
     /// race (an entry's version moved) it reads and plans again, at most [`MAX_SEND_RETRIES`]
     /// times. The page runs beside the write when a conversation connection listens.
+    ///
+    /// A text is checked (content security) side by side with the first read, so the check
+    /// adds to a send's time only what it takes beyond that read; what it refuses is refused
+    /// before anything is written (the idempotency marker too, so the same `client_msg_id`
+    /// may carry an edited text).
     async fn commit(
         &self,
         peer: &str,
-        draft: &Draft,
+        draft: &mut Draft,
     ) -> std::result::Result<(CommittedSend, Result<Option<Page>>), Refusal> {
         let (store, config, me) = (&self.deps.store, &self.deps.config, &self.me);
         let conversation = self.conversation(peer);
         let limit = config.limits.page_default;
         let mut retries = 0;
+        let text = (draft.chat_type == ChatType::Text && self.deps.moderation.enabled())
+            .then(|| draft.content.clone());
+        let mut check = Some(self.screen(text.as_deref(), peer));
+        let (mut checked, mut first_read) = (None, std::time::Duration::ZERO);
         loop {
-            let snap = store.snapshot(&conversation, &me.user, None).await?;
+            let snap = match check.take() {
+                Some(check) => {
+                    let started = Instant::now();
+                    let read = async {
+                        let snap = store.snapshot(&conversation, &me.user, None).await;
+                        (snap, started.elapsed())
+                    };
+                    let ((snap, read), judged) = futures::join!(read, check);
+                    first_read = read;
+                    if let Some((judgement, took)) = judged {
+                        checked = Some(took);
+                        apply(judgement, draft)?;
+                    }
+                    snap?
+                }
+                None => store.snapshot(&conversation, &me.user, None).await?,
+            };
             // Counted in the minute of the message's own time (its arrival), so that every
             // calendar minute of `created_at` holds at most the limit.
             let claim = RateClaim::new(
@@ -297,11 +355,32 @@ where
                         committed,
                         through,
                         retries,
+                        check: checked,
+                        read: first_read,
                     };
                     return Ok((c, page));
                 }
             }
         }
+    }
+
+    /// The content check of a text (`None` for anything else, or when nothing checks), timed.
+    async fn screen(
+        &self,
+        text: Option<&str>,
+        peer: &str,
+    ) -> Option<(Judgement, std::time::Duration)> {
+        let text = text?;
+        let started = Instant::now();
+        let authored = Authored {
+            app_sid: &self.me.app_sid,
+            sender: &self.me.user,
+            openid: self.me.openid.as_deref(),
+            written: Written::Message { peer },
+            text,
+        };
+        let judged = self.deps.moderation.judge(authored).await;
+        Some((judged, started.elapsed()))
     }
 
     /// A commit whose answer was lost (a timeout, a broken connection) may have committed, and
@@ -500,6 +579,7 @@ mod tests {
             seq: None,
             conv_seq: None,
             recalled: false,
+            screening: Default::default(),
         }
     }
 
@@ -537,6 +617,7 @@ mod tests {
             registered: true,
             sends: vec![],
             token_expires_at: None,
+            openid: None,
         };
         let target = |user: &str, cid: &str, friend: Option<&str>| Target {
             user: user.into(),

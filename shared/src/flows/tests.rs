@@ -54,6 +54,7 @@ impl World {
                 },
                 config: config(),
                 records: Default::default(),
+                moderation: Default::default(),
             },
             verifier: TokenVerifier::new(SECRET).unwrap(),
         }
@@ -2032,4 +2033,175 @@ async fn every_message_carries_the_conversations_sequence_number_in_every_frame(
         w.last_to("b-c")["data"].as_array().unwrap().last().unwrap()["seq"],
         4
     );
+}
+
+/// A checker for the flows' tests: texts holding `risky` are denied (porn), `review` doubtful
+/// (other), `down` get no answer; a sender without an openid gets none either. Counts checks.
+#[derive(Default)]
+struct WordChecker {
+    checks: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::ports::TextModerator for WordChecker {
+    fn check<'a>(
+        &'a self,
+        text: crate::ports::Authored<'a>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        std::result::Result<
+            crate::domain::moderation::Decision,
+            crate::domain::moderation::Undecided,
+        >,
+    > {
+        use crate::domain::moderation::{Decision, Undecided};
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            match text.text {
+                _ if text.openid.is_none() => Err(Undecided::NoOpenid),
+                t if t.contains("risky") => Ok(Decision::Deny { label: 20002 }),
+                t if t.contains("review") => Ok(Decision::Review { label: 21000 }),
+                t if t.contains("down") => Err(Undecided::Unavailable),
+                _ => Ok(Decision::Allow),
+            }
+        })
+    }
+}
+
+/// A world whose texts are checked by [`WordChecker`] under `policy`; users 111 and 222 of
+/// `app` logged in through WeChat (their openids are on their records), 333 did not.
+async fn checked_world(
+    policy: crate::domain::moderation::Policy,
+) -> (World, std::sync::Arc<WordChecker>) {
+    use crate::ports::IdentityStore;
+    let mut w = World::new();
+    w.deps.config.moderation = crate::config::Checker::WeChat;
+    let checker = std::sync::Arc::new(WordChecker::default());
+    w.deps.moderation = crate::flows::moderation::Moderation {
+        checker: Some(checker.clone()),
+        policy,
+    };
+    for (openid, user) in [("o-111", "111"), ("o-222", "222")] {
+        w.deps.store.bind("app", openid, user).await.unwrap();
+    }
+    (w, checker)
+}
+
+fn stored_in(w: &World, a: &str, b: &str) -> Vec<crate::domain::message::Message> {
+    let page =
+        futures::executor::block_on(w.deps.store.latest(&Conversation::new("app", a, b), 50));
+    page.unwrap().messages
+}
+
+#[tokio::test]
+async fn a_risky_text_is_refused_stores_nothing_and_its_id_may_carry_an_edit() {
+    use crate::domain::moderation::Policy;
+    // GIVEN Ann (user connection) and Bob, checked
+    let (w, checker) = checked_world(Policy::default()).await;
+    w.connect_user("a", "app", "111").await;
+    w.connect_as("b", "app", "222", "111").await;
+    // WHEN Ann sends a risky text
+    let out = w
+        .frame("a", &send_to("222", "k", "so risky"))
+        .await
+        .unwrap();
+    // THEN she is told content_blocked with the label's name and her id
+    assert_eq!(out, FrameOutcome::Rejected("content_blocked"));
+    let f = w.last_to("a");
+    assert_eq!(
+        (
+            f["error"].as_str(),
+            f["label"].as_str(),
+            f["client_msg_id"].as_str()
+        ),
+        (Some("content_blocked"), Some("porn"), Some("k")),
+        "{f}"
+    );
+    // AND nothing was stored or told
+    assert_eq!(w.deps.store.message_count(), 0);
+    assert!(w.deps.store.entry("app", "222", "111").is_none());
+    assert!(w.deps.notifier.frames_to("b").is_empty());
+    // WHEN she edits it and sends it with the same id
+    let out = w.frame("a", &send_to("222", "k", "so nice")).await.unwrap();
+    // THEN it is stored once, clear, and Bob sees it
+    assert!(
+        matches!(
+            out,
+            FrameOutcome::Sent {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let stored = stored_in(&w, "111", "222");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].content, "so nice");
+    assert_eq!(stored[0].screening, Default::default());
+    assert_eq!(w.last_to("b")["data"][0]["content"], "so nice");
+    assert_eq!(checker.checks.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // AND media sends are not text-checked (issue 21 checks images)
+    w.frame(
+        "a",
+        &serde_json::json!({"action":"send","to":"222","client_msg_id":"img","chat_type":1,
+            "chat_content":"https://img.example/risky.png"})
+        .to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(checker.checks.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn review_unavailable_and_openid_less_texts_follow_the_policy() {
+    use crate::domain::moderation::{OnReview, OnUnavailable, Policy, Screening, WithoutOpenid};
+    // GIVEN the default policy: review and unavailable allowed, openid-less skipped
+    let (w, _) = checked_world(Policy::default()).await;
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("c", "app", "333").await;
+    for (cmid, text) in [("r", "a review text"), ("d", "checker down")] {
+        let out = w.frame("a", &send_to("222", cmid, text)).await.unwrap();
+        assert!(matches!(out, FrameOutcome::Sent { .. }), "{out:?}");
+    }
+    w.frame("c", &send_to("222", "n", "no openid here"))
+        .await
+        .unwrap();
+    // THEN each is stored with what moderation made of it; rows never show the label
+    let screening = |a: &str| -> Vec<Screening> {
+        stored_in(&w, a, "222")
+            .into_iter()
+            .map(|m| m.screening)
+            .collect()
+    };
+    assert_eq!(
+        screening("111"),
+        [Screening::Review { label: 21000 }, Screening::Unchecked]
+    );
+    assert_eq!(screening("333"), [Screening::Unchecked]);
+    let f = w.last_to("a");
+    assert!(
+        f["message"].get("label").is_none() && f["message"].get("blocked").is_none(),
+        "{f}"
+    );
+    // GIVEN the strict policy
+    let strict = Policy {
+        review: OnReview::Block,
+        unavailable: OnUnavailable::Block,
+        without_openid: WithoutOpenid::Refuse,
+    };
+    let (w, _) = checked_world(strict).await;
+    w.connect_user("a", "app", "111").await;
+    w.connect_user("c", "app", "333").await;
+    // THEN each is refused by its own code, and nothing is stored
+    for (cid, text, code) in [
+        ("a", "a review text", "content_blocked"),
+        ("a", "checker down", "moderation_unavailable"),
+        ("c", "no openid here", "login_required"),
+    ] {
+        let out = w.frame(cid, &send_to("222", "k", text)).await.unwrap();
+        assert_eq!(out, FrameOutcome::Rejected(code));
+        assert_eq!(w.last_to(cid)["client_msg_id"], "k");
+    }
+    assert_eq!(w.last_to("a")["error"], "moderation_unavailable");
+    assert_eq!(w.deps.store.message_count(), 0);
 }

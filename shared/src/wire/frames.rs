@@ -38,6 +38,9 @@ pub struct Row<'a> {
     /// Only on recalled messages (then `content` is empty and `media` absent).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
+    /// Only on messages taken down by moderation (then `content` is empty and `media` absent).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
 }
 
 /// What a client needs to show an uploaded image or video.
@@ -78,7 +81,7 @@ impl MediaUrls {
 pub fn keys_to_sign<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Vec<String> {
     let mut keys = Vec::new();
     for m in messages {
-        let Some(media) = m.media.as_ref().filter(|_| !m.recalled) else {
+        let Some(media) = m.media.as_ref().filter(|_| !m.recalled && !m.blocked()) else {
             continue;
         };
         keys.push(m.content.clone());
@@ -127,7 +130,7 @@ pub fn row<'a>(
         username: &sender.name,
         useravatar: &sender.avatar,
         content: match &m.media {
-            _ if m.recalled => "",
+            _ if m.recalled || m.blocked() => "",
             Some(_) => urls.get(&m.content).unwrap_or_default(),
             None => &m.content,
         },
@@ -136,19 +139,24 @@ pub fn row<'a>(
         seq: m.conv_seq,
         client_msg_id: m.client_msg_id.as_deref(),
         recalled: m.recalled,
-        media: m.media.as_ref().filter(|_| !m.recalled).map(|media| {
-            let thumb_of = |k: &str| thumbnail_key(k).and_then(|t| urls.get(&t));
-            MediaRow {
-                content_type: &media.content_type,
-                size: media.size,
-                expires_at: urls.expires_at_ms,
-                width: media.width,
-                height: media.height,
-                thumb_url: thumb_of(&m.content)
-                    .or_else(|| media.poster.as_deref().and_then(thumb_of)),
-                poster_url: media.poster.as_deref().and_then(|p| urls.get(p)),
-            }
-        }),
+        blocked: m.blocked(),
+        media: m
+            .media
+            .as_ref()
+            .filter(|_| !m.recalled && !m.blocked())
+            .map(|media| {
+                let thumb_of = |k: &str| thumbnail_key(k).and_then(|t| urls.get(&t));
+                MediaRow {
+                    content_type: &media.content_type,
+                    size: media.size,
+                    expires_at: urls.expires_at_ms,
+                    width: media.width,
+                    height: media.height,
+                    thumb_url: thumb_of(&m.content)
+                        .or_else(|| media.poster.as_deref().and_then(thumb_of)),
+                    poster_url: media.poster.as_deref().and_then(|p| urls.get(p)),
+                }
+            }),
     }
 }
 
@@ -257,6 +265,17 @@ pub fn error_frame(error: &str, msg: &str, echo: &Echo) -> String {
     if let Some(id) = &echo.req_id {
         v["req_id"] = Value::String(id.clone());
     }
+    v.to_string()
+}
+
+/// The answer to a text that content security refused (nothing was stored): the label's name
+/// (`docs/protocol.md` lists them), and the `client_msg_id`, which may be sent again with other
+/// text.
+pub fn content_blocked_frame(label: &str, echo: &Echo) -> String {
+    let msg = "this message was not sent: it breaks the content rules; edit it and send again";
+    let mut v: Value = serde_json::from_str(&error_frame("content_blocked", msg, echo))
+        .expect("error frames are JSON");
+    v["label"] = Value::String(label.to_owned());
     v.to_string()
 }
 
@@ -479,6 +498,7 @@ mod tests {
             seq: Some(1),
             conv_seq: None,
             recalled: false,
+            screening: Default::default(),
         }
     }
 

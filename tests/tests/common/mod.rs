@@ -82,6 +82,7 @@ pub fn frame_deps_with_s3<N>(
         },
         config: config(&f.tables),
         records: Default::default(),
+        moderation: Default::default(),
     }
 }
 

@@ -45,6 +45,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             _ => return Err(USAGE.into()),
         }
     }
+    // Content security runs locally as WeChat review needs it on AWS: against the fake WeChat
+    // API (PARAMS="Moderation=none" turns it off).
+    parameters
+        .entry("Moderation".to_owned())
+        .or_insert_with(|| "wechat".to_owned());
     let secret =
         std::env::var("JWT_SECRET").unwrap_or_else(|_| format!("dev-secret-{}", ulid::Ulid::new()));
     if secret.len() < 32 {
@@ -84,12 +89,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let http = stack.http_url.clone().unwrap_or_default();
     let login = match &fake {
         Some(f) => format!(
-            "Fake WeChat API: {base} (the demo app {sid}, appid {appid})\n  \
+            "Fake WeChat API: {base} (the demo app {sid}, appid {appid}; with Moderation=wechat it refuses texts holding \"{risky}\")\n  \
              Log a demo user in through the fake WeChat API (wx.login and the phone button's codes, then POST /login):\n  \
              curl -s '{base}/fake/login_body?app_sid={sid}&appid={appid}&openid=o-demo-ann&phone=13800000001' | curl -s -H 'content-type: application/json' --data-binary @- {http}/login",
             base = f.base,
             sid = chat::DEMO_APP_SID,
             appid = chat::DEMO_APPID,
+            risky = devtools::fake_wechat::RISKY_WORD,
         ),
         None => format!("WeChat API: {wechat_base} (WECHAT_API_BASE), apps from WECHAT_APPS"),
     };

@@ -148,9 +148,11 @@ fn the_http_api_serves_post_login_with_the_login_function() {
     assert_eq!(login.env["WECHAT_APPS_SECRET_ARN"], "");
     assert_eq!(login.env["ACCOUNT_IDENTITY"], "phone");
     assert!(!login.env.contains_key("MEDIA_KEY_SECRET_ARN"));
-    assert!(!a.functions["DefaultFunction"]
+    // AND $connect never holds the apps' secrets ($default does, for content security)
+    assert!(!a.functions["ConnectFunction"]
         .env
         .contains_key("WECHAT_APPS_SECRET_ARN"));
+    assert_eq!(a.functions["DefaultFunction"].env["MODERATION"], "none");
 }
 
 #[test]

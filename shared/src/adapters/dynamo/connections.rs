@@ -31,6 +31,9 @@ impl ConnectionRegister for DynamoStore {
         if let Some(exp) = r.token_expires_at {
             put = put.item("token_exp", n(exp));
         }
+        if let Some(openid) = &r.openid {
+            put = put.item("openid", s(openid));
+        }
         put.send().await.map_err(ddb)?;
         Ok(())
     }

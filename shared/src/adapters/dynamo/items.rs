@@ -5,6 +5,7 @@ use crate::domain::connection::{ConnectionRecord, Metered, Registry, RegistryEnt
 use crate::domain::ids::Conversation;
 use crate::domain::inbox::Entry;
 use crate::domain::message::{ChatType, MediaInfo, Message, Page, Profile};
+use crate::domain::moderation::{unchecked_shard, Screening};
 use crate::error::{Error, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -132,7 +133,52 @@ pub(super) fn message_item(m: &Message) -> Item {
     let mut item = message_attributes(m);
     item.insert("pk".into(), s(m.conversation().key()));
     item.insert("sk".into(), s(message_sk(&m.id)));
+    if m.screening == Screening::Unchecked {
+        // Only the message itself (not a marker's or an entry's copy) enters the sparse index
+        // the re-check schedule reads.
+        item.insert(
+            UNCHECKED_ATTRIBUTE.into(),
+            s(unchecked_key(unchecked_shard(&m.id))),
+        );
+    }
     item
+}
+
+/// The key of the sparse `unchecked` index (`s<shard>`): only message items stored without a
+/// moderation decision carry it.
+pub(super) const UNCHECKED_ATTRIBUTE: &str = "unchecked";
+
+pub(super) fn unchecked_key(shard: u8) -> String {
+    format!("s{shard}")
+}
+
+/// `mod` (what moderation made of a message: `review`, `unchecked`, `blocked`; absent when
+/// clear) and `mod_label` (WeChat's label number, for the operator).
+fn screening_attributes(screening: &Screening, item: &mut Item) {
+    let (word, label) = match screening {
+        Screening::Clear => return,
+        Screening::Review { label } => ("review", Some(*label)),
+        Screening::Unchecked => ("unchecked", None),
+        Screening::Blocked { label } => ("blocked", Some(*label)),
+    };
+    item.insert("mod".into(), s(word));
+    if let Some(label) = label {
+        item.insert("mod_label".into(), nu(label.into()));
+    }
+}
+
+fn screening_from(item: &Item) -> Result<Screening> {
+    let label = || -> Result<u32> {
+        u32::try_from(get_n(item, "mod_label")?)
+            .map_err(|_| Error::Corrupt("attribute mod_label out of range".into()))
+    };
+    Ok(match get_opt_s(item, "mod").as_deref() {
+        None => Screening::Clear,
+        Some("review") => Screening::Review { label: label()? },
+        Some("unchecked") => Screening::Unchecked,
+        Some("blocked") => Screening::Blocked { label: label()? },
+        Some(_) => return Err(Error::Corrupt("unknown mod".into())),
+    })
 }
 
 pub(super) fn message_attributes(m: &Message) -> Item {
@@ -157,6 +203,7 @@ pub(super) fn message_attributes(m: &Message) -> Item {
     if m.recalled {
         item.insert("recalled".into(), AttributeValue::Bool(true));
     }
+    screening_attributes(&m.screening, &mut item);
     if let Some(media) = &m.media {
         item.insert("media_type".into(), s(&media.content_type));
         item.insert("media_size".into(), n(media.size as i64));
@@ -209,6 +256,7 @@ pub(super) fn message_from(item: &Item) -> Result<Message> {
         seq: get_opt_u(item, "seq")?,
         conv_seq: get_opt_u(item, "cseq")?,
         recalled: matches!(item.get("recalled"), Some(AttributeValue::Bool(true))),
+        screening: screening_from(item)?,
     })
 }
 
@@ -277,6 +325,7 @@ pub(super) fn record_from(item: &Item) -> Result<ConnectionRecord> {
         registered: matches!(item.get("reg"), Some(AttributeValue::Bool(true))),
         sends: sends_from(item),
         token_expires_at: get_opt_n(item, "token_exp")?,
+        openid: get_opt_s(item, "openid"),
     })
 }
 
@@ -368,6 +417,7 @@ pub(super) fn sample_message(cmid: Option<&str>) -> Message {
         seq: Some(3),
         conv_seq: None,
         recalled: false,
+        screening: Screening::Clear,
     }
 }
 
@@ -403,12 +453,35 @@ mod tests {
             content: String::new(),
             ..message(Some("k3"))
         };
+        let screened = |screening| Message {
+            screening,
+            ..message(Some("k4"))
+        };
+        let (review, unchecked, blocked) = (
+            screened(Screening::Review { label: 21000 }),
+            screened(Screening::Unchecked),
+            screened(Screening::Blocked { label: 20002 }),
+        );
         for m in [message(Some("k1")), message(None), uploaded, old, recalled] {
             let item = message_item(&m);
             assert_eq!(message_from(&item).unwrap(), m);
             assert_eq!(item["pk"].as_s().unwrap(), "c#app#a#b");
             assert!(is_message(&item));
+            assert!(!item.contains_key("mod"));
         }
+        for m in [review, unchecked.clone(), blocked] {
+            assert_eq!(message_from(&message_item(&m)).unwrap(), m);
+        }
+        // Only an unchecked message (not its marker's or an entry's copy) is in the sparse
+        // index the re-check reads, under its shard.
+        assert_eq!(
+            message_item(&unchecked)[UNCHECKED_ATTRIBUTE]
+                .as_s()
+                .unwrap(),
+            &unchecked_key(unchecked_shard(&unchecked.id))
+        );
+        assert!(!message_attributes(&unchecked).contains_key(UNCHECKED_ATTRIBUTE));
+        assert!(!message_item(&message(None)).contains_key(UNCHECKED_ATTRIBUTE));
     }
 
     #[test]

@@ -1,0 +1,297 @@
+//! End to end, content security (issue 20): texts checked by WeChat's msgSecCheck (the fake
+//! WeChat API) through the real `$connect` and `$default` binaries, under the operator's
+//! policies. Needs `cargo build --workspace --bins` first (`make test` does it).
+
+use devtools::chat::{self, DEMO_APPID, DEMO_APP_SID};
+use devtools::fake_wechat::{FakeWeChat, REVIEW_WORD, RISKY_WORD};
+use devtools::ws_client::{conversation_query, user_query, ChatSocket, Read};
+use local_stack::runtime::Logs;
+use local_stack::stack::{Stack, StackOptions};
+use serde_json::{json, Value};
+use shared::domain::auth::{mint, Claims};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const SECRET: &str = "moderation-e2e-secret-moderation-e2e-0123";
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn fake() -> FakeWeChat {
+    FakeWeChat::start(&[(DEMO_APPID, chat::DEMO_APP_SECRET)])
+        .await
+        .unwrap()
+}
+
+/// A stack checking texts with `fake` (Moderation=wechat, accounts are openids), under
+/// `parameters`.
+async fn stack(fake: &FakeWeChat, parameters: &[(&str, &str)]) -> Stack {
+    let mut opts = StackOptions {
+        logs: Logs::Capture,
+        parameters: [("Moderation", "wechat"), ("AccountIdentity", "openid")]
+            .iter()
+            .chain(parameters)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+        ..chat::stack_options(SECRET)
+    };
+    chat::assert_fresh_binaries(
+        &opts.functions_dir,
+        &["chat-login", "chat-connect", "chat-default"],
+    );
+    chat::use_wechat(&mut opts, &fake.base, &chat::demo_apps());
+    Stack::start(opts).await.unwrap()
+}
+
+/// Logs `openid` in through `POST /login`: the token (the account is the openid).
+async fn login(stack: &Stack, wx: &FakeWeChat, openid: &str) -> String {
+    let url = format!("{}/login", stack.http_url.as_deref().unwrap());
+    let body = json!({"app_sid": DEMO_APP_SID, "code": wx.login_code(DEMO_APPID, openid)});
+    let text = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["account"], openid, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// A token the operator minted (no `/login`, so no openid).
+fn minted(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = Claims {
+        sub: sub.into(),
+        app: DEMO_APP_SID.into(),
+        exp,
+        name: None,
+        avatar: None,
+    };
+    mint(SECRET.as_bytes(), &claims).unwrap()
+}
+
+async fn open(stack: &Stack, query: &str) -> ChatSocket {
+    ChatSocket::open(&stack.ws_url, query)
+        .await
+        .expect("handshake accepted")
+}
+
+/// The next frame of `kind` (others, such as list updates, are skipped).
+async fn next(socket: &mut ChatSocket, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match socket.read(left).await {
+            Read::Frame(f) if f["type"] == kind => return f,
+            Read::Frame(_) => continue,
+            other => panic!("no {kind} frame in time: {other:?}"),
+        }
+    }
+}
+
+/// Whether anything arrives within `wait`.
+async fn quiet(socket: &mut ChatSocket, wait: Duration) -> bool {
+    !matches!(socket.read(wait).await, Read::Frame(_))
+}
+
+fn send(to: &str, cmid: &str, text: &str) -> Value {
+    json!({"action":"send","to":to,"client_msg_id":cmid,"chat_type":0,"chat_content":text})
+}
+
+/// The rows of the conversation with `peer`, as a fresh `sync` reads them.
+async fn rows(socket: &mut ChatSocket, peer: &str) -> Vec<Value> {
+    socket
+        .send_json(&json!({"action":"sync","to":peer}))
+        .await
+        .unwrap();
+    next(socket, "history").await["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The messages in the sparse `unchecked` index: (content, mod). (A test may scan.)
+async fn unchecked(stack: &Stack) -> Vec<(String, String)> {
+    let ddb = local_stack::clients::dynamodb(&stack.dynamodb_endpoint());
+    let out = ddb
+        .scan()
+        .table_name(&chat::tables(stack).messages)
+        .index_name("unchecked")
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .map(|i| {
+            let s = |k: &str| i[k].as_s().unwrap().clone();
+            (s("content"), s("mod"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_risky_text_is_refused_and_nothing_else_changes_for_either_kind_of_client() {
+    // GIVEN Ann logged in through WeChat on a user connection, Bob on the seed's kind
+    let wx = fake().await;
+    let stack = stack(&wx, &[]).await;
+    let (ann, bob) = ("o-mod-ann", "o-mod-bob");
+    let mut a = open(
+        &stack,
+        &user_query(ann, DEMO_APP_SID, &login(&stack, &wx, ann).await),
+    )
+    .await;
+    let bob_token = login(&stack, &wx, bob).await;
+    let mut b = open(
+        &stack,
+        &conversation_query(bob, ann, DEMO_APP_SID, &bob_token),
+    )
+    .await;
+    // WHEN Ann sends a text WeChat finds risky
+    a.send_json(&send(bob, "k1", &format!("you are a {RISKY_WORD}")))
+        .await
+        .unwrap();
+    // THEN she gets content_blocked with the label's name and her id
+    let refused = next(&mut a, "error").await;
+    assert_eq!(
+        (
+            refused["error"].as_str(),
+            refused["label"].as_str(),
+            refused["client_msg_id"].as_str()
+        ),
+        (Some("content_blocked"), Some("porn"), Some("k1")),
+        "{refused}"
+    );
+    // AND Bob is told nothing, and nothing was stored
+    assert!(quiet(&mut b, Duration::from_millis(500)).await);
+    assert!(rows(&mut a, bob).await.is_empty());
+    // AND WeChat was asked with Ann's openid in scene 2 (the default)
+    assert_eq!(wx.checks(), [(ann.to_owned(), 2)]);
+    // WHEN she edits it and sends it with the same id
+    a.send_json(&send(bob, "k1", "you are a star"))
+        .await
+        .unwrap();
+    // THEN it is stored and acknowledged, and Bob's client (the seed's) gets its usual page
+    let ack = next(&mut a, "message").await;
+    assert_eq!(ack["client_msg_id"], "k1", "{ack}");
+    let page = next(&mut b, "history").await;
+    let row = &page["data"][0];
+    assert_eq!(row["content"], "you are a star", "{page}");
+    assert!(
+        row.get("blocked").is_none() && row.get("label").is_none(),
+        "{row}"
+    );
+    // AND a doubtful text is stored (ModerationReview=allow), its label not in the rows
+    a.send_json(&send(bob, "k2", &format!("a {REVIEW_WORD} here")))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut a, "message").await["client_msg_id"], "k2");
+    let page = next(&mut b, "history").await;
+    assert!(page.to_string().contains(REVIEW_WORD));
+    assert!(!page.to_string().contains("21000"), "{page}");
+    // AND while WeChat is busy (ModerationUnavailable=allow) a text is stored marked unchecked
+    wx.busy_next(1);
+    a.send_json(&send(bob, "k3", "said while WeChat was busy"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut a, "message").await["client_msg_id"], "k3");
+    assert_eq!(
+        unchecked(&stack).await,
+        [(
+            "said while WeChat was busy".to_owned(),
+            "unchecked".to_owned()
+        )]
+    );
+    // AND a sender without an openid (ModerationWithoutOpenid=skip) is stored unchecked too
+    let mut c = open(
+        &stack,
+        &user_query("13800000009", DEMO_APP_SID, &minted("13800000009")),
+    )
+    .await;
+    c.send_json(&send(ann, "k4", "minted, not logged in"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut c, "message").await["client_msg_id"], "k4");
+    assert_eq!(unchecked(&stack).await.len(), 2);
+    // (four calls: risky, star, review and the busy one; the openid-less send is not asked)
+    assert_eq!(wx.calls("/wxa/msg_sec_check"), 4);
+    // AND no log line holds a message's text or an openid
+    let logs = stack.function_logs();
+    for secret in [
+        ann,
+        bob,
+        RISKY_WORD,
+        "you are a star",
+        "said while WeChat was busy",
+    ] {
+        let leaks: Vec<&String> = logs.iter().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "{secret} was logged: {leaks:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_strict_policies_refuse_what_was_not_passed() {
+    // GIVEN review, unavailable and openid-less texts all refused
+    let wx = fake().await;
+    let strict = [
+        ("ModerationReview", "block"),
+        ("ModerationUnavailable", "block"),
+        ("ModerationWithoutOpenid", "refuse"),
+    ];
+    let stack = stack(&wx, &strict).await;
+    let ann = "o-strict-ann";
+    let mut a = open(
+        &stack,
+        &user_query(ann, DEMO_APP_SID, &login(&stack, &wx, ann).await),
+    )
+    .await;
+    let mut c = open(
+        &stack,
+        &user_query("13800000008", DEMO_APP_SID, &minted("13800000008")),
+    )
+    .await;
+    // A first send fetches the app's access token, so that `busy` below hits the check.
+    a.send_json(&send("o-peer", "k0", "hello")).await.unwrap();
+    assert_eq!(next(&mut a, "message").await["client_msg_id"], "k0");
+    // WHEN each is sent THEN each is refused by its own code, echoing its id
+    a.send_json(&send("o-peer", "k1", &format!("a {REVIEW_WORD}")))
+        .await
+        .unwrap();
+    let f = next(&mut a, "error").await;
+    assert_eq!(
+        (
+            f["error"].as_str(),
+            f["label"].as_str(),
+            f["client_msg_id"].as_str()
+        ),
+        (Some("content_blocked"), Some("other"), Some("k1")),
+        "{f}"
+    );
+    wx.busy_next(1);
+    a.send_json(&send("o-peer", "k2", "while busy"))
+        .await
+        .unwrap();
+    let f = next(&mut a, "error").await;
+    assert_eq!(
+        (f["error"].as_str(), f["client_msg_id"].as_str()),
+        (Some("moderation_unavailable"), Some("k2")),
+        "{f}"
+    );
+    c.send_json(&send(ann, "k3", "no openid")).await.unwrap();
+    let f = next(&mut c, "error").await;
+    assert_eq!(
+        (f["error"].as_str(), f["client_msg_id"].as_str()),
+        (Some("login_required"), Some("k3")),
+        "{f}"
+    );
+    // AND only the first text was stored
+    assert_eq!(rows(&mut a, "o-peer").await.len(), 1);
+    assert!(rows(&mut c, ann).await.is_empty());
+    assert!(unchecked(&stack).await.is_empty());
+}
