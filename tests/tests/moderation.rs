@@ -295,3 +295,106 @@ async fn the_strict_policies_refuse_what_was_not_passed() {
     assert!(rows(&mut c, ann).await.is_empty());
     assert!(unchecked(&stack).await.is_empty());
 }
+
+#[tokio::test]
+async fn an_unchecked_text_is_checked_again_and_taken_down_everywhere_when_it_fails() {
+    // GIVEN Ann on a user connection and Bob on both kinds, while WeChat is busy for two texts
+    let wx = fake().await;
+    let stack = stack(&wx, &[]).await;
+    let (ann, bob) = ("o-re-ann", "o-re-bob");
+    let mut a = open(
+        &stack,
+        &user_query(ann, DEMO_APP_SID, &login(&stack, &wx, ann).await),
+    )
+    .await;
+    let bob_token = login(&stack, &wx, bob).await;
+    let mut b_conv = open(
+        &stack,
+        &conversation_query(bob, ann, DEMO_APP_SID, &bob_token),
+    )
+    .await;
+    let mut b_user = open(&stack, &user_query(bob, DEMO_APP_SID, &bob_token)).await;
+    a.send_json(&send(bob, "k0", "hello")).await.unwrap();
+    let hello = next(&mut a, "message").await;
+    let _ = next(&mut b_conv, "history").await;
+    let _ = next(&mut b_user, "message").await;
+    wx.busy_next(2);
+    a.send_json(&send(bob, "k1", "fine when checked later"))
+        .await
+        .unwrap();
+    next(&mut a, "message").await;
+    a.send_json(&send(
+        bob,
+        "k2",
+        "later-bad words, said while WeChat was busy",
+    ))
+    .await
+    .unwrap();
+    let bad = next(&mut a, "message").await["message"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(unchecked(&stack).await.len(), 2);
+    for _ in 0..2 {
+        next(&mut b_conv, "history").await;
+        next(&mut b_user, "message").await;
+    }
+    // WHEN the re-check runs, and WeChat now finds the second one risky (fraud)
+    wx.moderation_words(&[(RISKY_WORD, 20002), ("later-bad", 20008)], &[]);
+    let run = stack.run_schedule("RecheckFunction").await.unwrap();
+    // THEN one passed and one was taken down; nothing is left unchecked
+    assert_eq!(
+        (run["passed"].as_u64(), run["blocked"].as_u64()),
+        (Some(1), Some(1)),
+        "{run}"
+    );
+    assert!(unchecked(&stack).await.is_empty());
+    // AND both users' user connections are told, from their own side
+    for (socket, peer) in [(&mut a, bob), (&mut b_user, ann)] {
+        let f = next(socket, "blocked").await;
+        assert_eq!(f, json!({"code":1,"type":"blocked","peer":peer,"id":bad}));
+    }
+    // AND Bob's conversation connection (the seed's client) gets a fresh page without the text
+    let page = next(&mut b_conv, "history").await;
+    let row = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == bad.as_str())
+        .cloned()
+        .expect("the row is still there");
+    assert_eq!(
+        (row["blocked"].as_bool(), row["content"].as_str()),
+        (Some(true), Some(""))
+    );
+    // AND every later read shows it blocked: history, and the conversation list
+    let rows = rows(&mut a, bob).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["id"], hello["message"]["id"]);
+    assert_eq!(rows[1]["content"], "fine when checked later");
+    assert_eq!(
+        (rows[2]["blocked"].as_bool(), rows[2]["content"].as_str()),
+        (Some(true), Some(""))
+    );
+    b_user
+        .send_json(&json!({"action":"conversations"}))
+        .await
+        .unwrap();
+    let list = next(&mut b_user, "conversations").await;
+    assert!(!list.to_string().contains("later-bad"), "{list}");
+    // AND a second run (the sample event, as sam local invoke would send it) finds nothing
+    let sample = std::fs::read_to_string(devtools::repo_root().join("events/recheck.json"));
+    let sample: Value = serde_json::from_str(&sample.unwrap()).unwrap();
+    let again = stack
+        .gateway
+        .invoke("RecheckFunction", &sample)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again["passed"].as_u64(), again["blocked"].as_u64()),
+        (Some(0), Some(0))
+    );
+    // AND no log line holds the text
+    let logs = stack.function_logs();
+    assert!(!logs.iter().any(|l| l.contains("later-bad")));
+}

@@ -168,6 +168,8 @@ pub struct Config {
     pub moderation_scene: u8,
     /// What to do where the checker decides nothing.
     pub moderation_policy: Policy,
+    /// Messages one re-check run checks at most (`RECHECK_BATCH`).
+    pub recheck_batch: usize,
 }
 
 /// Who checks the text of messages (`MODERATION`).
@@ -295,6 +297,7 @@ impl Config {
             moderation,
             moderation_scene: env.number("MODERATION_SCENE")? as u8,
             moderation_policy,
+            recheck_batch: env.number("RECHECK_BATCH")? as usize,
         })
     }
 

@@ -1,8 +1,9 @@
 //! The entry points: Lambda events in, the flows called, a response out ([`websocket`] for the
-//! WebSocket API, [`http`] for the HTTP API, [`token_keeper`] for the scheduled token keeper), and
+//! WebSocket API, [`http`] for the HTTP API, [`token_keeper`] and [`recheck`] for the scheduled functions), and
 //! the wiring of AWS clients and adapters each function builds once per cold start
 //! ([`wiring`]).
 pub mod http;
+pub mod recheck;
 pub mod token_keeper;
 pub mod websocket;
 pub mod wiring;

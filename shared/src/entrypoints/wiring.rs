@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::flows::access_token::SharedTokens;
 use crate::flows::login::LoginDeps;
 use crate::flows::moderation::{Moderation, WeChatModerator};
+use crate::flows::recheck::RecheckDeps;
 use crate::flows::{Deps, Media};
 use crate::ports::TextModerator;
 use std::sync::Arc;
@@ -133,6 +134,28 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
         .http_client(https)
         .load()
         .await
+}
+
+/// The re-check's dependencies.
+pub type AwsRecheckDeps = RecheckDeps<DynamoStore, ApiGatewayNotifier, S3Media>;
+
+impl AwsRecheckDeps {
+    /// Builds the checker `MODERATION` names (loading the WeChat apps for `wechat`), the
+    /// DynamoDB and management clients, and the S3 signer. Fails at cold start.
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        let store = dynamo_store(aws, &config);
+        Ok(RecheckDeps {
+            moderation: moderation(aws, &config, &store).await?,
+            store,
+            notifier: ApiGatewayNotifier::new(aws, config.require_management_endpoint()?),
+            signer: S3Media::new(
+                aws,
+                config.require_media_bucket()?,
+                config.s3_force_path_style,
+            ),
+            config,
+        })
+    }
 }
 
 /// The text checker `MODERATION` names, with the operator's policy.

@@ -16,6 +16,7 @@ pub mod moderation;
 mod pages;
 mod read;
 mod recall;
+pub mod recheck;
 pub mod records;
 pub mod send;
 pub mod typing;

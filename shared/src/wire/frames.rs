@@ -473,6 +473,11 @@ pub fn recall_frame(peer: &str, id: &str) -> String {
     serde_json::json!({"code": 1, "type": "recall", "peer": peer, "id": id}).to_string()
 }
 
+/// What a user connection gets when content security took a stored message down.
+pub fn blocked_frame(peer: &str, id: &str) -> String {
+    serde_json::json!({"code": 1, "type": "blocked", "peer": peer, "id": id}).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,8 +47,10 @@ mod inbox;
 mod items;
 mod messages;
 mod recall;
+mod screening;
 mod send;
 mod wechat_token;
 
 pub use client::{DynamoStore, BY_ACTIVITY_INDEX};
 pub use items::MARKER_TTL_ATTRIBUTE;
+pub use screening::UNCHECKED_INDEX;
