@@ -46,7 +46,7 @@ var DEFAULTS = {
   gapWaitMs: 1500, // a `seq` gap not filled by then (frames may overtake) fetches the page
 };
 
-var EVENTS = ['state', 'conversations', 'conversation', 'history', 'message', 'read', 'typing', 'recall', 'error'];
+var EVENTS = ['state', 'conversations', 'conversation', 'history', 'message', 'read', 'typing', 'recall', 'blocked', 'error'];
 
 var IMAGE_TYPES = { jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', gif: 'image/gif', webp: 'image/webp' };
 var VIDEO_TYPES = { mp4: 'video/mp4', m4v: 'video/mp4', mov: 'video/quicktime' };
@@ -482,6 +482,9 @@ ChatClient.prototype._onMessage = function (conn, data) {
     case 'recall':
       this._emit('recall', { peer: f.peer, id: f.id });
       return this._answer(f, function (r) { return r.kind === 'recall' && r.peer === f.peer && r.id === f.id; });
+    case 'blocked':
+      // Content security took a stored message down: show it as blocked wherever it is.
+      return this._emit('blocked', { peer: f.peer, id: f.id });
     case 'upload':
       return this._answer(f, function (r) { return r.kind === 'ticket' && r.reqId === f.req_id; });
     default:
@@ -586,7 +589,8 @@ ChatClient.prototype._historyEvent = function (f, extra) {
 };
 
 ChatClient.prototype._onError = function (f) {
-  var err = ChatError(f.error || 'error', f.msg || f.error, { frame: f });
+  // `label`: why content security refused a text (`content_blocked`); docs/protocol.md.
+  var err = ChatError(f.error || 'error', f.msg || f.error, { frame: f, label: f.label || null });
   var self = this;
   // The token this connection was opened with ran out (the server closes it): a new
   // connection with a fresh token from getToken(); what was pending goes again on it, with

@@ -27,6 +27,17 @@ var TEXT = {
   offline: '网络已断开，正在重连…',
   tooLong: '消息过长',
   fallback: '发送失败',
+  blocked: '该消息因违反内容规范已被屏蔽',
+  contentBlocked: '内容不合规，未发送',
+  editAndResend: '内容不合规，点按修改后重发',
+  moderationUnavailable: '暂时无法发送，请稍后重试',
+  loginRequired: '请先登录',
+};
+
+// content_blocked's `label` names (docs/protocol.md, "Content security") as the user reads them.
+var LABELS = {
+  normal: '正常', ad: '广告', politics: '涉政', porn: '色情', abuse: '辱骂', illegal: '违法',
+  fraud: '欺诈', vulgar: '低俗', copyright: '侵权', other: '其他',
 };
 
 // The seed's time separators: a row shows the time when it is the first one or more than
@@ -123,6 +134,10 @@ function bubbleFor(row, ctx) {
   if (row.recalled) {
     b.kind = 'recalled';
     b.text = mine ? TEXT.recalledMine : TEXT.recalledTheirs;
+  } else if (row.blocked) {
+    // Taken down by content security: no text, no picture, never from a cache either.
+    b.kind = 'blocked';
+    b.text = TEXT.blocked;
   } else if (row.chat_type === 1) {
     // The thumbnail appears a moment after the send and answers 404 until then: the page
     // swaps to `fallback` (the original) on the image's error.
@@ -142,11 +157,14 @@ function bubbleFor(row, ctx) {
   }
   if (mine) {
     var readId = ctx && ctx.peerReadId;
-    if (row.failed) b.status = 'failed';
+    if (row.failed && row.blocked_label) b.status = 'blocked';
+    else if (row.failed) b.status = 'failed';
     else if (row.pending || !row.id) b.status = 'pending';
     else if (readId && row.id <= readId) b.status = 'read';
     else b.status = 'sent';
-    b.statusText = TEXT[b.status];
+    b.statusText = b.status === 'blocked'
+      ? TEXT.editAndResend + '（' + labelText(row.blocked_label) + '）'
+      : TEXT[b.status];
   }
   return b;
 }
@@ -230,6 +248,21 @@ function applyRecall(rows, id) {
   return (rows || []).map(function (r) { return r.id === id ? recalledRow(r) : r; });
 }
 
+function blockedRow(r) {
+  var c = Object.assign({}, r, { blocked: true, content: '' });
+  delete c.media;
+  return c;
+}
+
+// A `blocked` event: the message taken down by content security.
+function applyBlocked(rows, id) {
+  return (rows || []).map(function (r) { return r.id === id ? blockedRow(r) : r; });
+}
+
+function labelText(label) {
+  return LABELS[label] || LABELS.other;
+}
+
 // A row shown while a send is on its way.
 function pendingRow(o) {
   return {
@@ -247,11 +280,16 @@ function pendingRow(o) {
   };
 }
 
-function setFailed(rows, clientMsgId, failed) {
+// Marks the pending row of `clientMsgId` failed (or, with failed === false, pending again).
+// `err`: the send's ChatError; a text content security refused keeps its label, so the page can
+// offer to edit it. `content`: the edited text of a resend.
+function setFailed(rows, clientMsgId, failed, err, content) {
   return (rows || []).map(function (r) {
-    return isPending(r) && r.client_msg_id === clientMsgId
-      ? Object.assign({}, r, { failed: failed !== false, pending: failed === false })
-      : r;
+    if (!(isPending(r) && r.client_msg_id === clientMsgId)) return r;
+    var c = Object.assign({}, r, { failed: failed !== false, pending: failed === false, blocked_label: null });
+    if (failed !== false && err && err.code === 'content_blocked') c.blocked_label = err.label || 'other';
+    if (typeof content === 'string') c.content = content;
+    return c;
   });
 }
 
@@ -271,6 +309,7 @@ function badgeText(n) {
 function preview(last, me) {
   if (!last) return '';
   if (last.recalled) return last.userphone === me ? TEXT.recalledMine : TEXT.recalledTheirs;
+  if (last.blocked) return TEXT.blocked;
   if (last.chat_type === 1) return TEXT.image;
   if (last.chat_type === 2) return TEXT.video;
   return String(last.content || '');
@@ -345,6 +384,12 @@ function applyRecallToList(list, ev) {
   });
 }
 
+function applyBlockedToList(list, ev) {
+  return (list || []).map(function (e) {
+    return e.peer === ev.peer && e.last && e.last.id === ev.id ? Object.assign({}, e, { last: blockedRow(e.last) }) : e;
+  });
+}
+
 function applyReadToList(list, ev) {
   return (list || []).map(function (e) {
     return e.peer === ev.peer && (!e.peer_read_id || ev.id > e.peer_read_id) ? Object.assign({}, e, { peer_read_id: ev.id }) : e;
@@ -358,6 +403,9 @@ function errorText(err, kind) {
     case 'media_too_large': return kind === 2 ? TEXT.videoTooLarge : TEXT.imageTooLarge;
     case 'bad_content_type': return TEXT.unsupportedType;
     case 'content_too_long': return TEXT.tooLong;
+    case 'content_blocked': return TEXT.contentBlocked + '（' + labelText(err.label) + '）';
+    case 'moderation_unavailable': return TEXT.moderationUnavailable;
+    case 'login_required': return TEXT.loginRequired;
     case 'recall_window_passed': return TEXT.recallWindowPassed;
     case 'not_yours': return TEXT.notYours;
     case 'timeout': return TEXT.timeout;
@@ -380,6 +428,8 @@ var api = {
   applyHistory: applyHistory,
   applyMessage: applyMessage,
   applyRecall: applyRecall,
+  applyBlocked: applyBlocked,
+  labelText: labelText,
   pendingRow: pendingRow,
   setFailed: setFailed,
   newestFrom: newestFrom,
@@ -390,6 +440,7 @@ var api = {
   applyMessageToList: applyMessageToList,
   applyEntry: applyEntry,
   applyRecallToList: applyRecallToList,
+  applyBlockedToList: applyBlockedToList,
   applyReadToList: applyReadToList,
   errorText: errorText,
 };

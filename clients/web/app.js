@@ -23,6 +23,11 @@
     unsupportedType: 'This kind of file cannot be sent', closed: 'Connection closed',
     connecting: 'Connecting…', offline: 'Offline, reconnecting…', tooLong: 'The message is too long',
     fallback: 'Not sent',
+    blocked: 'This message was removed: it broke the content rules',
+    contentBlocked: 'Not sent: it breaks the content rules',
+    editAndResend: 'Not sent (content rules). Click to edit',
+    moderationUnavailable: 'Cannot send right now; try again in a moment',
+    loginRequired: 'Log in to send messages',
   });
   var TYPING_SHOWN_MS = 3000;
   var $ = function (id) { return document.getElementById(id); };
@@ -175,6 +180,13 @@
       renderChat();
     }
   });
+  chat.on('blocked', function (ev) {
+    updateList(V.applyBlockedToList(st.list.list, ev));
+    if (ev.peer === st.peer) {
+      st.conv.rows = V.applyBlocked(st.conv.rows, ev.id);
+      renderChat();
+    }
+  });
   chat.on('read', function (ev) {
     updateList(V.applyReadToList(st.list.list, ev));
     if (ev.peer === st.peer && (!st.peerReadId || ev.id > st.peerReadId)) {
@@ -286,8 +298,14 @@
         status.setAttribute('role', 'button');
         status.onclick = function () { retry(b.client_msg_id); };
       }
+      if (b.status === 'blocked') {
+        // Refused by content security: the text goes back to the composer, and the next send
+        // carries the edit with the same client_msg_id.
+        status.setAttribute('role', 'button');
+        status.onclick = function () { edit(b.client_msg_id); };
+      }
       meta.appendChild(status);
-      if (b.id && b.kind !== 'recalled') {
+      if (b.id && b.kind !== 'recalled' && b.kind !== 'blocked') {
         var recall = el('button', { class: 'recall', 'data-testid': 'recall', title: 'Take this message back' }, 'Recall');
         recall.onclick = function () {
           chat.recall(st.peer, b.id).catch(function (e) { toast(V.errorText(e)); });
@@ -312,7 +330,7 @@
     var id = clientMsgId || window.WxChat.newId('m');
     st.outgoing[id] = out;
     if (clientMsgId) {
-      st.conv.rows = V.setFailed(st.conv.rows, id, false);
+      st.conv.rows = V.setFailed(st.conv.rows, id, false, null, out.kind === 0 ? out.payload : undefined);
     } else {
       st.conv.rows = st.conv.rows.concat([V.pendingRow({
         clientMsgId: id, me: me.userphone, peer: peer, chatType: out.kind, now: Date.now(),
@@ -332,7 +350,7 @@
       renderChat();
     }, function (err) {
       if (st.peer === peer) {
-        st.conv.rows = V.setFailed(st.conv.rows, id);
+        st.conv.rows = V.setFailed(st.conv.rows, id, true, err);
         renderChat();
       }
       toast(V.errorText(err, out.kind));
@@ -344,13 +362,23 @@
     if (out) send(out, clientMsgId);
   }
 
+  function edit(clientMsgId) {
+    var out = st.outgoing[clientMsgId];
+    if (!out) return;
+    st.editing = clientMsgId;
+    $('composer').value = out.payload;
+    $('composer').focus();
+  }
+
   $('composer-form').onsubmit = function (e) {
     e.preventDefault();
     var input = $('composer');
     var text = input.value;
     if (!text.trim() || !st.peer) return;
     input.value = '';
-    send({ kind: 0, payload: text });
+    var editing = st.editing && st.outgoing[st.editing] ? st.editing : undefined;
+    st.editing = null;
+    send({ kind: 0, payload: text }, editing);
   };
   $('composer').oninput = function () {
     if (st.peer && $('composer').value) chat.typing(st.peer);

@@ -522,3 +522,27 @@ test('chat.js and view.js need no transpiling: ES5 syntax plus Promise; the page
     for (const re of [/\basync\b/, /\bawait\b/, /\.\.\./, /\?\.[A-Za-z_(]/]) assert.ok(!re.test(src), `${f}: ${re}`);
   }
 });
+
+test('content security: content_blocked rejects the send with its label (the id may carry an edit); `blocked` is an event', T, async () => {
+  const { wx, c } = setup({ random: () => 0 });
+  const blocked = [];
+  c.on('blocked', (ev) => blocked.push(ev));
+  c.connect();
+  await flush();
+  wx.last.open();
+  const a = c.sendText('bob', 'bad words');
+  await flush();
+  wx.last.deliver({ code: 0, type: 'error', error: 'content_blocked', label: 'porn', msg: 'not sent', client_msg_id: a.clientMsgId });
+  await assert.rejects(a, (e) => e.code === 'content_blocked' && e.label === 'porn');
+  // The edit goes with the same client_msg_id.
+  const again = c.sendText('bob', 'nice words', { clientMsgId: a.clientMsgId });
+  await flush();
+  const sent = wx.last.frames('send');
+  assert.deepEqual(sent.map((f) => [f.client_msg_id, f.chat_content]), [[a.clientMsgId, 'bad words'], [a.clientMsgId, 'nice words']]);
+  const row = { id: '01J0000000000000000000000C', userphone: 'ann', content: 'nice words', chat_type: 0, client_msg_id: a.clientMsgId };
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: row, unread: 0, client_msg_id: a.clientMsgId });
+  assert.deepEqual(await again, row);
+  wx.last.deliver({ code: 1, type: 'blocked', peer: 'bob', id: row.id });
+  assert.deepEqual(blocked, [{ peer: 'bob', id: row.id }]);
+  c.close();
+});

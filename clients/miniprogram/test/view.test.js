@@ -203,3 +203,34 @@ test('errorText: the seed\'s 视频过大 and the other refusals', () => {
   assert.equal(v.errorText({ code: 'bad_peer', message: 'no such peer' }), 'no such peer');
   assert.equal(v.errorText(null), v.TEXT.fallback);
 });
+
+test('content security: a refused text shows its reason and offers the edit; a taken-down one is blocked everywhere', () => {
+  // A send refused with content_blocked keeps its label on the failed row.
+  let rows = [v.pendingRow({ clientMsgId: 'm1', me: 'ann', peer: 'bob', content: 'bad words', now: T0 })];
+  rows = v.setFailed(rows, 'm1', true, { code: 'content_blocked', label: 'porn' });
+  const refused = v.bubbleFor(rows[0], { me: 'ann' });
+  assert.equal(refused.status, 'blocked');
+  assert.equal(refused.statusText, v.TEXT.editAndResend + '（色情）');
+  assert.equal(refused.text, 'bad words', 'the user still sees what they wrote');
+  // The edit goes again with the same id: pending, with the new text, no reason left.
+  rows = v.setFailed(rows, 'm1', false, null, 'nice words');
+  assert.deepEqual([rows[0].pending, rows[0].failed, rows[0].blocked_label, rows[0].content], [true, false, null, 'nice words']);
+  // Another refusal is a plain failure (tap to resend).
+  assert.equal(v.bubbleFor(v.setFailed(rows, 'm1', true, { code: 'timeout' })[0], { me: 'ann' }).status, 'failed');
+  assert.equal(v.errorText({ code: 'content_blocked', label: 'fraud' }), v.TEXT.contentBlocked + '（欺诈）');
+  assert.equal(v.errorText({ code: 'content_blocked', label: 'something-new' }), v.TEXT.contentBlocked + '（其他）');
+  assert.equal(v.errorText({ code: 'moderation_unavailable' }), v.TEXT.moderationUnavailable);
+  // A `blocked` frame: the row loses its text and picture, in the conversation and the list.
+  const img = row('01G', 0, { chat_type: 1, content: 'https://s3/m/i/x.jpg', media: { thumb_url: 'https://s3/t/x.jpg', width: 10, height: 10 } });
+  const conv = v.applyBlocked([row('01F', 0), img], '01G');
+  assert.equal(conv[0].blocked, undefined);
+  const gone = v.bubbleFor(conv[1], { me: 'ann' });
+  assert.deepEqual([gone.kind, gone.text, gone.src, gone.url], ['blocked', v.TEXT.blocked, undefined, undefined]);
+  assert.equal(conv[1].media, undefined, 'no cached thumbnail can be shown again');
+  // A stored row that already reads blocked (a later page) shows the same.
+  assert.equal(v.bubbleFor(row('01H', 0, { blocked: true, content: '' }), { me: 'ann' }).kind, 'blocked');
+  let list = [{ peer: 'bob', last: row('01G', 0, { content: 'bad' }), unread: 1 }];
+  list = v.applyBlockedToList(list, { peer: 'bob', id: '01G' });
+  assert.equal(v.preview(list[0].last, 'ann'), v.TEXT.blocked);
+  assert.equal(v.applyBlockedToList(list, { peer: 'cat', id: '01G' })[0], list[0]);
+});

@@ -26,6 +26,7 @@ Page({
       on('history', (ev) => { this.conv = view.applyHistory(this.conv, ev); this.render(!ev.before); this.readAll(); }),
       on('message', (ev) => { this.conv = view.applyMessage(this.conv, ev); this.render(true); this.readAll(); }),
       on('recall', (ev) => { this.conv.rows = view.applyRecall(this.conv.rows, ev.id); this.render(); }),
+      on('blocked', (ev) => { this.conv.rows = view.applyBlocked(this.conv.rows, ev.id); this.render(); }),
       on('read', (ev) => { if (!this.peerReadId || ev.id > this.peerReadId) this.peerReadId = ev.id; this.render(); }),
       on('typing', () => this.showTyping()),
       on('conversation', (entry) => { if (entry.peer_read_id && (!this.peerReadId || entry.peer_read_id > this.peerReadId)) { this.peerReadId = entry.peer_read_id; this.render(); } }),
@@ -81,7 +82,10 @@ Page({
     const text = this.data.draft;
     if (!text.trim()) return;
     this.setData({ draft: '' });
-    this.send({ kind: 0, payload: text });
+    // An edit of a text content security refused goes with that text's client_msg_id.
+    const editing = this.editing && this.outgoing[this.editing] ? this.editing : null;
+    this.editing = null;
+    this.send({ kind: 0, payload: text }, editing || undefined);
   },
 
   onPick() {
@@ -99,7 +103,7 @@ Page({
     this.outgoing[id] = out;
     const f = out.payload;
     if (clientMsgId) {
-      this.conv.rows = view.setFailed(this.conv.rows, id, false);
+      this.conv.rows = view.setFailed(this.conv.rows, id, false, null, out.kind === 0 ? f : undefined);
     } else {
       this.conv.rows = this.conv.rows.concat([view.pendingRow({
         clientMsgId: id, me: this.me, peer: this.peer, chatType: out.kind, now: Date.now(),
@@ -115,7 +119,7 @@ Page({
       this.conv = view.applyMessage(this.conv, { message: row });
       this.render();
     }, (err) => {
-      this.conv.rows = view.setFailed(this.conv.rows, id);
+      this.conv.rows = view.setFailed(this.conv.rows, id, true, err);
       this.render();
       wx.showToast({ title: view.errorText(err, out.kind), icon: 'none' });
     });
@@ -124,6 +128,13 @@ Page({
   onBubbleTap(e) {
     const d = e.currentTarget.dataset;
     if (d.status === 'failed' && this.outgoing[d.cid]) return this.send(this.outgoing[d.cid], d.cid);
+    // Refused by content security: the text goes back to the input; the next send carries the
+    // edit with the same client_msg_id (the server did not use it up).
+    if (d.status === 'blocked' && this.outgoing[d.cid]) {
+      this.editing = d.cid;
+      this.setData({ draft: this.outgoing[d.cid].payload });
+      return undefined;
+    }
     if (d.kind === 'image') wx.previewImage({ urls: [d.url], current: d.url });
     else if (d.kind === 'video') wx.previewMedia({ sources: [{ url: d.url, type: 'video', poster: d.poster }] });
     return undefined;

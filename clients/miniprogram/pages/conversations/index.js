@@ -15,6 +15,7 @@ Page({
       on('conversation', (entry) => this.update(view.applyEntry(this.list.list, entry))),
       on('message', (ev) => this.update(view.applyMessageToList(this.list.list, ev))),
       on('recall', (ev) => this.update(view.applyRecallToList(this.list.list, ev))),
+      on('blocked', (ev) => this.update(view.applyBlockedToList(this.list.list, ev))),
       on('read', (ev) => this.update(view.applyReadToList(this.list.list, ev))),
       on('state', (s) => this.setData({ status: s.state === 'open' ? '' : s.state === 'connecting' ? view.TEXT.connecting : view.TEXT.offline })),
     ];
