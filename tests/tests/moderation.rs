@@ -43,8 +43,19 @@ async fn stack(fake: &FakeWeChat, parameters: &[(&str, &str)]) -> Stack {
 
 /// Logs `openid` in through `POST /login`: the token (the account is the openid).
 async fn login(stack: &Stack, wx: &FakeWeChat, openid: &str) -> String {
+    login_named(stack, wx, openid, None).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The same with a display name: the whole answer.
+async fn login_named(stack: &Stack, wx: &FakeWeChat, openid: &str, name: Option<&str>) -> Value {
     let url = format!("{}/login", stack.http_url.as_deref().unwrap());
-    let body = json!({"app_sid": DEMO_APP_SID, "code": wx.login_code(DEMO_APPID, openid)});
+    let mut body = json!({"app_sid": DEMO_APP_SID, "code": wx.login_code(DEMO_APPID, openid)});
+    if let Some(name) = name {
+        body["name"] = json!(name);
+    }
     let text = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
@@ -57,7 +68,7 @@ async fn login(stack: &Stack, wx: &FakeWeChat, openid: &str) -> String {
         .unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["account"], openid, "{v}");
-    v["token"].as_str().unwrap().to_owned()
+    v
 }
 
 /// A token the operator minted (no `/login`, so no openid).
@@ -397,4 +408,40 @@ async fn an_unchecked_text_is_checked_again_and_taken_down_everywhere_when_it_fa
     // AND no log line holds the text
     let logs = stack.function_logs();
     assert!(!logs.iter().any(|l| l.contains("later-bad")));
+}
+
+#[tokio::test]
+async fn display_names_are_checked_at_login_and_a_risky_one_is_left_out() {
+    // GIVEN the stack checking with WeChat
+    let wx = fake().await;
+    let stack = stack(&wx, &[]).await;
+    // WHEN Ann logs in with a fine name and Bob with a risky one
+    let ann = login_named(&stack, &wx, "o-name-ann", Some("Ann")).await;
+    let bob = login_named(
+        &stack,
+        &wx,
+        "o-name-bob",
+        Some(&format!("{RISKY_WORD} Bob")),
+    )
+    .await;
+    // THEN both log in; Bob is told why his name was left out
+    assert!(ann.get("name_refused").is_none(), "{ann}");
+    assert_eq!(bob["name_refused"], "porn", "{bob}");
+    // AND WeChat checked both names as profiles (scene 1)
+    assert_eq!(
+        wx.checks(),
+        [("o-name-ann".to_owned(), 1), ("o-name-bob".to_owned(), 1)]
+    );
+    // AND Bob's messages show no name, Ann's hers
+    let token = bob["token"].as_str().unwrap();
+    let mut b = open(&stack, &user_query("o-name-bob", DEMO_APP_SID, token)).await;
+    b.send_json(&send("o-name-ann", "k1", "hi")).await.unwrap();
+    let row = next(&mut b, "message").await["message"].clone();
+    assert_eq!(row["username"], "", "{row}");
+    let token = ann["token"].as_str().unwrap();
+    let mut a = open(&stack, &user_query("o-name-ann", DEMO_APP_SID, token)).await;
+    a.send_json(&send("o-name-bob", "k2", "hello"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut a, "message").await["message"]["username"], "Ann");
 }

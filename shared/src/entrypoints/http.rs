@@ -1,5 +1,5 @@
 //! HTTP API entry points (payload format 2.0): `POST /login`. The body in, a JSON answer out:
-//! `200 {"token","expires_at","account"}` or a refusal `{"error","message"}` with its status
+//! `200 {"token","expires_at","account","name_refused"?}` or a refusal `{"error","message"}` with its status
 //! (and `Retry-After` when it means "later"). An `Err` is an invocation error, never used for a
 //! client's mistake.
 
@@ -78,14 +78,17 @@ where
         Err(r) => Err(r),
     };
     Ok(match outcome {
-        Ok(done) => json_response(
-            200,
-            &serde_json::json!({
+        Ok(done) => {
+            let mut answer = serde_json::json!({
                 "token": done.token,
                 "expires_at": done.expires_at,
                 "account": done.account,
-            }),
-        ),
+            });
+            if let Some(why) = done.name_refused {
+                answer["name_refused"] = why.into();
+            }
+            json_response(200, &answer)
+        }
         Err(r) => refusal_response(&r),
     })
 }
@@ -125,6 +128,7 @@ mod tests {
             identity: AccountIdentity::Phone,
             token_secs: 7200,
             signer: TokenSigner::new(SECRET).unwrap(),
+            moderation: Default::default(),
         }
     }
 

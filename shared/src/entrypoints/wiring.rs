@@ -80,6 +80,9 @@ impl AwsLoginDeps {
         let apps = wechat_apps(aws, &config).await?;
         let wechat = Arc::new(wechat_client(&config)?);
         let store = dynamo_store(aws, &config);
+        // (Its own WeChat client and copy of the apps: one more secret read at cold start,
+        // only under Moderation=wechat.)
+        let moderation = moderation(aws, &config, &store).await?;
         Ok(LoginDeps {
             tokens: SharedTokens::new(wechat.clone(), store.clone()),
             wechat,
@@ -88,6 +91,7 @@ impl AwsLoginDeps {
             identity: config.account_identity,
             token_secs: config.login_token_secs,
             signer,
+            moderation,
         })
     }
 }

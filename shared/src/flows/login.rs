@@ -9,8 +9,10 @@
 use crate::domain::auth::{Claims, TokenSigner};
 use crate::domain::ids::valid_ident;
 use crate::domain::login::{parse_login, AccountIdentity, LoginRefusal};
+use crate::domain::moderation::{label_name, Judgement, Refused};
 use crate::domain::wechat::{WeChatApp, WeChatError};
-use crate::ports::{AccessTokens, AppDirectory, IdentityStore, WeChat};
+use crate::flows::moderation::Moderation;
+use crate::ports::{AccessTokens, AppDirectory, Authored, IdentityStore, WeChat, Written};
 use std::collections::HashMap;
 
 /// What a login needs, built once per instance.
@@ -24,6 +26,8 @@ pub struct LoginDeps<W, I, T, A = HashMap<String, WeChatApp>> {
     /// Lifetime of the tokens minted (`LoginTokenSeconds`).
     pub token_secs: u64,
     pub signer: TokenSigner,
+    /// Checks the display name (scene 1, profile) before it goes into the token.
+    pub moderation: Moderation,
 }
 
 /// A successful login.
@@ -32,6 +36,9 @@ pub struct LoggedIn {
     pub token: String,
     pub expires_at: u64,
     pub account: String,
+    /// Why the display name given was left out of the token (content security's label name,
+    /// or `unchecked` when it could not be checked and the policy refuses that).
+    pub name_refused: Option<&'static str>,
 }
 
 /// Logs a WeChat user in at `now_s`.
@@ -51,11 +58,11 @@ where
     let app = apps.get(&req.app_sid).ok_or(LoginRefusal::UnknownApp)?;
     let outcome = async {
         let session = deps.wechat.code_to_session(app, &req.code).await?;
-        let known = deps
-            .identities
-            .account_of(&req.app_sid, &session.openid)
-            .await
-            .map_err(storage)?;
+        let (known, (name, name_refused)) = futures::join!(
+            deps.identities.account_of(&req.app_sid, &session.openid),
+            screened_name(deps, &req.app_sid, &session.openid, req.name.as_deref())
+        );
+        let known = known.map_err(storage)?;
         let account = match (deps.identity, &req.phone_code) {
             (AccountIdentity::OpenId, _) => session.openid.clone(),
             (AccountIdentity::Phone, Some(code)) => verified_number(deps, app, code).await?,
@@ -77,7 +84,7 @@ where
             sub: account.clone(),
             app: req.app_sid.clone(),
             exp: expires_at,
-            name: req.name.clone(),
+            name,
             avatar: None,
         };
         let token = deps
@@ -92,6 +99,7 @@ where
             token,
             expires_at,
             account,
+            name_refused,
         })
     }
     .await;
@@ -100,6 +108,33 @@ where
         Err(r) => tracing::info!(app_sid = %req.app_sid, refusal = r.code(), "login refused"),
     }
     outcome
+}
+
+/// The display name as content security leaves it (scene 1, profile): kept (or replaced), or
+/// left out with the reason.
+async fn screened_name<W, I, T, A>(
+    deps: &LoginDeps<W, I, T, A>,
+    app_sid: &str,
+    openid: &str,
+    name: Option<&str>,
+) -> (Option<String>, Option<&'static str>) {
+    let Some(name) = name.filter(|_| deps.moderation.enabled()) else {
+        return (name.map(str::to_owned), None);
+    };
+    let authored = Authored {
+        app_sid,
+        sender: "",
+        openid: Some(openid),
+        written: Written::DisplayName,
+        text: name,
+    };
+    match deps.moderation.judge(authored).await {
+        Judgement::Store { replacement, .. } => {
+            (Some(replacement.unwrap_or_else(|| name.to_owned())), None)
+        }
+        Judgement::Refuse(Refused::Blocked { label }) => (None, Some(label_name(label))),
+        Judgement::Refuse(_) => (None, Some("unchecked")),
+    }
 }
 
 /// The number behind a phone code, asking once more with a replaced access token when WeChat
@@ -158,6 +193,7 @@ mod tests {
             identity,
             token_secs: 7200,
             signer: TokenSigner::new(SECRET).unwrap(),
+            moderation: Default::default(),
         };
         (deps, wechat)
     }
