@@ -3,6 +3,7 @@
 //! policies. Needs `cargo build --workspace --bins` first (`make test` does it).
 
 use devtools::chat::{self, DEMO_APPID, DEMO_APP_SID};
+use devtools::fake_webhook::{FakeWebhook, DENY_WORD, REPLACE_WORD, SLOW_WORD};
 use devtools::fake_wechat::{FakeWeChat, REVIEW_WORD, RISKY_WORD};
 use devtools::ws_client::{conversation_query, user_query, ChatSocket, Read};
 use local_stack::runtime::Logs;
@@ -444,4 +445,108 @@ async fn display_names_are_checked_at_login_and_a_risky_one_is_left_out() {
         .await
         .unwrap();
     assert_eq!(next(&mut a, "message").await["message"]["username"], "Ann");
+}
+
+/// A stack checking texts with the fake webhook (the fake WeChat API still logs users in).
+async fn webhook_stack(wx: &FakeWeChat, hook: &FakeWebhook) -> Stack {
+    let mut opts = StackOptions {
+        logs: Logs::Capture,
+        parameters: HashMap::from([("AccountIdentity".to_owned(), "openid".to_owned())]),
+        ..chat::stack_options(SECRET)
+    };
+    chat::use_wechat(&mut opts, &wx.base, &chat::demo_apps());
+    chat::use_webhook(&mut opts, &hook.url);
+    Stack::start(opts).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_webhook_allows_denies_replaces_and_a_slow_one_leaves_the_text_unchecked() {
+    // GIVEN the operator's webhook (the fake) as the checker, Ann on a user connection and
+    // Bob, with a token the operator minted (no openid: the webhook does not need one)
+    let wx = fake().await;
+    let hook = FakeWebhook::start(chat::LOCAL_WEBHOOK_KEY.as_bytes())
+        .await
+        .unwrap();
+    let stack = webhook_stack(&wx, &hook).await;
+    let ann = "o-hook-ann";
+    let mut a = open(
+        &stack,
+        &user_query(ann, DEMO_APP_SID, &login(&stack, &wx, ann).await),
+    )
+    .await;
+    let bob = "13800000007";
+    let mut b = open(
+        &stack,
+        &conversation_query(bob, ann, DEMO_APP_SID, &minted(bob)),
+    )
+    .await;
+    // WHEN Ann sends a plain text THEN it is allowed and the webhook got it signed
+    a.send_json(&send(bob, "k1", "hello there")).await.unwrap();
+    assert_eq!(next(&mut a, "message").await["client_msg_id"], "k1");
+    let got = hook.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].body,
+        json!({"app_sid": DEMO_APP_SID, "sender": ann, "peer": bob, "kind": "message", "text": "hello there"})
+    );
+    assert!(got[0].signed && got[0].fresh, "{:?}", got[0]);
+    // WHEN Bob (no openid) sends a text the webhook denies THEN content_blocked, nothing stored
+    b.send_json(&send(ann, "k2", &format!("buy now {DENY_WORD}")))
+        .await
+        .unwrap();
+    let f = next(&mut b, "error").await;
+    assert_eq!(
+        (
+            f["error"].as_str(),
+            f["label"].as_str(),
+            f["client_msg_id"].as_str()
+        ),
+        (Some("content_blocked"), Some("fraud"), Some("k2")),
+        "{f}"
+    );
+    // WHEN Ann sends one the webhook replaces THEN the replacement is stored and relayed
+    let original = format!("a {REPLACE_WORD} in it");
+    a.send_json(&send(bob, "k3", &original)).await.unwrap();
+    let ack = next(&mut a, "message").await;
+    assert_eq!(ack["message"]["content"], "***", "{ack}");
+    let page = next(&mut b, "history").await;
+    assert!(page.to_string().contains("***") && !page.to_string().contains(REPLACE_WORD));
+    // AND her retry of it (same id, the text she typed) is the same message, not a reuse
+    a.send_json(&send(bob, "k3", &original)).await.unwrap();
+    let again = next(&mut a, "message").await;
+    assert_eq!(again["message"]["id"], ack["message"]["id"], "{again}");
+    // WHEN the webhook is too slow (over 2 s) THEN the text is stored, marked unchecked
+    a.send_json(&send(bob, "k4", &format!("a {SLOW_WORD}")))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut a, "message").await["client_msg_id"], "k4");
+    assert_eq!(unchecked(&stack).await.len(), 1);
+    assert_eq!(
+        rows(&mut a, bob).await.len(),
+        3,
+        "hello, the replacement, the slow one"
+    );
+    // AND a forged request (a wrong key) is refused by the receiver: the signature is real
+    let forged = reqwest::Client::new()
+        .post(&hook.url)
+        .header("x-chat-timestamp", "1")
+        .header("x-chat-signature", got[0].signature.clone())
+        .body(got[0].body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    assert!(hook.received()[..5].iter().all(|r| r.signed));
+    // AND no log line holds a text or the key
+    let logs = stack.function_logs();
+    for secret in [
+        chat::LOCAL_WEBHOOK_KEY,
+        "hello there",
+        DENY_WORD,
+        REPLACE_WORD,
+        SLOW_WORD,
+    ] {
+        let leaks: Vec<&String> = logs.iter().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "{secret} was logged: {leaks:?}");
+    }
 }

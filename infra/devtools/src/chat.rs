@@ -10,16 +10,34 @@ use local_stack::DevError;
 use std::collections::{BTreeMap, HashMap};
 
 /// What the stack supplies instead of resolving the template: `JWT_SECRET_ARN`,
-/// `MEDIA_KEY_SECRET_ARN` and `WECHAT_APPS_SECRET_ARN` name Secrets Manager secrets (`!Ref
-/// JwtSecret`, …), which the stack does not emulate, so they are empty and the functions read
-/// the secrets inline from `JWT_SECRET`, `MEDIA_KEY_SECRET` and `WECHAT_APPS`
-/// (`shared::config`).
+/// `MEDIA_KEY_SECRET_ARN`, `WECHAT_APPS_SECRET_ARN` and `MODERATION_WEBHOOK_SECRET_ARN` name
+/// Secrets Manager secrets (`!Ref JwtSecret`, …), which the stack does not emulate, so they are
+/// empty and the functions read the secrets inline from `JWT_SECRET`, `MEDIA_KEY_SECRET`,
+/// `WECHAT_APPS` and `MODERATION_WEBHOOK_SECRET` (`shared::config`).
 pub fn supplied() -> Supplied {
     Supplied::from([
         ("JWT_SECRET_ARN".to_string(), String::new()),
         ("MEDIA_KEY_SECRET_ARN".to_string(), String::new()),
         ("WECHAT_APPS_SECRET_ARN".to_string(), String::new()),
+        ("MODERATION_WEBHOOK_SECRET_ARN".to_string(), String::new()),
     ])
+}
+
+/// The key local runs sign moderation webhook requests with (`MODERATION_WEBHOOK_SECRET`).
+pub const LOCAL_WEBHOOK_KEY: &str = "local-moderation-webhook-key";
+
+/// Checks texts with the operator's webhook at `url` (`Moderation=webhook`), signing with
+/// [`LOCAL_WEBHOOK_KEY`]. The URL goes in as the function's variable: the template's
+/// `ModerationWebhookUrl` takes `https://` only, and a local fake listens on http.
+pub fn use_webhook(opts: &mut StackOptions, url: &str) {
+    opts.parameters
+        .insert("Moderation".into(), "webhook".into());
+    opts.env
+        .insert("MODERATION_WEBHOOK_URL".into(), url.to_owned());
+    opts.env.insert(
+        "MODERATION_WEBHOOK_SECRET".into(),
+        LOCAL_WEBHOOK_KEY.to_owned(),
+    );
 }
 
 /// The demo mini-program of local runs: its app_sid (the tokens' `app`), appid and secret

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bench_report;
 pub mod chat;
 pub mod ddb_log;
+pub mod fake_webhook;
 pub mod fake_wechat;
 pub mod reliability;
 pub mod ws_client;

@@ -5,4 +5,5 @@ pub mod apigw;
 pub mod dynamo;
 pub mod s3;
 pub mod secrets;
+pub mod webhook;
 pub mod wechat;

@@ -170,6 +170,10 @@ pub struct Config {
     pub moderation_policy: Policy,
     /// Messages one re-check run checks at most (`RECHECK_BATCH`).
     pub recheck_batch: usize,
+    /// The operator's moderation webhook (`MODERATION_WEBHOOK_URL`); required by `webhook`.
+    pub moderation_webhook_url: Option<String>,
+    /// The key webhook requests are signed with; required by `webhook`.
+    pub moderation_webhook_key: Option<SecretSource>,
 }
 
 /// Who checks the text of messages (`MODERATION`).
@@ -237,6 +241,26 @@ impl Config {
                 ))
             }
         };
+        let moderation_webhook_url = env
+            .optional("MODERATION_WEBHOOK_URL")
+            .map(|u| u.trim().to_owned());
+        if let Some(url) = &moderation_webhook_url {
+            let loopback = [
+                "http://127.0.0.1:",
+                "http://127.0.0.1/",
+                "http://localhost:",
+            ];
+            if !(url.starts_with("https://") || loopback.iter().any(|p| url.starts_with(p))) {
+                return Err(Error::Config(
+                    "MODERATION_WEBHOOK_URL must be https://… (http only on 127.0.0.1, for local runs)".into(),
+                ));
+            }
+        }
+        if moderation == Checker::Webhook && moderation_webhook_url.is_none() {
+            return Err(Error::Config(
+                "MODERATION=webhook needs MODERATION_WEBHOOK_URL".into(),
+            ));
+        }
         let choice = |k: &str, yes: &str, no: &str| match env.text(k).trim() {
             v if v == yes => Ok(true),
             v if v == no => Ok(false),
@@ -298,6 +322,11 @@ impl Config {
             moderation_scene: env.number("MODERATION_SCENE")? as u8,
             moderation_policy,
             recheck_batch: env.number("RECHECK_BATCH")? as usize,
+            moderation_webhook_url,
+            moderation_webhook_key: secret(
+                "MODERATION_WEBHOOK_SECRET_ARN",
+                "MODERATION_WEBHOOK_SECRET",
+            ),
         })
     }
 
@@ -327,6 +356,16 @@ impl Config {
         self.wechat_apps.as_ref().ok_or_else(|| {
             Error::Config("WECHAT_APPS_SECRET_ARN (or WECHAT_APPS locally) must be set".into())
         })
+    }
+
+    /// The webhook's URL and key source, or a start-up error for `Moderation=webhook`.
+    pub fn require_webhook(&self) -> Result<(&str, &SecretSource)> {
+        match (&self.moderation_webhook_url, &self.moderation_webhook_key) {
+            (Some(url), Some(key)) => Ok((url, key)),
+            _ => Err(Error::Config(
+                "MODERATION=webhook needs MODERATION_WEBHOOK_URL and MODERATION_WEBHOOK_SECRET_ARN (or MODERATION_WEBHOOK_SECRET locally)".into(),
+            )),
+        }
     }
 
     /// The media owner key's source, or a start-up error for `$default`.
@@ -500,6 +539,59 @@ mod tests {
         assert_eq!(c.max_sends_per_minute, 60);
         assert_eq!(c.max_uploads_per_minute, 20);
         assert_eq!(c.max_recalls_per_minute, 20);
+    }
+
+    #[test]
+    fn moderation_settings_are_checked_when_loaded() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = TABLES.to_vec();
+            pairs.extend_from_slice(extra);
+            load(&pairs)
+        };
+        let c = with(&[]).unwrap();
+        assert_eq!(
+            (c.moderation, c.moderation_policy),
+            (Checker::None, Policy::default())
+        );
+        let c = with(&[
+            ("MODERATION", "wechat"),
+            ("MODERATION_REVIEW", "block"),
+            ("MODERATION_WITHOUT_OPENID", "refuse"),
+        ])
+        .unwrap();
+        assert_eq!(c.moderation, Checker::WeChat);
+        assert_eq!(
+            (
+                c.moderation_policy.review,
+                c.moderation_policy.without_openid
+            ),
+            (OnReview::Block, WithoutOpenid::Refuse)
+        );
+        for bad in [
+            [("MODERATION", "WeChat"), ("MODERATION_SCENE", "2")],
+            [("MODERATION", "wechat"), ("MODERATION_REVIEW", "maybe")],
+            [("MODERATION", "wechat"), ("MODERATION_SCENE", "5")],
+            // webhook: a URL is required, https (http only on loopback)
+            [("MODERATION", "webhook"), ("MODERATION_SCENE", "2")],
+            [
+                ("MODERATION", "webhook"),
+                ("MODERATION_WEBHOOK_URL", "http://example.com/m"),
+            ],
+        ] {
+            assert!(with(&bad).is_err(), "{bad:?}");
+        }
+        let c = with(&[
+            ("MODERATION", "webhook"),
+            ("MODERATION_WEBHOOK_URL", "http://127.0.0.1:9/m"),
+            ("MODERATION_WEBHOOK_SECRET", "k"),
+        ])
+        .unwrap();
+        assert_eq!(c.require_webhook().unwrap().0, "http://127.0.0.1:9/m");
+        let c = with(&[
+            ("MODERATION", "webhook"),
+            ("MODERATION_WEBHOOK_URL", "https://x.example/m"),
+        ]);
+        assert!(c.unwrap().require_webhook().is_err(), "no key");
     }
 
     #[test]

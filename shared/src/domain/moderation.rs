@@ -54,6 +54,45 @@ pub fn label_name(label: u32) -> &'static str {
         .map_or("other", |(_, name)| name)
 }
 
+/// The label number of a name of [`LABELS`] (an unknown name is 21000, `other`).
+pub fn label_number(name: &str) -> u32 {
+    LABELS
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map_or(21000, |(number, _)| *number)
+}
+
+/// What the operator's webhook answered, as a decision: `{"action":"allow"}`,
+/// `{"action":"deny","label":<name or number>}` (no label: `other`) or
+/// `{"action":"replace","text":<1 to max_text_bytes bytes>}`. Anything else is `None`.
+pub fn webhook_decision(answer: &serde_json::Value, max_text_bytes: usize) -> Option<Decision> {
+    match answer.get("action")?.as_str()? {
+        "allow" => Some(Decision::Allow),
+        "deny" => {
+            let label = match answer.get("label") {
+                None | Some(serde_json::Value::Null) => 21000,
+                Some(serde_json::Value::String(name)) => label_number(name),
+                Some(n) => u32::try_from(n.as_u64()?).ok()?,
+            };
+            Some(Decision::Deny { label })
+        }
+        "replace" => {
+            let text = answer.get("text")?.as_str()?;
+            (!text.trim().is_empty() && text.len() <= max_text_bytes).then(|| Decision::Replace {
+                text: text.to_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// What a stored text was submitted as, for comparing an idempotent retry with it: the
+/// SHA-256 (hex) of the text the client sent (a replacement is stored, the submission is not).
+pub fn fingerprint(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// `msgSecCheck` scenes: 1 profile (display names), 2 comment (the default for messages),
 /// 3 forum, 4 social log.
 pub const SCENE_PROFILE: u8 = 1;
@@ -171,6 +210,9 @@ pub enum Screening {
     Unchecked,
     /// Taken down after it was stored: shown as `"blocked":true` with no content.
     Blocked { label: u32 },
+    /// Stored as the webhook's replacement; `submitted` is the [`fingerprint`] of the text the
+    /// client sent, which a retry with the same `client_msg_id` is compared with.
+    Replaced { submitted: String },
 }
 
 /// A text send after moderation.
@@ -341,5 +383,45 @@ mod tests {
             .worst(Decision::Deny { label: 2 })
             .worst(Decision::Review { label: 3 });
         assert_eq!(worst, Decision::Deny { label: 2 });
+    }
+
+    #[test]
+    fn webhook_answers_become_decisions_and_anything_else_none() {
+        let d = |v: serde_json::Value| webhook_decision(&v, 10);
+        use serde_json::json;
+        assert_eq!(d(json!({"action":"allow"})), Some(Decision::Allow));
+        assert_eq!(
+            d(json!({"action":"deny","label":"fraud"})),
+            Some(Decision::Deny { label: 20008 })
+        );
+        assert_eq!(
+            d(json!({"action":"deny","label":20001})),
+            Some(Decision::Deny { label: 20001 })
+        );
+        assert_eq!(
+            d(json!({"action":"deny"})),
+            Some(Decision::Deny { label: 21000 })
+        );
+        assert_eq!(
+            d(json!({"action":"deny","label":"made-up"})),
+            Some(Decision::Deny { label: 21000 })
+        );
+        assert_eq!(
+            d(json!({"action":"replace","text":"***"})),
+            Some(Decision::Replace { text: "***".into() })
+        );
+        for bad in [
+            json!({"action":"replace","text":""}),
+            json!({"action":"replace","text":"longer than ten bytes"}),
+            json!({"action":"replace"}),
+            json!({"action":"ALLOW"}),
+            json!({"action":"deny","label":-1}),
+            json!("allow"),
+            json!({}),
+        ] {
+            assert_eq!(d(bad.clone()), None, "{bad}");
+        }
+        assert_eq!(fingerprint("a"), fingerprint("a"));
+        assert_ne!(fingerprint("a"), fingerprint("b"));
     }
 }

@@ -211,17 +211,27 @@ pub fn plan_send(
     .with_marker_ttl(arrived_ms / 1000, DEFAULT_MARKER_TTL_SECS)
 }
 
+/// What a text was submitted as: a replaced one's fingerprint, else the fingerprint of what is
+/// stored (the same as what was sent).
+fn submitted(screening: &Screening, content: &str) -> String {
+    match screening {
+        Screening::Replaced { submitted } => submitted.clone(),
+        _ => crate::domain::moderation::fingerprint(content),
+    }
+}
+
 /// Whether a stored message (found through its idempotency marker) is what `draft` would
-/// store for `peer`: same kind, content, poster and receiver. A recalled message matches
-/// whatever was sent (its content is gone), so a retry after a recall is still answered with
-/// it.
+/// store for `peer`: same kind, content (as submitted: a webhook's replacement is compared by
+/// the text the client sent), poster and receiver. A recalled or taken-down message matches
+/// whatever was sent (its content is gone), so a retry after it is still answered with it.
 pub fn same_send(stored: &Message, draft: &Draft, peer: &str) -> bool {
     let poster = |m: Option<&MediaInfo>| m.and_then(|m| m.poster.clone());
     stored.receiver == peer
         && stored.chat_type == draft.chat_type
         && (stored.recalled
             || stored.blocked()
-            || (stored.content == draft.content
+            || (submitted(&stored.screening, &stored.content)
+                == submitted(&draft.screening, &draft.content)
                 && poster(stored.media.as_ref()) == poster(draft.media.as_ref())))
 }
 

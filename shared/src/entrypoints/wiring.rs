@@ -4,6 +4,7 @@ use crate::adapters::apigw::ApiGatewayNotifier;
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::s3::S3Media;
 use crate::adapters::secrets::{load_secret, AppsSecret, Verifier};
+use crate::adapters::webhook::{WebhookModerator, WEBHOOK_TIMEOUT};
 use crate::adapters::wechat::HttpWeChat;
 use crate::config::{Checker, Config};
 use crate::domain::auth::TokenSigner;
@@ -180,9 +181,12 @@ async fn moderation(
             }))
         }
         Checker::Webhook => {
-            return Err(Error::Config(
-                "MODERATION=webhook is not available yet; use wechat or none".into(),
-            ))
+            let (url, key) = config.require_webhook()?;
+            let key = load_secret(key, aws).await?;
+            let webhook =
+                WebhookModerator::new(url, key, WEBHOOK_TIMEOUT, config.limits.max_content_bytes)
+                    .map_err(|e| Error::Config(format!("MODERATION_WEBHOOK_URL: {e}")))?;
+            Some(Arc::new(webhook))
         }
     };
     Ok(Moderation {

@@ -20,7 +20,7 @@
 use crate::domain::connection::{send_window, ConnectionRecord, Metered, RateClaim, Target};
 use crate::domain::ids::Conversation;
 use crate::domain::message::{ChatType, Message, Page, Profile};
-use crate::domain::moderation::{label_name, Judgement, Refused};
+use crate::domain::moderation::{fingerprint, label_name, Judgement, Refused, Screening};
 use crate::domain::send::{self, Committed, Draft, SendCommit, Snapshot};
 use crate::error::Result;
 use crate::flows::deps::FrameStore;
@@ -125,10 +125,14 @@ fn apply(judgement: Judgement, draft: &mut Draft) -> std::result::Result<(), Ref
             replacement,
             screening,
         } => {
+            draft.screening = screening;
             if let Some(text) = replacement {
+                // Stored as the replacement; a retry is compared by what the client sent.
+                draft.screening = Screening::Replaced {
+                    submitted: fingerprint(&draft.content),
+                };
                 draft.content = text;
             }
-            draft.screening = screening;
             Ok(())
         }
         Judgement::Refuse(Refused::Blocked { label }) => Err(Refusal::Blocked(label_name(label))),

@@ -85,6 +85,26 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let apps = std::env::var("WECHAT_APPS").unwrap_or_else(|_| chat::demo_apps());
     chat::use_wechat(&mut opts, &wechat_base, &apps);
+    // PARAMS="Moderation=webhook": the operator's webhook at MODERATION_WEBHOOK_URL (signed with
+    // MODERATION_WEBHOOK_SECRET), else the fake one.
+    let mut hook = None;
+    if parameters.get("Moderation").map(String::as_str) == Some("webhook") {
+        let url = match std::env::var("MODERATION_WEBHOOK_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                let key = std::env::var("MODERATION_WEBHOOK_SECRET")
+                    .unwrap_or_else(|_| chat::LOCAL_WEBHOOK_KEY.to_owned());
+                let fake = devtools::fake_webhook::FakeWebhook::start(key.as_bytes()).await?;
+                let url = fake.url.clone();
+                hook = Some(fake);
+                url
+            }
+        };
+        chat::use_webhook(&mut opts, &url);
+        if let Ok(key) = std::env::var("MODERATION_WEBHOOK_SECRET") {
+            opts.env.insert("MODERATION_WEBHOOK_SECRET".into(), key);
+        }
+    }
     let stack = Stack::start(opts).await?;
     let http = stack.http_url.clone().unwrap_or_default();
     let login = match &fake {
@@ -98,6 +118,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             risky = devtools::fake_wechat::RISKY_WORD,
         ),
         None => format!("WeChat API: {wechat_base} (WECHAT_API_BASE), apps from WECHAT_APPS"),
+    };
+    let login = match &hook {
+        Some(h) => format!(
+            "{login}\n  Fake moderation webhook: {url} (denies texts holding \"{deny}\", replaces \"{replace}\")",
+            url = h.url,
+            deny = devtools::fake_webhook::DENY_WORD,
+            replace = devtools::fake_webhook::REPLACE_WORD,
+        ),
+        None => login,
     };
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -190,5 +219,6 @@ Mint more tokens: JWT_SECRET={secret} target/debug/mint-token <account> wxdemo [
     println!("stopping");
     drop(stack);
     drop(fake);
+    drop(hook);
     Ok(())
 }

@@ -160,6 +160,10 @@ fn screening_attributes(screening: &Screening, item: &mut Item) {
         Screening::Review { label } => ("review", Some(*label)),
         Screening::Unchecked => ("unchecked", None),
         Screening::Blocked { label } => ("blocked", Some(*label)),
+        Screening::Replaced { submitted } => {
+            item.insert("mod_sub".into(), s(submitted));
+            ("replaced", None)
+        }
     };
     item.insert("mod".into(), s(word));
     if let Some(label) = label {
@@ -177,6 +181,9 @@ fn screening_from(item: &Item) -> Result<Screening> {
         Some("review") => Screening::Review { label: label()? },
         Some("unchecked") => Screening::Unchecked,
         Some("blocked") => Screening::Blocked { label: label()? },
+        Some("replaced") => Screening::Replaced {
+            submitted: get_s(item, "mod_sub")?,
+        },
         Some(_) => return Err(Error::Corrupt("unknown mod".into())),
     })
 }
@@ -462,6 +469,10 @@ mod tests {
             screened(Screening::Unchecked),
             screened(Screening::Blocked { label: 20002 }),
         );
+        let replaced = screened(Screening::Replaced {
+            submitted: "ab12".into(),
+        });
+        assert_eq!(message_from(&message_item(&replaced)).unwrap(), replaced);
         for m in [message(Some("k1")), message(None), uploaded, old, recalled] {
             let item = message_item(&m);
             assert_eq!(message_from(&item).unwrap(), m);

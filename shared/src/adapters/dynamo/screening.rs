@@ -54,9 +54,9 @@ impl ScreeningStore for DynamoStore {
             Screening::Clear => (None, None),
             Screening::Review { label } => (Some("review"), Some(*label)),
             Screening::Unchecked => (Some("unchecked"), None),
-            Screening::Blocked { .. } => {
+            Screening::Blocked { .. } | Screening::Replaced { .. } => {
                 return Err(Error::Corrupt(
-                    "a take-down is a block, not a settle".into(),
+                    "a re-check settles as clear, review or unchecked only".into(),
                 ))
             }
         };
