@@ -526,6 +526,13 @@ async fn the_webhook_allows_denies_replaces_and_a_slow_one_leaves_the_text_unche
         3,
         "hello, the replacement, the slow one"
     );
+    // AND a display name at login goes to the webhook too, as a display name
+    let named = login_named(&stack, &wx, "o-hook-cat", Some(&format!("Cat {DENY_WORD}"))).await;
+    assert_eq!(named["name_refused"], "fraud", "{named}");
+    assert_eq!(
+        hook.received()[5].body,
+        json!({"app_sid": DEMO_APP_SID, "kind": "display_name", "text": format!("Cat {DENY_WORD}")})
+    );
     // AND a forged request (a wrong key) is refused by the receiver: the signature is real
     let forged = reqwest::Client::new()
         .post(&hook.url)
@@ -536,7 +543,7 @@ async fn the_webhook_allows_denies_replaces_and_a_slow_one_leaves_the_text_unche
         .await
         .unwrap();
     assert_eq!(forged.status().as_u16(), 401);
-    assert!(hook.received()[..5].iter().all(|r| r.signed));
+    assert!(hook.received()[..6].iter().all(|r| r.signed));
     // AND no log line holds a text or the key
     let logs = stack.function_logs();
     for secret in [

@@ -1,5 +1,5 @@
 //! The operator's moderation webhook ([`TextModerator`] for `Moderation=webhook`): each text is
-//! `POST`ed as JSON `{"app_sid","sender","kind","peer"?,"text"}` to `ModerationWebhookUrl`,
+//! `POST`ed as JSON `{"app_sid","kind","sender"?,"peer"?,"text"}` to `ModerationWebhookUrl`,
 //! signed, and the answer is `{"action":"allow"}`, `{"action":"deny","label":..}` or
 //! `{"action":"replace","text":..}` ([`webhook_decision`]).
 //!
@@ -74,16 +74,14 @@ impl WebhookModerator {
     }
 
     async fn decide(&self, text: Authored<'_>) -> Result<Decision, Undecided> {
-        let mut body = serde_json::json!({
-            "app_sid": text.app_sid,
-            "sender": text.sender,
-            "text": text.text,
-        });
+        let mut body = serde_json::json!({"app_sid": text.app_sid, "text": text.text});
         match text.written {
             Written::Message { peer } => {
                 body["kind"] = "message".into();
+                body["sender"] = text.sender.into();
                 body["peer"] = peer.into();
             }
+            // (checked before the account is known: no sender)
             Written::DisplayName => body["kind"] = "display_name".into(),
         }
         let body = body.to_string();
