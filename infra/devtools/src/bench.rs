@@ -674,6 +674,9 @@ pub struct SendParts {
     pub storage_ms: f64,
     pub frames_ms: f64,
     pub posts_ms: f64,
+    /// The content check (none when nothing was checked) and the first read it overlapped.
+    pub check_ms: Option<f64>,
+    pub read_ms: Option<f64>,
 }
 
 pub fn parse_send_parts(line: &str) -> Option<SendParts> {
@@ -688,6 +691,8 @@ pub fn parse_send_parts(line: &str) -> Option<SendParts> {
         storage_ms: ms("storage_us")?,
         frames_ms: ms("frames_us")?,
         posts_ms: ms("posts_us")?,
+        check_ms: ms("check_us"),
+        read_ms: ms("read_us"),
     })
 }
 
@@ -865,9 +870,18 @@ mod tests {
             Some(SendParts {
                 storage_ms: 10.25,
                 frames_ms: 0.31,
-                posts_ms: 3.02
+                posts_ms: 3.02,
+                check_ms: None,
+                read_ms: None,
             })
         );
+        // a checked send's line carries the check and the read beside it
+        let checked = line.replace(
+            "\"storage_us\"",
+            "\"check_us\":50100,\"read_us\":2500,\"storage_us\"",
+        );
+        let parts = parse_send_parts(&checked).unwrap();
+        assert_eq!((parts.check_ms, parts.read_ms), (Some(50.1), Some(2.5)));
         // other lines, and a "message sent" line without the parts, are not
         assert_eq!(parse_send_parts(&line.replace("message sent", "x")), None);
         assert_eq!(parse_send_parts(&line.replace("storage_us", "s")), None);
@@ -968,6 +982,35 @@ pub async fn wechat_round_trips(
         if answer.get("openid").is_none() {
             return Err(format!("the fake WeChat API answered {answer}").into());
         }
+    }
+    Ok(times)
+}
+
+/// `n` text sends, one at a time, from `sender`'s user connection to `peer` on a stack that
+/// checks texts (`Moderation=wechat`): each one's time from the frame to its acknowledgement.
+pub async fn checked_sends(
+    sender: &mut ChatSocket,
+    peer: &str,
+    n: usize,
+    tag: &str,
+) -> Result<Vec<Duration>, Error> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let cmid = format!("{tag}-{i}");
+        let started = Instant::now();
+        sender
+            .send_json(&json!({"action":"send","to":peer,"client_msg_id":cmid,"chat_type":0,"chat_content":format!("checked text {i}")}))
+            .await?;
+        loop {
+            let f = sender.frame(Duration::from_secs(15)).await?;
+            if f["client_msg_id"] == cmid.as_str() {
+                if f["type"] != "message" {
+                    return Err(format!("send {i} answered {f}").into());
+                }
+                break;
+            }
+        }
+        times.push(started.elapsed());
     }
     Ok(times)
 }

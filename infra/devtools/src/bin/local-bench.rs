@@ -8,13 +8,16 @@
 //!    messages, beside a scan-and-broadcast reference fan-out.
 //! 3. Init and peak memory of the WebSocket functions beside a bare `lambda_runtime` echo, and
 //!    `POST /login` against the fake WeChat API (first logins with the phone button,
-//!    returning users).
+//!    returning users), and text sends checked by WeChat's (fake) text check answering at once
+//!    and 50 ms late (`Moderation=wechat`: the check overlaps the send's first read).
 //! 4. Rewrites `docs/benchmark.md` and its SVG plots.
 //!
 //! Run it from a built `target/release` (`make bench`); it stops after 15 minutes whatever
 //! happens, and every process it started stops with it.
 use devtools::bench::{self, Crowd, Error, Pair};
-use devtools::bench_report::{self, HistoryRow, LatencyRow, LoginRow, Results, UsersRow};
+use devtools::bench_report::{
+    self, HistoryRow, LatencyRow, LoginRow, ModerationRow, Results, UsersRow,
+};
 use devtools::ddb_log::RequestLog;
 use devtools::fake_wechat::FakeWeChat;
 use futures::StreamExt;
@@ -284,6 +287,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         ));
     }
     let (login, wechat_rt) = login_phase(&b, &args).await?;
+    let moderation = moderation_phase(&b, &args).await?;
     let (cold, bootstraps, load, default_memory_mb) = footprint_phase(&b, &args).await?;
     if bootstraps.is_empty() {
         missing.push("arm64 `bootstrap` sizes: run `sam build` first".into());
@@ -308,6 +312,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         media,
         login,
         wechat_rt,
+        moderation,
         cold,
         load,
         bootstraps,
@@ -372,6 +377,88 @@ async fn login_phase(b: &Bench, args: &Args) -> Result<(Vec<LoginRow>, Vec<Durat
         });
     }
     Ok((rows, wechat_rt))
+}
+
+/// Delays of the fake WeChat API's answers the checked sends run with (ms).
+const CHECK_DELAYS_MS: [u64; 2] = [0, 50];
+/// Checked sends before the measured ones.
+const WARM_SENDS: usize = 100;
+
+/// 3b. Text sends on a stack of their own that checks texts (`Moderation=wechat`, the fake
+/// WeChat API), one at a time from a user who logged in through `POST /login`, with the
+/// check answered at once and late: each send's time to its acknowledgement, and its logged
+/// parts (the check, the read beside it, the storage part in all).
+async fn moderation_phase(b: &Bench, args: &Args) -> Result<Vec<ModerationRow>, Error> {
+    use devtools::chat::{DEMO_APPID, DEMO_APP_SECRET, DEMO_APP_SID};
+    progress("phase 3/4: checked text sends: starting a stack with Moderation=wechat");
+    let wechat = FakeWeChat::start(&[(DEMO_APPID, DEMO_APP_SECRET)]).await?;
+    let mut opts = StackOptions {
+        functions_dir: b.binaries.clone(),
+        logs: Logs::Capture,
+        parameters: HashMap::from([
+            ("Moderation".to_string(), "wechat".to_string()),
+            ("AccountIdentity".to_string(), "openid".to_string()),
+            (
+                "MaxSendsPerMinute".to_string(),
+                SENDS_PER_MINUTE.to_string(),
+            ),
+        ]),
+        ..devtools::chat::stack_options(bench::SECRET)
+    };
+    devtools::chat::use_wechat(&mut opts, &wechat.base, &devtools::chat::demo_apps());
+    let stack = Stack::start(opts).await?;
+    let me = "o-bench-checked";
+    let body =
+        serde_json::json!({"app_sid": DEMO_APP_SID, "code": wechat.login_code(DEMO_APPID, me)});
+    let url = format!("{}/login", stack.http_url.as_deref().ok_or("no HTTP API")?);
+    let answer: serde_json::Value = serde_json::from_str(
+        &reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?
+            .text()
+            .await?,
+    )?;
+    let token = answer["token"].as_str().ok_or("the login gave no token")?;
+    let query = devtools::ws_client::user_query(me, DEMO_APP_SID, token);
+    let mut sender = devtools::ws_client::ChatSocket::open(&stack.ws_url, &query)
+        .await
+        .map_err(|status| format!("the checked sender's handshake answered {status}"))?;
+    // Warm: the instance started, the app's access token fetched, and DynamoDB Local's JVM
+    // (a new one, with this stack) past its first compilations: the first sends of a fresh
+    // DynamoDB Local take several times as long as later ones.
+    bench::checked_sends(&mut sender, "o-bench-peer", WARM_SENDS, "warm").await?;
+    let mut rows = Vec::new();
+    for delay_ms in CHECK_DELAYS_MS {
+        progress(format!(
+            "phase 3/4: {} checked text sends, the check answered after {delay_ms} ms",
+            args.sends
+        ));
+        wechat.slow(delay_ms);
+        let calls_before = wechat.calls("/wxa/msg_sec_check");
+        let logs_before = stack.function_logs().len();
+        let acks = bench::checked_sends(
+            &mut sender,
+            "o-bench-peer",
+            args.sends,
+            &format!("d{delay_ms}"),
+        )
+        .await?;
+        let parts = stack.function_logs()[logs_before..]
+            .iter()
+            .filter_map(|l| bench::parse_send_parts(l))
+            .collect();
+        rows.push(ModerationRow {
+            delay_ms,
+            acks,
+            parts,
+            wechat_calls: wechat.calls("/wxa/msg_sec_check") - calls_before,
+        });
+    }
+    wechat.slow(0);
+    Ok(rows)
 }
 
 /// Users connected in the history phase (and the users level its reference line is read at).
