@@ -460,3 +460,17 @@ pub trait ScreeningStore: Send + Sync {
         entry_users: &[String],
     ) -> impl Future<Output = Result<bool>> + Send;
 }
+
+/// The nonces of WeChat's pushes seen lately, shared by every instance.
+pub trait NonceStore: Send + Sync {
+    /// Claims `nonce` of `appid` until `until_s` (epoch s): `true` for the first claim, `false`
+    /// when it was claimed before and is still held at `now_s` (a replay). One conditional
+    /// write.
+    fn claim_nonce(
+        &self,
+        appid: &str,
+        nonce: &str,
+        now_s: i64,
+        until_s: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}

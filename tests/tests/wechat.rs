@@ -12,6 +12,7 @@ fn app() -> WeChatApp {
     WeChatApp {
         appid: "wx-test".into(),
         secret: "secret-1".into(),
+        ..Default::default()
     }
 }
 

@@ -12,5 +12,6 @@ pub mod login;
 pub mod media;
 pub mod message;
 pub mod moderation;
+pub mod push;
 pub mod send;
 pub mod wechat;

@@ -10,28 +10,46 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// One mini-program's credentials (from the `WeChatApps` secret).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct WeChatApp {
     pub appid: String,
     pub secret: String,
+    /// The message push "Token" set in the admin console (push signatures); `None`: pushes
+    /// to this app are refused.
+    pub push_token: Option<String>,
+    /// The message push "EncodingAESKey" (43 characters): set, only the secure (encrypted)
+    /// mode is accepted.
+    pub push_aes_key: Option<String>,
 }
 
 impl fmt::Debug for WeChatApp {
-    /// Never the secret, wherever a value is logged or printed.
+    /// Never a secret, wherever a value is logged or printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WeChatApp")
             .field("appid", &self.appid)
             .field("secret", &"<redacted>")
+            .field(
+                "push_token",
+                &self.push_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "push_aes_key",
+                &self.push_aes_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
 
-/// One entry of the `WeChatApps` secret. `push_token` and `push_aes_key` (WeChat's message
-/// push) are read by the functions that answer pushes, not here.
+/// One entry of the `WeChatApps` secret (`push_token` and `push_aes_key`: WeChat's message
+/// push, optional).
 #[derive(Deserialize)]
 struct AppEntry {
     appid: String,
     secret: String,
+    #[serde(default)]
+    push_token: Option<String>,
+    #[serde(default)]
+    push_aes_key: Option<String>,
 }
 
 /// The `WeChatApps` secret: `{"<app_sid>":{"appid":"wx…","secret":"…",…}}` → app_sid → app.
@@ -54,11 +72,30 @@ pub fn parse_apps(json: &[u8]) -> Result<HashMap<String, WeChatApp>, String> {
                 "WeChat apps: {app_sid} has an empty appid or secret"
             ));
         }
+        // WeChat's console takes a Token of 3 to 32 letters and digits, and an EncodingAESKey
+        // of 43 letters and digits.
+        let alnum = |s: &str| s.bytes().all(|c| c.is_ascii_alphanumeric());
+        if let Some(t) = &e.push_token {
+            if !(3..=32).contains(&t.len()) || !alnum(t) {
+                return Err(format!(
+                    "WeChat apps: {app_sid}'s push_token must be 3 to 32 letters and digits"
+                ));
+            }
+        }
+        if let Some(k) = &e.push_aes_key {
+            if k.len() != 43 || !alnum(k) || e.push_token.is_none() {
+                return Err(format!(
+                    "WeChat apps: {app_sid}'s push_aes_key must be 43 letters and digits, beside a push_token"
+                ));
+            }
+        }
         apps.insert(
             app_sid,
             WeChatApp {
                 appid: e.appid,
                 secret: e.secret,
+                push_token: e.push_token,
+                push_aes_key: e.push_aes_key,
             },
         );
     }
@@ -192,10 +229,12 @@ mod tests {
     #[test]
     fn the_apps_secret_is_read_and_bad_entries_are_named_without_their_secret() {
         let apps = parse_apps(
-            br#"{"shop":{"appid":"wx1","secret":"s1","push_token":"t"},"blog":{"appid":"wx2","secret":"s2"}}"#,
+            br#"{"shop":{"appid":"wx1","secret":"s1","push_token":"tok1"},"blog":{"appid":"wx2","secret":"s2"}}"#,
         )
         .unwrap();
         assert_eq!(apps.len(), 2);
+        assert_eq!(apps["shop"].push_token.as_deref(), Some("tok1"));
+        assert_eq!(apps["blog"].push_token, None);
         assert_eq!(apps["shop"].appid, "wx1");
         assert_eq!(apps["blog"].secret, "s2");
         assert!(parse_apps(b"{}").unwrap().is_empty());
@@ -206,6 +245,16 @@ mod tests {
             (
                 br#"{"shop":{"appid":"wx1","secret":" "}}"#,
                 "shop has an empty",
+            ),
+            // WeChat's console: a Token of 3-32 letters and digits, a 43-character AES key
+            // beside one
+            (
+                br#"{"shop":{"appid":"wx1","secret":"s","push_token":"t!"}}"#,
+                "push_token must be",
+            ),
+            (
+                br#"{"shop":{"appid":"wx1","secret":"s","push_token":"tok1","push_aes_key":"short"}}"#,
+                "push_aes_key must be",
             ),
         ] {
             let e = parse_apps(bad).unwrap_err();
@@ -220,6 +269,7 @@ mod tests {
         let app = WeChatApp {
             appid: "wx1".into(),
             secret: "s3cr3t".into(),
+            ..Default::default()
         };
         let session = WeChatSession {
             openid: "o-123".into(),

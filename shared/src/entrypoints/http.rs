@@ -1,16 +1,19 @@
-//! HTTP API entry points (payload format 2.0): `POST /login`. The body in, a JSON answer out:
+//! HTTP API entry points (payload format 2.0): `POST /login`, and WeChat's message push
+//! ([`wechat_push`]). The body in, a JSON answer out:
 //! `200 {"token","expires_at","account","name_refused"?}` or a refusal `{"error","message"}` with its status
 //! (and `Retry-After` when it means "later"). An `Err` is an invocation error, never used for a
 //! client's mistake.
 
 use crate::domain::login::LoginRefusal;
 use crate::flows::login::{login as login_flow, LoginDeps};
-use crate::ports::{AccessTokens, AppDirectory, IdentityStore, WeChat};
+use crate::flows::push::{push as push_flow, PushAnswer, PushDeps};
+use crate::ports::{AccessTokens, AppDirectory, IdentityStore, NonceStore, WeChat};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{header, HeaderValue};
 use base64::Engine;
 use lambda_runtime::LambdaEvent;
+use std::collections::HashMap;
 
 /// The event type of an HTTP API route.
 pub type HttpEvent = LambdaEvent<ApiGatewayV2httpRequest>;
@@ -93,6 +96,66 @@ where
     })
 }
 
+/// Largest push body read (WeChat's events are a few hundred bytes).
+pub const MAX_PUSH_BODY_BYTES: usize = 64 * 1024;
+
+/// `GET|POST /wechat/push/{app_sid}`: WeChat's message push (`flows::push`). Plain text
+/// answers, as WeChat reads them (`echostr`, `success`).
+#[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
+pub async fn wechat_push<S, A>(deps: &PushDeps<S, A>, event: HttpEvent) -> HttpResult
+where
+    S: NonceStore,
+    A: AppDirectory,
+{
+    let ev = &event.payload;
+    let method = ev.request_context.http.method.as_str().to_owned();
+    let app_sid = ev
+        .path_parameters
+        .get("app_sid")
+        .cloned()
+        .unwrap_or_default();
+    let query: HashMap<String, String> = form_urlencoded::parse(
+        ev.raw_query_string
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .into_owned()
+    .collect();
+    let text = ev.body.as_deref().unwrap_or_default();
+    let body = match ev.is_base64_encoded {
+        true => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap_or_default(),
+        false => text.as_bytes().to_vec(),
+    };
+    let answer = match body.len() > MAX_PUSH_BODY_BYTES {
+        true => PushAnswer {
+            status: 413,
+            body: "too long".into(),
+        },
+        false => {
+            push_flow(
+                deps,
+                &method,
+                &app_sid,
+                &query,
+                &body,
+                crate::clock::now_s(),
+            )
+            .await?
+        }
+    };
+    let mut r = ApiGatewayV2httpResponse::default();
+    r.status_code = answer.status.into();
+    r.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.body = Some(Body::Text(answer.body));
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     //! The handler on the sample event `events/login.json` (what `sam local invoke` would use).
@@ -119,6 +182,7 @@ mod tests {
         let app = WeChatApp {
             appid: "wx00000000000demo".into(),
             secret: "s".into(),
+            ..Default::default()
         };
         LoginDeps {
             wechat: wechat.clone(),

@@ -64,6 +64,7 @@ mod tests {
         let app = |appid: &str| WeChatApp {
             appid: appid.into(),
             secret: "s".into(),
+            ..Default::default()
         };
         let deps = KeeperDeps {
             wechat: FakeWeChatApi::default(),

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::flows::access_token::SharedTokens;
 use crate::flows::login::LoginDeps;
 use crate::flows::moderation::{Moderation, WeChatModerator};
+use crate::flows::push::PushDeps;
 use crate::flows::recheck::RecheckDeps;
 use crate::flows::{Deps, Media};
 use crate::ports::TextModerator;
@@ -93,6 +94,20 @@ impl AwsLoginDeps {
             token_secs: config.login_token_secs,
             signer,
             moderation,
+        })
+    }
+}
+
+/// The push function's dependencies.
+pub type AwsPushDeps = PushDeps<DynamoStore, AppsSecret>;
+
+impl AwsPushDeps {
+    /// Loads the WeChat apps (their push tokens) and builds the DynamoDB client. Fails at cold
+    /// start.
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        Ok(PushDeps {
+            store: dynamo_store(aws, &config),
+            apps: wechat_apps(aws, &config).await?,
         })
     }
 }

@@ -217,6 +217,7 @@ mod tests {
         WeChatApp {
             appid: "wx1".into(),
             secret: "s".into(),
+            ..Default::default()
         }
     }
 

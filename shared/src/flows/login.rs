@@ -184,6 +184,7 @@ mod tests {
         let app = WeChatApp {
             appid: "wx1".into(),
             secret: "s".into(),
+            ..Default::default()
         };
         let deps = LoginDeps {
             wechat: wechat.clone(),

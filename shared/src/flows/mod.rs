@@ -14,6 +14,7 @@ pub mod login;
 mod media;
 pub mod moderation;
 mod pages;
+pub mod push;
 mod read;
 mod recall;
 pub mod recheck;

@@ -46,6 +46,7 @@ mod identity;
 mod inbox;
 mod items;
 mod messages;
+mod push_nonce;
 mod recall;
 mod screening;
 mod send;
