@@ -20,8 +20,9 @@ struct Guard<'a> {
     not_before_ms: i64,
 }
 
-/// `a, b, …` of the media attributes, under `prefix` (`""` or `#last.`).
-fn media_paths(prefix: &str) -> String {
+/// `a, b, …` of the media attributes, under `prefix` (`""` or `#last.`); a take-down removes
+/// them too (`screening.rs`).
+pub(super) fn media_paths(prefix: &str) -> String {
     MEDIA_ATTRIBUTES
         .iter()
         .map(|a| format!("{prefix}{a}"))

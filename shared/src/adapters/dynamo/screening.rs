@@ -5,9 +5,10 @@
 
 use super::client::{conditional, ddb, DynamoStore};
 use super::items::{
-    entry_key, marker_key, message_from, message_sk, nu, s, unchecked_key, Item, MEDIA_ATTRIBUTES,
+    entry_key, marker_key, message_from, message_sk, nu, s, unchecked_key, Item,
     UNCHECKED_ATTRIBUTE,
 };
+use super::recall::media_paths;
 use crate::domain::message::Message;
 use crate::domain::moderation::Screening;
 use crate::error::{Error, Result};
@@ -21,15 +22,6 @@ fn message_key(m: &Message) -> Item {
         ("pk".into(), s(m.conversation().key())),
         ("sk".into(), s(message_sk(&m.id))),
     ])
-}
-
-/// `a, b, …` of the media attributes, under `prefix` (`""` or `#last.`).
-fn media_paths(prefix: &str) -> String {
-    MEDIA_ATTRIBUTES
-        .iter()
-        .map(|a| format!("{prefix}{a}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl ScreeningStore for DynamoStore {
