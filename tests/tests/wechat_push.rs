@@ -1,13 +1,13 @@
 //! End to end: WeChat's message push (issue 21's endpoint) through the local HTTP API and the
-//! real `chat-wechat-push`: the URL check, a signed push, and the forged, stale, replayed and
-//! wrong-mode ones refused. Needs `cargo build --workspace --bins` first (`make test` does it).
+//! real `chat-wechat-push`: the URL check, a signed push in the plain and in the secure mode,
+//! and the forged, stale, replayed and wrong-mode ones refused. Needs `cargo build --workspace --bins` first (`make test` does it).
 
 use devtools::chat::{self, DEMO_APPID, DEMO_APP_SECRET, DEMO_APP_SID};
 use devtools::fake_wechat::FakeWeChat;
 use local_stack::runtime::Logs;
 use local_stack::stack::{Stack, StackOptions};
 use serde_json::json;
-use shared::domain::push::push_signature;
+use shared::domain::push::{aes_key, encrypt_push, msg_signature, push_signature};
 
 const SECRET: &str = "push-e2e-secret-push-e2e-secret-push-0123";
 const PUSH_TOKEN: &str = "demoPushToken42";
@@ -106,6 +106,56 @@ async fn the_push_url_answers_wechats_check_and_takes_only_signed_fresh_pushes_o
     // AND an app with an EncodingAESKey refuses a plain push
     let plain = signed(now_s(), "n-plain");
     assert_eq!(call(&stack, "POST", AES_APP, &plain, &event).await.0, 401);
+    // AND that app takes a push in the secure mode: sealed with its key, the body signed
+    let key = aes_key(&"a".repeat(43)).unwrap();
+    let sealed = encrypt_push(&key, "wx0000000000secure", [3; 16], event.as_bytes());
+    let envelope = json!({"ToUserName": "gh_x", "Encrypt": sealed}).to_string();
+    let secure = |nonce: &str, encrypt: &str| {
+        let ts = now_s().to_string();
+        format!(
+            "timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={}",
+            msg_signature(PUSH_TOKEN, &ts, nonce, encrypt)
+        )
+    };
+    assert_eq!(
+        call(
+            &stack,
+            "POST",
+            AES_APP,
+            &secure("n-aes", &sealed),
+            &envelope
+        )
+        .await,
+        (200, "success".into())
+    );
+    // AND one whose body signature is over another body, or sealed for another app, is 401
+    let other = encrypt_push(&key, "wx0000000000secure", [4; 16], b"{}");
+    assert_eq!(
+        call(
+            &stack,
+            "POST",
+            AES_APP,
+            &secure("n-aes2", &other),
+            &envelope
+        )
+        .await
+        .0,
+        401
+    );
+    let foreign = encrypt_push(&key, DEMO_APPID, [5; 16], event.as_bytes());
+    let foreign_body = json!({"ToUserName": "gh_x", "Encrypt": foreign}).to_string();
+    assert_eq!(
+        call(
+            &stack,
+            "POST",
+            AES_APP,
+            &secure("n-aes3", &foreign),
+            &foreign_body
+        )
+        .await
+        .0,
+        401
+    );
     // AND a signed push that is not JSON is 400
     let xml = signed(now_s(), "n-xml");
     assert_eq!(

@@ -28,6 +28,8 @@ pub struct PushQuery {
     pub echostr: Option<String>,
     /// `aes` in the secure mode.
     pub encrypt_type: Option<String>,
+    /// The secure mode's signature over the body.
+    pub msg_signature: Option<String>,
 }
 
 impl PushQuery {
@@ -39,6 +41,7 @@ impl PushQuery {
             nonce: get("nonce"),
             echostr: q.get("echostr").cloned(),
             encrypt_type: q.get("encrypt_type").cloned(),
+            msg_signature: q.get("msg_signature").cloned(),
         }
     }
 }
@@ -52,8 +55,8 @@ pub enum PushRefusal {
     BadSignature,
     /// The timestamp is outside [`PUSH_WINDOW_SECS`] of now.
     Stale,
-    /// The app asks for the secure (encrypted) mode, and this push is plain, or secure pushes
-    /// are not read yet.
+    /// The app asks for the secure (encrypted) mode and this push is plain, or the other way
+    /// round.
     ModeRefused,
     /// This nonce was seen in the window: a replay.
     Replayed,
@@ -92,21 +95,125 @@ pub fn verify_url(app: Option<&WeChatApp>, q: &PushQuery) -> Result<String, Push
     q.echostr.clone().ok_or(PushRefusal::BadSignature)
 }
 
-/// `POST` (an event): signed, within the window at `now_s`, and in the app's mode. The
-/// caller then claims the nonce (a replay is refused there).
-pub fn verify_push(app: Option<&WeChatApp>, q: &PushQuery, now_s: i64) -> Result<(), PushRefusal> {
-    signed(app, q)?;
+/// `POST` (an event): signed, within the window at `now_s`, and in the app's mode; the event's
+/// JSON (the body in plain mode, decrypted in the secure mode). The caller then claims the
+/// nonce (a replay is refused there).
+///
+/// The secure mode (an app with `push_aes_key`, and only then): the body is
+/// `{"ToUserName","Encrypt"}`, `msg_signature` is the SHA-1 of the sorted token, timestamp,
+/// nonce and `Encrypt`, and `Encrypt` opens with the app's key ([`decrypt_push`]) to the event
+/// followed by the app's appid. (`signature` is not needed there: `msg_signature` covers the
+/// same three values and the body.)
+pub fn open_push(
+    app: Option<&WeChatApp>,
+    q: &PushQuery,
+    body: &[u8],
+    now_s: i64,
+) -> Result<Vec<u8>, PushRefusal> {
+    let app = app.ok_or(PushRefusal::UnknownApp)?;
+    let token = app.push_token.as_deref().ok_or(PushRefusal::UnknownApp)?;
+    let secure = q.encrypt_type.as_deref() == Some("aes");
+    let event = match (app.push_aes_key.as_deref(), secure) {
+        (None, false) => {
+            signed(Some(app), q)?;
+            body.to_vec()
+        }
+        (Some(encoding_key), true) => {
+            let envelope: serde_json::Value =
+                serde_json::from_slice(body).map_err(|_| PushRefusal::BadSignature)?;
+            let encrypt = envelope["Encrypt"]
+                .as_str()
+                .ok_or(PushRefusal::BadSignature)?;
+            let expected = msg_signature(token, &q.timestamp, &q.nonce, encrypt);
+            let given = q.msg_signature.as_deref().unwrap_or_default();
+            if q.nonce.is_empty() || !given.eq_ignore_ascii_case(&expected) {
+                return Err(PushRefusal::BadSignature);
+            }
+            let key = aes_key(encoding_key).ok_or(PushRefusal::ModeRefused)?;
+            decrypt_push(&key, &app.appid, encrypt).ok_or(PushRefusal::BadSignature)?
+        }
+        // An app with an EncodingAESKey takes only the secure mode; one without it, only plain.
+        _ => return Err(PushRefusal::ModeRefused),
+    };
     let at: i64 = q.timestamp.parse().map_err(|_| PushRefusal::Stale)?;
     if (now_s - at).abs() > PUSH_WINDOW_SECS {
         return Err(PushRefusal::Stale);
     }
-    let secure = q.encrypt_type.as_deref() == Some("aes");
-    match (app.and_then(|a| a.push_aes_key.as_ref()), secure) {
-        (None, false) => Ok(()),
-        // An app with an EncodingAESKey takes only the secure mode; reading it (AES-CBC,
-        // `msg_signature`) comes with the media checks (issue 21, still open).
-        _ => Err(PushRefusal::ModeRefused),
+    Ok(event)
+}
+
+/// The secure mode's body signature: the SHA-1 (hex) of the token, timestamp, nonce and the
+/// `Encrypt` field, sorted as strings and joined.
+pub fn msg_signature(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
+    use sha1::Digest;
+    let mut parts = [token, timestamp, nonce, encrypt];
+    parts.sort_unstable();
+    hex::encode(sha1::Sha1::digest(parts.concat().as_bytes()))
+}
+
+/// The secure mode's AES key: `Base64_Decode(EncodingAESKey + "=")`, 32 bytes. (WeChat's
+/// keys are 43 random letters and digits, so the last one may leave trailing bits set, which
+/// WeChat's own libraries ignore.)
+pub fn aes_key(encoding_aes_key: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let key = engine
+        .decode(format!("{encoding_aes_key}="))
+        .ok()?
+        .try_into()
+        .ok()?;
+    Some(key)
+}
+
+/// WeChat's block for its PKCS#7 padding: the key's length, 32 (not AES's 16).
+const PAD_BLOCK: usize = 32;
+
+/// Opens a secure-mode `Encrypt` field: base64 of AES-256-CBC (IV: the key's first 16 bytes,
+/// PKCS#7 padding to 32 bytes) of 16 random bytes, the event's length (4 bytes, network
+/// order), the event, and the appid, which must be `appid`. `None` for anything else.
+pub fn decrypt_push(key: &[u8; 32], appid: &str, encrypt: &str) -> Option<Vec<u8>> {
+    use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, KeyIvInit};
+    use base64::Engine;
+    let mut buf = base64::engine::general_purpose::STANDARD
+        .decode(encrypt)
+        .ok()?;
+    let iv: [u8; 16] = key[..16].try_into().ok()?;
+    let plain = cbc::Decryptor::<aes::Aes256>::new(key.into(), &iv.into())
+        .decrypt_padded_mut::<NoPadding>(&mut buf)
+        .ok()?;
+    let pad = usize::from(*plain.last()?);
+    if !(1..=PAD_BLOCK).contains(&pad) || pad > plain.len() {
+        return None;
     }
+    let plain = &plain[..plain.len() - pad];
+    let len = u32::from_be_bytes(plain.get(16..20)?.try_into().ok()?) as usize;
+    let event = plain.get(20..20usize.checked_add(len)?)?;
+    match &plain[20 + len..] == appid.as_bytes() {
+        true => Some(event.to_vec()),
+        false => None,
+    }
+}
+
+/// What WeChat sends in the secure mode: `event` of `appid` sealed with `key` (`random`: its 16
+/// random bytes). For the fake WeChat API and tests; the chat only opens.
+pub fn encrypt_push(key: &[u8; 32], appid: &str, random: [u8; 16], event: &[u8]) -> String {
+    use aes::cipher::{block_padding::NoPadding, BlockEncryptMut, KeyIvInit};
+    use base64::Engine;
+    let mut buf = random.to_vec();
+    buf.extend_from_slice(&(event.len() as u32).to_be_bytes());
+    buf.extend_from_slice(event);
+    buf.extend_from_slice(appid.as_bytes());
+    let pad = PAD_BLOCK - buf.len() % PAD_BLOCK;
+    buf.extend(std::iter::repeat_n(pad as u8, pad));
+    let len = buf.len();
+    let iv: [u8; 16] = key[..16].try_into().expect("a 32-byte key");
+    let sealed = cbc::Encryptor::<aes::Aes256>::new(key.into(), &iv.into())
+        .encrypt_padded_mut::<NoPadding>(&mut buf, len)
+        .expect("the buffer is padded to whole blocks");
+    base64::engine::general_purpose::STANDARD.encode(sealed)
 }
 
 /// The push events the chat reads (JSON data format): `wxa_media_check`'s verdict.
@@ -157,7 +264,7 @@ mod tests {
             timestamp,
             nonce: nonce.into(),
             echostr: Some("challenge-42".into()),
-            encrypt_type: None,
+            ..PushQuery::default()
         }
     }
 
@@ -198,26 +305,134 @@ mod tests {
     }
 
     #[test]
-    fn a_push_must_be_fresh_signed_and_in_the_apps_mode() {
+    fn a_plain_push_must_be_fresh_signed_and_in_the_apps_mode() {
         let now = 1_700_000_000;
         let plain = app(false);
+        let body = b"{}";
         assert_eq!(
-            verify_push(Some(&plain), &query(now - 10, "n"), now),
-            Ok(())
+            open_push(Some(&plain), &query(now - 10, "n"), body, now),
+            Ok(body.to_vec())
         );
         assert_eq!(
-            verify_push(Some(&plain), &query(now - PUSH_WINDOW_SECS - 1, "n"), now),
+            open_push(
+                Some(&plain),
+                &query(now - PUSH_WINDOW_SECS - 1, "n"),
+                body,
+                now
+            ),
             Err(PushRefusal::Stale)
         );
         let mut tampered = query(now, "n");
         tampered.timestamp = (now + 1).to_string();
         assert_eq!(
-            verify_push(Some(&plain), &tampered, now),
+            open_push(Some(&plain), &tampered, body, now),
             Err(PushRefusal::BadSignature)
         );
         // an app with an EncodingAESKey refuses plain pushes
         assert_eq!(
-            verify_push(Some(&app(true)), &query(now, "n"), now),
+            open_push(Some(&app(true)), &query(now, "n"), body, now),
+            Err(PushRefusal::ModeRefused)
+        );
+        assert_eq!(
+            open_push(None, &query(now, "n"), body, now),
+            Err(PushRefusal::UnknownApp)
+        );
+    }
+
+    /// A sealed event made by another implementation of WeChat's scheme (Python's
+    /// `cryptography`: AES-256-CBC, IV = key[..16], PKCS#7 to 32 bytes, random(16) + length +
+    /// event + appid).
+    const KEY43: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const SEALED: &str = "Q3stYC6hdFzMh9T8HCvyDIFjrLBfmKfDxTsOZOpoUkbaw+SzSV0lpPtKiM9n8vT3d6pO7wKLAZbkA9wksJ1eIafLX5NfFF+GDmZj1veBddZ+mZbESu1Zy+77u+dL44ta9a/BCp8Vg+GZP/MgkmJrbqm8rzRL4oYXm/q09KkGvuA=";
+    const EVENT: &[u8] =
+        br#"{"Event":"wxa_media_check","trace_id":"t-9","result":{"suggest":"pass","label":100}}"#;
+
+    #[test]
+    fn the_secure_mode_opens_what_wechats_scheme_seals() {
+        let key = aes_key(KEY43).unwrap();
+        assert_eq!(decrypt_push(&key, "wx1", SEALED), Some(EVENT.to_vec()));
+        // the appid inside must be this app's
+        assert_eq!(decrypt_push(&key, "wx2", SEALED), None);
+        // sealing is the same scheme (random bytes as in the vector)
+        assert_eq!(
+            encrypt_push(&key, "wx1", *b"0123456789abcdef", EVENT),
+            SEALED
+        );
+        // another key, a cut or garbled body: nothing
+        let other = aes_key(&"b".repeat(43)).unwrap();
+        assert_eq!(decrypt_push(&other, "wx1", SEALED), None);
+        assert_eq!(decrypt_push(&key, "wx1", &SEALED[..40]), None);
+        assert_eq!(decrypt_push(&key, "wx1", "not base64!"), None);
+        assert_eq!(aes_key("short"), None);
+    }
+
+    #[test]
+    fn a_secure_push_must_carry_its_body_signature() {
+        let now = 1_700_000_000;
+        let secure = WeChatApp {
+            push_aes_key: Some(KEY43.into()),
+            ..app(false)
+        };
+        let secure = WeChatApp {
+            appid: "wx1".into(),
+            ..secure
+        };
+        let key = aes_key(KEY43).unwrap();
+        let sealed = encrypt_push(&key, "wx1", [7; 16], EVENT);
+        let body = serde_json::json!({"ToUserName": "gh_1", "Encrypt": sealed}).to_string();
+        let q = |ts: i64, sig: String| PushQuery {
+            timestamp: ts.to_string(),
+            nonce: "n5".into(),
+            encrypt_type: Some("aes".into()),
+            msg_signature: Some(sig),
+            ..PushQuery::default()
+        };
+        let sig = |ts: i64, enc: &str| msg_signature("pushtoken123", &ts.to_string(), "n5", enc);
+        assert_eq!(
+            open_push(
+                Some(&secure),
+                &q(now, sig(now, &sealed)),
+                body.as_bytes(),
+                now
+            ),
+            Ok(EVENT.to_vec())
+        );
+        // a body signature over another body, or none
+        let other = encrypt_push(&key, "wx1", [8; 16], b"{}");
+        assert_eq!(
+            open_push(
+                Some(&secure),
+                &q(now, sig(now, &other)),
+                body.as_bytes(),
+                now
+            ),
+            Err(PushRefusal::BadSignature)
+        );
+        let mut unsigned = q(now, String::new());
+        unsigned.msg_signature = None;
+        assert_eq!(
+            open_push(Some(&secure), &unsigned, body.as_bytes(), now),
+            Err(PushRefusal::BadSignature)
+        );
+        // stale, even when signed
+        let old = now - PUSH_WINDOW_SECS - 5;
+        assert_eq!(
+            open_push(
+                Some(&secure),
+                &q(old, sig(old, &sealed)),
+                body.as_bytes(),
+                now
+            ),
+            Err(PushRefusal::Stale)
+        );
+        // the secure mode for an app without a key
+        assert_eq!(
+            open_push(
+                Some(&app(false)),
+                &q(now, sig(now, &sealed)),
+                body.as_bytes(),
+                now
+            ),
             Err(PushRefusal::ModeRefused)
         );
     }

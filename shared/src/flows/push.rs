@@ -1,14 +1,15 @@
 //! WeChat's message push to `/wechat/push/{app_sid}` (issue 21): the URL check (`GET`) and
 //! events (`POST`). A push that is not signed with the app's `push_token`, is older than
-//! [`PUSH_WINDOW_SECS`], repeats a nonce seen in that window, or is plain where the app asks
-//! for the secure mode is refused with 401 and changes nothing.
+//! [`PUSH_WINDOW_SECS`], repeats a nonce seen in that window, or is not in the app's mode (the
+//! secure mode, AES, for an app with `push_aes_key`; else plain) is refused with 401 and
+//! changes nothing.
 //!
 //! No media check is asked yet (issue 21's sends come next), so every `wxa_media_check`
 //! verdict names a trace id the chat does not hold: it is answered 200 and changes nothing,
 //! as WeChat would otherwise push it again.
 
 use crate::domain::push::{
-    parse_event, verify_push, verify_url, PushEvent, PushQuery, PUSH_WINDOW_SECS,
+    open_push, parse_event, verify_url, PushEvent, PushQuery, PUSH_WINDOW_SECS,
 };
 use crate::error::Result;
 use crate::ports::{AppDirectory, NonceStore};
@@ -60,8 +61,8 @@ where
             }
         }),
         "POST" => {
-            let app = match verify_push(app, &q, now_s) {
-                Ok(()) => app.expect("a verified push has its app"),
+            let (app, event) = match open_push(app, &q, body, now_s) {
+                Ok(event) => (app.expect("an opened push has its app"), event),
                 Err(r) => {
                     tracing::warn!(app_sid, refused = r.reason(), "push refused");
                     return Ok(answer(401, "unauthorized"));
@@ -76,7 +77,7 @@ where
                 tracing::warn!(app_sid, refused = "replayed nonce", "push refused");
                 return Ok(answer(401, "unauthorized"));
             }
-            Ok(match parse_event(body) {
+            Ok(match parse_event(&event) {
                 None => answer(400, "not a JSON push"),
                 Some(PushEvent::MediaCheck { suggest, .. }) => {
                     tracing::info!(app_sid, suggest, "a media check verdict for a trace id the chat does not hold: nothing changes");
