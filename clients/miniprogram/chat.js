@@ -109,6 +109,14 @@ function tokenExpiry(token) {
   }
 }
 
+// A row as it reads once content security took it down (docs/protocol.md, "Content security"):
+// blocked, no text, no media; the same as view.js's blockedRow (chat.js stands alone).
+function takenDownRow(r) {
+  var c = Object.assign({}, r, { blocked: true, content: '' });
+  ['media', 'local_path', 'local_poster', 'url', 'thumb_url', 'poster_url'].forEach(function (k) { delete c[k]; });
+  return c;
+}
+
 function extOf(path) {
   var m = /\.([A-Za-z0-9]+)(?:[?#].*)?$/.exec(String(path || ''));
   return m ? m[1].toLowerCase() : '';
@@ -168,6 +176,7 @@ function ChatClient(options) {
   this._gapTimers = {}; // peer -> timer of the gap check
   this._readSent = {}; // peer -> newest id sent in a read frame
   this._typedAt = {}; // peer -> when a typing frame was last sent
+  this._takenDown = {}; // message id -> true: seen taken down by content security (few: kept for the session)
   this._opened = [];
 }
 
@@ -461,6 +470,7 @@ ChatClient.prototype._onMessage = function (conn, data) {
   if (!f || typeof f !== 'object') return;
   if (f.code === 1) this._attempt = 0; // the connection works end to end
   if (f.code === 0 || f.type === 'error') return this._onError(f);
+  this._screen(f);
   switch (f.type) {
     case 'pong':
       return;
@@ -490,6 +500,27 @@ ChatClient.prototype._onMessage = function (conn, data) {
     default:
       return undefined; // a frame type this client does not know: ignore it
   }
+};
+
+// A take-down is final (its objects are deleted), but frames built before it can arrive after
+// it: a `message` frame fanned out again for a duplicate send, a page or a list asked for
+// earlier. Once a message was seen taken down (a `blocked` frame, a row reading
+// `"blocked":true`), every later copy of its row in a frame is emitted blocked too, so no page
+// shows its text, picture, thumbnail or poster again. Rewrites `f` in place, before anything
+// reads it (events, answers, the acknowledgement of a send).
+ChatClient.prototype._screen = function (f) {
+  var gone = this._takenDown;
+  var screen = function (r) {
+    if (!r || !r.id) return r;
+    if (r.blocked) gone[r.id] = true;
+    return gone[r.id] ? takenDownRow(r) : r;
+  };
+  var d = f.data;
+  if (f.type === 'blocked' && f.id) gone[f.id] = true;
+  else if (f.type === 'message' && f.message) f.message = screen(f.message);
+  else if (f.type === 'history' && Array.isArray(d)) f.data = d.map(screen);
+  else if (f.type === 'conversations' && Array.isArray(d)) d.forEach(function (e) { if (e && e.last) e.last = screen(e.last); });
+  else if (f.type === 'conversation' && d && d.last) d.last = screen(d.last);
 };
 
 ChatClient.prototype._seen = function (peer, rows) {

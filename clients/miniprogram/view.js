@@ -187,15 +187,24 @@ function byOrder(a, b) {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
-// Rows (oldest first) with `incoming` merged in: one row per id (the incoming copy wins: it
-// has fresh URLs and the recall state), a stored row replaces the pending row with its
+// Which of two copies of one stored message to keep: the fresh one (it has fresh URLs and the
+// recall state), except that a take-down is final: once a copy reads blocked, a copy that does
+// not (a `message` frame fanned out again for a duplicate send, an older page arriving late)
+// is stale and must not bring its text, picture, thumbnail or poster back.
+function keptCopy(old, fresh) {
+  if (old && old.blocked && !fresh.blocked) return old;
+  return fresh.blocked ? blockedRow(fresh) : fresh;
+}
+
+// Rows (oldest first) with `incoming` merged in: one row per id (the incoming copy wins, unless
+// only the other copy is blocked: see keptCopy), a stored row replaces the pending row with its
 // client_msg_id, pending rows stay last in the order queued.
 function mergeRows(rows, incoming) {
   var byId = {};
   var acked = {};
   (incoming || []).forEach(function (r) {
     if (r && r.id) {
-      byId[r.id] = r;
+      byId[r.id] = keptCopy(byId[r.id], r);
       if (r.client_msg_id) acked[r.client_msg_id] = true;
     }
   });
@@ -204,13 +213,20 @@ function mergeRows(rows, incoming) {
   (rows || []).forEach(function (r) {
     if (isPending(r)) {
       if (!acked[r.client_msg_id]) pending.push(r);
-    } else if (!byId[r.id]) {
-      byId[r.id] = r;
+    } else {
+      byId[r.id] = byId[r.id] ? keptCopy(r, byId[r.id]) : r;
     }
   });
   Object.keys(byId).forEach(function (id) { stored.push(byId[id]); });
   stored.sort(byOrder);
   return stored.concat(pending);
+}
+
+// The ids of the blocked rows among `rows`, as a map id -> true.
+function blockedIds(rows) {
+  var ids = {};
+  (rows || []).forEach(function (r) { if (r && r.id && r.blocked) ids[r.id] = true; });
+  return ids;
 }
 
 // state: {rows, cursor, hasMore}; ev: a `history` event of ChatClient. Returns the new state.
@@ -230,7 +246,11 @@ function applyHistory(state, ev) {
   var data = ev.data || [];
   var newest = data.length ? data[data.length - 1] : null;
   var keep = rows.filter(function (r) { return isPending(r) || (newest && byOrder(r, newest) > 0); });
-  return { rows: mergeRows(keep, data), cursor: ev.cursor, hasMore: ev.has_more };
+  // A page asked for before a take-down may arrive after it: the rows it replaces still say
+  // which of its messages were taken down.
+  var gone = blockedIds(rows);
+  var fresh = data.map(function (r) { return r && gone[r.id] && !r.blocked ? blockedRow(r) : r; });
+  return { rows: mergeRows(keep, fresh), cursor: ev.cursor, hasMore: ev.has_more };
 }
 
 // A `message` event for the conversation on screen.
@@ -248,9 +268,12 @@ function applyRecall(rows, id) {
   return (rows || []).map(function (r) { return r.id === id ? recalledRow(r) : r; });
 }
 
+// A message taken down by content security: nothing of what it showed is kept, not the text,
+// not the media's URLs (thumbnail, poster) and not the sender's local copies (local_path,
+// local_poster), so no bubble, preview or cache can show it again.
 function blockedRow(r) {
   var c = Object.assign({}, r, { blocked: true, content: '' });
-  delete c.media;
+  ['media', 'local_path', 'local_poster', 'url', 'thumb_url', 'poster_url'].forEach(function (k) { delete c[k]; });
   return c;
 }
 
@@ -329,6 +352,21 @@ function listItemFor(entry, ctx) {
   };
 }
 
+// A list entry from the server or a frame, `old` the one shown for the same peer: a last
+// message taken down stays taken down (a list asked for before the take-down may be answered
+// after it; see keptCopy).
+function keptEntry(old, entry) {
+  if (!(old && old.last && entry && entry.last && old.last.id && old.last.id === entry.last.id)) return entry;
+  var last = keptCopy(old.last, entry.last);
+  return last === entry.last ? entry : Object.assign({}, entry, { last: last });
+}
+
+function keptEntries(list, data) {
+  var byPeer = {};
+  (list || []).forEach(function (e) { byPeer[e.peer] = e; });
+  return (data || []).map(function (e) { return keptEntry(byPeer[e.peer], e); });
+}
+
 function byRecent(a, b) {
   return (b.updated_at || 0) - (a.updated_at || 0);
 }
@@ -337,15 +375,16 @@ function byRecent(a, b) {
 // reconnect) replaces the entries it covers and keeps the older ones already loaded.
 function mergeConversations(state, ev) {
   var s = state || { list: [], cursor: null, hasMore: false };
+  var data = keptEntries(s.list, ev.data);
   var inPage = {};
-  ev.data.forEach(function (e) { inPage[e.peer] = true; });
+  data.forEach(function (e) { inPage[e.peer] = true; });
   var rest = (s.list || []).filter(function (e) { return !inPage[e.peer]; });
   if (ev.before) {
-    return { list: s.list.filter(function (e) { return !inPage[e.peer]; }).concat(ev.data).sort(byRecent), cursor: ev.cursor, hasMore: ev.has_more };
+    return { list: rest.concat(data).sort(byRecent), cursor: ev.cursor, hasMore: ev.has_more };
   }
-  var oldest = ev.data.length ? ev.data[ev.data.length - 1].updated_at || 0 : Infinity;
+  var oldest = data.length ? data[data.length - 1].updated_at || 0 : Infinity;
   var older = ev.has_more ? rest.filter(function (e) { return (e.updated_at || 0) <= oldest; }) : [];
-  var list = ev.data.concat(older).sort(byRecent);
+  var list = data.concat(older).sort(byRecent);
   return older.length
     ? { list: list, cursor: s.cursor, hasMore: s.hasMore }
     : { list: list, cursor: ev.cursor, hasMore: ev.has_more };
@@ -362,7 +401,7 @@ function applyMessageToList(list, ev) {
   if (old && old.last && old.last.id && row.id < old.last.id) return list; // a retried send's repost
   var theirs = row.userphone === ev.peer;
   var entry = Object.assign({ peer: ev.peer, unread: 0, peer_read_id: null }, old, {
-    last: row,
+    last: old && old.last && old.last.id === row.id ? keptCopy(old.last, row) : row,
     unread: typeof ev.unread === 'number' ? ev.unread : (old && old.unread) || 0,
     updated_at: row.created_at || Date.now(),
   });
@@ -375,7 +414,7 @@ function applyMessageToList(list, ev) {
 
 // A `conversation` event (read on this or another device): the entry as the server has it.
 function applyEntry(list, entry) {
-  return withEntry(list, entry);
+  return withEntry(list, keptEntries(list, [entry])[0]);
 }
 
 function applyRecallToList(list, ev) {

@@ -183,6 +183,7 @@
   chat.on('blocked', function (ev) {
     updateList(V.applyBlockedToList(st.list.list, ev));
     if (ev.peer === st.peer) {
+      delete st.broken[ev.id]; // its picture is gone for good: no fallback to the original either
       st.conv.rows = V.applyBlocked(st.conv.rows, ev.id);
       renderChat();
     }

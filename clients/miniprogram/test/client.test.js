@@ -546,3 +546,52 @@ test('content security: content_blocked rejects the send with its label (the id 
   assert.deepEqual(blocked, [{ peer: 'bob', id: row.id }]);
   c.close();
 });
+
+test('content security: once a message was seen taken down, every later copy of its row is emitted blocked', T, async () => {
+  const { wx, c } = setup({ random: () => 0 });
+  const seen = { message: [], history: [], conversations: [], conversation: [] };
+  for (const e of Object.keys(seen)) c.on(e, (ev) => seen[e].push(ev));
+  c.connect();
+  await flush();
+  wx.last.open();
+  await flush();
+  const img = { id: '01J0000000000000000000000E', userphone: 'bob', friendphone: 'ann', chat_type: 1, content: 'https://s3/m/i/x.jpg',
+    media: { thumb_url: 'https://s3/t/x.jpg', width: 10, height: 10 }, seq: 1 };
+  const vid = { id: '01J0000000000000000000000F', userphone: 'bob', friendphone: 'ann', chat_type: 2, content: 'https://s3/m/v/y.mp4',
+    media: { thumb_url: 'https://s3/t/y.jpg', poster_url: 'https://s3/m/i/y.jpg' }, seq: 2 };
+  const gone = (r) => {
+    assert.equal(r.blocked, true, r.id);
+    assert.equal(r.content, '', r.id);
+    for (const k of ['media', 'local_path', 'local_poster']) assert.equal(r[k], undefined, `${r.id} ${k}`);
+  };
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: img, unread: 1 });
+  assert.equal(seen.message[0].message.media.thumb_url, 'https://s3/t/x.jpg', 'shown until taken down');
+  // Taken down by a `blocked` frame: a copy of the row fanned out again comes blocked.
+  wx.last.deliver({ code: 1, type: 'blocked', peer: 'bob', id: img.id });
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: img, unread: 1 });
+  gone(seen.message[1].message);
+  // A list asked for before the take-down, answered after it.
+  wx.last.deliver({ code: 1, type: 'conversations', data: [{ peer: 'bob', last: img, unread: 1, updated_at: 1 }], cursor: null, has_more: false });
+  gone(seen.conversations[0].data[0].last);
+  // Taken down as a row reading blocked (a page): later stale copies of it come blocked too.
+  const page = c.history('bob');
+  await flush();
+  wx.last.deliver({ code: 1, type: 'history', peer: 'bob', data: [img, { id: vid.id, userphone: 'bob', chat_type: 2, content: '', blocked: true, seq: 2 }], cursor: null, has_more: false });
+  (await page).data.forEach(gone);
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: vid, unread: 1 });
+  gone(seen.message[2].message);
+  wx.last.deliver({ code: 1, type: 'conversation', data: { peer: 'bob', last: vid, unread: 0, updated_at: 2 } });
+  gone(seen.conversation[0].last);
+  // A send acknowledged with a copy from before its take-down resolves with the blocked row.
+  const send = c.sendText('bob', 'x');
+  await flush();
+  const mine = { id: '01J0000000000000000000000G', userphone: 'ann', chat_type: 0, content: 'x', client_msg_id: send.clientMsgId, seq: 3 };
+  wx.last.deliver({ code: 1, type: 'blocked', peer: 'bob', id: mine.id });
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: mine, unread: 0, client_msg_id: send.clientMsgId });
+  gone(await send);
+  // Other messages are left as they are.
+  const other = Object.assign({}, img, { id: '01J0000000000000000000000H', seq: 4 });
+  wx.last.deliver({ code: 1, type: 'message', peer: 'bob', message: other, unread: 2 });
+  assert.deepEqual(seen.message[seen.message.length - 1].message, other);
+  c.close();
+});

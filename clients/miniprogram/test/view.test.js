@@ -234,3 +234,68 @@ test('content security: a refused text shows its reason and offers the edit; a t
   assert.equal(v.preview(list[0].last, 'ann'), v.TEXT.blocked);
   assert.equal(v.applyBlockedToList(list, { peer: 'cat', id: '01G' })[0], list[0]);
 });
+
+test('content security: a taken-down image or video stays blocked against stale copies, with nothing left to show', () => {
+  // The sender's own rows: local copies of the files beside the stored URLs.
+  const img = row('01G', 0, {
+    userphone: 'ann', friendphone: 'bob', chat_type: 1, content: 'https://s3/m/i/x.jpg', client_msg_id: 'm1',
+    local_path: 'wxfile://tmp/x.jpg', media: { thumb_url: 'https://s3/t/x.jpg', width: 10, height: 10 },
+  });
+  const vid = row('01H', 1, {
+    userphone: 'ann', friendphone: 'bob', chat_type: 2, content: 'https://s3/m/v/y.mp4', client_msg_id: 'm2',
+    local_path: 'wxfile://tmp/y.mp4', local_poster: 'wxfile://tmp/y.jpg',
+    media: { thumb_url: 'https://s3/t/y.jpg', poster_url: 'https://s3/m/i/y.jpg', width: 1280, height: 720 },
+  });
+  const before = [row('01F', 0), img, vid];
+  const blocked = v.applyBlocked(v.applyBlocked(before, '01G'), '01H');
+  // A thumbnail that failed to load earlier (`broken`: fall back to the original) does not bring it back.
+  const ctx = { me: 'ann', broken: { '01G': true, '01H': true } };
+  const nothingShown = (rows, why) => {
+    assert.deepEqual(rows.map((r) => r.id), ['01F', '01G', '01H'], why);
+    for (const r of rows.slice(1)) {
+      assert.equal(r.blocked, true, why);
+      assert.equal(r.content, '', why);
+      for (const k of ['media', 'local_path', 'local_poster']) assert.equal(r[k], undefined, `${why}: ${r.id} ${k}`);
+      const b = v.bubbleFor(r, ctx);
+      assert.deepEqual([b.kind, b.text, b.status], ['blocked', v.TEXT.blocked, 'sent'], why);
+      for (const k of ['src', 'url', 'fallback', 'poster', 'box']) assert.equal(b[k], undefined, `${why}: ${r.id} bubble ${k}`);
+    }
+  };
+  nothingShown(blocked, 'the blocked frame');
+  // Stale copies (a `message` frame fanned out again for a duplicate send, an older page
+  // arriving late) in either order.
+  nothingShown(v.mergeRows(blocked, [img, vid]), 'stale copies merged into blocked rows');
+  nothingShown(v.mergeRows([row('01F', 0), img, vid], blocked.slice(1)), 'blocked copies merged into stale rows');
+  nothingShown(v.mergeRows([], [row('01F', 0), img, blocked[1], blocked[2], vid]), 'both copies in one page');
+  let conv = { rows: blocked, cursor: 'c', hasMore: false };
+  nothingShown(v.applyMessage(conv, { peer: 'bob', message: img }).rows, 'a stale message frame');
+  nothingShown(v.applyHistory(conv, { peer: 'bob', data: before, cursor: 'c0', has_more: false, before: null }).rows, 'a stale latest page');
+  nothingShown(v.applyHistory(conv, { peer: 'bob', data: [img, vid], cursor: null, has_more: false, before: 'c' }).rows, 'a stale older page');
+  // The sender's pending rows are replaced by the blocked stored rows, local files and all.
+  conv = { rows: [row('01F', 0), v.pendingRow({ clientMsgId: 'm1', me: 'ann', peer: 'bob', chatType: 1, localPath: 'wxfile://tmp/x.jpg', now: T0 })], cursor: null, hasMore: false };
+  const acked = v.applyMessage(conv, { peer: 'bob', message: blocked[1] }).rows;
+  assert.deepEqual(acked.map((r) => [r.id, r.blocked, r.local_path]), [['01F', undefined, undefined], ['01G', true, undefined]]);
+
+  // The list: the blocked last message reads blocked, not [图片] / [视频], and stays so.
+  const entry = (last) => ({ peer: 'bob', last, unread: 0, updated_at: T0 });
+  const shown = (list) => v.listItemFor(list[0], { me: 'ann', today: '2026-11-26' }).preview;
+  assert.equal(v.preview(img, 'ann'), v.TEXT.image);
+  assert.equal(v.preview(blocked[1], 'ann'), v.TEXT.blocked);
+  assert.equal(v.preview(blocked[2], 'ann'), v.TEXT.blocked);
+  for (const [stale, was] of [[img, v.TEXT.image], [vid, v.TEXT.video]]) {
+    let list = [entry(stale)];
+    assert.equal(shown(list), was);
+    list = v.applyBlockedToList(list, { peer: 'bob', id: stale.id });
+    assert.equal(shown(list), v.TEXT.blocked);
+    for (const k of ['media', 'local_path', 'local_poster']) assert.equal(list[0].last[k], undefined, k);
+    assert.equal(shown(v.applyMessageToList(list, { peer: 'bob', message: stale, unread: 0 })), v.TEXT.blocked, 'a stale message frame');
+    assert.equal(shown(v.applyEntry(list, entry(stale))), v.TEXT.blocked, 'a stale conversation entry');
+    const page = v.mergeConversations({ list, cursor: null, hasMore: false }, { data: [entry(stale)], cursor: null, has_more: false, before: null });
+    assert.equal(shown(page.list), v.TEXT.blocked, 'a stale list page');
+    const older = v.mergeConversations({ list, cursor: 'c', hasMore: true }, { data: [entry(stale)], cursor: null, has_more: false, before: 'c' });
+    assert.equal(shown(older.list), v.TEXT.blocked, 'a stale older list page');
+  }
+  // A newer message is the new last, blocked or not.
+  const next = row('01J', 120, { content: 'hello' });
+  assert.equal(shown(v.applyMessageToList(v.applyBlockedToList([entry(img)], { peer: 'bob', id: '01G' }), { peer: 'bob', message: next })), 'hello');
+});

@@ -26,7 +26,8 @@ Page({
       on('history', (ev) => { this.conv = view.applyHistory(this.conv, ev); this.render(!ev.before); this.readAll(); }),
       on('message', (ev) => { this.conv = view.applyMessage(this.conv, ev); this.render(true); this.readAll(); }),
       on('recall', (ev) => { this.conv.rows = view.applyRecall(this.conv.rows, ev.id); this.render(); }),
-      on('blocked', (ev) => { this.conv.rows = view.applyBlocked(this.conv.rows, ev.id); this.render(); }),
+      // Taken down: its picture is gone for good, so no fallback to the original either.
+      on('blocked', (ev) => { delete this.broken[ev.id]; this.conv.rows = view.applyBlocked(this.conv.rows, ev.id); this.render(); }),
       on('read', (ev) => { if (!this.peerReadId || ev.id > this.peerReadId) this.peerReadId = ev.id; this.render(); }),
       on('typing', () => this.showTyping()),
       on('conversation', (entry) => { if (entry.peer_read_id && (!this.peerReadId || entry.peer_read_id > this.peerReadId)) { this.peerReadId = entry.peer_read_id; this.render(); } }),
