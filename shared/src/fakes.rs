@@ -53,11 +53,92 @@ pub struct State {
     pub openids: HashMap<UserKey, String>,
     /// appid → its stored access token and last forced refresh.
     pub wechat_tokens: HashMap<String, crate::domain::wechat::StoredToken>,
+    /// trace id → (conversation key, message id): the media checks asked.
+    pub traces: HashMap<String, (String, String)>,
+    /// message id → (asks, when due) of its pending media check (absent: due an hour after
+    /// the message, never asked).
+    pub media_asks: HashMap<String, (u32, i64)>,
 }
 
 #[derive(Default)]
 pub struct FakeStore {
     pub state: Mutex<State>,
+}
+
+impl MediaCheckStore for FakeStore {
+    async fn asked(&self, m: &Message, trace_id: &str, due_s: i64, _keep: i64) -> Result<()> {
+        use crate::domain::moderation::Screening;
+        self.with(|s| {
+            let key = m.conversation().key();
+            s.traces
+                .insert(trace_id.to_owned(), (key.clone(), m.id.clone()));
+            let pending = s
+                .messages
+                .get(&key)
+                .and_then(|c| c.get(&m.id))
+                .is_some_and(|m| m.screening == Screening::Pending);
+            if pending {
+                let asks = s.media_asks.get(&m.id).map_or(0, |a| a.0);
+                s.media_asks.insert(m.id.clone(), (asks + 1, due_s));
+            }
+        })
+    }
+
+    async fn traced(&self, trace_id: &str) -> Result<Option<Message>> {
+        self.with(|s| {
+            let (key, id) = s.traces.get(trace_id)?;
+            s.messages.get(key)?.get(id).cloned()
+        })
+    }
+
+    async fn settle_media(
+        &self,
+        m: &Message,
+        screening: &crate::domain::moderation::Screening,
+    ) -> Result<bool> {
+        use crate::domain::moderation::Screening;
+        self.with(|s| {
+            let Some(stored) = s
+                .messages
+                .get_mut(&m.conversation().key())
+                .and_then(|c| c.get_mut(&m.id))
+            else {
+                return false;
+            };
+            if stored.screening != Screening::Pending {
+                return false;
+            }
+            stored.screening = screening.clone();
+            s.media_asks.remove(&m.id);
+            true
+        })
+    }
+
+    async fn overdue(&self, shard: u8, now_s: i64, limit: usize) -> Result<Vec<PendingCheck>> {
+        use crate::domain::moderation::{unchecked_shard, Screening, MEDIA_CHECK_DUE_SECS};
+        self.with(|s| {
+            let mut due: Vec<(i64, PendingCheck)> = s
+                .messages
+                .values()
+                .flat_map(BTreeMap::values)
+                .filter(|m| m.screening == Screening::Pending && unchecked_shard(&m.id) == shard)
+                .filter_map(|m| {
+                    let (asks, at) = s
+                        .media_asks
+                        .get(&m.id)
+                        .copied()
+                        .unwrap_or((0, m.created_at_ms.div_euclid(1000) + MEDIA_CHECK_DUE_SECS));
+                    let check = PendingCheck {
+                        message: m.clone(),
+                        asks,
+                    };
+                    (at <= now_s).then_some((at, check))
+                })
+                .collect();
+            due.sort_by_key(|(at, _)| *at);
+            due.into_iter().take(limit).map(|(_, c)| c).collect()
+        })
+    }
 }
 
 impl FakeStore {
@@ -834,6 +915,8 @@ pub struct FakeWeChatApi {
     /// The token `stable_token` gives next, and how many calls it had.
     pub token: Mutex<String>,
     pub token_calls: Mutex<(u32, u32)>,
+    /// The URL of every media check asked.
+    pub media_checks: Mutex<Vec<String>>,
 }
 
 impl FakeWeChatApi {
@@ -937,5 +1020,26 @@ impl WeChat for FakeWeChatApi {
             label,
             trace_id: Some("trace-fake".into()),
         })
+    }
+
+    /// A trace id per check (`trace-<n>`), recorded with the URL in `media_checks`; only with a
+    /// valid token.
+    async fn media_check_async(
+        &self,
+        access_token: &str,
+        _openid: &str,
+        _scene: u8,
+        media_url: &str,
+    ) -> std::result::Result<String, crate::domain::wechat::WeChatError> {
+        use crate::domain::wechat::WeChatError;
+        if let Some(e) = self.scripted() {
+            return Err(e);
+        }
+        if !self.valid_tokens.lock().unwrap().contains(access_token) {
+            return Err(WeChatError::InvalidToken(40001));
+        }
+        let mut checks = self.media_checks.lock().unwrap();
+        checks.push(media_url.to_owned());
+        Ok(format!("trace-{}", checks.len()))
     }
 }

@@ -261,6 +261,16 @@ pub trait WeChat: Send + Sync {
         scene: u8,
         content: &str,
     ) -> impl Future<Output = std::result::Result<Verdict, WeChatError>> + Send;
+    /// `wxa/media_check_async` (version 2, `media_type` 2, an image): asks WeChat to check the
+    /// image at `media_url` (which WeChat downloads) sent by `openid` in `scene`; the trace id
+    /// its verdict (a `wxa_media_check` push, within 30 minutes) will name.
+    fn media_check_async(
+        &self,
+        access_token: &str,
+        openid: &str,
+        scene: u8,
+        media_url: &str,
+    ) -> impl Future<Output = std::result::Result<String, WeChatError>> + Send;
 }
 
 /// A shared WeChat client (the login flow and the token cache hold the same one).
@@ -295,6 +305,17 @@ impl<T: WeChat> WeChat for std::sync::Arc<T> {
     ) -> std::result::Result<Verdict, WeChatError> {
         self.as_ref()
             .msg_sec_check(access_token, openid, scene, content)
+            .await
+    }
+    async fn media_check_async(
+        &self,
+        access_token: &str,
+        openid: &str,
+        scene: u8,
+        media_url: &str,
+    ) -> std::result::Result<String, WeChatError> {
+        self.as_ref()
+            .media_check_async(access_token, openid, scene, media_url)
             .await
     }
 }
@@ -431,6 +452,59 @@ pub trait TextModerator: Send + Sync {
         &'a self,
         text: Authored<'a>,
     ) -> futures::future::BoxFuture<'a, std::result::Result<Decision, Undecided>>;
+}
+
+/// Asks for media checks whose verdict comes later (`Moderation=wechat`: WeChat's
+/// `mediaCheckAsync`, the verdict pushed to `/wechat/push/{app_sid}`). A trait object, as
+/// [`TextModerator`] is.
+pub trait MediaModerator: Send + Sync {
+    /// Asks for a check of the image at `url` (downloadable from outside for
+    /// [`crate::domain::moderation::MEDIA_CHECK_URL_SECS`]) sent by `openid` of `app_sid`; the
+    /// trace id the verdict will name.
+    fn ask<'a>(
+        &'a self,
+        app_sid: &'a str,
+        openid: &'a str,
+        url: &'a str,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<String, Undecided>>;
+}
+
+/// A media message whose check has no verdict yet, and how many times it was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCheck {
+    pub message: Message,
+    pub asks: u32,
+}
+
+/// Media checks asked and their verdicts, kept with the messages.
+pub trait MediaCheckStore: Send + Sync {
+    /// Records that `message`'s check was asked as `trace_id`: the trace id findable (an item
+    /// of its own, kept until `keep_until_s`) and, on the message if it is still pending, the
+    /// trace id, one more ask, and when it is overdue (`due_s`).
+    fn asked(
+        &self,
+        message: &Message,
+        trace_id: &str,
+        due_s: i64,
+        keep_until_s: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The message a trace id names (none: unknown, or forgotten).
+    fn traced(&self, trace_id: &str) -> impl Future<Output = Result<Option<Message>>> + Send;
+    /// Records `screening` (clear, review, or unchecked for good) on a message whose check is
+    /// still pending, and takes it out of the overdue index. `false` when it no longer is.
+    fn settle_media(
+        &self,
+        message: &Message,
+        screening: &Screening,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Up to `limit` pending checks of shard `shard` overdue at `now_s`, longest overdue first.
+    /// One query.
+    fn overdue(
+        &self,
+        shard: u8,
+        now_s: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingCheck>>> + Send;
 }
 
 /// Messages stored without a moderation decision, and what a later decision does to them.

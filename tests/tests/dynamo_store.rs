@@ -1302,3 +1302,100 @@ async fn a_stored_access_token_is_never_replaced_by_an_older_one_and_one_forced_
     // AND other apps see nothing of it
     assert_eq!(f.store.stored_token("wx-b").await.unwrap().token, None);
 }
+
+#[tokio::test]
+async fn a_pending_media_check_is_found_by_its_trace_id_and_when_overdue_until_settled() {
+    use shared::domain::message::MediaInfo;
+    use shared::domain::moderation::{unchecked_shard, Screening, MEDIA_CHECK_DUE_SECS};
+    // GIVEN an image stored with its check pending (sent at t0)
+    let f = fixture().await;
+    let at = now_ms();
+    let t0 = at / 1000;
+    let me = record("mc-a", "mcapp", "111", None, i64::MAX);
+    let send_image = |n: u32| {
+        let store = &f.store;
+        let me = &me;
+        async move {
+            let conversation = Conversation::new("mcapp", "111", "222");
+            let snap = store.snapshot(&conversation, "111", None).await.unwrap();
+            let draft = Draft {
+                chat_type: ChatType::Image,
+                content: format!("m/i/owner/{n}.png"),
+                media: Some(MediaInfo {
+                    content_type: "image/png".into(),
+                    size: 10,
+                    width: None,
+                    height: None,
+                    poster: None,
+                }),
+                client_msg_id: None,
+                screening: Screening::Pending,
+            };
+            let plan = plan_send(me, "222", &snap, &draft, at + i64::from(n));
+            assert!(matches!(
+                store.commit_send(&plan).await.unwrap(),
+                Committed::Stored
+            ));
+            plan.message
+        }
+    };
+    let m = send_image(1).await;
+    let shard = unchecked_shard(&m.id);
+    let due = |now: i64| {
+        let store = &f.store;
+        async move {
+            store
+                .overdue(shard, now, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|c| c.message.app_sid == "mcapp")
+                .map(|c| (c.message.id, c.asks))
+                .collect::<Vec<_>>()
+        }
+    };
+    // THEN it is not overdue before the hour is up, and is (never asked) after it
+    assert_eq!(due(t0 + MEDIA_CHECK_DUE_SECS - 5).await, []);
+    assert_eq!(
+        due(t0 + MEDIA_CHECK_DUE_SECS + 5).await,
+        [(m.id.clone(), 0)]
+    );
+    // WHEN its check is asked, THEN the trace id finds it, and it is due an hour after the ask
+    let asked_at = t0 + MEDIA_CHECK_DUE_SECS + 10;
+    f.store
+        .asked(
+            &m,
+            "trace-dyn-1",
+            asked_at + MEDIA_CHECK_DUE_SECS,
+            asked_at + 86_400,
+        )
+        .await
+        .unwrap();
+    let found = f.store.traced("trace-dyn-1").await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), &found.screening),
+        (m.id.as_str(), &Screening::Pending)
+    );
+    assert_eq!(f.store.traced("trace-dyn-none").await.unwrap(), None);
+    assert_eq!(due(asked_at + 60).await, []);
+    assert_eq!(
+        due(asked_at + MEDIA_CHECK_DUE_SECS).await,
+        [(m.id.clone(), 1)]
+    );
+    // WHEN the verdict (review) is recorded, THEN once only, and it is no longer due
+    let review = Screening::Review { label: 20012 };
+    assert!(f.store.settle_media(&m, &review).await.unwrap());
+    assert!(!f.store.settle_media(&m, &Screening::Clear).await.unwrap());
+    assert_eq!(due(asked_at + 10 * MEDIA_CHECK_DUE_SECS).await, []);
+    let read = f.store.traced("trace-dyn-1").await.unwrap().unwrap();
+    assert_eq!(read.screening, review);
+    // AND a pending image taken down leaves the index too
+    let m2 = send_image(2).await;
+    assert!(f.store.block(&m2, 20002, &[]).await.unwrap());
+    let left = f
+        .store
+        .overdue(unchecked_shard(&m2.id), t0 + 10 * MEDIA_CHECK_DUE_SECS, 50)
+        .await
+        .unwrap();
+    assert!(left.iter().all(|c| c.message.id != m2.id), "{left:?}");
+}

@@ -46,10 +46,38 @@ pub const DEMO_APP_SID: &str = "wxdemo";
 pub const DEMO_APPID: &str = "wx00000000000demo";
 pub const DEMO_APP_SECRET: &str = "demo-app-secret-not-a-real-one";
 
+/// The demo app's message push Token and EncodingAESKey (the secure mode), as the admin
+/// console would hold them.
+pub const DEMO_PUSH_TOKEN: &str = "demoPushToken42";
+pub const DEMO_PUSH_AES_KEY: &str = "DemoEncodingAesKey0123456789abcdefghijklmno";
+
 /// The WeChat apps JSON (`WECHAT_APPS`, the `WeChatApps` secret's shape) of the demo app.
 pub fn demo_apps() -> String {
-    serde_json::json!({ DEMO_APP_SID: {"appid": DEMO_APPID, "secret": DEMO_APP_SECRET} })
-        .to_string()
+    serde_json::json!({ DEMO_APP_SID: {
+        "appid": DEMO_APPID, "secret": DEMO_APP_SECRET,
+        "push_token": DEMO_PUSH_TOKEN, "push_aes_key": DEMO_PUSH_AES_KEY,
+    }})
+    .to_string()
+}
+
+/// The stack's message push URL of `app_sid` (`{HttpApiUrl}/wechat/push/{app_sid}`), which
+/// the admin console would hold.
+pub fn push_url(stack: &Stack, app_sid: &str) -> String {
+    format!(
+        "{}/wechat/push/{app_sid}",
+        stack.http_url.as_deref().unwrap_or_default()
+    )
+}
+
+/// Has `fake` push the demo app's events (media check verdicts) to `stack`, in the secure
+/// mode, as WeChat does once the push URL is saved in the admin console.
+pub fn push_demo_app_to(fake: &crate::fake_wechat::FakeWeChat, stack: &Stack) {
+    fake.push_to(
+        DEMO_APPID,
+        &push_url(stack, DEMO_APP_SID),
+        DEMO_PUSH_TOKEN,
+        Some(DEMO_PUSH_AES_KEY),
+    );
 }
 
 /// Points every function at the WeChat API at `base` (the fake's, or `WECHAT_API_BASE`) with

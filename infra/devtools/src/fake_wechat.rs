@@ -21,15 +21,27 @@
 //!   its review list ([`REVIEW_WORD`], 21000), else `pass` (100); another version, a scene
 //!   outside 1–4, no content or over 2,500 characters 40097, no openid 40003; tokens as above.
 //!
+//! - `POST /wxa/media_check_async?access_token=T` `{"media_url","media_type","version":2,
+//!   "openid","scene"}` → `{"errcode":0,"trace_id"}`; then, as WeChat does, it downloads the
+//!   URL (proving it can be fetched from outside the functions) and after a delay (1 s by
+//!   default, knob `media_delay_ms`) pushes the verdict, a `wxa_media_check` event, to the
+//!   app's push URL ([`FakeWeChat::push_to`]), signed with its push token, in the secure mode
+//!   when it has an EncodingAESKey: `risky` (label 20002) for bytes holding
+//!   [`RISKY_IMAGE_MARKER`], else `pass`. A media_type other than 1 or 2, another version, a
+//!   scene outside 1–4 or no URL 40097, no openid 40003; tokens as above.
+//!
 //! And, for the runs and tests (`/fake/…`): `POST /fake/login_code {"appid","openid"}` and
 //! `POST /fake/phone_code {"appid","phone"}` mint codes (`{"code"}`), as `wx.login` and the
 //! phone button would; `GET /fake/login_body?app_sid&appid&openid[&phone]` mints both and
 //! answers a whole `POST /login` body (`make dev`'s demo `curl` pipes it to the login);
-//! `GET /fake/calls` counts the calls per path; `POST /fake/faults` sets
+//! `GET /fake/calls` counts the calls per path; `GET /fake/media_checks` lists the media checks
+//! (what was fetched, the verdict, the push's status); `POST /fake/push_to
+//! {"appid","url","token","aes_key"?}` sets an app's push URL; `POST /fake/faults` sets
 //! knobs: `errcode` with `errcode_times` (the next n calls answer that errcode, 1 by default),
 //! `busy` (the next n calls answer −1), `rate_limited` (45011), `invalid_token` (the
 //! next n calls that take a token answer 40001), `slow_ms` (every answer waits), and
-//! `token_ttl_secs` (the lifetime of new tokens, 7200 by default).
+//! `token_ttl_secs` (the lifetime of new tokens, 7200 by default), `media_delay_ms` (how long
+//! a media verdict takes).
 
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
@@ -55,6 +67,41 @@ struct Faults {
     invalid_token: u64,
     slow_ms: u64,
     token_ttl_secs: Option<i64>,
+    /// How long a media check's verdict takes (ms); 1,000 when unset.
+    media_delay_ms: Option<u64>,
+}
+
+/// Where an app's pushes go: the URL, its push token and its EncodingAESKey (secure mode).
+#[derive(Clone)]
+struct PushTarget {
+    url: String,
+    token: String,
+    aes_key: Option<String>,
+}
+
+/// One media check, as the fake saw it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MediaCheck {
+    pub trace_id: String,
+    pub appid: String,
+    pub openid: String,
+    pub scene: u8,
+    /// The URL WeChat was given (log audits look for its signature).
+    pub media_url: String,
+    /// The HTTP status of the fetch of `media_url` (none: not fetched yet, or no answer).
+    pub fetched_status: Option<u16>,
+    /// SHA-256 (hex) of what the fetch got.
+    pub fetched_sha256: Option<String>,
+    pub suggest: Option<String>,
+    /// The status the push URL answered (none: not pushed yet, or no push URL).
+    pub push_status: Option<u16>,
+}
+
+/// A push the fake made: the URL with its query, and the body.
+#[derive(Debug, Clone)]
+pub struct SentPush {
+    pub url: String,
+    pub body: String,
 }
 
 struct Code {
@@ -87,6 +134,10 @@ struct AppState {
     /// The text filter's words, and every check made: (openid, scene).
     moderation: Moderation,
     checks: Vec<(String, u8)>,
+    /// appid → where its pushes go.
+    push_targets: HashMap<String, PushTarget>,
+    media_checks: Vec<MediaCheck>,
+    pushes: Vec<SentPush>,
     faults: Faults,
     serial: u64,
 }
@@ -315,6 +366,151 @@ async fn msg_sec_check(
     }))
 }
 
+/// What makes the fake's media check answer `risky` (label 20002): these bytes anywhere in
+/// the image.
+pub const RISKY_IMAGE_MARKER: &[u8] = b"RISKY-IMAGE-MARKER";
+
+async fn media_check_async(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Option<Json<Value>>,
+) -> Json<Value> {
+    slow(&state).await;
+    let (trace_id, url, delay) = {
+        let mut s = state.lock().unwrap();
+        let appid = match s.enter_with_token("/wxa/media_check_async", &q) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        let b = body.map(|Json(b)| b).unwrap_or_default();
+        let url = b["media_url"].as_str().unwrap_or_default().to_owned();
+        let openid = b["openid"].as_str().unwrap_or_default().to_owned();
+        let scene = b["scene"].as_u64().unwrap_or_default();
+        if b["version"].as_u64() != Some(2)
+            || !matches!(b["media_type"].as_u64(), Some(1 | 2))
+            || !(1..=4).contains(&scene)
+            || url.is_empty()
+        {
+            return err(40097, "invalid args");
+        }
+        if openid.is_empty() {
+            return err(40003, "invalid openid");
+        }
+        let trace_id = s.fresh("mtrace-");
+        s.media_checks.push(MediaCheck {
+            trace_id: trace_id.clone(),
+            appid,
+            openid,
+            scene: scene as u8,
+            media_url: url.clone(),
+            ..MediaCheck::default()
+        });
+        (trace_id, url, s.faults.media_delay_ms.unwrap_or(1000))
+    };
+    tokio::spawn(check_and_push(state, trace_id.clone(), url, delay));
+    Json(json!({"errcode": 0, "errmsg": "ok", "trace_id": trace_id}))
+}
+
+/// What WeChat does after `media_check_async` answered: fetch, judge, wait, push.
+async fn check_and_push(state: Shared, trace_id: String, url: String, delay_ms: u64) {
+    let client = reqwest::Client::new();
+    let fetched = match client
+        .get(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+    {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let bytes = r.bytes().await.unwrap_or_default();
+            Some((status, bytes))
+        }
+        Err(_) => None,
+    };
+    let (suggest, label) = match &fetched {
+        Some((200, bytes))
+            if bytes
+                .windows(RISKY_IMAGE_MARKER.len())
+                .any(|w| w == RISKY_IMAGE_MARKER) =>
+        {
+            ("risky", 20002)
+        }
+        _ => ("pass", 100),
+    };
+    let target = {
+        let mut s = state.lock().unwrap();
+        let Some(check) = s.media_checks.iter_mut().find(|c| c.trace_id == trace_id) else {
+            return;
+        };
+        if let Some((status, bytes)) = &fetched {
+            use sha2::Digest;
+            check.fetched_status = Some(*status);
+            check.fetched_sha256 = Some(hex::encode(sha2::Sha256::digest(bytes)));
+        }
+        check.suggest = Some(suggest.to_owned());
+        let appid = check.appid.clone();
+        s.push_targets.get(&appid).cloned().map(|t| (appid, t))
+    };
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    let Some((appid, target)) = target else {
+        return;
+    };
+    let event = json!({
+        "ToUserName": "gh_fake", "FromUserName": "o-wechat-system", "CreateTime": now_s(),
+        "MsgType": "event", "Event": "wxa_media_check", "appid": appid, "trace_id": trace_id,
+        "version": 2, "result": {"suggest": suggest, "label": label},
+        "detail": [{"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label, "prob": 90}],
+    })
+    .to_string();
+    let push = signed_push(&target, &appid, &event);
+    let status = client
+        .post(&push.url)
+        .header("content-type", "application/json")
+        .body(push.body.clone())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok();
+    let mut s = state.lock().unwrap();
+    s.pushes.push(push);
+    if let Some(check) = s.media_checks.iter_mut().find(|c| c.trace_id == trace_id) {
+        check.push_status = status;
+    }
+}
+
+/// `event` as WeChat pushes it to `target`: signed in the query, sealed when the target has an
+/// EncodingAESKey.
+fn signed_push(target: &PushTarget, appid: &str, event: &str) -> SentPush {
+    use shared::domain::push::{aes_key, encrypt_push, msg_signature, push_signature};
+    let timestamp = now_s().to_string();
+    let nonce = format!("{:016x}", ulid::Ulid::new().random());
+    let signature = push_signature(&target.token, &timestamp, &nonce);
+    let sep = if target.url.contains('?') { '&' } else { '?' };
+    match target.aes_key.as_deref().and_then(aes_key) {
+        None => SentPush {
+            url: format!(
+                "{}{sep}signature={signature}&timestamp={timestamp}&nonce={nonce}",
+                target.url
+            ),
+            body: event.to_owned(),
+        },
+        Some(key) => {
+            let random: [u8; 16] = ulid::Ulid::new().0.to_be_bytes();
+            let sealed = encrypt_push(&key, appid, random, event.as_bytes());
+            let body = json!({"ToUserName": "gh_fake", "Encrypt": sealed}).to_string();
+            let ms = msg_signature(&target.token, &timestamp, &nonce, &sealed);
+            SentPush {
+                url: format!(
+                    "{}{sep}signature={signature}&timestamp={timestamp}&nonce={nonce}&encrypt_type=aes&msg_signature={ms}",
+                    target.url
+                ),
+                body,
+            }
+        }
+    }
+}
+
 async fn stable_token(State(state): State<Shared>, body: Option<Json<Value>>) -> Json<Value> {
     slow(&state).await;
     let mut s = state.lock().unwrap();
@@ -421,6 +617,26 @@ impl FakeWeChat {
             .route("/wxa/business/getuserphonenumber", post(phone_number))
             .route("/cgi-bin/stable_token", post(stable_token))
             .route("/wxa/msg_sec_check", post(msg_sec_check))
+            .route("/wxa/media_check_async", post(media_check_async))
+            .route(
+                "/fake/media_checks",
+                get(|State(s): State<Shared>| async move {
+                    Json(json!(s.lock().unwrap().media_checks))
+                }),
+            )
+            .route(
+                "/fake/push_to",
+                post(|State(s): State<Shared>, Json(b): Json<Value>| async move {
+                    let arg = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
+                    let target = PushTarget {
+                        url: arg("url"),
+                        token: arg("token"),
+                        aes_key: b["aes_key"].as_str().map(str::to_owned),
+                    };
+                    s.lock().unwrap().push_targets.insert(arg("appid"), target);
+                    Json(json!({"ok": true}))
+                }),
+            )
             .route(
                 "/fake/login_code",
                 post(|State(s): State<Shared>, Json(b): Json<Value>| async move { mint(&s, false, &b) }),
@@ -457,6 +673,7 @@ impl FakeWeChat {
                     f.invalid_token = n("invalid_token").unwrap_or(f.invalid_token);
                     f.slow_ms = n("slow_ms").unwrap_or(f.slow_ms);
                     f.token_ttl_secs = b["token_ttl_secs"].as_i64().or(f.token_ttl_secs);
+                    f.media_delay_ms = n("media_delay_ms").or(f.media_delay_ms);
                     if let Some(code) = b["errcode"].as_i64() {
                         f.errcode = Some((code, n("errcode_times").unwrap_or(1)));
                     }
@@ -540,6 +757,34 @@ impl FakeWeChat {
     /// Every answer waits `ms` first.
     pub fn slow(&self, ms: u64) {
         self.state.lock().unwrap().faults.slow_ms = ms;
+    }
+
+    /// Pushes `appid`'s events (media check verdicts) to `url`, signed with `token`, sealed
+    /// with `aes_key` (an EncodingAESKey) when given.
+    pub fn push_to(&self, appid: &str, url: &str, token: &str, aes_key: Option<&str>) {
+        self.state.lock().unwrap().push_targets.insert(
+            appid.to_owned(),
+            PushTarget {
+                url: url.to_owned(),
+                token: token.to_owned(),
+                aes_key: aes_key.map(str::to_owned),
+            },
+        );
+    }
+
+    /// Every media check so far.
+    pub fn media_checks(&self) -> Vec<MediaCheck> {
+        self.state.lock().unwrap().media_checks.clone()
+    }
+
+    /// Every push made so far (to replay one).
+    pub fn pushes(&self) -> Vec<SentPush> {
+        self.state.lock().unwrap().pushes.clone()
+    }
+
+    /// Media verdicts are pushed `ms` after the check was asked.
+    pub fn media_delay(&self, ms: u64) {
+        self.state.lock().unwrap().faults.media_delay_ms = Some(ms);
     }
 
     /// New tokens live `secs`.

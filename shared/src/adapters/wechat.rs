@@ -195,4 +195,28 @@ impl WeChat for HttpWeChat {
             trace_id: v["trace_id"].as_str().map(str::to_owned),
         })
     }
+
+    async fn media_check_async(
+        &self,
+        access_token: &str,
+        openid: &str,
+        scene: u8,
+        media_url: &str,
+    ) -> Result<String, WeChatError> {
+        let body = serde_json::json!({
+            "media_url": media_url,
+            "media_type": 2,
+            "version": 2,
+            "openid": openid,
+            "scene": scene,
+        });
+        let v = self
+            .call(
+                "/wxa/media_check_async",
+                &[("access_token", access_token)],
+                Some(body),
+            )
+            .await?;
+        Ok(field(&v, "/trace_id", "media_check_async")?.to_owned())
+    }
 }

@@ -6,7 +6,7 @@ pub mod vars;
 
 use crate::domain::login::AccountIdentity;
 use crate::domain::media::MediaLimits;
-use crate::domain::moderation::{OnReview, OnUnavailable, Policy, WithoutOpenid};
+use crate::domain::moderation::{OnReview, OnUnavailable, Policy, PosterlessVideo, WithoutOpenid};
 use crate::error::{Error, Result};
 use time::UtcOffset;
 use vars::{var, Kind};
@@ -278,6 +278,10 @@ impl Config {
             without_openid: match choice("MODERATION_WITHOUT_OPENID", "skip", "refuse")? {
                 true => WithoutOpenid::Skip,
                 false => WithoutOpenid::Refuse,
+            },
+            posterless_video: match choice("MODERATION_VIDEO_WITHOUT_POSTER", "allow", "refuse")? {
+                true => PosterlessVideo::Allow,
+                false => PosterlessVideo::Refuse,
             },
         };
         let display_offset = parse_offset(&env.text("DISPLAY_UTC_OFFSET")).ok_or_else(|| {

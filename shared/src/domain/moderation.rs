@@ -190,12 +190,25 @@ pub enum WithoutOpenid {
     Refuse,
 }
 
+/// What to do with a video sent without a poster under media checks
+/// (`ModerationVideoWithoutPoster`): WeChat checks images (the poster stands for the video),
+/// so such a video cannot be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PosterlessVideo {
+    /// Store it marked unchecked (never checked).
+    #[default]
+    Allow,
+    /// Refuse it with `poster_required`.
+    Refuse,
+}
+
 /// The operator's choices for what no checker decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Policy {
     pub review: OnReview,
     pub unavailable: OnUnavailable,
     pub without_openid: WithoutOpenid,
+    pub posterless_video: PosterlessVideo,
 }
 
 /// How a stored message stands with moderation (kept on its item).
@@ -206,8 +219,13 @@ pub enum Screening {
     Clear,
     /// Stored on a `review` decision: the label, for the operator only (never in frames).
     Review { label: u32 },
-    /// Stored without a decision: checked again by the re-check schedule.
+    /// Stored without a decision: a text is checked again by the re-check schedule; media
+    /// (a poster-less video, a sender without an openid) stay so.
     Unchecked,
+    /// Media whose check was asked of WeChat (or is to be): shown at once, taken down if the
+    /// verdict that comes later is `risky`; asked once more when none came in
+    /// [`MEDIA_CHECK_DUE_SECS`].
+    Pending,
     /// Taken down after it was stored: shown as `"blocked":true` with no content.
     Blocked { label: u32 },
     /// Stored as the webhook's replacement; `submitted` is the [`fingerprint`] of the text the
@@ -236,6 +254,52 @@ pub enum Refused {
     LoginRequired,
     /// `moderation_unavailable`: no decision and the operator refuses what is unchecked.
     Unavailable,
+    /// `poster_required`: a video without a poster, which media checks cannot see.
+    PosterRequired,
+}
+
+/// A media check with no verdict this long after it was asked is overdue: logged, counted and
+/// asked once more (WeChat answers within 30 minutes).
+pub const MEDIA_CHECK_DUE_SECS: i64 = 3600;
+
+/// How long the download URL WeChat is given for a media check stays valid (it must be at
+/// least the 30 minutes WeChat may take).
+pub const MEDIA_CHECK_URL_SECS: u64 = 3600;
+
+/// How many times one media check is asked at most (the first, and once more when overdue).
+pub const MEDIA_CHECK_ASKS: u32 = 2;
+
+/// How a media send is stored when media are checked (`Moderation=wechat`): pending (its
+/// check is asked after the send), unchecked (it cannot be checked and the operator allows
+/// that), or refused before anything is written.
+pub fn media_screening(
+    video: bool,
+    has_poster: bool,
+    has_openid: bool,
+    policy: &Policy,
+) -> Result<Screening, Refused> {
+    if video && !has_poster {
+        return match policy.posterless_video {
+            PosterlessVideo::Allow => Ok(Screening::Unchecked),
+            PosterlessVideo::Refuse => Err(Refused::PosterRequired),
+        };
+    }
+    match (has_openid, policy.without_openid) {
+        (true, _) => Ok(Screening::Pending),
+        (false, WithoutOpenid::Skip) => Ok(Screening::Unchecked),
+        (false, WithoutOpenid::Refuse) => Err(Refused::LoginRequired),
+    }
+}
+
+/// The object a media message's check looks at: an image itself, a video's poster (`None`
+/// for text, an off-site URL, or a video without a poster).
+pub fn checked_key(m: &crate::domain::message::Message) -> Option<&str> {
+    let media = m.media.as_ref()?;
+    match m.chat_type {
+        crate::domain::message::ChatType::Image => Some(m.content.as_str()),
+        crate::domain::message::ChatType::Video => media.poster.as_deref(),
+        _ => None,
+    }
 }
 
 /// What the operator's `policy` makes of a checker's `answer`.
@@ -314,11 +378,48 @@ mod tests {
     }
 
     #[test]
+    fn media_are_pending_unless_they_cannot_be_checked() {
+        let lenient = Policy::default();
+        let strict = Policy {
+            without_openid: WithoutOpenid::Refuse,
+            posterless_video: PosterlessVideo::Refuse,
+            ..Policy::default()
+        };
+        // an image, a video with a poster: checked after the send
+        for p in [&lenient, &strict] {
+            assert_eq!(
+                media_screening(false, false, true, p),
+                Ok(Screening::Pending)
+            );
+            assert_eq!(media_screening(true, true, true, p), Ok(Screening::Pending));
+        }
+        // a video without a poster: unchecked, or refused
+        assert_eq!(
+            media_screening(true, false, true, &lenient),
+            Ok(Screening::Unchecked)
+        );
+        assert_eq!(
+            media_screening(true, false, true, &strict),
+            Err(Refused::PosterRequired)
+        );
+        // a sender without an openid: as for texts
+        assert_eq!(
+            media_screening(false, false, false, &lenient),
+            Ok(Screening::Unchecked)
+        );
+        assert_eq!(
+            media_screening(false, false, false, &strict),
+            Err(Refused::LoginRequired)
+        );
+    }
+
+    #[test]
     fn the_policy_decides_what_no_checker_does() {
         let strict = Policy {
             review: OnReview::Block,
             unavailable: OnUnavailable::Block,
             without_openid: WithoutOpenid::Refuse,
+            posterless_video: Default::default(),
         };
         let lenient = Policy::default();
         let stored = |screening| Judgement::Store {

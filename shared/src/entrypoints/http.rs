@@ -7,7 +7,10 @@
 use crate::domain::login::LoginRefusal;
 use crate::flows::login::{login as login_flow, LoginDeps};
 use crate::flows::push::{push as push_flow, PushAnswer, PushDeps};
-use crate::ports::{AccessTokens, AppDirectory, IdentityStore, NonceStore, WeChat};
+use crate::ports::{
+    AccessTokens, AppDirectory, ConnectionRemove, IdentityStore, MediaCheckStore, MediaObjects,
+    MediaSigner, MessageStore, NonceStore, Notifier, ScreeningStore, WeChat,
+};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{header, HeaderValue};
@@ -102,10 +105,12 @@ pub const MAX_PUSH_BODY_BYTES: usize = 64 * 1024;
 /// `GET|POST /wechat/push/{app_sid}`: WeChat's message push (`flows::push`). Plain text
 /// answers, as WeChat reads them (`echostr`, `success`).
 #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
-pub async fn wechat_push<S, A>(deps: &PushDeps<S, A>, event: HttpEvent) -> HttpResult
+pub async fn wechat_push<S, A, N, O>(deps: &PushDeps<S, A, N, O>, event: HttpEvent) -> HttpResult
 where
-    S: NonceStore,
+    S: NonceStore + MediaCheckStore + ScreeningStore + MessageStore + ConnectionRemove,
     A: AppDirectory,
+    N: Notifier,
+    O: MediaObjects + MediaSigner,
 {
     let ev = &event.payload;
     let method = ev.request_context.http.method.as_str().to_owned();

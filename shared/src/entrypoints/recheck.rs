@@ -1,11 +1,13 @@
 //! The re-check (a scheduled function, also invocable on demand with any event): answers what
-//! one run did, `{"passed","review","blocked","uncheckable","unanswered","recalled"}`. A
+//! one run did, `{"passed","review","blocked","uncheckable","unanswered","recalled",
+//! "media_overdue","media_asked_again","media_given_up"}`. A
 //! storage failure fails the invocation (the schedule runs again; nothing is half-done: each
 //! message's decision is one conditional write, a take-down's writes are idempotent).
 
 use crate::flows::recheck::RecheckDeps;
 use crate::ports::{
-    ConnectionRemove, IdentityStore, MediaSigner, MessageStore, Notifier, ScreeningStore,
+    ConnectionRemove, IdentityStore, MediaCheckStore, MediaSigner, MessageStore, Notifier,
+    ScreeningStore,
 };
 use lambda_runtime::LambdaEvent;
 
@@ -15,7 +17,7 @@ pub async fn recheck<S, N, O>(
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, lambda_runtime::Error>
 where
-    S: ScreeningStore + IdentityStore + MessageStore + ConnectionRemove,
+    S: ScreeningStore + IdentityStore + MessageStore + ConnectionRemove + MediaCheckStore,
     N: Notifier,
     O: MediaSigner,
 {

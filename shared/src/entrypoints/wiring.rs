@@ -18,7 +18,7 @@ use crate::flows::moderation::{Moderation, WeChatModerator};
 use crate::flows::push::PushDeps;
 use crate::flows::recheck::RecheckDeps;
 use crate::flows::{Deps, Media};
-use crate::ports::TextModerator;
+use crate::ports::{MediaModerator, TextModerator};
 use std::sync::Arc;
 
 impl ConnectDeps<DynamoStore, ApiGatewayNotifier> {
@@ -99,15 +99,22 @@ impl AwsLoginDeps {
 }
 
 /// The push function's dependencies.
-pub type AwsPushDeps = PushDeps<DynamoStore, AppsSecret>;
+pub type AwsPushDeps = PushDeps<DynamoStore, AppsSecret, ApiGatewayNotifier, S3Media>;
 
 impl AwsPushDeps {
-    /// Loads the WeChat apps (their push tokens) and builds the DynamoDB client. Fails at cold
-    /// start.
+    /// Loads the WeChat apps (their push tokens) and builds the DynamoDB, S3 and management
+    /// clients (a risky verdict takes media down). Fails at cold start.
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         Ok(PushDeps {
             store: dynamo_store(aws, &config),
             apps: wechat_apps(aws, &config).await?,
+            notifier: ApiGatewayNotifier::new(aws, config.require_management_endpoint()?),
+            objects: S3Media::new(
+                aws,
+                config.require_media_bucket()?,
+                config.s3_force_path_style,
+            ),
+            config,
         })
     }
 }
@@ -184,16 +191,20 @@ async fn moderation(
     config: &Config,
     store: &DynamoStore,
 ) -> crate::Result<Moderation> {
+    let mut media: Option<Arc<dyn MediaModerator>> = None;
     let checker: Option<Arc<dyn TextModerator>> = match config.moderation {
         Checker::None => None,
         Checker::WeChat => {
             let wechat = Arc::new(wechat_client(config)?);
-            Some(Arc::new(WeChatModerator {
+            // One moderator checks texts and asks for media checks.
+            let moderator = Arc::new(WeChatModerator {
                 tokens: SharedTokens::new(wechat.clone(), store.clone()),
                 wechat,
                 apps: wechat_apps(aws, config).await?,
                 scene: config.moderation_scene,
-            }))
+            });
+            media = Some(moderator.clone());
+            Some(moderator)
         }
         Checker::Webhook => {
             let (url, key) = config.require_webhook()?;
@@ -206,6 +217,7 @@ async fn moderation(
     };
     Ok(Moderation {
         checker,
+        media,
         policy: config.moderation_policy,
     })
 }

@@ -6,8 +6,8 @@ use crate::domain::media::OwnerKey;
 use crate::flows::moderation::Moderation;
 use crate::flows::records::RecordCache;
 use crate::ports::{
-    ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MessageRecall, MessageStore,
-    TypingThrottle, UsageMeter,
+    ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MediaCheckStore, MessageRecall,
+    MessageStore, TypingThrottle, UsageMeter,
 };
 
 /// What a function needs. `$disconnect` uses only `store`; `$default` all of it.
@@ -38,6 +38,7 @@ pub trait FrameStore:
     + MessageRecall
     + TypingThrottle
     + UsageMeter
+    + MediaCheckStore
 {
 }
 impl<T> FrameStore for T where
@@ -49,5 +50,6 @@ impl<T> FrameStore for T where
         + MessageRecall
         + TypingThrottle
         + UsageMeter
+        + MediaCheckStore
 {
 }

@@ -2,11 +2,14 @@
 //! what a send accepts of what was uploaded with it (checked, then copied to `m/`).
 
 use crate::domain::connection::Metered;
-use crate::domain::media::{self, MediaKey, ObjectInfo, TicketRequest};
-use crate::domain::message::MediaInfo;
+use crate::domain::media::{self, MediaKey, MediaKind, ObjectInfo, TicketRequest};
+use crate::domain::message::{MediaInfo, Message};
+use crate::domain::moderation::{media_screening, Screening};
 use crate::domain::send::Draft;
 use crate::flows::deps::FrameStore;
 use crate::flows::frame::{FrameCtx, FrameOutcome, Outcome, Refusal};
+use crate::flows::moderation::ask_media_check;
+use crate::flows::send::refusal;
 use crate::ports::{MediaObjects, MediaSigner, Notifier};
 use crate::wire::frames;
 use crate::wire::request::SendRequest;
@@ -64,15 +67,15 @@ where
         &self,
         send: SendRequest,
     ) -> std::result::Result<Draft, Refusal> {
-        let draft = |content, media| Draft {
+        let draft = |content, media, screening| Draft {
             chat_type: send.chat_type,
             content,
             media,
             client_msg_id: send.client_msg_id.clone(),
-            screening: Default::default(),
+            screening,
         };
         let Some(r) = &send.media else {
-            return Ok(draft(send.content.clone(), None));
+            return Ok(draft(send.content.clone(), None, Screening::Clear));
         };
         let owner = self
             .deps
@@ -86,6 +89,19 @@ where
                 "this key was not issued to you in this app".into(),
             ));
         }
+        // Under media checks: pending (asked after the posts), unchecked, or refused here,
+        // before any request.
+        let moderation = &self.deps.moderation;
+        let screening = match moderation.media {
+            Some(_) => media_screening(
+                r.key.kind == MediaKind::Video,
+                r.poster.is_some(),
+                self.me.openid.is_some(),
+                &moderation.policy,
+            )
+            .map_err(refusal)?,
+            None => Screening::Clear,
+        };
         let checked =
             futures::future::try_join_all(keys.iter().map(|k| self.check_object(k))).await?;
         let objects = &self.deps.media.objects;
@@ -104,7 +120,36 @@ where
             height,
             poster: r.poster.as_ref().map(MediaKey::message_key),
         };
-        Ok(draft(r.key.message_key(), Some(media)))
+        Ok(draft(r.key.message_key(), Some(media), screening))
+    }
+
+    /// After a send's posts: asks for the check of its media when it was stored pending (the
+    /// send's acknowledgement and its requests before it stay as they were). Failures are
+    /// logged: the message is stored and shown, and the re-check asks when it is due.
+    pub(super) async fn ask_media_check(&self, m: &Message) {
+        let (Some(moderator), Some(openid)) =
+            (&self.deps.moderation.media, self.me.openid.as_deref())
+        else {
+            return;
+        };
+        let asked = ask_media_check(
+            moderator.as_ref(),
+            &self.deps.media.objects,
+            &self.deps.store,
+            m,
+            openid,
+            self.now_s(),
+        )
+        .await;
+        match asked {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(message_id = %m.id, "media check not asked; the re-check asks when it is due")
+            }
+            Err(e) => {
+                tracing::error!(message_id = %m.id, error = %e, "media check asked, but not recorded; the re-check asks when it is due")
+            }
+        }
     }
 
     /// Checks an uploaded object named by a send: what S3 holds of it, and whether it still

@@ -135,15 +135,26 @@ fn apply(judgement: Judgement, draft: &mut Draft) -> std::result::Result<(), Ref
             }
             Ok(())
         }
-        Judgement::Refuse(Refused::Blocked { label }) => Err(Refusal::Blocked(label_name(label))),
-        Judgement::Refuse(Refused::LoginRequired) => Err(Refusal::Client(
+        Judgement::Refuse(refused) => Err(refusal(refused)),
+    }
+}
+
+/// What a client is told of a send moderation refused (nothing was written).
+pub(super) fn refusal(refused: Refused) -> Refusal {
+    match refused {
+        Refused::Blocked { label } => Refusal::Blocked(label_name(label)),
+        Refused::LoginRequired => Refusal::Client(
             "login_required",
             "log in through the mini-program (POST /login) to send messages".into(),
-        )),
-        Judgement::Refuse(Refused::Unavailable) => Err(Refusal::Client(
+        ),
+        Refused::Unavailable => Refusal::Client(
             "moderation_unavailable",
             "messages cannot be checked right now; send it again in a moment".into(),
-        )),
+        ),
+        Refused::PosterRequired => Refusal::Client(
+            "poster_required",
+            "a video needs a poster (an image upload named in media.poster) to be checked".into(),
+        ),
     }
 }
 
@@ -221,6 +232,10 @@ where
             })
             .await;
         let posted = started.elapsed();
+        if !duplicate && stored.screening == Screening::Pending {
+            // After the posts: the acknowledgement does not wait for it.
+            self.ask_media_check(stored).await;
+        }
         let us = |d: std::time::Duration| d.as_micros() as u64;
         tracing::info!(
             connection_id = %self.me.connection_id,

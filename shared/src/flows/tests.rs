@@ -2079,6 +2079,7 @@ async fn checked_world(
     let checker = std::sync::Arc::new(WordChecker::default());
     w.deps.moderation = crate::flows::moderation::Moderation {
         checker: Some(checker.clone()),
+        media: None,
         policy,
     };
     for (openid, user) in [("o-111", "111"), ("o-222", "222")] {
@@ -2188,6 +2189,7 @@ async fn review_unavailable_and_openid_less_texts_follow_the_policy() {
         review: OnReview::Block,
         unavailable: OnUnavailable::Block,
         without_openid: WithoutOpenid::Refuse,
+        posterless_video: Default::default(),
     };
     let (w, _) = checked_world(strict).await;
     w.connect_user("a", "app", "111").await;

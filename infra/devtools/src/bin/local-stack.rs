@@ -107,15 +107,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let stack = Stack::start(opts).await?;
     let http = stack.http_url.clone().unwrap_or_default();
+    // The fake pushes the demo app's media check verdicts to the stack's push URL.
+    if let (Some(f), Err(_)) = (&fake, std::env::var("WECHAT_APPS")) {
+        chat::push_demo_app_to(f, &stack);
+    }
     let login = match &fake {
         Some(f) => format!(
-            "Fake WeChat API: {base} (the demo app {sid}, appid {appid}; with Moderation=wechat it refuses texts holding \"{risky}\")\n  \
+            "Fake WeChat API: {base} (the demo app {sid}, appid {appid}; with Moderation=wechat it refuses texts holding \"{risky}\" and takes down images holding \"{marker}\" a second after they are sent)\n  \
              Log a demo user in through the fake WeChat API (wx.login and the phone button's codes, then POST /login):\n  \
              curl -s '{base}/fake/login_body?app_sid={sid}&appid={appid}&openid=o-demo-ann&phone=13800000001' | curl -s -H 'content-type: application/json' --data-binary @- {http}/login",
             base = f.base,
             sid = chat::DEMO_APP_SID,
             appid = chat::DEMO_APPID,
             risky = devtools::fake_wechat::RISKY_WORD,
+            marker = String::from_utf8_lossy(devtools::fake_wechat::RISKY_IMAGE_MARKER),
         ),
         None => format!("WeChat API: {wechat_base} (WECHAT_API_BASE), apps from WECHAT_APPS"),
     };

@@ -5,7 +5,7 @@ use crate::domain::connection::{ConnectionRecord, Metered, Registry, RegistryEnt
 use crate::domain::ids::Conversation;
 use crate::domain::inbox::Entry;
 use crate::domain::message::{ChatType, MediaInfo, Message, Page, Profile};
-use crate::domain::moderation::{unchecked_shard, Screening};
+use crate::domain::moderation::{unchecked_shard, Screening, MEDIA_CHECK_DUE_SECS};
 use crate::error::{Error, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -133,15 +133,39 @@ pub(super) fn message_item(m: &Message) -> Item {
     let mut item = message_attributes(m);
     item.insert("pk".into(), s(m.conversation().key()));
     item.insert("sk".into(), s(message_sk(&m.id)));
-    if m.screening == Screening::Unchecked {
-        // Only the message itself (not a marker's or an entry's copy) enters the sparse index
-        // the re-check schedule reads.
-        item.insert(
-            UNCHECKED_ATTRIBUTE.into(),
-            s(unchecked_key(unchecked_shard(&m.id))),
-        );
+    // Only the message itself (not a marker's or an entry's copy) enters the sparse indexes
+    // the re-check schedule reads: an unchecked text, or media whose check is pending (due an
+    // hour after the send; the ask after the send moves that).
+    match m.screening {
+        Screening::Unchecked if m.chat_type == ChatType::Text => {
+            item.insert(
+                UNCHECKED_ATTRIBUTE.into(),
+                s(unchecked_key(unchecked_shard(&m.id))),
+            );
+        }
+        Screening::Pending => {
+            item.insert(
+                MEDIA_CHECK_SHARD.into(),
+                s(media_check_shard_key(unchecked_shard(&m.id))),
+            );
+            item.insert(
+                MEDIA_CHECK_DUE.into(),
+                n(m.created_at_ms.div_euclid(1000) + MEDIA_CHECK_DUE_SECS),
+            );
+        }
+        _ => {}
     }
     item
+}
+
+/// The key of the sparse `media_checks` index (`mc_shard` = `p<shard>`, `mc_due` the time a
+/// check with no verdict is overdue): only message items whose media check is pending carry
+/// them. `mc_trace` (the newest ask's trace id) and `mc_asks` sit beside them.
+pub(super) const MEDIA_CHECK_SHARD: &str = "mc_shard";
+pub(super) const MEDIA_CHECK_DUE: &str = "mc_due";
+
+pub(super) fn media_check_shard_key(shard: u8) -> String {
+    format!("p{shard}")
 }
 
 /// The key of the sparse `unchecked` index (`s<shard>`): only message items stored without a
@@ -159,6 +183,7 @@ fn screening_attributes(screening: &Screening, item: &mut Item) {
         Screening::Clear => return,
         Screening::Review { label } => ("review", Some(*label)),
         Screening::Unchecked => ("unchecked", None),
+        Screening::Pending => ("pending", None),
         Screening::Blocked { label } => ("blocked", Some(*label)),
         Screening::Replaced { submitted } => {
             item.insert("mod_sub".into(), s(submitted));
@@ -180,6 +205,7 @@ fn screening_from(item: &Item) -> Result<Screening> {
         None => Screening::Clear,
         Some("review") => Screening::Review { label: label()? },
         Some("unchecked") => Screening::Unchecked,
+        Some("pending") => Screening::Pending,
         Some("blocked") => Screening::Blocked { label: label()? },
         Some("replaced") => Screening::Replaced {
             submitted: get_s(item, "mod_sub")?,
@@ -464,10 +490,14 @@ mod tests {
             screening,
             ..message(Some("k4"))
         };
-        let (review, unchecked, blocked) = (
+        let (review, unchecked, blocked, pending) = (
             screened(Screening::Review { label: 21000 }),
-            screened(Screening::Unchecked),
+            Message {
+                chat_type: ChatType::Text,
+                ..screened(Screening::Unchecked)
+            },
             screened(Screening::Blocked { label: 20002 }),
+            screened(Screening::Pending),
         );
         let replaced = screened(Screening::Replaced {
             submitted: "ab12".into(),
@@ -492,6 +522,22 @@ mod tests {
             &unchecked_key(unchecked_shard(&unchecked.id))
         );
         assert!(!message_attributes(&unchecked).contains_key(UNCHECKED_ATTRIBUTE));
+        // Media stored unchecked (a video without a poster) are never checked: not indexed.
+        let unchecked_video = screened(Screening::Unchecked);
+        assert!(!message_item(&unchecked_video).contains_key(UNCHECKED_ATTRIBUTE));
+        // Media whose check is pending are in the media checks index, due an hour after the
+        // send, and come back pending.
+        let item = message_item(&pending);
+        assert_eq!(message_from(&item).unwrap(), pending);
+        assert_eq!(
+            item[MEDIA_CHECK_SHARD].as_s().unwrap(),
+            &media_check_shard_key(unchecked_shard(&pending.id))
+        );
+        assert_eq!(
+            item[MEDIA_CHECK_DUE].as_n().unwrap(),
+            &(pending.created_at_ms / 1000 + MEDIA_CHECK_DUE_SECS).to_string()
+        );
+        assert!(!message_attributes(&pending).contains_key(MEDIA_CHECK_SHARD));
         assert!(!message_item(&message(None)).contains_key(UNCHECKED_ATTRIBUTE));
     }
 

@@ -21,7 +21,12 @@
 //! - message: `pk` = conversation key, `sk` = `m#<ulid>`; `sender`, `receiver`, `app_sid`,
 //!   `chat_type`, `content`, `created_at`, `client_msg_id`?, `seq`? (the sender's count; absent
 //!   on messages from before conversation entries), `recalled`?; for uploaded media also
-//!   `media_type`, `media_size`, `media_w`?, `media_h`?, `poster`? (`content` is then the key).
+//!   `media_type`, `media_size`, `media_w`?, `media_h`?, `poster`? (`content` is then the key);
+//!   moderation's `mod`?, `mod_label`?, `mod_sub`?, `unchecked`? (the sparse `unchecked`
+//!   index) and, while a media check is pending, `mc_shard`, `mc_due` (the sparse
+//!   `media_checks` index), `mc_trace`?, `mc_asks`? ([`media_checks`]).
+//! - media check: `pk` = `mc#<trace_id>`, `sk` = `mc`; `msg_pk`, `msg_sk` (the message),
+//!   `expires_at` (TTL).
 //! - profile: `pk` = conversation key, `sk` = `p#<account>`; `name`, `avatar`.
 //! - idempotency marker: `pk` = `d#<conversation key>#<sender>#<client_msg_id>`, `sk` = `d`;
 //!   a copy of the message it guards, so a duplicate is answered without another read, and
@@ -45,6 +50,7 @@ mod connections;
 mod identity;
 mod inbox;
 mod items;
+mod media_checks;
 mod messages;
 mod push_nonce;
 mod recall;

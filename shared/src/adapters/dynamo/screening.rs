@@ -5,8 +5,8 @@
 
 use super::client::{conditional, ddb, DynamoStore};
 use super::items::{
-    entry_key, marker_key, message_from, message_sk, nu, s, unchecked_key, Item,
-    UNCHECKED_ATTRIBUTE,
+    entry_key, marker_key, message_from, message_sk, nu, s, unchecked_key, Item, MEDIA_CHECK_DUE,
+    MEDIA_CHECK_SHARD, UNCHECKED_ATTRIBUTE,
 };
 use super::recall::media_paths;
 use crate::domain::message::Message;
@@ -46,7 +46,7 @@ impl ScreeningStore for DynamoStore {
             Screening::Clear => (None, None),
             Screening::Review { label } => (Some("review"), Some(*label)),
             Screening::Unchecked => (Some("unchecked"), None),
-            Screening::Blocked { .. } | Screening::Replaced { .. } => {
+            Screening::Blocked { .. } | Screening::Replaced { .. } | Screening::Pending => {
                 return Err(Error::Corrupt(
                     "a re-check settles as clear, review or unchecked only".into(),
                 ))
@@ -91,7 +91,7 @@ impl ScreeningStore for DynamoStore {
                 .table_name(&self.messages_table)
                 .set_key(Some(key))
                 .update_expression(format!(
-                    "SET #m = :blocked, mod_label = :label, content = :empty REMOVE #u, {}",
+                    "SET #m = :blocked, mod_label = :label, content = :empty REMOVE #u, {MEDIA_CHECK_SHARD}, {MEDIA_CHECK_DUE}, {}",
                     media_paths("")
                 ))
                 .condition_expression(
