@@ -274,7 +274,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
     let mut missing: Vec<String> = Vec::new();
     let latency = latency_phase(&b, &args).await?;
     let (users, post_ms) = users_phase(&b, &args).await?;
-    let (history, media) = history_phase(&b, &args).await?;
+    let (history, media, media_checked) = history_phase(&b, &args).await?;
     let history_users = HISTORY_USERS;
     let history_reference = users
         .iter()
@@ -310,6 +310,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         history,
         history_reference,
         media,
+        media_checked,
         login,
         wechat_rt,
         moderation,
@@ -579,10 +580,10 @@ async fn users_phase(b: &Bench, args: &Args) -> Result<(Vec<UsersRow>, Vec<Durat
 }
 
 /// 2b. Requests against stored messages; 2c. media sends.
-async fn history_phase(
-    b: &Bench,
-    args: &Args,
-) -> Result<(Vec<HistoryRow>, Vec<bench::SendCost>), Error> {
+/// The history rows, image sends, and image sends with media checks.
+type HistoryCosts = (Vec<HistoryRow>, Vec<bench::SendCost>, Vec<bench::SendCost>);
+
+async fn history_phase(b: &Bench, args: &Args) -> Result<HistoryCosts, Error> {
     let (stack, floor, setup, setup_log) = (&b.stack, &b.floor, &b.setup, &b.setup_log);
     let (counting, count_log) = (&b.counting, &b.count_log);
     let history_users = HISTORY_USERS;
@@ -657,9 +658,50 @@ async fn history_phase(
             .await?,
         );
     }
+    // 2d. The same with media checks on (Moderation=wechat's mediaCheckAsync, answered at once
+    // in-process): the sender's record carries an openid, as `$connect` writes it under wechat.
+    progress(format!(
+        "phase 2/4: {} counted image sends with media checks",
+        args.sends
+    ));
+    local_stack::clients::dynamodb(&stack.dynamodb_endpoint())
+        .update_item()
+        .table_name(&devtools::chat::tables(stack).connections)
+        .key(
+            "connection_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(sender.clone()),
+        )
+        .update_expression("SET openid = :o")
+        .expression_attribute_values(
+            ":o",
+            aws_sdk_dynamodb::types::AttributeValue::S("o-bench-h0".into()),
+        )
+        .send()
+        .await?;
+    let mut checked = bench::deps(
+        stack,
+        bench::logged_client(stack, count_log),
+        Some(count_log),
+    )?;
+    checked.moderation.media = Some(std::sync::Arc::new(bench::InstantAsk::default()));
+    let mut media_checked = Vec::new();
+    for i in 0..args.sends {
+        media_checked.push(
+            bench::media_send(
+                stack,
+                &checked,
+                count_log,
+                ("hist", "h0", &sender),
+                "h1",
+                &format!("imgc-{i}"),
+                &image,
+            )
+            .await?,
+        );
+    }
     drop(crowd);
     quiet(stack, 0).await;
-    Ok((history, media))
+    Ok((history, media, media_checked))
 }
 
 /// What phase 3 measures and the run read off the stack: cold starts, bootstrap sizes, every
