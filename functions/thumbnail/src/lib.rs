@@ -198,7 +198,8 @@ pub async fn handler<O: Objects>(deps: &Deps<O>, event: LambdaEvent<S3Event>) ->
     failure.map_or(Ok(()), Err)
 }
 
-/// One record: read the upload, render, write the thumbnail.
+/// One record: read the upload, render, write the thumbnail, and check that the image is still
+/// there (one `HeadObject`).
 pub async fn process<O: Objects>(deps: &Deps<O>, record: &S3EventRecord) -> Result<Outcome, Error> {
     let skip = |reason| Ok(Outcome::Skipped { reason });
     if record
@@ -236,6 +237,13 @@ pub async fn process<O: Objects>(deps: &Deps<O>, record: &S3EventRecord) -> Resu
     deps.objects
         .put_jpeg(bucket, &thumbnail, thumb.jpeg)
         .await?;
+    // An image taken down (content security) or recalled while this ran has had its objects
+    // deleted, its thumbnail among them before it existed: the one just written must go too,
+    // or it would outlive the image.
+    if !deps.objects.exists(bucket, &key).await? {
+        deps.objects.delete(bucket, &thumbnail).await?;
+        return skip("the image was deleted while its thumbnail was made");
+    }
     Ok(Outcome::Written {
         key,
         thumbnail,

@@ -1,4 +1,4 @@
-//! The two S3 operations the function needs, behind a narrow trait, and the SDK adapter.
+//! The S3 operations the function needs, behind a narrow trait, and the SDK adapter.
 
 use crate::Error;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -32,6 +32,10 @@ pub trait Objects {
         key: &str,
         bytes: Vec<u8>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Whether `key` exists (`HeadObject`).
+    fn exists(&self, bucket: &str, key: &str) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Deletes `key` (one that is gone already is no error).
+    fn delete(&self, bucket: &str, key: &str) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// [`Objects`] over the AWS SDK.
@@ -121,6 +125,33 @@ impl Objects for S3Objects {
             .send()
             .await
             .map_err(|e| sdk_failure("PutObject", e))?;
+        Ok(())
+    }
+
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, Error> {
+        // (With s3:ListBucket, a missing key is 404 NotFound, not 403.)
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(sdk_failure("HeadObject", e)),
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), Error> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("DeleteObject", e))?;
         Ok(())
     }
 }

@@ -19,6 +19,9 @@ struct MemoryObjects {
     gets: Mutex<Vec<String>>,
     fail_get: bool,
     fail_put: bool,
+    /// The source is deleted right after it is read (a take-down during the render).
+    vanish_after_get: bool,
+    deletes: Mutex<Vec<String>>,
 }
 
 impl MemoryObjects {
@@ -48,8 +51,12 @@ impl Objects for MemoryObjects {
                 message: "dispatch failure: connection refused".into(),
             });
         }
-        let objects = self.objects.lock().unwrap();
-        Ok(match objects.get(&(bucket.into(), key.into())) {
+        let mut objects = self.objects.lock().unwrap();
+        let got = objects.get(&(bucket.into(), key.into())).cloned();
+        if self.vanish_after_get {
+            objects.remove(&(bucket.into(), key.into()));
+        }
+        Ok(match got {
             None => Fetched::Missing,
             Some(b) if b.len() as u64 > max_bytes => Fetched::TooLarge {
                 size: b.len() as u64,
@@ -68,7 +75,25 @@ impl Objects for MemoryObjects {
         self.puts
             .lock()
             .unwrap()
-            .push((bucket.into(), key.into(), bytes));
+            .push((bucket.into(), key.into(), bytes.clone()));
+        self.objects
+            .lock()
+            .unwrap()
+            .insert((bucket.into(), key.into()), bytes);
+        Ok(())
+    }
+
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, Error> {
+        let objects = self.objects.lock().unwrap();
+        Ok(objects.contains_key(&(bucket.into(), key.into())))
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), Error> {
+        self.deletes.lock().unwrap().push(key.into());
+        self.objects
+            .lock()
+            .unwrap()
+            .remove(&(bucket.into(), key.into()));
         Ok(())
     }
 }
@@ -429,4 +454,24 @@ fn config_has_defaults_and_refuses_malformed_values() {
         assert!(err.to_string().contains(var), "{err}");
         assert!(!err.is_retryable());
     }
+}
+
+#[tokio::test]
+async fn a_thumbnail_of_an_image_deleted_while_it_was_made_is_deleted_too() {
+    // GIVEN an image that a take-down (or a recall) deletes while its thumbnail is rendered
+    let name = format!("{ULID}_400x300");
+    let key = upload_key(&name, "png");
+    let store = MemoryObjects {
+        vanish_after_get: true,
+        ..MemoryObjects::with(&key, png(400, 300))
+    };
+    let deps = deps(store);
+    // WHEN S3 reports its creation
+    let record = &event(&[(&key, None)]).payload.records[0];
+    let outcome = process(&deps, record).await.unwrap();
+    // THEN the thumbnail it wrote is deleted again, and nothing of the image is left
+    assert!(matches!(outcome, Outcome::Skipped { .. }), "{outcome:?}");
+    let thumb = format!("t/{OWNER}/{name}.jpg");
+    assert_eq!(*deps.objects.deletes.lock().unwrap(), [thumb]);
+    assert!(deps.objects.objects.lock().unwrap().is_empty());
 }
