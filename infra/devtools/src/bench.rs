@@ -714,6 +714,8 @@ pub struct SendParts {
     /// The content check (none when nothing was checked) and the first read it overlapped.
     pub check_ms: Option<f64>,
     pub read_ms: Option<f64>,
+    /// From the end of both to the end of the commit.
+    pub write_ms: Option<f64>,
 }
 
 pub fn parse_send_parts(line: &str) -> Option<SendParts> {
@@ -730,6 +732,7 @@ pub fn parse_send_parts(line: &str) -> Option<SendParts> {
         posts_ms: ms("posts_us")?,
         check_ms: ms("check_us"),
         read_ms: ms("read_us"),
+        write_ms: ms("write_us"),
     })
 }
 
@@ -910,15 +913,19 @@ mod tests {
                 posts_ms: 3.02,
                 check_ms: None,
                 read_ms: None,
+                write_ms: None,
             })
         );
-        // a checked send's line carries the check and the read beside it
+        // a checked send's line carries the check and the read beside it, and the write
         let checked = line.replace(
             "\"storage_us\"",
-            "\"check_us\":50100,\"read_us\":2500,\"storage_us\"",
+            "\"check_us\":50100,\"read_us\":2500,\"write_us\":7000,\"storage_us\"",
         );
         let parts = parse_send_parts(&checked).unwrap();
-        assert_eq!((parts.check_ms, parts.read_ms), (Some(50.1), Some(2.5)));
+        assert_eq!(
+            (parts.check_ms, parts.read_ms, parts.write_ms),
+            (Some(50.1), Some(2.5), Some(7.0))
+        );
         // other lines, and a "message sent" line without the parts, are not
         assert_eq!(parse_send_parts(&line.replace("message sent", "x")), None);
         assert_eq!(parse_send_parts(&line.replace("storage_us", "s")), None);

@@ -77,9 +77,11 @@ struct CommittedSend {
     committed: Committed,
     through: String,
     retries: usize,
-    /// How long the text check took (none: nothing was checked) and the first read beside it.
+    /// How long the text check took (none: nothing was checked) and the first read beside it,
+    /// and the writing after both (planned and committed, again after a lost race).
     check: Option<std::time::Duration>,
     read: std::time::Duration,
+    write: std::time::Duration,
 }
 
 impl CommittedSend {
@@ -246,9 +248,12 @@ where
             gone,
             untold = untold.len(),
             retries = c.retries,
-            // µs: the text check and the first read beside it (they overlap)
+            // µs: the text check and the first read beside it (they overlap), and the write
+            // after both
             check_us = c.check.map(us),
             read_us = us(c.read),
+            // µs: from the end of both to the end of the commit (after a lost race, again)
+            write_us = us(c.write),
             // µs: the media checks and the DynamoDB requests; building and signing the
             // frames; the posts
             storage_us = us(storage),
@@ -301,6 +306,7 @@ where
             .then(|| draft.content.clone());
         let mut check = Some(self.screen(text.as_deref(), peer));
         let (mut checked, mut first_read) = (None, std::time::Duration::ZERO);
+        let mut read_done = None;
         loop {
             let snap = match check.take() {
                 Some(check) => {
@@ -311,6 +317,7 @@ where
                     };
                     let ((snap, read), judged) = futures::join!(read, check);
                     first_read = read;
+                    read_done = Some(Instant::now());
                     if let Some((judgement, took)) = judged {
                         checked = Some(took);
                         apply(judgement, draft)?;
@@ -376,6 +383,7 @@ where
                         retries,
                         check: checked,
                         read: first_read,
+                        write: read_done.map_or(std::time::Duration::ZERO, |t| t.elapsed()),
                     };
                     return Ok((c, page));
                 }
