@@ -1519,6 +1519,19 @@ async fn messages_sent_back_to_back_are_stored_in_the_order_they_were_sent() {
     }
 }
 
+/// Waits, when less than 10 s of this calendar minute are left, for the next one: the send
+/// rate window is the calendar minute, so sends straddling its end count in two.
+async fn early_in_a_minute() {
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_user_over_max_sends_per_minute_is_refused_and_nothing_is_stored() {
     // GIVEN a stack allowing 3 messages a minute per user, and enough of this minute
@@ -1529,14 +1542,7 @@ async fn a_user_over_max_sends_per_minute_is_refused_and_nothing_is_stored() {
     let stack = Stack::start(opts).await.unwrap();
     let mut ann = Client::user(&stack, "e2e21", "111").await;
     let mut other = Client::user(&stack, "e2e21", "111").await;
-    let into_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if into_minute > 50 {
-        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
-    }
+    early_in_a_minute().await;
     // WHEN one connection sends four
     for i in 0..3 {
         let f = ann.ask(send_to("222", &format!("r{i}"), "ok")).await;
@@ -1634,14 +1640,7 @@ async fn make_dev_params_change_a_limit_that_a_client_then_observes() {
         .expect("handshake accepted");
     // (The window is the calendar minute: three sends straddling its end would count in two
     // minutes, and the third would pass. Start early enough in one.)
-    let into_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if into_minute > 50 {
-        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
-    }
+    early_in_a_minute().await;
     let mut answers = Vec::new();
     for i in 0..3 {
         ws.send_json(&send_to("222", &format!("p{i}"), "hi"))

@@ -7,81 +7,25 @@
 use devtools::chat::{self, DEMO_APPID, DEMO_APP_SID, DEMO_PUSH_AES_KEY, DEMO_PUSH_TOKEN};
 use devtools::fake_wechat::{FakeWeChat, RISKY_IMAGE_MARKER};
 use devtools::ws_client::{conversation_query, user_query, ChatSocket, Read};
-use local_stack::runtime::Logs;
-use local_stack::stack::{Stack, StackOptions};
+use local_stack::stack::Stack;
 use serde_json::{json, Value};
 use shared::domain::push::{aes_key, encrypt_push, msg_signature, push_signature};
-use std::collections::HashMap;
 use std::time::Duration;
 
+mod checked;
+use checked::{fake, login, next, open, rows, WAIT};
+
 const SECRET: &str = "media-mod-e2e-secret-media-mod-e2e-012345";
-const WAIT: Duration = Duration::from_secs(20);
 
-async fn fake() -> FakeWeChat {
-    FakeWeChat::start(&[(DEMO_APPID, chat::DEMO_APP_SECRET)])
-        .await
-        .unwrap()
-}
-
-/// A stack checking with `fake` (Moderation=wechat, accounts are openids), under `parameters`.
+/// A stack checking with `fake`, under `parameters`, whose push URL takes its verdicts.
 async fn stack(fake: &FakeWeChat, parameters: &[(&str, &str)]) -> Stack {
-    let mut opts = StackOptions {
-        logs: Logs::Capture,
-        parameters: [("Moderation", "wechat"), ("AccountIdentity", "openid")]
-            .iter()
-            .chain(parameters)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-        ..chat::stack_options(SECRET)
-    };
-    chat::assert_fresh_binaries(
-        &opts.functions_dir,
-        &[
-            "chat-login",
-            "chat-connect",
-            "chat-default",
-            "chat-wechat-push",
-        ],
-    );
-    chat::use_wechat(&mut opts, &fake.base, &chat::demo_apps());
-    Stack::start(opts).await.unwrap()
-}
-
-/// Logs `openid` in through `POST /login`: the token (the account is the openid).
-async fn login(stack: &Stack, wx: &FakeWeChat, openid: &str) -> String {
-    let url = format!("{}/login", stack.http_url.as_deref().unwrap());
-    let body = json!({"app_sid": DEMO_APP_SID, "code": wx.login_code(DEMO_APPID, openid)});
-    let v: Value = web()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap();
-    v["token"].as_str().expect("a token").to_owned()
-}
-
-async fn open(stack: &Stack, query: &str) -> ChatSocket {
-    ChatSocket::open(&stack.ws_url, query)
-        .await
-        .expect("handshake accepted")
-}
-
-/// The next frame of `kind` (others, such as list updates, are skipped).
-async fn next(socket: &mut ChatSocket, kind: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match socket.read(left).await {
-            Read::Frame(f) if f["type"] == kind => return f,
-            Read::Frame(_) => continue,
-            other => panic!("no {kind} frame in time: {other:?}"),
-        }
-    }
+    let bins = [
+        "chat-login",
+        "chat-connect",
+        "chat-default",
+        "chat-wechat-push",
+    ];
+    checked::stack(fake, SECRET, parameters, &bins).await
 }
 
 /// Whether no frame of `kind` arrives within `wait`.
@@ -169,18 +113,6 @@ async fn send_image(socket: &mut ChatSocket, to: &str, cmid: &str, bytes: &[u8])
     let ack = next(socket, "message").await;
     assert_eq!(ack["client_msg_id"], cmid, "{ack}");
     ack["message"].clone()
-}
-
-/// The rows of the conversation with `peer`, as a fresh `sync` reads them.
-async fn rows(socket: &mut ChatSocket, peer: &str) -> Vec<Value> {
-    socket
-        .send_json(&json!({"action":"sync","to":peer}))
-        .await
-        .unwrap();
-    next(socket, "history").await["data"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 fn row<'a>(rows: &'a [Value], id: &str) -> &'a Value {

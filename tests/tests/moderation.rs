@@ -2,7 +2,7 @@
 //! WeChat API) through the real `$connect` and `$default` binaries, under the operator's
 //! policies. Needs `cargo build --workspace --bins` first (`make test` does it).
 
-use devtools::chat::{self, DEMO_APPID, DEMO_APP_SID};
+use devtools::chat::{self, DEMO_APP_SID};
 use devtools::fake_webhook::{FakeWebhook, DENY_WORD, REPLACE_WORD, SLOW_WORD};
 use devtools::fake_wechat::{FakeWeChat, REVIEW_WORD, RISKY_WORD};
 use devtools::ws_client::{conversation_query, user_query, ChatSocket, Read};
@@ -13,63 +13,15 @@ use shared::domain::auth::{mint, Claims};
 use std::collections::HashMap;
 use std::time::Duration;
 
+mod checked;
+use checked::{fake, login, login_named, next, open, rows};
+
 const SECRET: &str = "moderation-e2e-secret-moderation-e2e-0123";
-const WAIT: Duration = Duration::from_secs(15);
 
-async fn fake() -> FakeWeChat {
-    FakeWeChat::start(&[(DEMO_APPID, chat::DEMO_APP_SECRET)])
-        .await
-        .unwrap()
-}
-
-/// A stack checking texts with `fake` (Moderation=wechat, accounts are openids), under
-/// `parameters`.
+/// A stack checking texts with `fake`, under `parameters`.
 async fn stack(fake: &FakeWeChat, parameters: &[(&str, &str)]) -> Stack {
-    let mut opts = StackOptions {
-        logs: Logs::Capture,
-        parameters: [("Moderation", "wechat"), ("AccountIdentity", "openid")]
-            .iter()
-            .chain(parameters)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-        ..chat::stack_options(SECRET)
-    };
-    chat::assert_fresh_binaries(
-        &opts.functions_dir,
-        &["chat-login", "chat-connect", "chat-default"],
-    );
-    chat::use_wechat(&mut opts, &fake.base, &chat::demo_apps());
-    Stack::start(opts).await.unwrap()
-}
-
-/// Logs `openid` in through `POST /login`: the token (the account is the openid).
-async fn login(stack: &Stack, wx: &FakeWeChat, openid: &str) -> String {
-    login_named(stack, wx, openid, None).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// The same with a display name: the whole answer.
-async fn login_named(stack: &Stack, wx: &FakeWeChat, openid: &str, name: Option<&str>) -> Value {
-    let url = format!("{}/login", stack.http_url.as_deref().unwrap());
-    let mut body = json!({"app_sid": DEMO_APP_SID, "code": wx.login_code(DEMO_APPID, openid)});
-    if let Some(name) = name {
-        body["name"] = json!(name);
-    }
-    let text = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["account"], openid, "{v}");
-    v
+    let bins = ["chat-login", "chat-connect", "chat-default"];
+    checked::stack(fake, SECRET, parameters, &bins).await
 }
 
 /// A token the operator minted (no `/login`, so no openid).
@@ -89,25 +41,6 @@ fn minted(sub: &str) -> String {
     mint(SECRET.as_bytes(), &claims).unwrap()
 }
 
-async fn open(stack: &Stack, query: &str) -> ChatSocket {
-    ChatSocket::open(&stack.ws_url, query)
-        .await
-        .expect("handshake accepted")
-}
-
-/// The next frame of `kind` (others, such as list updates, are skipped).
-async fn next(socket: &mut ChatSocket, kind: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match socket.read(left).await {
-            Read::Frame(f) if f["type"] == kind => return f,
-            Read::Frame(_) => continue,
-            other => panic!("no {kind} frame in time: {other:?}"),
-        }
-    }
-}
-
 /// Whether anything arrives within `wait`.
 async fn quiet(socket: &mut ChatSocket, wait: Duration) -> bool {
     !matches!(socket.read(wait).await, Read::Frame(_))
@@ -115,18 +48,6 @@ async fn quiet(socket: &mut ChatSocket, wait: Duration) -> bool {
 
 fn send(to: &str, cmid: &str, text: &str) -> Value {
     json!({"action":"send","to":to,"client_msg_id":cmid,"chat_type":0,"chat_content":text})
-}
-
-/// The rows of the conversation with `peer`, as a fresh `sync` reads them.
-async fn rows(socket: &mut ChatSocket, peer: &str) -> Vec<Value> {
-    socket
-        .send_json(&json!({"action":"sync","to":peer}))
-        .await
-        .unwrap();
-    next(socket, "history").await["data"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// The messages in the sparse `unchecked` index: (content, mod). (A test may scan.)
