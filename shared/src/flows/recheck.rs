@@ -3,12 +3,12 @@
 //! per run, oldest first per shard of the sparse `unchecked` index (no queue needed). One that
 //! fails is taken down everywhere ([`take_down`]).
 //!
-//! Per message: one read of the sender's openid, one check, one conditional write; a take-down
-//! adds one `BatchGetItem` (the entries and both registries), the writes of
-//! [`ScreeningStore::block`], one page query when a conversation connection listens, and the
-//! posts.
+//! Per message: one read of the sender's openid (`Moderation=wechat` only), one check, one
+//! conditional write; a take-down adds one `BatchGetItem` (the entries and both registries), the
+//! writes of [`ScreeningStore::block`], one page query when a conversation connection listens, and
+//! the posts.
 
-use crate::config::Config;
+use crate::config::{Checker, Config};
 use crate::domain::message::{Message, Page};
 use crate::domain::moderation::{
     Decision, OnReview, Screening, Undecided, MEDIA_CHECK_ASKS, UNCHECKED_SHARDS,
@@ -166,7 +166,11 @@ where
                 out.recalled += 1;
                 continue;
             }
-            let openid = deps.store.openid_of(&m.app_sid, &m.sender).await?;
+            // Only WeChat's check needs the sender's openid (the webhook takes the text alone).
+            let openid = match deps.config.moderation {
+                Checker::WeChat => deps.store.openid_of(&m.app_sid, &m.sender).await?,
+                _ => None,
+            };
             let text = Authored {
                 app_sid: &m.app_sid,
                 sender: &m.sender,
