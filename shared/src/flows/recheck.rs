@@ -1,7 +1,8 @@
 //! The re-check (issue 20): messages stored without a moderation decision (the checker did not
 //! answer, or the sender had no openid) are checked again from a schedule, a bounded number
 //! per run, oldest first per shard of the sparse `unchecked` index (no queue needed). One that
-//! fails is taken down everywhere ([`take_down`]).
+//! fails is taken down everywhere ([`take_down`]). Then media checks with no verdict an hour
+//! after they were asked (issue 21) are asked once more ([`sweep_media`]).
 //!
 //! Per message: one read of the sender's openid (`Moderation=wechat` only), one check, one
 //! conditional write; a take-down adds one `BatchGetItem` (the entries and both registries), the
