@@ -87,6 +87,14 @@ pub(super) fn message_sk(id: &str) -> String {
     format!("{MESSAGE_PREFIX}{id}")
 }
 
+/// Key of message `id` of `conversation`.
+pub(super) fn message_key(conversation: &Conversation, id: &str) -> Item {
+    Item::from([
+        ("pk".into(), s(conversation.key())),
+        ("sk".into(), s(message_sk(id))),
+    ])
+}
+
 pub(super) fn profile_sk(user: &str) -> String {
     format!("{PROFILE_PREFIX}{user}")
 }

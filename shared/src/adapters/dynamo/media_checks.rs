@@ -5,9 +5,9 @@
 //! (the table's TTL), so a verdict finds its message with two reads and no scan.
 
 use super::client::{conditional, ddb, DynamoStore};
-use super::items::media_check_shard_key;
 use super::items::{
-    get_opt_u, get_s, message_from, message_sk, n, nu, s, Item, MEDIA_CHECK_DUE, MEDIA_CHECK_SHARD,
+    get_opt_u, get_s, media_check_shard_key, message_from, message_key, message_sk, n, nu, s, Item,
+    MEDIA_CHECK_DUE, MEDIA_CHECK_SHARD,
 };
 use crate::domain::message::Message;
 use crate::domain::moderation::Screening;
@@ -24,11 +24,8 @@ fn trace_key(trace_id: &str) -> Item {
     ])
 }
 
-fn message_key(m: &Message) -> Item {
-    Item::from([
-        ("pk".into(), s(m.conversation().key())),
-        ("sk".into(), s(message_sk(&m.id))),
-    ])
+fn key_of(m: &Message) -> Item {
+    message_key(&m.conversation(), &m.id)
 }
 
 impl MediaCheckStore for DynamoStore {
@@ -53,7 +50,7 @@ impl MediaCheckStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.messages_table)
-            .set_key(Some(message_key(message)))
+            .set_key(Some(key_of(message)))
             .update_expression(
                 "SET mc_trace = :trace, #due = :due, mc_asks = if_not_exists(mc_asks, :zero) + :one",
             )
@@ -107,7 +104,7 @@ impl MediaCheckStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.messages_table)
-            .set_key(Some(message_key(message)))
+            .set_key(Some(key_of(message)))
             .condition_expression("#m = :pending")
             .expression_attribute_names("#m", "mod")
             .expression_attribute_names("#shard", MEDIA_CHECK_SHARD)

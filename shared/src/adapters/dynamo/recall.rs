@@ -2,7 +2,7 @@
 //! marker, each conditioned on the sender and the recall window, side by side.
 
 use super::client::{condition_failed, ddb, DynamoStore};
-use super::items::{entry_key, marker_key, message_sk, n, s, Item, MEDIA_ATTRIBUTES};
+use super::items::{entry_key, marker_key, message_key, n, s, Item, MEDIA_ATTRIBUTES};
 use crate::domain::ids::Conversation;
 use crate::error::Result;
 use crate::ports::MessageRecall;
@@ -95,12 +95,12 @@ impl MessageRecall for DynamoStore {
             sender,
             not_before_ms,
         };
-        let message_key = Item::from([
-            ("pk".into(), s(conversation.key())),
-            ("sk".into(), s(message_sk(id))),
-        ]);
         let message = self
-            .recall_update(message_key, "sender = :sender AND created_at >= :nb", &g)
+            .recall_update(
+                message_key(conversation, id),
+                "sender = :sender AND created_at >= :nb",
+                &g,
+            )
             .send();
         let [a, b] = conversation.members();
         let entries = entry_users.iter().map(|user| {

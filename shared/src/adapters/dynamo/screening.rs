@@ -5,7 +5,7 @@
 
 use super::client::{conditional, ddb, DynamoStore};
 use super::items::{
-    entry_key, marker_key, message_from, message_sk, nu, s, unchecked_key, Item, MEDIA_CHECK_DUE,
+    entry_key, marker_key, message_from, message_key, nu, s, unchecked_key, Item, MEDIA_CHECK_DUE,
     MEDIA_CHECK_SHARD, UNCHECKED_ATTRIBUTE,
 };
 use super::recall::media_paths;
@@ -17,11 +17,8 @@ use crate::ports::ScreeningStore;
 /// Name of the messages table's sparse index of unchecked messages (template.yaml).
 pub const UNCHECKED_INDEX: &str = "unchecked";
 
-fn message_key(m: &Message) -> Item {
-    Item::from([
-        ("pk".into(), s(m.conversation().key())),
-        ("sk".into(), s(message_sk(&m.id))),
-    ])
+fn key_of(m: &Message) -> Item {
+    message_key(&m.conversation(), &m.id)
 }
 
 impl ScreeningStore for DynamoStore {
@@ -56,7 +53,7 @@ impl ScreeningStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.messages_table)
-            .set_key(Some(message_key(message)))
+            .set_key(Some(key_of(message)))
             .condition_expression("#m = :unchecked AND attribute_not_exists(recalled)")
             .expression_attribute_names("#m", "mod")
             .expression_attribute_names("#u", UNCHECKED_ATTRIBUTE)
@@ -138,7 +135,7 @@ impl ScreeningStore for DynamoStore {
             update.send()
         });
         let (blocked, marker, entries) = futures::join!(
-            copy(message_key(message)),
+            copy(key_of(message)),
             marker,
             futures::future::join_all(entries)
         );
