@@ -3,7 +3,8 @@
 //! Gateway WebSocket API (routes, stage, selection expression) emulated in [`apigw`], the
 //! functions' binaries run by a local Lambda runtime ([`runtime`]), DynamoDB Local with the
 //! template's tables ([`dynamodb_local`], [`tables`]), s3s-fs with the template's buckets behind
-//! a front that adds CORS and S3 event notifications ([`s3_local`], [`s3_front`]). [`template`]
+//! a front that adds CORS and S3 event notifications ([`s3_local`], [`s3_front`]), and the
+//! functions' DynamoDB stream event sources ([`streams`]). [`template`]
 //! parses, [`resolve`] resolves intrinsics (refusing what it cannot resolve exactly), [`app`]
 //! reads each resource kind; [`stack`] starts it all on 127.0.0.1. See README.md.
 pub mod apigw;
@@ -19,6 +20,7 @@ pub mod s3_front;
 pub mod s3_local;
 pub mod schedule;
 pub mod stack;
+pub mod streams;
 pub mod tables;
 pub mod template;
 

@@ -355,6 +355,21 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// A queue's `QueueName` resolved, or its logical id without one.
+    pub(crate) fn queue_name(&self, id: &str, depth: u8) -> Res<String> {
+        let named = self
+            .resources
+            .get(id)
+            .and_then(|r| r.get("Properties"))
+            .and_then(|p| p.get("QueueName"));
+        match named {
+            None => Ok(id.to_owned()),
+            Some(v) => self
+                .eval_str(v, depth + 1)
+                .map_err(|e| format!("{id}.QueueName: {e}")),
+        }
+    }
+
     fn get_att(&self, res: &str, attr: &str, depth: u8) -> Res<String> {
         let kind = self
             .resources
@@ -367,6 +382,14 @@ impl<'a> Resolver<'a> {
             ("AWS::DynamoDB::Table", "Arn") => Ok(format!(
                 "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{}",
                 self.table_name(res, depth)?
+            )),
+            ("AWS::DynamoDB::Table", "StreamArn") => Ok(format!(
+                "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{}/stream/local",
+                self.table_name(res, depth)?
+            )),
+            ("AWS::SQS::Queue", "Arn") => Ok(format!(
+                "arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{}",
+                self.queue_name(res, depth)?
             )),
             ("AWS::S3::Bucket", "Arn") => {
                 Ok(format!("arn:aws:s3:::{}", self.bucket_name(res, depth)?))

@@ -1,7 +1,8 @@
 //! The whole application on loopback: DynamoDB Local with the template's tables, s3s-fs with
 //! the template's buckets behind the S3 front (CORS, event notifications to the functions), and
 //! the local API Gateway (the WebSocket API and, when the template has one, the HTTP API)
-//! running the function binaries, and the functions' schedules.
+//! running the function binaries, the functions' schedules and their DynamoDB stream event
+//! sources.
 
 use crate::apigw::{self, Gateway};
 use crate::app::{self, SamApp, Supplied};
@@ -12,6 +13,7 @@ use crate::runtime::{InvokeError, Invoker, Logs};
 use crate::s3_front::{Deliveries, S3Front};
 use crate::s3_local::S3Local;
 use crate::schedule::{ScheduleRun, Scheduler};
+use crate::streams::{FailureRecord, StreamBatch, StreamPollers};
 use crate::tables::create_tables;
 use crate::template::Template;
 use crate::DevError;
@@ -78,6 +80,7 @@ pub struct Stack {
     pub http_url: Option<String>,
     http_server: Option<tokio::task::JoinHandle<()>>,
     scheduler: Scheduler,
+    streams: StreamPollers,
     pub gateway: Arc<Gateway>,
     invoker: Arc<Invoker>,
     /// Behind a lock so that a fault test can stop and restart it while clients use the stack.
@@ -165,9 +168,12 @@ impl Stack {
         };
         let scheduler =
             Scheduler::start(app.schedules.clone(), invoker.clone(), opts.schedule_every);
+        let streams =
+            StreamPollers::start(&app.streams, &tables, &dynamodb.endpoint(), invoker.clone());
         let stage = app.api.stage.clone();
         Ok(Stack {
             scheduler,
+            streams,
             http_url,
             http_server,
             ws_url: format!("ws://{addr}/{stage}"),
@@ -200,6 +206,21 @@ impl Stack {
     /// Runs `function`'s schedule now, with the event it would send.
     pub async fn run_schedule(&self, function: &str) -> Result<serde_json::Value, InvokeError> {
         self.scheduler.run_now(function).await
+    }
+
+    /// Every invocation of a function by a stream event source so far.
+    pub fn stream_batches(&self) -> Vec<StreamBatch> {
+        self.streams.batches()
+    }
+
+    /// Every invocation record an on-failure destination of a stream event source received.
+    pub fn stream_failures(&self) -> Vec<FailureRecord> {
+        self.streams.failures()
+    }
+
+    /// Pauses or resumes `function`'s stream event sources (records wait in the stream).
+    pub fn set_stream_enabled(&self, function: &str, on: bool) -> bool {
+        self.streams.set_enabled(function, on)
     }
 
     /// What the functions logged, with `logs: Logs::Capture` (empty otherwise).
@@ -316,6 +337,7 @@ fn function_env(
 impl Drop for Stack {
     fn drop(&mut self) {
         self.scheduler.stop();
+        self.streams.stop();
         self.server.abort();
         if let Some(h) = &self.http_server {
             h.abort();

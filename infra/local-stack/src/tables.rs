@@ -1,11 +1,13 @@
-//! The template's DynamoDB tables, created on a local endpoint as the template declares them.
+//! The template's DynamoDB tables, created on a local endpoint as the template declares them
+//! (keys, indexes, TTL, stream).
 
 use crate::app::TableSpec;
 use crate::resolve::err;
 use crate::DevError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::BTreeMap;
@@ -51,6 +53,15 @@ pub async fn create_table(client: &Client, spec: &TableSpec, name: &str) -> Resu
                 .index_name(&ix.name)
                 .set_key_schema(Some(key_schema(&ix.key_schema)?))
                 .projection(projection)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+    }
+    if let Some(view) = &spec.stream_view_type {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
                 .build()
                 .map_err(|e| err(e.to_string()))?,
         );

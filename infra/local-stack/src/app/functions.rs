@@ -3,7 +3,8 @@
 
 use super::http_api::{self, HttpEvent};
 use super::{
-    buckets, props, schedules, FunctionSpec, Resources, S3Subscription, ScheduleSpec, Supplied,
+    buckets, props, schedules, streams, FunctionSpec, Resources, S3Subscription, ScheduleSpec,
+    StreamSourceSpec, Supplied,
 };
 use crate::resolve::{err, Resolver};
 use crate::DevError;
@@ -12,13 +13,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The functions, each S3 subscription with the logical id of its bucket, each HTTP API event,
-/// and each schedule.
-pub(super) type Read = (
-    BTreeMap<String, FunctionSpec>,
-    Vec<(String, S3Subscription)>,
-    Vec<HttpEvent>,
-    Vec<ScheduleSpec>,
-);
+/// each schedule and each stream event source.
+pub(super) struct Read {
+    pub functions: BTreeMap<String, FunctionSpec>,
+    pub subscriptions: Vec<(String, S3Subscription)>,
+    pub http_events: Vec<HttpEvent>,
+    pub schedules: Vec<ScheduleSpec>,
+    pub streams: Vec<StreamSourceSpec>,
+}
 
 pub(super) fn read(
     r: &Resolver,
@@ -35,6 +37,7 @@ pub(super) fn read(
     let mut subscriptions = Vec::new();
     let mut http_events = Vec::new();
     let mut schedule_list = Vec::new();
+    let mut streams = Vec::new();
     for (id, v) in resources.of_type("AWS::Serverless::Function") {
         let p = props(v);
         let number = |k: &str, default: u64| number(r, &id, &p, &globals, k, default);
@@ -65,12 +68,21 @@ pub(super) fn read(
                     Some(kind @ ("Schedule" | "ScheduleV2")) => {
                         schedule_list.extend(schedules::event(r, &id, event_id, kind, e)?)
                     }
+                    Some("DynamoDB") => {
+                        streams.extend(streams::event(r, resources, &id, event_id, e)?)
+                    }
                     _ => {}
                 }
             }
         }
     }
-    Ok((functions, subscriptions, http_events, schedule_list))
+    Ok(Read {
+        functions,
+        subscriptions,
+        http_events,
+        schedules: schedule_list,
+        streams,
+    })
 }
 
 /// The function's own value of `k`, else Globals'; `AWS::NoValue` counts as absent.

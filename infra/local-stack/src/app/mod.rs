@@ -12,6 +12,7 @@ mod buckets;
 mod functions;
 mod http_api;
 mod schedules;
+mod streams;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -68,6 +69,32 @@ pub struct ScheduleSpec {
     pub every: std::time::Duration,
     /// `Input`: the event the function gets instead of EventBridge's scheduled event.
     pub input: Option<serde_json::Value>,
+}
+
+/// A function fed by a table's stream: one `Events` entry of `Type: DynamoDB` (Lambda's event
+/// source mapping).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSourceSpec {
+    /// Logical id of the function.
+    pub function: String,
+    /// The entry's name under `Events`.
+    pub event_id: String,
+    /// Logical id of the table whose stream it reads.
+    pub table: String,
+    /// `TRIM_HORIZON` or `LATEST` (the same locally: the stack's tables start empty).
+    pub starting_position: String,
+    /// `BatchSize` (default 100).
+    pub batch_size: usize,
+    /// `FilterCriteria.Filters[].Pattern`, parsed and checked; a record passes if any matches.
+    pub filters: Vec<serde_json::Value>,
+    /// `BisectBatchOnFunctionError`.
+    pub bisect: bool,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
+    pub report_item_failures: bool,
+    /// `MaximumRetryAttempts`; `None` (the default, or -1) retries until the records expire.
+    pub max_retries: Option<u32>,
+    /// `DestinationConfig.OnFailure.Destination`, resolved (an SQS queue's or SNS topic's ARN).
+    pub on_failure: Option<String>,
 }
 
 /// The template's HTTP API (`AWS::Serverless::HttpApi`).
@@ -138,6 +165,8 @@ pub struct SamApp {
     pub http_api: Option<HttpApiSpec>,
     /// The functions' schedules.
     pub schedules: Vec<ScheduleSpec>,
+    /// The functions' DynamoDB stream event sources.
+    pub streams: Vec<StreamSourceSpec>,
     pub functions: BTreeMap<String, FunctionSpec>,
     pub buckets: Vec<BucketSpec>,
     pub tables: Vec<TableSpec>,
@@ -166,8 +195,13 @@ pub fn read(
     let r = Resolver::new(doc, overrides)?;
     let resources = Resources::of(doc, &r)?;
     let api = api::read(&r, &resources)?;
-    let (functions, subscriptions, http_events, schedules) =
-        functions::read(&r, &resources, doc, supplied)?;
+    let functions::Read {
+        functions,
+        subscriptions,
+        http_events,
+        schedules,
+        streams,
+    } = functions::read(&r, &resources, doc, supplied)?;
     let http_api = http_api::read(&r, &resources, http_events)?;
     for (key, f) in &api.routes {
         if !functions.contains_key(f) {
@@ -178,10 +212,22 @@ pub fn read(
     }
     let buckets = buckets::read(&r, &resources, &subscriptions)?;
     let tables = tables::read(&r, &resources)?;
+    for s in &streams {
+        if tables
+            .iter()
+            .all(|t| t.logical_id != s.table || t.stream_view_type.is_none())
+        {
+            return Err(err(format!(
+                "{}.Events.{} reads the stream of {}, which has no StreamSpecification",
+                s.function, s.event_id, s.table
+            )));
+        }
+    }
     Ok(SamApp {
         api,
         http_api,
         schedules,
+        streams,
         functions,
         buckets,
         tables,

@@ -15,6 +15,8 @@ pub struct TableSpec {
     pub key_schema: Vec<(String, String)>,
     pub indexes: Vec<IndexSpec>,
     pub ttl_attribute: Option<String>,
+    /// `StreamSpecification.StreamViewType` (`NEW_IMAGE`, …) when the table has a stream.
+    pub stream_view_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +62,15 @@ pub(super) fn read(r: &Resolver, resources: &Resources) -> Result<Vec<TableSpec>
             )?,
             indexes,
             ttl_attribute: ttl(r, &id, p.get("TimeToLiveSpecification"))?,
+            stream_view_type: match p.get("StreamSpecification") {
+                None => None,
+                Some(s) => Some(r.require(
+                    s.get("StreamViewType").ok_or_else(|| {
+                        err(format!("{id}.StreamSpecification has no StreamViewType"))
+                    })?,
+                    &at("StreamSpecification.StreamViewType"),
+                )?),
+            },
         });
     }
     Ok(tables)
