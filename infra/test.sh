@@ -35,9 +35,9 @@ summary=$(awk '/^test result:/ {p += $4; f += $6; i += $8} /^# pass / {p += $3} 
   END {printf "%d passed, %d failed, %d ignored (root-only; run as root)", p, f, i}' .tools/test-output.log .tools/node-test-output.log)
 step "sam build (release, arm64, through cargo-lambda)"
 sam build --beta-features
-for fn in ConnectFunction DefaultFunction DisconnectFunction ThumbnailFunction LoginFunction TokenKeeperFunction RecheckFunction WeChatPushFunction; do
+for fn in ConnectFunction DefaultFunction DisconnectFunction ThumbnailFunction LoginFunction TokenKeeperFunction RecheckFunction WeChatPushFunction NotifyFunction; do
   test -x ".aws-sam/build/$fn/bootstrap" || { echo "sam build made no bootstrap for $fn" >&2; exit 1; }
 done
-echo "sam build: a bootstrap for each of the 8 functions"
+echo "sam build: a bootstrap for each of the 9 functions"
 echo
 echo "tests: $summary"

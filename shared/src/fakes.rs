@@ -53,6 +53,8 @@ pub struct State {
     pub openids: HashMap<UserKey, String>,
     /// appid → its stored access token and last forced refresh.
     pub wechat_tokens: HashMap<String, crate::domain::wechat::StoredToken>,
+    /// (app, user, template) → grants of the notice template.
+    pub grants: HashMap<(String, String, String), u64>,
     /// trace id → (conversation key, message id): the media checks asked.
     pub traces: HashMap<String, (String, String)>,
     /// message id → (asks, when due) of its pending media check (absent: due an hour after
@@ -63,6 +65,28 @@ pub struct State {
 #[derive(Default)]
 pub struct FakeStore {
     pub state: Mutex<State>,
+}
+
+impl crate::ports::NoticeGrants for FakeStore {
+    async fn grant(&self, app_sid: &str, user: &str, template: &str, max: u64) -> Result<u64> {
+        self.with(|s| {
+            let g = s
+                .grants
+                .entry((app_sid.into(), user.into(), template.into()))
+                .or_default();
+            *g = (*g + 1).min(max.max(*g));
+            *g
+        })
+    }
+
+    async fn grants(&self, app_sid: &str, user: &str, template: &str) -> Result<u64> {
+        self.with(|s| {
+            s.grants
+                .get(&(app_sid.into(), user.into(), template.into()))
+                .copied()
+                .unwrap_or(0)
+        })
+    }
 }
 
 impl MediaCheckStore for FakeStore {
@@ -917,6 +941,8 @@ pub struct FakeWeChatApi {
     pub token_calls: Mutex<(u32, u32)>,
     /// The URL of every media check asked.
     pub media_checks: Mutex<Vec<String>>,
+    /// Every notice sent: (openid, notice).
+    pub notices: Mutex<Vec<(String, crate::domain::notice::Rendered)>>,
 }
 
 impl FakeWeChatApi {
@@ -927,6 +953,25 @@ impl FakeWeChatApi {
 }
 
 impl WeChat for FakeWeChatApi {
+    async fn subscribe_send(
+        &self,
+        access_token: &str,
+        openid: &str,
+        notice: &crate::domain::notice::Rendered,
+    ) -> std::result::Result<(), crate::domain::wechat::WeChatError> {
+        if let Some(e) = self.scripted() {
+            return Err(e);
+        }
+        if !self.valid_tokens.lock().unwrap().contains(access_token) {
+            return Err(crate::domain::wechat::WeChatError::InvalidToken(40001));
+        }
+        self.notices
+            .lock()
+            .unwrap()
+            .push((openid.to_owned(), notice.clone()));
+        Ok(())
+    }
+
     async fn code_to_session(
         &self,
         _app: &crate::domain::wechat::WeChatApp,

@@ -8,6 +8,7 @@ use crate::domain::inbox::{Entry, ListPage};
 use crate::domain::media::{ObjectInfo, UploadTicket};
 use crate::domain::message::{Message, Page, Profile};
 use crate::domain::moderation::{Decision, Screening, Undecided, Verdict};
+use crate::domain::notice::{NoticeClaim, Recipient, Rendered};
 use crate::domain::send::{Committed, SendCommit, Snapshot};
 use crate::domain::wechat::{AccessToken, StoredToken, WeChatApp, WeChatError, WeChatSession};
 use crate::error::Result;
@@ -58,6 +59,63 @@ pub trait ConnectionLookup: Send + Sync {
         app_sid: &str,
         user: &str,
     ) -> impl Future<Output = Result<Option<Registry>>> + Send;
+}
+
+/// A user's grants of the offline notice template (`subscribe` frames), kept on their registry
+/// item.
+pub trait NoticeGrants: Send + Sync {
+    /// Adds one grant of `template` for `user` unless they hold `max` already (one conditional
+    /// write). The count after.
+    fn grant(
+        &self,
+        app_sid: &str,
+        user: &str,
+        template: &str,
+        max: u64,
+    ) -> impl Future<Output = Result<u64>> + Send;
+    /// The count of grants `user` holds of `template`.
+    fn grants(
+        &self,
+        app_sid: &str,
+        user: &str,
+        template: &str,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// What `chat-notify` reads and writes: the message, its receiver's standing, the claim.
+pub trait NoticeStore: Send + Sync {
+    /// Message `id` of `conversation`, strongly consistent.
+    fn message(
+        &self,
+        conversation: &Conversation,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Message>>> + Send;
+    /// `user`'s registry, last connect and grants of `template`, strongly consistent (one
+    /// request); `None` when they never connected.
+    fn recipient(
+        &self,
+        app_sid: &str,
+        user: &str,
+        template: &str,
+    ) -> impl Future<Output = Result<Option<Recipient>>> + Send;
+    /// Claims the notice `claim` describes (one transaction): takes a grant and marks the
+    /// conversation notified, only if the user holds a grant and the conversation was not
+    /// notified since the connect the claim saw. Whether it was claimed.
+    fn claim_notice(&self, claim: &NoticeClaim<'_>) -> impl Future<Output = Result<bool>> + Send;
+    /// WeChat answered 43101: the user holds no grant.
+    fn clear_grants(
+        &self,
+        app_sid: &str,
+        user: &str,
+        template: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Gives back the grant of a claimed notice that could not be sent.
+    fn return_grant(
+        &self,
+        app_sid: &str,
+        user: &str,
+        template: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// A rate limit per connection whose state every function instance shares.
@@ -271,6 +329,13 @@ pub trait WeChat: Send + Sync {
         scene: u8,
         media_url: &str,
     ) -> impl Future<Output = std::result::Result<String, WeChatError>> + Send;
+    /// `cgi-bin/message/subscribe/send`: sends `notice` to `openid` (43101: no grant left).
+    fn subscribe_send(
+        &self,
+        access_token: &str,
+        openid: &str,
+        notice: &Rendered,
+    ) -> impl Future<Output = std::result::Result<(), WeChatError>> + Send;
 }
 
 /// A shared WeChat client (the login flow and the token cache hold the same one).
@@ -316,6 +381,16 @@ impl<T: WeChat> WeChat for std::sync::Arc<T> {
     ) -> std::result::Result<String, WeChatError> {
         self.as_ref()
             .media_check_async(access_token, openid, scene, media_url)
+            .await
+    }
+    async fn subscribe_send(
+        &self,
+        access_token: &str,
+        openid: &str,
+        notice: &Rendered,
+    ) -> std::result::Result<(), WeChatError> {
+        self.as_ref()
+            .subscribe_send(access_token, openid, notice)
             .await
     }
 }

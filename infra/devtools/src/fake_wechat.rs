@@ -30,6 +30,14 @@
 //!   [`RISKY_IMAGE_MARKER`], else `pass`. A media_type other than 1 or 2, another version, a
 //!   scene outside 1–4 or no URL 40097, no openid 40003; tokens as above.
 //!
+//! - `POST /cgi-bin/message/subscribe/send?access_token=T` `{"touser","template_id","page",
+//!   "data":{"thing1":{"value"},…},"miniprogram_state","lang"}` → `{"errcode":0}`; 43101 for an
+//!   openid without a grant ([`FakeWeChat::refuse_notices`]); no touser 40003; no template
+//!   40037; a value breaking its key type's rule (`thing` ≤ 20 characters, `phrase` ≤ 5,
+//!   `name` ≤ 10, `character_string` ≤ 32 letters, digits and symbols, `time` a date-time,
+//!   `date` a date), a state other than formal, trial, developer, or a data field of no known
+//!   type 47003. Every call is recorded with its answer (`GET /fake/notices`).
+//!
 //! And, for the runs and tests (`/fake/…`): `POST /fake/login_code {"appid","openid"}` and
 //! `POST /fake/phone_code {"appid","phone"}` mint codes (`{"code"}`), as `wx.login` and the
 //! phone button would; `GET /fake/login_body?app_sid&appid&openid[&phone]` mints both and
@@ -97,6 +105,22 @@ pub struct MediaCheck {
     pub push_status: Option<u16>,
 }
 
+/// One `subscribe/send` call, as the fake saw it, and its answer.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SentNotice {
+    pub appid: String,
+    pub touser: String,
+    pub template_id: String,
+    pub page: String,
+    /// `data`, as sent: key → `{"value": …}`.
+    pub data: Value,
+    pub miniprogram_state: String,
+    pub lang: String,
+    pub errcode: i64,
+    /// When it came (epoch ms).
+    pub at_ms: i64,
+}
+
 /// A push the fake made: the URL with its query, and the body.
 #[derive(Debug, Clone)]
 pub struct SentPush {
@@ -138,6 +162,9 @@ struct AppState {
     push_targets: HashMap<String, PushTarget>,
     media_checks: Vec<MediaCheck>,
     pushes: Vec<SentPush>,
+    notices: Vec<SentNotice>,
+    /// Openids whose notices are answered 43101.
+    no_grant: std::collections::HashSet<String>,
     faults: Faults,
     serial: u64,
 }
@@ -364,6 +391,87 @@ async fn msg_sec_check(
         "detail": [{"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label, "prob": 90}],
         "trace_id": trace_id,
     }))
+}
+
+async fn subscribe_send(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Option<Json<Value>>,
+) -> Json<Value> {
+    slow(&state).await;
+    let mut s = state.lock().unwrap();
+    let appid = match s.enter_with_token("/cgi-bin/message/subscribe/send", &q) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let text = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
+    let mut notice = SentNotice {
+        appid,
+        touser: text("touser"),
+        template_id: text("template_id"),
+        page: text("page"),
+        data: b["data"].clone(),
+        miniprogram_state: text("miniprogram_state"),
+        lang: text("lang"),
+        errcode: 0,
+        at_ms: now_ms(),
+    };
+    let (code, msg) = if notice.touser.is_empty() {
+        (40003, "invalid openid")
+    } else if notice.template_id.is_empty() {
+        (40037, "invalid template_id")
+    } else if !["formal", "trial", "developer"].contains(&notice.miniprogram_state.as_str())
+        || !data_valid(&notice.data)
+    {
+        (
+            47003,
+            "argument invalid! data.value exceeds limit or is malformed",
+        )
+    } else if s.no_grant.contains(&notice.touser) {
+        (43101, "user refuse to accept the msg")
+    } else {
+        (0, "ok")
+    };
+    notice.errcode = code;
+    s.notices.push(notice);
+    err(code, msg)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Whether every value of `data` keeps its key type's rule.
+fn data_valid(data: &Value) -> bool {
+    let Some(fields) = data.as_object().filter(|d| !d.is_empty()) else {
+        return false;
+    };
+    fields.iter().all(|(key, v)| {
+        let Some(value) = v["value"].as_str() else {
+            return false;
+        };
+        let chars = value.chars().count();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let date = |d: &str| {
+            let p: Vec<&str> = d.split('-').collect();
+            p.len() == 3 && p.iter().all(|x| digits(x))
+        };
+        match key.trim_end_matches(|c: char| c.is_ascii_digit()) {
+            "thing" => (1..=20).contains(&chars),
+            "phrase" => (1..=5).contains(&chars),
+            "name" => (1..=10).contains(&chars),
+            "character_string" => chars <= 32 && value.bytes().all(|b| b.is_ascii_graphic()),
+            "date" => date(value),
+            "time" => match value.split_once(' ') {
+                Some((d, t)) => date(d) && t.split(':').all(digits),
+                None => false,
+            },
+            _ => false,
+        }
+    })
 }
 
 /// What makes the fake's media check answer `risky` (label 20002): these bytes anywhere in
@@ -618,6 +726,11 @@ impl FakeWeChat {
             .route("/cgi-bin/stable_token", post(stable_token))
             .route("/wxa/msg_sec_check", post(msg_sec_check))
             .route("/wxa/media_check_async", post(media_check_async))
+            .route("/cgi-bin/message/subscribe/send", post(subscribe_send))
+            .route(
+                "/fake/notices",
+                get(|State(s): State<Shared>| async move { Json(json!(s.lock().unwrap().notices)) }),
+            )
             .route(
                 "/fake/media_checks",
                 get(|State(s): State<Shared>| async move {
@@ -780,6 +893,20 @@ impl FakeWeChat {
     /// Every push made so far (to replay one).
     pub fn pushes(&self) -> Vec<SentPush> {
         self.state.lock().unwrap().pushes.clone()
+    }
+
+    /// Every `subscribe/send` call so far, with its answer.
+    pub fn notices(&self) -> Vec<SentNotice> {
+        self.state.lock().unwrap().notices.clone()
+    }
+
+    /// From now on, notices to `openid` are answered 43101 (the user has no grant).
+    pub fn refuse_notices(&self, openid: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .no_grant
+            .insert(openid.to_owned());
     }
 
     /// Media verdicts are pushed `ms` after the check was asked.

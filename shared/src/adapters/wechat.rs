@@ -10,6 +10,7 @@
 //! answer's `errmsg` is never kept (it may quote the request).
 
 use crate::domain::moderation::{Suggest, Verdict};
+use crate::domain::notice::Rendered;
 use crate::domain::wechat::{AccessToken, WeChatApp, WeChatError, WeChatSession};
 use crate::ports::WeChat;
 use http_body_util::{BodyExt, Full};
@@ -218,5 +219,33 @@ impl WeChat for HttpWeChat {
             )
             .await?;
         Ok(field(&v, "/trace_id", "media_check_async")?.to_owned())
+    }
+
+    async fn subscribe_send(
+        &self,
+        access_token: &str,
+        openid: &str,
+        notice: &Rendered,
+    ) -> Result<(), WeChatError> {
+        let data: serde_json::Map<String, Value> = notice
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!({ "value": v })))
+            .collect();
+        let body = serde_json::json!({
+            "touser": openid,
+            "template_id": notice.template_id,
+            "page": notice.page,
+            "data": data,
+            "miniprogram_state": notice.state.as_str(),
+            "lang": "zh_CN",
+        });
+        self.call(
+            "/cgi-bin/message/subscribe/send",
+            &[("access_token", access_token)],
+            Some(body),
+        )
+        .await?;
+        Ok(())
     }
 }

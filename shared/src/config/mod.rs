@@ -7,6 +7,7 @@ pub mod vars;
 use crate::domain::login::AccountIdentity;
 use crate::domain::media::MediaLimits;
 use crate::domain::moderation::{OnReview, OnUnavailable, Policy, PosterlessVideo, WithoutOpenid};
+use crate::domain::notice::{NoticeState, NoticeTemplate};
 use crate::error::{Error, Result};
 use time::UtcOffset;
 use vars::{var, Kind};
@@ -174,6 +175,10 @@ pub struct Config {
     pub moderation_webhook_url: Option<String>,
     /// The key webhook requests are signed with; required by `webhook`.
     pub moderation_webhook_key: Option<SecretSource>,
+    /// The offline notices' template; `None` when `NOTICE_TEMPLATE_ID` is empty (no notices).
+    pub notices: Option<NoticeTemplate>,
+    /// Grants of the template one user may hold.
+    pub max_notice_grants: u64,
 }
 
 /// Who checks the text of messages (`MODERATION`).
@@ -295,7 +300,30 @@ impl Config {
             ticket_secs: env.number("UPLOAD_TICKET_SECONDS")?,
             download_secs: env.number("DOWNLOAD_URL_SECONDS")?,
         };
+        let notices = match env.text("NOTICE_TEMPLATE_ID").trim() {
+            "" => None,
+            id if id.len() > 128
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                return Err(Error::Config(
+                    "NOTICE_TEMPLATE_ID must be a template id (letters, digits, - and _)".into(),
+                ))
+            }
+            id => Some(NoticeTemplate {
+                id: id.to_owned(),
+                fields: NoticeTemplate::parse_fields(&env.text("NOTICE_TEMPLATE_FIELDS"))
+                    .map_err(|e| Error::Config(format!("NOTICE_TEMPLATE_FIELDS {e}")))?,
+                page: env.text("NOTICE_PAGE").trim().to_owned(),
+                state: NoticeState::parse(env.text("NOTICE_STATE").trim()).ok_or_else(|| {
+                    Error::Config("NOTICE_STATE must be formal, trial or developer".into())
+                })?,
+            }),
+        };
         Ok(Config {
+            notices,
+            max_notice_grants: env.number("MAX_NOTICE_GRANTS")?,
             messages_table: env.required("MESSAGES_TABLE")?,
             connections_table: env.required("CONNECTIONS_TABLE")?,
             management_endpoint: env.optional("MANAGEMENT_ENDPOINT"),

@@ -96,6 +96,8 @@ pub enum Metered {
     /// Duplicate sends told to every connection again (`MaxSendsPerMinute`): each is posted to
     /// both users' connections.
     Resends,
+    /// `subscribe` frames (`MaxSendsPerMinute`): each is a write.
+    Subscribes,
 }
 
 impl Metered {
@@ -104,6 +106,7 @@ impl Metered {
             Metered::Uploads => "uploads",
             Metered::Recalls => "recalls",
             Metered::Resends => "resends",
+            Metered::Subscribes => "subscribes",
         }
     }
 }

@@ -41,6 +41,14 @@ impl Conversation {
     pub fn members(&self) -> [&str; 2] {
         [&self.a, &self.b]
     }
+    /// The conversation whose [`Conversation::key`] is `key` (`None` for any other key).
+    pub fn parse_key(key: &str) -> Option<Self> {
+        let mut parts = key.strip_prefix("c#")?.split('#');
+        let (app, a, b) = (parts.next()?, parts.next()?, parts.next()?);
+        let ok = parts.next().is_none() && !app.is_empty() && valid_ident(a) && valid_ident(b);
+        let c = ok.then(|| Conversation::new(app, a, b))?;
+        (c.key() == key).then_some(c)
+    }
 }
 
 /// A history cursor: the id of the oldest message a client has. Opaque to clients.
@@ -124,6 +132,21 @@ mod tests {
         assert!(valid_ident("wx_app-1.a+b@c"));
         for bad in ["", "a#b", "a b", "中文", "a/b", &"x".repeat(65)] {
             assert!(!valid_ident(bad), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn conversation_keys_read_back_and_nothing_else_does() {
+        let c = Conversation::new("demo", "bob", "ann");
+        assert_eq!(Conversation::parse_key(&c.key()), Some(c));
+        for bad in [
+            "c#demo#bob#ann",
+            "c#demo#ann",
+            "i#demo#ann#bob",
+            "c##ann#bob",
+            "c#demo#ann#bob#x",
+        ] {
+            assert_eq!(Conversation::parse_key(bad), None, "{bad}");
         }
     }
 

@@ -125,6 +125,7 @@ impl From<WeChatError> for LoginRefusal {
             WeChatError::InvalidToken(code) | WeChatError::Other(code, _) => {
                 LoginRefusal::WeChatError(code)
             }
+            WeChatError::NoGrant => LoginRefusal::WeChatError(43101),
         }
     }
 }

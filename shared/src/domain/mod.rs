@@ -3,7 +3,8 @@
 //! return.
 //!
 //! Bottom up: [`ids`] (accounts, conversations, ULIDs, cursors) ← [`message`] ← [`connection`],
-//! [`inbox`] ← [`send`]; [`media`], [`auth`], [`wechat`] and [`login`] stand beside them.
+//! [`inbox`] ← [`send`]; [`media`], [`auth`], [`wechat`], [`login`], [`moderation`], [`push`]
+//! and [`notice`] stand beside them.
 pub mod auth;
 pub mod connection;
 pub mod ids;
@@ -12,6 +13,7 @@ pub mod login;
 pub mod media;
 pub mod message;
 pub mod moderation;
+pub mod notice;
 pub mod push;
 pub mod send;
 pub mod wechat;

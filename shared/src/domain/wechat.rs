@@ -157,6 +157,8 @@ pub enum WeChatError {
     Quota,
     /// 40001 (invalid credential) or 42001 (expired): the access token wants refreshing.
     InvalidToken(i64),
+    /// 43101: the user refused the subscribe message template or has no grant left.
+    NoGrant,
     /// −1 (system busy), a timeout, no connection, or an HTTP 5xx: try again later.
     Unavailable(String),
     /// Any other errcode, or an answer that is not WeChat's shape (the text is for logs only;
@@ -172,6 +174,7 @@ impl WeChatError {
             40226 => WeChatError::UserBlocked,
             45011 => WeChatError::RateLimited,
             45009 => WeChatError::Quota,
+            43101 => WeChatError::NoGrant,
             40001 | 42001 => WeChatError::InvalidToken(errcode),
             -1 => WeChatError::Unavailable("errcode -1 (system busy)".into()),
             _ => WeChatError::Other(errcode, format!("errcode {errcode}")),
@@ -186,6 +189,7 @@ impl fmt::Display for WeChatError {
             WeChatError::UserBlocked => f.write_str("wechat: user blocked (errcode 40226)"),
             WeChatError::RateLimited => f.write_str("wechat: rate limited (errcode 45011)"),
             WeChatError::Quota => f.write_str("wechat: quota used up (errcode 45009)"),
+            WeChatError::NoGrant => f.write_str("wechat: no subscribe grant (errcode 43101)"),
             WeChatError::InvalidToken(c) => write!(f, "wechat: access token refused (errcode {c})"),
             WeChatError::Unavailable(why) => write!(f, "wechat unavailable: {why}"),
             WeChatError::Other(_, why) => write!(f, "wechat: {why}"),
@@ -212,6 +216,7 @@ mod tests {
         assert_eq!(WeChatError::from_errcode(40226), WeChatError::UserBlocked);
         assert_eq!(WeChatError::from_errcode(45011), WeChatError::RateLimited);
         assert_eq!(WeChatError::from_errcode(45009), WeChatError::Quota);
+        assert_eq!(WeChatError::from_errcode(43101), WeChatError::NoGrant);
         assert_eq!(
             WeChatError::from_errcode(42001),
             WeChatError::InvalidToken(42001)

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::flows::access_token::SharedTokens;
 use crate::flows::login::LoginDeps;
 use crate::flows::moderation::{Moderation, WeChatModerator};
+use crate::flows::notify::NotifyDeps;
 use crate::flows::push::PushDeps;
 use crate::flows::recheck::RecheckDeps;
 use crate::flows::{Deps, Media};
@@ -181,6 +182,35 @@ impl AwsRecheckDeps {
                 config.s3_force_path_style,
             ),
             config,
+        })
+    }
+}
+
+/// The notify function's dependencies.
+pub type AwsNotifyDeps = NotifyDeps<
+    DynamoStore,
+    Arc<HttpWeChat>,
+    SharedTokens<Arc<HttpWeChat>, DynamoStore>,
+    AppsSecret,
+>;
+
+impl AwsNotifyDeps {
+    /// Loads the WeChat apps and builds the WeChat and DynamoDB clients. Fails at cold start,
+    /// also without a notice template (`NOTICE_TEMPLATE_ID`).
+    pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
+        let template = config
+            .notices
+            .clone()
+            .ok_or_else(|| Error::Config("chat-notify needs NOTICE_TEMPLATE_ID".into()))?;
+        let store = dynamo_store(aws, &config);
+        let wechat = Arc::new(wechat_client(&config)?);
+        Ok(NotifyDeps {
+            tokens: SharedTokens::new(wechat.clone(), store.clone()),
+            wechat,
+            apps: wechat_apps(aws, &config).await?,
+            store,
+            template,
+            offset: config.display_offset,
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::flows::moderation::Moderation;
 use crate::flows::records::RecordCache;
 use crate::ports::{
     ConnectionLookup, ConnectionRegister, ConnectionRemove, Inbox, MediaCheckStore, MessageRecall,
-    MessageStore, TypingThrottle, UsageMeter,
+    MessageStore, NoticeGrants, TypingThrottle, UsageMeter,
 };
 
 /// What a function needs. `$disconnect` uses only `store`; `$default` all of it.
@@ -39,6 +39,7 @@ pub trait FrameStore:
     + TypingThrottle
     + UsageMeter
     + MediaCheckStore
+    + NoticeGrants
 {
 }
 impl<T> FrameStore for T where
@@ -51,5 +52,6 @@ impl<T> FrameStore for T where
         + TypingThrottle
         + UsageMeter
         + MediaCheckStore
+        + NoticeGrants
 {
 }

@@ -45,6 +45,10 @@ pub enum FrameOutcome {
     },
     /// A message was recalled (or already was).
     Recalled,
+    /// A `subscribe` was answered with the user's count of grants.
+    Subscribed {
+        grants: u64,
+    },
 }
 
 /// Why a valid frame was not carried out.
@@ -203,6 +207,11 @@ where
             Request::Read { to, id } => self.read(self.peer(to)?, &id).await,
             Request::Typing { to } => self.typing(self.peer(to)?).await,
             Request::Recall { to, id } => self.recall(self.peer(to)?, &id).await,
+            Request::Subscribe {
+                req_id,
+                template_id,
+                accepted,
+            } => self.subscribe(&req_id, &template_id, accepted).await,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! types. `$connect` and `$disconnect` are [`connect`]; every frame on `$default` goes through
 //! [`frame`], which hands each action to a file of its own: [`pages`] (`sync`, `history`),
 //! [`media`] (`upload`, and what a send accepts), [`send`], [`list`] (`conversations`),
-//! [`read`], [`typing`], [`recall`]. [`fanout`] posts and handles 410s; [`records`] is a warm
+//! [`read`], [`typing`], [`recall`], [`subscribe`]. [`notify`] is `chat-notify`'s: offline
+//! notices from the messages table's stream. [`fanout`] posts and handles 410s; [`records`] is a warm
 //! instance's cache of connection records.
 pub mod access_token;
 pub mod connect;
@@ -13,6 +14,7 @@ mod list;
 pub mod login;
 mod media;
 pub mod moderation;
+pub mod notify;
 mod pages;
 pub mod push;
 mod read;
@@ -20,6 +22,7 @@ mod recall;
 pub mod recheck;
 pub mod records;
 pub mod send;
+mod subscribe;
 pub mod typing;
 
 pub use connect::{connect, disconnect, ConnectOutcome, ConnectRequest};

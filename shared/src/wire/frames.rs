@@ -473,6 +473,13 @@ pub fn recall_frame(peer: &str, id: &str) -> String {
     serde_json::json!({"code": 1, "type": "recall", "peer": peer, "id": id}).to_string()
 }
 
+/// `{"code":1,"type":"subscribed","req_id":..,"template_id":..,"grants":n}`: the user now
+/// holds `grants` grants of the notice template.
+pub fn subscribed_frame(req_id: &str, template_id: &str, grants: u64) -> String {
+    serde_json::json!({"code": 1, "type": "subscribed", "req_id": req_id, "template_id": template_id, "grants": grants})
+        .to_string()
+}
+
 /// What a user connection gets when content security took a stored message down.
 pub fn blocked_frame(peer: &str, id: &str) -> String {
     serde_json::json!({"code": 1, "type": "blocked", "peer": peer, "id": id}).to_string()

@@ -50,6 +50,12 @@ pub enum Request {
         to: Option<String>,
         id: String,
     },
+    /// What `wx.requestSubscribeMessage` reported for the offline notice template.
+    Subscribe {
+        req_id: String,
+        template_id: String,
+        accepted: bool,
+    },
 }
 
 impl Request {
@@ -63,6 +69,10 @@ impl Request {
             Request::Upload(u) => Echo {
                 client_msg_id: None,
                 req_id: Some(u.req_id.clone()),
+            },
+            Request::Subscribe { req_id, .. } => Echo {
+                client_msg_id: None,
+                req_id: Some(req_id.clone()),
             },
             _ => Echo::default(),
         }
@@ -200,10 +210,11 @@ fn parse_object(
             to: parse_to(obj)?,
             id: parse_id(obj)?,
         }),
+        Some("subscribe") => parse_subscribe(obj, echo.req_id.clone()),
         _ => Err(Rejection::new(
             "unknown_action",
             "action must be one of sync, history, send, upload, ping, conversations, read, \
-             typing, recall",
+             typing, recall, subscribe",
         )),
     }
 }
@@ -232,6 +243,50 @@ fn parse_id(obj: &Map<String, Value>) -> Result<String, Rejection> {
         Some(Value::String(s)) if Cursor::parse(s).is_some() => Ok(s.clone()),
         _ => Err(Rejection::new("bad_id", "id must be a message id")),
     }
+}
+
+/// `subscribe`: `req_id`, `template_id` and `result` (`accept`, `reject`, `ban` or `filter`,
+/// as `wx.requestSubscribeMessage` reported it).
+fn parse_subscribe(obj: &Map<String, Value>, req_id: Option<String>) -> Result<Request, Rejection> {
+    let req_id = req_id.ok_or_else(|| {
+        Rejection::new(
+            "bad_req_id",
+            format!(
+                "subscribe needs a req_id: 1 to {MAX_CLIENT_MSG_ID_LEN} of A-Z a-z 0-9 _ - . :"
+            ),
+        )
+    })?;
+    let template_id = match obj.get("template_id") {
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            s.clone()
+        }
+        _ => {
+            return Err(Rejection::new(
+                "bad_template",
+                "template_id must be the notice template's id",
+            ))
+        }
+    };
+    let accepted = match obj.get("result").and_then(Value::as_str) {
+        Some("accept") => true,
+        Some("reject" | "ban" | "filter") => false,
+        _ => {
+            return Err(Rejection::new(
+                "bad_result",
+                "result must be accept, reject, ban or filter (what wx.requestSubscribeMessage reported)",
+            ))
+        }
+    };
+    Ok(Request::Subscribe {
+        req_id,
+        template_id,
+        accepted,
+    })
 }
 
 fn parse_upload(obj: &Map<String, Value>, req_id: Option<String>) -> Result<Request, Rejection> {

@@ -53,11 +53,13 @@ impl ConnectionRegister for DynamoStore {
                 .expression_attribute_values(":avatar", s(&r.profile.avatar))
                 .expression_attribute_values(":user", s(&r.user))
                 .expression_attribute_values(":app", s(&r.app_sid))
+                // When the user last connected: a notice claim compares it with `n#` markers.
+                .expression_attribute_values(":at", n(r.connected_at_ms))
                 .return_values(ReturnValue::AllNew);
             let added = update
                 .clone()
                 .update_expression(
-                    "SET conns.#c = :e, #name = :name, avatar = :avatar, #user = :user, app_sid = :app",
+                    "SET conns.#c = :e, #name = :name, avatar = :avatar, #user = :user, app_sid = :app, last_conn = :at",
                 )
                 .condition_expression("attribute_exists(conns)")
                 .expression_attribute_names("#c", &r.connection_id)
@@ -75,7 +77,7 @@ impl ConnectionRegister for DynamoStore {
             )]));
             let created = update
                 .update_expression(
-                    "SET conns = :conns, #name = :name, avatar = :avatar, #user = :user, app_sid = :app",
+                    "SET conns = :conns, #name = :name, avatar = :avatar, #user = :user, app_sid = :app, last_conn = :at",
                 )
                 .condition_expression("attribute_not_exists(conns)")
                 .expression_attribute_values(":conns", conns)

@@ -12,8 +12,12 @@
 //!   existed may also carry `conversation`, which nothing reads.
 //! - registry: `connection_id` = `r#<app>#<user>` (API Gateway's ids never contain `#`);
 //!   `conns` = map of connection id → `{kind: "user"|"conversation", friend?, at, exp}`;
-//!   `name`, `avatar` (the profile of the user's latest handshake), `user`, `app_sid`. No TTL:
-//!   expired entries are ignored and pruned at the user's next `$connect`.
+//!   `name`, `avatar` (the profile of the user's latest handshake), `user`, `app_sid`,
+//!   `last_conn` (ms, the latest `$connect`), `grants#<template>` (offline notices the user
+//!   granted, [`notices`]). No TTL: expired entries are ignored and pruned at the user's next
+//!   `$connect`.
+//! - notified: `connection_id` = `n#<app>#<user>#<peer>`; `at` (ms, when the user was last
+//!   sent a notice about the conversation with `peer`), `expires_at` (s, TTL, 30 days).
 //! - WeChat access token: `connection_id` = `wxtoken#<appid>`; `token`, `expires_at` (s, TTL),
 //!   `forced_at` (s), `refresh_until` (ms) ([`wechat_token`]).
 //!
@@ -52,6 +56,7 @@ mod inbox;
 mod items;
 mod media_checks;
 mod messages;
+mod notices;
 mod push_nonce;
 mod recall;
 mod screening;
