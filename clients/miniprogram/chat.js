@@ -23,7 +23,10 @@
 //   ChatError whose `code` is the server's error code;
 // - images and videos: an upload ticket over the socket, wx.uploadFile to the ticket's POST
 //   form, then the send; a file over the server's limit is refused before anything is
-//   uploaded (code `media_too_large`).
+//   uploaded (code `media_too_large`);
+// - offline notices: requestNotices() (from a tap) asks wx.requestSubscribeMessage for the
+//   deployment's template and reports an accept, so a message that comes while the user is
+//   away brings a WeChat notice.
 (function (root) {
 'use strict';
 
@@ -37,6 +40,7 @@ var DEFAULTS = {
   sendTimeoutMs: 2 * 60 * 1000, // a send not acknowledged by then rejects with `timeout`
   requestTimeoutMs: 30 * 1000, // list, history, read, recall and upload-ticket answers
   uploadTimeoutMs: 2 * 60 * 1000, // wx.uploadFile
+  noticeTemplateId: null, // the deployment's NoticeTemplateId: requestNotices() asks for it
   pageLimit: 20,
   resyncLimit: 50, // rows per page when catching up after a reconnect
   resyncMaxPages: 10, // at most this many pages back; beyond, the page starts afresh
@@ -497,6 +501,8 @@ ChatClient.prototype._onMessage = function (conn, data) {
       return this._emit('blocked', { peer: f.peer, id: f.id });
     case 'upload':
       return this._answer(f, function (r) { return r.kind === 'ticket' && r.reqId === f.req_id; });
+    case 'subscribed':
+      return this._answer(f, function (r) { return r.kind === 'subscribe' && r.reqId === f.req_id; });
     default:
       return undefined; // a frame type this client does not know: ignore it
   }
@@ -652,7 +658,8 @@ ChatClient.prototype._onError = function (f) {
     return this._emit('error', err);
   }
   if (f.req_id) {
-    if (this._answer(f, function (r) { return r.kind === 'ticket' && r.reqId === f.req_id; }, err)) return;
+    var byReq = function (r) { return (r.kind === 'ticket' || r.kind === 'subscribe') && r.reqId === f.req_id; };
+    if (this._answer(f, byReq, err)) return;
   }
   var target = this._requests.filter(function (r) { return r.conn && r.errors.indexOf(f.error) >= 0; })[0];
   if (target) return this._settle(target, err);
@@ -667,6 +674,7 @@ var REQUEST_ERRORS = {
   read: ['not_found', 'bad_id', 'bad_peer'],
   recall: ['not_yours', 'recall_window_passed', 'not_found', 'bad_id', 'bad_peer'],
   ticket: [],
+  subscribe: ['bad_template', 'notices_off', 'bad_result'],
 };
 
 // A frame whose answer is awaited; sent now if the socket is open, else when it opens (also
@@ -781,6 +789,35 @@ ChatClient.prototype.typing = function (peer) {
 
 // Takes back one of your messages (within the server's recall window). Resolves on the
 // `recall` frame; rejects with `not_yours`, `recall_window_passed`, `not_found`.
+// Offline notices. Call it from a tap (WeChat shows its dialog only then): asks the user to
+// allow the deployment's subscribe message template (`noticeTemplateId` in the options, or
+// `templateId`) with wx.requestSubscribeMessage, and when they accept, reports it with a
+// `subscribe` frame: each accept allows one notice when a message comes while they are away.
+// Resolves {result, grants}: WeChat's answer (accept, reject, ban, filter) and, after an
+// accept, how many notices the user now allows (null otherwise: nothing is sent).
+ChatClient.prototype.requestNotices = function (templateId) {
+  var self = this;
+  var tmpl = templateId || this.opts.noticeTemplateId;
+  if (!tmpl || typeof this.wx.requestSubscribeMessage !== 'function') {
+    return Promise.reject(ChatError('notices_off', 'no notice template, or no wx.requestSubscribeMessage'));
+  }
+  return new Promise(function (resolve, reject) {
+    self.wx.requestSubscribeMessage({
+      tmplIds: [tmpl],
+      success: resolve,
+      fail: function (e) { reject(ChatError('subscribe_failed', (e && e.errMsg) || 'wx.requestSubscribeMessage failed')); },
+    });
+  }).then(function (res) {
+    var result = res && res[tmpl];
+    if (result !== 'accept') return { result: result || 'reject', grants: null };
+    var reqId = newId('n', self.random);
+    var frame = { action: 'subscribe', req_id: reqId, template_id: tmpl, result: 'accept' };
+    return self._request('subscribe', frame, { reqId: reqId }, function (f) {
+      return { result: 'accept', grants: f.grants };
+    });
+  });
+};
+
 ChatClient.prototype.recall = function (peer, id) {
   return this._request('recall', { action: 'recall', to: peer, id: id }, { peer: peer, id: id }, function (f) {
     return { peer: f.peer, id: f.id };

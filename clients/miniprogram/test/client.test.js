@@ -595,3 +595,35 @@ test('content security: once a message was seen taken down, every later copy of 
   assert.deepEqual(seen.message[seen.message.length - 1].message, other);
   c.close();
 });
+
+test('offline notices: requestNotices asks WeChat for the template, reports an accept, and sends nothing otherwise', T, async () => {
+  const { wx, c } = setup({ noticeTemplateId: 'tpl-1' });
+  const asked = [];
+  let answer = 'accept';
+  wx.requestSubscribeMessage = (o) => { asked.push(o.tmplIds); o.success({ errMsg: 'requestSubscribeMessage:ok', [o.tmplIds[0]]: answer }); };
+  c.connect();
+  await flush();
+  wx.last.open();
+  const granted = c.requestNotices();
+  await flush();
+  const [frame] = wx.last.frames('subscribe');
+  assert.deepEqual([frame.template_id, frame.result], ['tpl-1', 'accept']);
+  wx.last.deliver({ code: 1, type: 'subscribed', req_id: frame.req_id, template_id: 'tpl-1', grants: 2 });
+  assert.deepEqual(await granted, { result: 'accept', grants: 2 });
+  // A refusal in WeChat's dialog sends no frame.
+  answer = 'reject';
+  assert.deepEqual(await c.requestNotices(), { result: 'reject', grants: null });
+  assert.equal(wx.last.frames('subscribe').length, 1);
+  // The server's refusal rejects with its code.
+  answer = 'accept';
+  const other = c.requestNotices('tpl-other');
+  await flush();
+  const second = wx.last.frames('subscribe')[1];
+  wx.last.deliver({ code: 0, type: 'error', error: 'bad_template', msg: 'no', req_id: second.req_id });
+  await assert.rejects(other, (e) => e.code === 'bad_template');
+  assert.deepEqual(asked, [['tpl-1'], ['tpl-1'], ['tpl-other']]);
+  // Without a template (or outside WeChat) there is nothing to ask.
+  const { c: bare } = setup();
+  await assert.rejects(bare.requestNotices(), (e) => e.code === 'notices_off');
+  c.close();
+});

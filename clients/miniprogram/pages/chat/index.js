@@ -86,6 +86,12 @@ Page({
     // An edit of a text content security refused goes with that text's client_msg_id.
     const editing = this.editing && this.outgoing[this.editing] ? this.editing : null;
     this.editing = null;
+    // After the user's first message in this conversation, ask (in this tap, as WeChat
+    // requires) whether they want a notice when a reply comes while they are away.
+    const first = !this.conv.rows.some((r) => r.userphone === this.me);
+    if (first && !editing && this.chat.opts.noticeTemplateId) {
+      this.chat.requestNotices().then(null, () => {});
+    }
     this.send({ kind: 0, payload: text }, editing || undefined);
   },
 
