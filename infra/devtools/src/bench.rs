@@ -1030,6 +1030,32 @@ pub async fn wechat_round_trips(
     Ok(times)
 }
 
+/// Logs `openid` of the demo app in through the stack's `POST /login` (accounts are openids):
+/// the token.
+pub async fn wechat_login(
+    stack: &Stack,
+    wechat: &crate::fake_wechat::FakeWeChat,
+    openid: &str,
+) -> Result<String, Error> {
+    use crate::chat::{DEMO_APPID, DEMO_APP_SID};
+    let body = json!({"app_sid": DEMO_APP_SID, "code": wechat.login_code(DEMO_APPID, openid)});
+    let url = format!("{}/login", stack.http_url.as_deref().ok_or("no HTTP API")?);
+    let answer: serde_json::Value = serde_json::from_str(
+        &reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?
+            .text()
+            .await?,
+    )?;
+    Ok(answer["token"]
+        .as_str()
+        .ok_or("the login gave no token")?
+        .to_owned())
+}
+
 /// `n` text sends, one at a time, from `sender`'s user connection to `peer` on a stack that
 /// checks texts (`Moderation=wechat`): each one's time from the frame to its acknowledgement.
 pub async fn checked_sends(

@@ -96,6 +96,10 @@ pub struct Results {
     pub wechat_rt: Vec<Duration>,
     /// Checked text sends (`Moderation=wechat`), by the check's delay.
     pub moderation: Vec<ModerationRow>,
+    /// Offline notices: from each message's time to its notice at the fake WeChat API.
+    pub notices: Vec<Duration>,
+    /// The warm text sends of the notice phase: their acknowledgements.
+    pub notice_acks: Vec<Duration>,
     pub cold: Vec<Report>,
     /// Every REPORT line of the stack during the run.
     pub load: Vec<Report>,
@@ -231,6 +235,7 @@ fn values(r: &Results) -> Res<Values> {
         ("media_note", media_note(r)),
         ("login_table", login_table(r)?),
         ("moderation_table", moderation_table(r)?),
+        ("notice_table", notice_table(r)?),
         ("footprint_table", footprint_table(r)?),
         ("bootstraps", bootstraps(r)?),
         ("price_date", prices::DATE.to_owned()),
@@ -327,6 +332,30 @@ fn moderation_table(r: &Results) -> Res<String> {
         "\nWith the check {} ms late, each send's storage part less the longer of the check and the read and less the write after them leaves {left:.1} ms (p50); were the read ({read:.1} ms) not hidden behind the check, that would be about the read's time. Less than half of it: {}.",
         slow.delay_ms,
         holds(left < read / 2.0)
+    )?;
+    Ok(w)
+}
+
+fn notice_table(r: &Results) -> Res<String> {
+    if r.notices.is_empty() {
+        return Ok("(not measured in this run)".into());
+    }
+    let mut w = String::new();
+    writeln!(w, "| notices | message → notice at WeChat p50 | p99 | max | the same senders' send → ack p50 | p99 |")?;
+    writeln!(w, "|---|---|---|---|---|---|")?;
+    let max = r
+        .notices
+        .iter()
+        .max()
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    writeln!(
+        w,
+        "| {} | {:.1} ms | {:.1} ms | {max:.1} ms | {:.1} ms | {:.1} ms |",
+        r.notices.len(),
+        percentile_ms(&r.notices, 0.5),
+        percentile_ms(&r.notices, 0.99),
+        percentile_ms(&r.notice_acks, 0.5),
+        percentile_ms(&r.notice_acks, 0.99),
     )?;
     Ok(w)
 }

@@ -60,6 +60,10 @@ pub fn demo_apps() -> String {
     .to_string()
 }
 
+/// The notice template `make dev` configures (`NoticeTemplateId`), unless `NOTICE_TEMPLATE_ID`
+/// names another.
+pub const DEMO_NOTICE_TEMPLATE: &str = "demo-notice-template";
+
 /// The stack's message push URL of `app_sid` (`{HttpApiUrl}/wechat/push/{app_sid}`), which
 /// the admin console would hold.
 pub fn push_url(stack: &Stack, app_sid: &str) -> String {

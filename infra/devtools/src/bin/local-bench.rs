@@ -288,6 +288,7 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
     }
     let (login, wechat_rt) = login_phase(&b, &args).await?;
     let moderation = moderation_phase(&b, &args).await?;
+    let (notices, notice_acks) = notice_phase(&b).await?;
     let (cold, bootstraps, load, default_memory_mb) = footprint_phase(&b, &args).await?;
     if bootstraps.is_empty() {
         missing.push("arm64 `bootstrap` sizes: run `sam build` first".into());
@@ -314,6 +315,8 @@ async fn run(args: Args, machine: String) -> Result<(), Error> {
         login,
         wechat_rt,
         moderation,
+        notices,
+        notice_acks,
         cold,
         load,
         bootstraps,
@@ -409,21 +412,8 @@ async fn moderation_phase(b: &Bench, args: &Args) -> Result<Vec<ModerationRow>, 
     devtools::chat::use_wechat(&mut opts, &wechat.base, &devtools::chat::demo_apps());
     let stack = Stack::start(opts).await?;
     let me = "o-bench-checked";
-    let body =
-        serde_json::json!({"app_sid": DEMO_APP_SID, "code": wechat.login_code(DEMO_APPID, me)});
-    let url = format!("{}/login", stack.http_url.as_deref().ok_or("no HTTP API")?);
-    let answer: serde_json::Value = serde_json::from_str(
-        &reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?
-            .text()
-            .await?,
-    )?;
-    let token = answer["token"].as_str().ok_or("the login gave no token")?;
-    let query = devtools::ws_client::user_query(me, DEMO_APP_SID, token);
+    let token = bench::wechat_login(&stack, &wechat, me).await?;
+    let query = devtools::ws_client::user_query(me, DEMO_APP_SID, &token);
     let mut sender = devtools::ws_client::ChatSocket::open(&stack.ws_url, &query)
         .await
         .map_err(|status| format!("the checked sender's handshake answered {status}"))?;
@@ -460,6 +450,109 @@ async fn moderation_phase(b: &Bench, args: &Args) -> Result<Vec<ModerationRow>, 
     }
     wechat.slow(0);
     Ok(rows)
+}
+
+/// Notices measured in the notice phase (each from a sender of its own).
+const NOTICES: usize = 40;
+
+/// 3c. Offline notices on a stack of their own with a notice template: Bob grants it
+/// [`NOTICES`] times and leaves; then one sender after another writes him one message (each a
+/// conversation of its own, so each is due a notice), the next after the notice arrived. Each
+/// message's time from its send to its `subscribe/send` at the fake, and the sends' acks.
+async fn notice_phase(b: &Bench) -> Result<(Vec<Duration>, Vec<Duration>), Error> {
+    use devtools::chat::{DEMO_APPID, DEMO_APP_SECRET, DEMO_APP_SID};
+    progress("phase 3/4: offline notices: starting a stack with a notice template");
+    let wechat = FakeWeChat::start(&[(DEMO_APPID, DEMO_APP_SECRET)]).await?;
+    let mut opts = StackOptions {
+        functions_dir: b.binaries.clone(),
+        logs: Logs::Capture,
+        parameters: HashMap::from([
+            ("AccountIdentity".to_string(), "openid".to_string()),
+            ("NoticeTemplateId".to_string(), "bench-notice".to_string()),
+            ("MaxNoticeGrants".to_string(), NOTICES.to_string()),
+        ]),
+        ..devtools::chat::stack_options(bench::SECRET)
+    };
+    devtools::chat::use_wechat(&mut opts, &wechat.base, &devtools::chat::demo_apps());
+    let stack = Stack::start(opts).await?;
+    let bob = "o-bench-bob";
+    let token = bench::wechat_login(&stack, &wechat, bob).await?;
+    let query = devtools::ws_client::user_query(bob, DEMO_APP_SID, &token);
+    let mut socket = devtools::ws_client::ChatSocket::open(&stack.ws_url, &query)
+        .await
+        .map_err(|status| format!("Bob's handshake answered {status}"))?;
+    for i in 0..NOTICES {
+        let req = format!("g{i}");
+        socket
+            .send_json(&serde_json::json!({"action":"subscribe","req_id":req,"template_id":"bench-notice","result":"accept"}))
+            .await?;
+        loop {
+            let f = socket.frame(Duration::from_secs(15)).await?;
+            if f["req_id"] == req.as_str() {
+                if f["type"] != "subscribed" {
+                    return Err(format!("subscribe answered {f}").into());
+                }
+                break;
+            }
+        }
+    }
+    drop(socket);
+    // Offline once `$disconnect` emptied his registry.
+    let ddb = local_stack::clients::dynamodb(&stack.dynamodb_endpoint());
+    let table = devtools::chat::tables(&stack).connections;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let item = ddb
+            .get_item()
+            .table_name(&table)
+            .key(
+                "connection_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("r#{DEMO_APP_SID}#{bob}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await?
+            .item;
+        let live = item
+            .and_then(|i| i.get("conns").and_then(|c| c.as_m().ok()).map(|m| m.len()))
+            .unwrap_or(0);
+        if live == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("Bob's connection stayed registered".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress(format!(
+        "phase 3/4: {NOTICES} messages to an offline user, one notice each"
+    ));
+    let (mut notices, mut acks) = (Vec::new(), Vec::new());
+    for i in 0..NOTICES {
+        let mut sender =
+            bench::open_user(&stack, DEMO_APP_SID, &format!("bench-sender-{i}")).await?;
+        // Spread the sends over the poll's period (a quiet shard is read every 250 ms): one
+        // right after the last notice would always wait a whole period.
+        tokio::time::sleep(Duration::from_millis((i as u64 * 97) % 250)).await;
+        let before = wechat.notices().len();
+        let sent_ms = bench::now_ms();
+        acks.extend(bench::checked_sends(&mut sender, bob, 1, &format!("n{i}")).await?);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let at_ms = loop {
+            if let Some(n) = wechat.notices().get(before) {
+                if n.errcode != 0 {
+                    return Err(format!("the notice was answered {}", n.errcode).into());
+                }
+                break n.at_ms;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no notice for message {i}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        notices.push(Duration::from_millis((at_ms - sent_ms).max(0) as u64));
+    }
+    Ok((notices, acks))
 }
 
 /// Users connected in the history phase (and the users level its reference line is read at).

@@ -50,6 +50,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     parameters
         .entry("Moderation".to_owned())
         .or_insert_with(|| "wechat".to_owned());
+    // Offline notices run locally too: a demo template, or NOTICE_TEMPLATE_ID (and
+    // NOTICE_TEMPLATE_FIELDS) from the environment (PARAMS wins over both).
+    for (param, var, default) in [
+        (
+            "NoticeTemplateId",
+            "NOTICE_TEMPLATE_ID",
+            Some(devtools::chat::DEMO_NOTICE_TEMPLATE),
+        ),
+        ("NoticeTemplateFields", "NOTICE_TEMPLATE_FIELDS", None),
+    ] {
+        if let Some(v) = std::env::var(var).ok().or(default.map(str::to_owned)) {
+            parameters.entry(param.to_owned()).or_insert(v);
+        }
+    }
     let secret =
         std::env::var("JWT_SECRET").unwrap_or_else(|_| format!("dev-secret-{}", ulid::Ulid::new()));
     if secret.len() < 32 {
@@ -130,6 +144,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             url = h.url,
             deny = devtools::fake_webhook::DENY_WORD,
             replace = devtools::fake_webhook::REPLACE_WORD,
+        ),
+        None => login,
+    };
+    let login = match parameters.get("NoticeTemplateId").filter(|t| !t.is_empty()) {
+        Some(template) => format!(
+            "{login}\n  Offline notices: template {template}; a user grants one with  {{\"action\":\"subscribe\",\"req_id\":\"s1\",\"template_id\":\"{template}\",\"result\":\"accept\"}}{seen}",
+            seen = match &fake {
+                Some(f) => format!(", and the notices sent are listed at {}/fake/notices", f.base),
+                None => String::new(),
+            }
         ),
         None => login,
     };
