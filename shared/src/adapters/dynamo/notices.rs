@@ -173,30 +173,35 @@ impl NoticeStore for DynamoStore {
     }
 
     async fn clear_grants(&self, app_sid: &str, user: &str, template: &str) -> Result<()> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.connections_table)
-            .key("connection_id", s(registry_id(app_sid, user)))
-            .update_expression("SET #g = :zero")
-            .condition_expression("attribute_exists(conns)")
-            .expression_attribute_names("#g", grants_attribute(template))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        conditional(out).map(|_| ())
+        self.change_grants(app_sid, user, template, "SET #g = :v", 0)
+            .await
     }
 
     async fn return_grant(&self, app_sid: &str, user: &str, template: &str) -> Result<()> {
+        self.change_grants(app_sid, user, template, "ADD #g :v", 1)
+            .await
+    }
+}
+
+impl DynamoStore {
+    /// Applies `expression` (`#g` the grants attribute, `:v` = `value`) to an existing registry.
+    async fn change_grants(
+        &self,
+        app_sid: &str,
+        user: &str,
+        template: &str,
+        expression: &str,
+        value: i64,
+    ) -> Result<()> {
         let out = self
             .client
             .update_item()
             .table_name(&self.connections_table)
             .key("connection_id", s(registry_id(app_sid, user)))
-            .update_expression("ADD #g :one")
+            .update_expression(expression)
             .condition_expression("attribute_exists(conns)")
             .expression_attribute_names("#g", grants_attribute(template))
-            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":v", n(value))
             .send()
             .await;
         conditional(out).map(|_| ())
