@@ -22,6 +22,9 @@ pub use crate::process::isolated;
 /// Where `infra/install.sh` unpacks the npm package, relative to the repository root.
 pub const DEFAULT_DIR: &str = ".tools/dynamodb/package/lib";
 
+/// How long [`DynamoDbLocal::stop`] waits for DynamoDB Local to exit after SIGTERM.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// A running DynamoDB Local; killed when dropped, and by the kernel if this process dies.
 pub struct DynamoDbLocal {
     child: Child,
@@ -102,7 +105,36 @@ impl DynamoDbLocal {
         self.forwarder.is_some()
     }
 
-    /// Stops the server (for fault tests); [`DynamoDbLocal::start_with`] a new one to come back.
+    /// Stops the server the way its operator would, for outage tests ([`DynamoDbLocal::start_with`]
+    /// on the same `db_dir` brings it back with every acknowledged write): SIGTERM, then
+    /// SIGKILL if it has not exited within [`STOP_GRACE`]. On a table with a stream, DynamoDB
+    /// Local answers a `TransactWriteItems` before the transaction reaches its SQLite file, and
+    /// a SIGKILL right after loses it (the last of eight concurrent ones, every time; without a
+    /// stream, none); its shutdown hook writes it out. DynamoDB itself never loses an
+    /// acknowledged write, so an emulated outage must not either. The forwarder goes first and
+    /// cuts every connection it pipes, so that no answer given during the shutdown reaches a
+    /// client (a write answered then but not written out would be lost with an
+    /// acknowledgement; cut off, its client sees a failed request instead).
+    pub fn stop(&mut self) {
+        self.forwarder = None;
+        if let Ok(None) = self.child.try_wait() {
+            // The child is not reaped yet, so its pid is still its own.
+            let pid = libc::pid_t::try_from(self.child.id()).unwrap_or(libc::pid_t::MAX);
+            // SAFETY: kill(2) with a pid this process owns and has not waited for.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+
+    /// Stops the server at once (SIGKILL), as when the stack is dropped: writes of the last
+    /// moments may be lost (see [`DynamoDbLocal::stop`]).
     pub fn kill(&mut self) {
         self.forwarder = None;
         let _ = self.child.kill();
@@ -171,6 +203,68 @@ fn find_jar_dir(base: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::TableSpec;
+    use aws_sdk_dynamodb::types::{AttributeValue as Av, Put, TransactWriteItem};
+
+    #[tokio::test]
+    async fn every_write_acknowledged_before_a_stop_is_there_after_the_restart() {
+        // GIVEN DynamoDB Local on files, with a table that has a stream (where DynamoDB Local
+        // acknowledges a transaction before it is in the file)
+        let dir = crate::process::private_dir("ddb-stop").unwrap();
+        let mut ddb = DynamoDbLocal::start_with(None, Some(&dir)).unwrap();
+        let port = ddb.port();
+        let table = TableSpec {
+            logical_id: "T".into(),
+            name: "items".into(),
+            attributes: vec![("pk".into(), "S".into()), ("sk".into(), "S".into())],
+            key_schema: vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())],
+            indexes: vec![],
+            ttl_attribute: None,
+            stream_view_type: Some("KEYS_ONLY".into()),
+        };
+        let client = crate::clients::dynamodb(&ddb.endpoint());
+        let names = crate::tables::create_tables(&client, &[table], "")
+            .await
+            .unwrap();
+        let name = &names["T"];
+        // WHEN eight transactions are acknowledged and the server is stopped right after (a
+        // SIGKILL here loses the last of them every time)
+        let put = |i: usize| {
+            let item = |pk: &str| {
+                Put::builder()
+                    .table_name(name)
+                    .item("pk", Av::S(pk.into()))
+                    .item("sk", Av::S(format!("m#{i}")))
+                    .build()
+                    .unwrap()
+            };
+            client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(item("a")).build())
+                .transact_items(TransactWriteItem::builder().put(item("b")).build())
+                .send()
+        };
+        let acks = futures::future::join_all((0..8).map(put)).await;
+        assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+        ddb.stop();
+        // THEN the server that comes back on the same files has all of them
+        let ddb = DynamoDbLocal::start_with(Some(port), Some(&dir)).unwrap();
+        let client = crate::clients::dynamodb(&ddb.endpoint());
+        for pk in ["a", "b"] {
+            let out = client
+                .query()
+                .table_name(name)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", Av::S(pk.into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.count(), 8, "partition {pk}");
+        }
+        drop(ddb);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     const NAME: &str = "dynamodb_local::tests::without_a_namespace_dynamodb_local_and_s3s_fs_refuse_to_start_unless_told";
 

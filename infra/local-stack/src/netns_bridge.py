@@ -19,6 +19,9 @@ subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
 child = subprocess.Popen(cmd, preexec_fn=lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL))
+# A SIGTERM (a graceful stop, DynamoDbLocal::stop) goes on to the server, whose exit ends this
+# process; without this Python would die at once and PR_SET_PDEATHSIG would SIGKILL the server.
+signal.signal(signal.SIGTERM, lambda *_: child.terminate())
 
 # Listen only once the server answers: a connection to the socket means it is up.
 while True:

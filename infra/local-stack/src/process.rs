@@ -9,13 +9,14 @@
 //! 127.0.0.1.
 
 use crate::DevError;
+use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -396,11 +397,42 @@ fn free_port_here() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Accepts on 127.0.0.1 of the host and pipes each connection into the namespace.
+/// Accepts on 127.0.0.1 of the host and pipes each connection into the namespace. Dropping
+/// it stops accepting and cuts every connection it is piping, so that nothing the server
+/// answers afterwards reaches a client (an outage begins at once for everyone).
 pub(crate) struct Forwarder {
     pub(crate) port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    live: Arc<Live>,
+}
+
+/// The client side of each connection being piped, to cut them all.
+#[derive(Default)]
+struct Live {
+    next: AtomicU64,
+    streams: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Live {
+    fn add(&self, s: &TcpStream) -> Option<u64> {
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let clone = s.try_clone().ok()?;
+        self.streams.lock().ok()?.insert(id, clone);
+        Some(id)
+    }
+    fn remove(&self, id: u64) {
+        if let Ok(mut m) = self.streams.lock() {
+            m.remove(&id);
+        }
+    }
+    fn cut_all(&self) {
+        if let Ok(m) = self.streams.lock() {
+            for s in m.values() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
 }
 
 impl Forwarder {
@@ -409,6 +441,8 @@ impl Forwarder {
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let live = Arc::new(Live::default());
+        let tracked = live.clone();
         let thread = std::thread::Builder::new()
             .name("forwarder".into())
             .spawn(move || {
@@ -425,17 +459,23 @@ impl Forwarder {
                     if !allowed {
                         continue;
                     }
+                    // Tracked from here (this thread), so a drop, which joins it first, cuts
+                    // every connection it accepted.
+                    let Some(id) = tracked.add(&client) else {
+                        continue;
+                    };
+                    let tracked = tracked.clone();
                     // The request head is read here (on its own thread: a slow client holds
                     // up nobody) and let through only when addressed to the loopback.
                     std::thread::spawn(move || {
-                        let Some(head) = loopback_request_head(&client) else {
-                            return;
-                        };
-                        if let Ok(mut server) = ns.connect(inner) {
-                            if io::Write::write_all(&mut server, &head).is_ok() {
-                                pipe(client, server);
+                        if let Some(head) = loopback_request_head(&client) {
+                            if let Ok(mut server) = ns.connect(inner) {
+                                if io::Write::write_all(&mut server, &head).is_ok() {
+                                    pipe(client, server);
+                                }
                             }
                         }
+                        tracked.remove(id);
                     });
                 }
             })?;
@@ -443,6 +483,7 @@ impl Forwarder {
             port,
             stop,
             thread: Some(thread),
+            live,
         })
     }
 }
@@ -454,6 +495,7 @@ impl Drop for Forwarder {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.live.cut_all();
     }
 }
 
@@ -486,6 +528,7 @@ fn loopback_request_head(mut client: &TcpStream) -> Option<Vec<u8>> {
     crate::peer::is_loopback_host(&host).then_some(head)
 }
 
+/// Copies both ways until both are done (the other way on a thread of its own).
 fn pipe(a: TcpStream, b: NsStream) {
     let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
         return;
@@ -494,12 +537,11 @@ fn pipe(a: TcpStream, b: NsStream) {
     let mut a2 = NsStream::Tcp(a2);
     let mut b = b;
     let mut b2 = b2;
-    std::thread::spawn(move || {
+    let up = std::thread::spawn(move || {
         let _ = io::copy(&mut a, &mut b2);
         b2.shutdown_write();
     });
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut b, &mut a2);
-        a2.shutdown_write();
-    });
+    let _ = io::copy(&mut b, &mut a2);
+    a2.shutdown_write();
+    let _ = up.join();
 }

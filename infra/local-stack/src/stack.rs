@@ -244,9 +244,12 @@ impl Stack {
         self.s3_front.as_ref().map(S3Front::deliveries)
     }
 
-    /// Stops DynamoDB Local (an outage). Its data stays on disk.
+    /// Stops DynamoDB Local (an outage) gracefully: every write it acknowledged stays on disk
+    /// for [`Stack::restart_dynamodb`] (see [`DynamoDbLocal::stop`]).
     pub fn stop_dynamodb(&self) {
-        *self.dynamodb.lock().expect("dynamodb lock") = None;
+        if let Some(mut d) = self.dynamodb.lock().expect("dynamodb lock").take() {
+            d.stop();
+        }
     }
 
     /// Stops the local S3 (an outage; its front answers 502 meanwhile). Its data stays.
@@ -272,7 +275,9 @@ impl Stack {
     /// Starts DynamoDB Local again on the same port with the same data.
     pub fn restart_dynamodb(&self) -> Result<(), DevError> {
         let mut slot = self.dynamodb.lock().expect("dynamodb lock");
-        *slot = None;
+        if let Some(mut d) = slot.take() {
+            d.stop();
+        }
         *slot = Some(DynamoDbLocal::start_with(
             Some(self.dynamodb_port),
             Some(&self.data_dir.join("dynamodb")),

@@ -261,7 +261,7 @@ fn phase_list(quick: bool) -> [Phase; 6] {
         },
         Phase {
             name: "dynamodb-restart",
-            what: "DynamoDB Local killed 2 s in, restarted 4 s later",
+            what: "DynamoDB Local stopped 2 s in, restarted 4 s later",
             pairs: scale(20),
             per_pair: 40,
             in_flight: 2,
