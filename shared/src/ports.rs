@@ -436,6 +436,13 @@ impl AppDirectory for HashMap<String, WeChatApp> {
     }
 }
 
+/// A directory shared by several users in one function (login and its name check).
+impl<T: AppDirectory> AppDirectory for std::sync::Arc<T> {
+    async fn apps(&self) -> std::sync::Arc<HashMap<String, WeChatApp>> {
+        self.as_ref().apps().await
+    }
+}
+
 /// The durable copy of each app's access token (one item per appid), which the token keeper
 /// writes and every instance reads, so WeChat is asked once for all of them.
 pub trait TokenStore: Send + Sync {
@@ -495,6 +502,20 @@ pub trait AccessTokens: Send + Sync {
         app: &WeChatApp,
         refused: &str,
     ) -> impl Future<Output = std::result::Result<String, WeChatError>> + Send;
+}
+
+/// One token cache shared by several users in one function (login and its name check).
+impl<T: AccessTokens> AccessTokens for std::sync::Arc<T> {
+    async fn current(&self, app: &WeChatApp) -> std::result::Result<String, WeChatError> {
+        self.as_ref().current(app).await
+    }
+    async fn replace(
+        &self,
+        app: &WeChatApp,
+        refused: &str,
+    ) -> std::result::Result<String, WeChatError> {
+        self.as_ref().replace(app, refused).await
+    }
 }
 
 /// What a text is written as: a message to someone, or the writer's display name.

@@ -54,7 +54,7 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
         );
         let secret = load_secret(config.require_media_key_secret()?, aws).await?;
         let store = dynamo_store(aws, &config);
-        let moderation = moderation(aws, &config, &store).await?;
+        let moderation = moderation(aws, &config, &store, None).await?;
         Ok(Deps {
             store,
             notifier,
@@ -69,10 +69,37 @@ impl Deps<DynamoStore, ApiGatewayNotifier, Media<S3Media>> {
     }
 }
 
-/// The login function's dependencies: the WeChat client (one, shared with the token cache) and
-/// DynamoDB (identities, the stored access tokens).
-pub type AwsLoginDeps =
-    LoginDeps<Arc<HttpWeChat>, DynamoStore, SharedTokens<Arc<HttpWeChat>, DynamoStore>, AppsSecret>;
+/// This instance's copy of each app's access token, over the function's one WeChat client.
+pub type AwsTokens = Arc<SharedTokens<Arc<HttpWeChat>, DynamoStore>>;
+
+/// A function's one WeChat client, its token cache and the WeChat apps: shared by everything
+/// in the function that talks to WeChat (the login and its display-name check use one of each).
+#[derive(Clone)]
+struct WeChatParts {
+    wechat: Arc<HttpWeChat>,
+    tokens: AwsTokens,
+    apps: Arc<AppsSecret>,
+}
+
+impl WeChatParts {
+    /// Builds the client and loads the apps (one secret read). Fails at cold start.
+    async fn load(
+        aws: &aws_config::SdkConfig,
+        config: &Config,
+        store: &DynamoStore,
+    ) -> crate::Result<Self> {
+        let wechat = Arc::new(wechat_client(config)?);
+        Ok(WeChatParts {
+            tokens: Arc::new(SharedTokens::new(wechat.clone(), store.clone())),
+            wechat,
+            apps: Arc::new(wechat_apps(aws, config).await?),
+        })
+    }
+}
+
+/// The login function's dependencies: the WeChat parts (shared with the display-name check
+/// under `Moderation=wechat`) and DynamoDB (identities, the stored access tokens).
+pub type AwsLoginDeps = LoginDeps<Arc<HttpWeChat>, DynamoStore, AwsTokens, Arc<AppsSecret>>;
 
 impl AwsLoginDeps {
     /// Loads the signing secret and the WeChat apps, and builds the WeChat and DynamoDB
@@ -80,17 +107,14 @@ impl AwsLoginDeps {
     /// `SECRET_MAX_AGE_SECONDS`.)
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         let signer = TokenSigner::new(&load_secret(config.require_jwt_secret()?, aws).await?)?;
-        let apps = wechat_apps(aws, &config).await?;
-        let wechat = Arc::new(wechat_client(&config)?);
         let store = dynamo_store(aws, &config);
-        // (Its own WeChat client and copy of the apps: one more secret read at cold start,
-        // only under Moderation=wechat.)
-        let moderation = moderation(aws, &config, &store).await?;
+        let parts = WeChatParts::load(aws, &config, &store).await?;
+        let moderation = moderation(aws, &config, &store, Some(&parts)).await?;
         Ok(LoginDeps {
-            tokens: SharedTokens::new(wechat.clone(), store.clone()),
-            wechat,
+            tokens: parts.tokens,
+            wechat: parts.wechat,
             identities: store,
-            apps,
+            apps: parts.apps,
             identity: config.account_identity,
             token_secs: config.login_token_secs,
             signer,
@@ -173,7 +197,7 @@ impl AwsRecheckDeps {
     pub async fn from_aws(aws: &aws_config::SdkConfig, config: Config) -> crate::Result<Self> {
         let store = dynamo_store(aws, &config);
         Ok(RecheckDeps {
-            moderation: moderation(aws, &config, &store).await?,
+            moderation: moderation(aws, &config, &store, None).await?,
             store,
             notifier: ApiGatewayNotifier::new(aws, config.require_management_endpoint()?),
             signer: S3Media::new(
@@ -187,12 +211,7 @@ impl AwsRecheckDeps {
 }
 
 /// The notify function's dependencies.
-pub type AwsNotifyDeps = NotifyDeps<
-    DynamoStore,
-    Arc<HttpWeChat>,
-    SharedTokens<Arc<HttpWeChat>, DynamoStore>,
-    AppsSecret,
->;
+pub type AwsNotifyDeps = NotifyDeps<DynamoStore, Arc<HttpWeChat>, AwsTokens, Arc<AppsSecret>>;
 
 impl AwsNotifyDeps {
     /// Loads the WeChat apps and builds the WeChat and DynamoDB clients. Fails at cold start,
@@ -203,11 +222,11 @@ impl AwsNotifyDeps {
             .clone()
             .ok_or_else(|| Error::Config("chat-notify needs NOTICE_TEMPLATE_ID".into()))?;
         let store = dynamo_store(aws, &config);
-        let wechat = Arc::new(wechat_client(&config)?);
+        let parts = WeChatParts::load(aws, &config, &store).await?;
         Ok(NotifyDeps {
-            tokens: SharedTokens::new(wechat.clone(), store.clone()),
-            wechat,
-            apps: wechat_apps(aws, &config).await?,
+            tokens: parts.tokens,
+            wechat: parts.wechat,
+            apps: parts.apps,
             store,
             template,
             offset: config.display_offset,
@@ -215,22 +234,27 @@ impl AwsNotifyDeps {
     }
 }
 
-/// The text checker `MODERATION` names, with the operator's policy.
+/// The text checker `MODERATION` names, with the operator's policy. `wechat`: the function's WeChat parts if it has them already (else built here, only for
+/// `wechat`).
 async fn moderation(
     aws: &aws_config::SdkConfig,
     config: &Config,
     store: &DynamoStore,
+    wechat: Option<&WeChatParts>,
 ) -> crate::Result<Moderation> {
     let mut media: Option<Arc<dyn MediaModerator>> = None;
     let checker: Option<Arc<dyn TextModerator>> = match config.moderation {
         Checker::None => None,
         Checker::WeChat => {
-            let wechat = Arc::new(wechat_client(config)?);
+            let parts = match wechat {
+                Some(p) => p.clone(),
+                None => WeChatParts::load(aws, config, store).await?,
+            };
             // One moderator checks texts and asks for media checks.
             let moderator = Arc::new(WeChatModerator {
-                tokens: SharedTokens::new(wechat.clone(), store.clone()),
-                wechat,
-                apps: wechat_apps(aws, config).await?,
+                tokens: parts.tokens,
+                wechat: parts.wechat,
+                apps: parts.apps,
                 scene: config.moderation_scene,
             });
             media = Some(moderator.clone());
